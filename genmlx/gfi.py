@@ -1,0 +1,157 @@
+"""The generative function interface (GFI): one abstract class, Gen's operations.
+
+Public methods normalize their inputs (args tuple, dict constraints, `key=`)
+and call the underscored internals, which nested calls and combinators use
+directly. Weight formulas (Gen's, with each site's prior as the internal
+proposal):
+
+* generate:   weight = log p(constrained choices | the rest)  (sum over constrained sites)
+* update:     weight = log p(new) - log p(old) - log q(freshly sampled choices)
+* regenerate: weight = change in log density of the unselected, retained sites
+* project:    weight = log density of the selected choices
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Mapping
+
+import mlx.core as mx
+
+from .choicemap import EMPTY, ChoiceMap
+from .rng import KeyStream, resolve
+from .selection import Selection
+from .trace import Trace
+
+__all__ = ["GenerativeFunction", "Score", "Weight", "as_choicemap", "check_args"]
+
+Score = mx.array
+Weight = mx.array
+
+
+def as_choicemap(c) -> ChoiceMap:
+    if c is None:
+        return EMPTY
+    if isinstance(c, ChoiceMap):
+        return c
+    if isinstance(c, Mapping):
+        return ChoiceMap(c)
+    raise TypeError(f"constraints/observations must be a ChoiceMap or a dict, got {type(c).__name__}")
+
+
+def check_args(gf, args) -> tuple:
+    if not isinstance(args, tuple):
+        raise TypeError(f"{gf.name}: args must be a tuple, got {type(args).__name__} (write (x,) for one argument)")
+    return args
+
+
+class GenerativeFunction(ABC):
+    """Base class of distributions, `@gen` functions and combinators."""
+
+    name: str = "generative_function"
+
+    # -- internals, implemented by subclasses ----------------------------------
+    @abstractmethod
+    def _simulate(self, args: tuple, keys: KeyStream) -> Trace: ...
+
+    @abstractmethod
+    def _generate(self, args: tuple, constraints: ChoiceMap, keys: KeyStream) -> tuple[Trace, Weight]: ...
+
+    @abstractmethod
+    def _update(self, trace: Trace, constraints: ChoiceMap, args: tuple, keys: KeyStream) -> tuple[Trace, Weight, ChoiceMap]: ...
+
+    @abstractmethod
+    def _regenerate(self, trace: Trace, selection: Selection, args: tuple, keys: KeyStream) -> tuple[Trace, Weight]: ...
+
+    @abstractmethod
+    def _assess(self, args: tuple, choices: ChoiceMap) -> tuple[Score, Any]: ...
+
+    @abstractmethod
+    def _project(self, trace: Trace, selection: Selection) -> Weight: ...
+
+    def _check_args(self, args: tuple) -> tuple:
+        return check_args(self, args)
+
+    # -- public GFI -----------------------------------------------------------
+    def simulate(self, args: tuple = (), *, key=None) -> Trace:
+        """Sample a full trace: score = log p(choices)."""
+        return self._simulate(self._check_args(args), KeyStream(resolve(key)))
+
+    def generate(self, args: tuple = (), constraints=None, *, key=None) -> tuple[Trace, Weight]:
+        """Trace agreeing with `constraints`; weight = log p(constrained choices | rest)."""
+        return self._generate(self._check_args(args), self._constraints(constraints), KeyStream(resolve(key)))
+
+    def update(self, trace: Trace, constraints=None, *, args: tuple | None = None, key=None):
+        """New trace with `constraints` (and new `args`); returns (trace, weight, discard).
+
+        weight = log p(new) - log p(old) - log q(fresh choices); the discard holds
+        the replaced and removed choices' old values.
+        """
+        self._check_trace(trace)
+        a = trace.args if args is None else self._check_args(args)
+        return self._update(trace, self._constraints(constraints), a, KeyStream(resolve(key)))
+
+    def regenerate(self, trace: Trace, selection: Selection, *, args: tuple | None = None, key=None):
+        """Resample the selected choices from their priors; weight = change in log density of the rest."""
+        self._check_trace(trace)
+        if not isinstance(selection, Selection):
+            raise TypeError(f"{self.name}.regenerate: selection must be a Selection (gm.select(...)), got {type(selection).__name__}")
+        a = trace.args if args is None else self._check_args(args)
+        return self._regenerate(trace, selection, a, KeyStream(resolve(key)))
+
+    def assess(self, args: tuple, choices) -> tuple[Score, Any]:
+        """Joint log density of fully specified `choices`; error naming an unconstrained site."""
+        return self._assess(self._check_args(args), self._constraints(choices))
+
+    def project(self, trace: Trace, selection: Selection) -> Weight:
+        """Log density of the selected choices of `trace`."""
+        self._check_trace(trace)
+        return self._project(trace, selection)
+
+    def propose(self, args: tuple = (), *, key=None):
+        """Sample choices; returns (choices, weight = their log density, retval)."""
+        tr = self.simulate(args, key=key)
+        return tr.get_choices(), tr.score, tr.retval
+
+    def get_trace(self, args: tuple, choices) -> Trace:
+        """The trace with exactly these choices (generate with everything constrained)."""
+        tr, _ = self.generate(args, choices)
+        return tr
+
+    # -- vectorized -----------------------------------------------------------
+    def vsimulate(self, args: tuple = (), n: int = 1, *, key=None) -> Trace:
+        """N traces in one pass; leaves are [N]-shaped. Equals N scalar runs with split keys."""
+        from .vectorize import vsimulate
+
+        return vsimulate(self, self._check_args(args), n, key)
+
+    def vgenerate(self, args: tuple = (), constraints=None, n: int = 1, *, key=None):
+        """N constrained traces in one pass; returns (trace, weights [N])."""
+        from .vectorize import vgenerate
+
+        return vgenerate(self, self._check_args(args), self._constraints(constraints), n, key)
+
+    def vupdate(self, trace: Trace, constraints=None, *, args: tuple | None = None, key=None):
+        """Batched update of a vectorized trace; weights and discard leaves are [N]."""
+        from .vectorize import vupdate
+
+        return vupdate(self, trace, self._constraints(constraints), args, key)
+
+    def vregenerate(self, trace: Trace, selection: Selection, *, args: tuple | None = None, key=None):
+        """Batched regenerate of a vectorized trace; weights are [N]."""
+        from .vectorize import vregenerate
+
+        return vregenerate(self, trace, selection, args, key)
+
+    # -- helpers ----------------------------------------------------------------
+    def _constraints(self, c) -> ChoiceMap:
+        return as_choicemap(c)
+
+    def _check_trace(self, trace) -> None:
+        if not isinstance(trace, Trace):
+            raise TypeError(f"{self.name}: expected a Trace, got {type(trace).__name__}")
+        if trace.gen_fn is not self:
+            raise ValueError(f"{self.name}: this trace was made by {getattr(trace.gen_fn, 'name', trace.gen_fn)!r}")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

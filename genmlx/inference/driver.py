@@ -1,0 +1,228 @@
+"""The one loop driver every inference algorithm runs through (DESIGN.md rule 2).
+
+An algorithm is a `step(key, state) -> Step` function. The driver owns the
+loop and everything that made the seed leak when each loop did it alone:
+
+* one batched `mx.eval` per step over the new state, the kept sample, the
+  step's statistics and its deferred parameter checks (cutting lazy graphs);
+* the cache policy (applied once) and the resource budget (checked each step);
+* sampler statistics converted to plain Python numbers;
+* the run / step events of `genmlx.events` (one truth test when nobody listens);
+* burn-in, thinning, callbacks and a progress bar.
+
+Any other host sync inside a step (an accept decision on the host, an
+ESS-triggered resampling decision, a rejection sampler's round) must go
+through `host()`, which counts it: syncs per iteration is a metric.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, Mapping, NamedTuple
+
+import mlx.core as mx
+
+from .. import events, rng
+from ..tree import arrays_and_checks
+
+__all__ = ["Step", "RunResult", "run", "host", "sync_count"]
+
+
+class Step(NamedTuple):
+    """What one driver step returns."""
+
+    state: Any  # the algorithm's new state (arrays are materialized by the driver)
+    sample: Any = None  # what to keep for the caller (None keeps nothing)
+    stats: Mapping[str, Any] = {}  # sampler statistics: arrays, numbers; shape [K] for K iterations
+
+
+class RunResult(NamedTuple):
+    state: Any
+    samples: list
+    stats: dict[str, list]  # per-iteration statistics, plain Python
+    steps: int
+    iterations: int
+    syncs: int
+    duration_s: float
+
+
+_syncs = 0
+
+
+def host(x) -> Any:
+    """Bring `x` to the host (a counted sync). Use for decisions the algorithm must make in Python."""
+    global _syncs
+    _syncs += 1
+    if isinstance(x, mx.array):
+        return x.item() if x.size == 1 else x.tolist()
+    mx.eval(x)
+    return x
+
+
+def sync_count() -> int:
+    """Process-wide number of counted syncs so far."""
+    return _syncs
+
+
+def _to_python(v):
+    if isinstance(v, mx.array):
+        return v.item() if v.ndim == 0 else v.tolist()
+    return v
+
+
+_policy_applied = False
+
+
+def _apply_cache_policy() -> None:
+    global _policy_applied
+    if not _policy_applied:
+        from ..memory import apply_default_cache_policy
+
+        apply_default_cache_policy()
+        _policy_applied = True
+
+
+def _progress(total: int, enabled: bool | None, desc: str):
+    if enabled is None:
+        enabled = total >= 2000 and sys.stderr.isatty()
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is a dependency; stay quiet if someone removed it
+        return None
+    return tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
+
+
+def run(
+    step: Callable[[mx.array, Any], Step],
+    state: Any,
+    n_steps: int,
+    *,
+    algorithm: str,
+    model: str = "",
+    key: mx.array | None = None,
+    params: Mapping[str, Any] | None = None,
+    burn: int = 0,
+    thin: int = 1,
+    iterations_per_step: int = 1,
+    callback: Callable[[int, Any, dict], None] | None = None,
+    progress: bool | None = None,
+    chain: int = 0,
+    summarize: Callable[["RunResult"], dict] | None = None,
+) -> RunResult:
+    """Run `step` `n_steps` times from `state`.
+
+    Args:
+        step: `step(key, state) -> Step`; must not evaluate arrays itself except
+            through `host()`.
+        state: the initial algorithm state.
+        n_steps: driver steps (each of `iterations_per_step` iterations).
+        algorithm, model, params: what the events say the run is.
+        key: an MLX key; without one, genmlx's stream (`gm.seed`).
+        burn: steps run before samples are kept (their phase is "warmup").
+        thin: keep every `thin`-th sample after burn-in.
+        callback: `callback(step_index, state, stats)` after each step, with
+            stats as plain Python.
+        progress: show a progress bar (default: long runs on a terminal only).
+        summarize: builds the run's final diagnostics for `RunEnded`.
+    """
+    if n_steps < 0 or burn < 0 or thin < 1:
+        raise ValueError(f"{algorithm}: need n_steps >= 0, burn >= 0, thin >= 1; got {n_steps}, {burn}, {thin}")
+    from ..memory import check_budget
+
+    _apply_cache_policy()
+    key = rng.resolve(key)
+    keys = mx.random.split(key, max(n_steps, 1))
+    mx.eval(keys)
+    samples: list = []
+    history: dict[str, list] = {}
+    params = dict(params or {})
+    run_id = events.new_run_id()
+    if events.run_listeners:
+        events.emit_run_start(
+            events.RunStarted(run_id, algorithm, model, params, n_steps, chain, samples)
+        )
+    bar = _progress(n_steps, progress, algorithm)
+    syncs0 = _syncs
+    t_start = time.perf_counter()
+    i = 0
+    error: BaseException | None = None
+    try:
+        for i in range(n_steps):
+            t0 = time.perf_counter()
+            s0 = _syncs
+            out = step(keys[i], state)
+            if not isinstance(out, Step):
+                out = Step(*out)
+            warm = i < burn
+            keep = out.sample is not None and not warm and (i - burn) % thin == 0
+            arrays, checks = arrays_and_checks((out.state, out.sample if keep else None, out.stats))
+            mx.eval(arrays, [c.ok for c in checks])
+            if checks:
+                from ..checks import raise_failed
+
+                raise_failed(checks)
+            state = out.state
+            if keep:
+                samples.append(out.sample)
+            stats = {k: _to_python(v) for k, v in out.stats.items()}
+            for k, v in stats.items():
+                h = history.get(k)
+                if h is None:
+                    h = history[k] = []
+                if isinstance(v, list) and iterations_per_step > 1:
+                    h.extend(v)
+                else:
+                    h.append(v)
+            counts = check_budget(f"{algorithm} step {i}", exclude=samples)
+            if events.step_listeners:
+                live, pending = counts if counts is not None else (None, None)
+                events.emit_step(
+                    events.StepEnded(
+                        run_id, algorithm, model, i, i * iterations_per_step, iterations_per_step,
+                        time.perf_counter() - t0, _syncs - s0, "warmup" if warm else "sampling",
+                        stats, chain, samples, live, pending,
+                    )
+                )
+            if callback is not None:
+                callback(i, state, stats)
+            if bar is not None:
+                bar.update(1)
+        i = n_steps
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        result = RunResult(
+            state, samples, history, i, i * iterations_per_step, _syncs - syncs0, time.perf_counter() - t_start
+        )
+        if events.run_listeners:
+            summary = {}
+            if summarize is not None and error is None:
+                try:
+                    summary = summarize(result)
+                except Exception:  # diagnostics never hide the run's result
+                    summary = {}
+            events.emit_run_end(
+                events.RunEnded(
+                    run_id, algorithm, model, result.steps, result.iterations, result.syncs,
+                    result.duration_s, summary, error, chain,
+                )
+            )
+    return result
+
+
+def emit_one_shot(algorithm: str, model: str, params: Mapping[str, Any], fn: Callable[[], Any]):
+    """Run a non-iterative algorithm (e.g. vectorized importance sampling) as one driver step."""
+    box = {}
+
+    def step(key, state):
+        box["out"] = fn(key)
+        return Step(state=None, sample=box["out"], stats={})
+
+    res = run(step, None, 1, algorithm=algorithm, model=model, params=params)
+    return res

@@ -1,0 +1,1 @@
+"""genmlx_observe: observability for genmlx inference (OpenTelemetry, Prometheus, pytest)."""
