@@ -37,17 +37,28 @@ def resolve(key) -> mx.array:
 
 
 class KeyStream:
-    """Splits one key into fresh keys in visit order, 8 at a time (2 graph nodes per 8 keys)."""
+    """Splits one key into fresh keys in visit order, 8 at a time.
 
-    __slots__ = ("_key", "_pool")
+    Costs 2 graph nodes per 8 keys plus a reshape per key. A child stream (for a
+    nested call) takes its key from the parent only when it first needs one, so
+    sites that sample nothing cost no key at all.
+    """
+
+    __slots__ = ("_key", "_pool", "_parent")
     BATCH = 8
 
-    def __init__(self, key: mx.array):
+    def __init__(self, key: mx.array | None = None, parent: "KeyStream | None" = None):
         self._key = key
         self._pool: list = []
+        self._parent = parent
+
+    def child(self) -> "KeyStream":
+        return KeyStream(None, self)
 
     def __call__(self) -> mx.array:
         if not self._pool:
+            if self._key is None:
+                self._key = self._parent()
             ks = mx.split(mx.random.split(self._key, self.BATCH + 1), self.BATCH + 1)
             self._key = ks[0].reshape(2)
             self._pool = [k.reshape(2) for k in reversed(ks[1:])]

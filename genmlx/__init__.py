@@ -1,0 +1,19 @@
+"""genmlx: a Gen-family probabilistic programming system on MLX whose loops never leak."""
+
+from . import distributions as dist
+from . import events, inference, memory
+from .address import Address, AddressError
+from .choicemap import ChoiceMap, choicemap
+from .dynamic import DynamicGenFn, gen
+from .gfi import GenerativeFunction
+from .handler import splice, trace
+from .rng import seed
+from .selection import Selection, select, select_all, select_none
+from .trace import Trace
+
+__all__ = [
+    "dist", "events", "inference", "memory",
+    "Address", "AddressError", "ChoiceMap", "choicemap", "DynamicGenFn", "gen",
+    "GenerativeFunction", "splice", "trace", "seed", "Selection", "select",
+    "select_all", "select_none", "Trace",
+]

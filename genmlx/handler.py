@@ -1,0 +1,355 @@
+"""Handlers: what `gm.trace` does inside each GFI operation of a `@gen` function.
+
+A handler is pushed on a stack while a dynamic function's body runs (popped in
+`finally`, also when the body raised). `trace(addr, obj, *args)` dispatches to
+the top handler; with no handler active it just samples (an untraced call).
+Distributions take a fast path; other generative functions are called through
+their GFI internals with the constraints / selection / sub-trace at the address.
+
+Site accounting (buffers per trace site) runs only while someone subscribed an
+`on_site` observer to `genmlx.events`: then each site's added graph nodes are
+counted and emitted as `SiteHandled`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+
+from . import events
+from .address import AddressError, Path, from_path, to_path
+from .choicemap import EMPTY, ChoiceMap
+from .rng import KeyStream, next_key
+from .selection import Selection
+from .trace import Trace
+
+__all__ = ["trace", "splice", "Handler", "current_handler"]
+
+_stack: list = []
+_prefix: list = [()]  # full path of the call being handled (for site events)
+
+
+def current_handler():
+    return _stack[-1] if _stack else None
+
+
+def _is_dist(obj) -> bool:
+    return getattr(obj, "_is_distribution", False)
+
+
+def _site_error(path: Path, gf, e: Exception) -> Exception:
+    full = _prefix[-1] + path
+    return type(e)(f"{e} (at trace address {from_path(full)!r} in {getattr(gf, 'name', gf)})")
+
+
+class Handler:
+    """Base handler: records sites, accumulates score, owns the key stream."""
+
+    op = "simulate"
+    __slots__ = ("gen_fn", "keys", "sites", "score", "weight", "checks", "hits")
+
+    def __init__(self, gen_fn, keys: KeyStream):
+        self.gen_fn = gen_fn
+        self.keys = keys
+        self.sites: dict[Path, Trace] = {}
+        self.score = None
+        self.weight = None
+        self.checks: list = []
+        self.hits = 0  # constrained leaves consumed (to detect unknown constraint addresses)
+
+    def __enter__(self):
+        _stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _stack.pop()
+        return False
+
+    def add_score(self, s) -> None:
+        self.score = s if self.score is None else self.score + s
+
+    def add_weight(self, w) -> None:
+        self.weight = w if self.weight is None else self.weight + w
+
+    def record(self, path: Path, obj, st: Trace) -> None:
+        self.sites[path] = st
+        self.add_score(st.score)
+        if st.checks:
+            self.checks.extend(st.checks)
+
+    def dist_checks(self, path: Path, d) -> None:
+        if d._lazy_checks:
+            self.checks.extend(d.deferred_checks(_prefix[-1] + path))
+
+    def visit(self, path: Path, obj, args: tuple):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def call(self, path: Path, obj, args: tuple):
+        """Visit a site; duplicate addresses are an error naming the address."""
+        if path in self.sites:
+            raise AddressError(
+                f"address {from_path(_prefix[-1] + path)!r} is traced twice in one execution of "
+                f"{self.gen_fn.name} (each trace site needs its own address)"
+            )
+        if _is_dist(obj):
+            if obj._invalid is not None:
+                raise obj._invalid_at(_prefix[-1] + path)
+            if args:
+                raise TypeError(f"gm.trace({from_path(path)!r}, {obj.name}(...)): a distribution takes no extra args")
+        elif not hasattr(obj, "_simulate"):
+            raise TypeError(
+                f"gm.trace({from_path(path)!r}, ...): expected a distribution or generative function, "
+                f"got {type(obj).__name__}"
+            )
+        if events.site_listeners:
+            return self._counted(path, obj, args)
+        return self.visit(path, obj, args)
+
+    def _counted(self, path: Path, obj, args: tuple):
+        from .memory import check_budget
+        from .memory.graph import pending_node_ids
+
+        before = [a for a in (self.score, self.weight) if isinstance(a, mx.array)]
+        ids0 = pending_node_ids(*before) if before else set()
+        full = _prefix[-1] + path
+        _prefix.append(full)
+        sink: list = []
+        _sinks.append(sink)
+        try:
+            retval = self.visit(path, obj, args)
+        finally:
+            _prefix.pop()
+            _sinks.pop()
+        after = [a for a in (self.score, self.weight) if isinstance(a, mx.array)]
+        st = self.sites[path]
+        if isinstance(st.retval, mx.array):
+            after.append(st.retval)
+        nodes = len(pending_node_ids(*after) - ids0)
+        breakdown = {from_path(e.address): e.nodes for e in sink} if sink else {"site": nodes}
+        ev = events.SiteHandled(full, getattr(obj, "name", type(obj).__name__), self.op, nodes, breakdown)
+        if _sinks:
+            _sinks[-1].append(ev)
+        events.emit_site(ev)
+        check_budget(f"trace site {from_path(full)!r}")
+        return retval
+
+
+_sinks: list = []
+
+
+def trace(addr, obj, *args) -> Any:
+    """Trace a random choice `trace(addr, dist)` or a call `trace(addr, gen_fn, *args)`."""
+    if not _stack:
+        if _is_dist(obj):
+            if obj._invalid is not None:
+                raise obj._invalid
+            return obj.sample(key=next_key())
+        return obj.simulate(args).retval
+    return _stack[-1].call(to_path(addr), obj, args)
+
+
+def splice(gen_fn, *args) -> Any:
+    """Inline `gen_fn`'s sites at the caller's level (no address prefix)."""
+    body = getattr(gen_fn, "fn", None)
+    if body is None:
+        raise TypeError(f"gm.splice needs a @gen function, got {type(gen_fn).__name__}")
+    gen_fn._check_args(args)
+    return body(*args)
+
+
+# -- the handlers of each GFI operation ----------------------------------------
+
+
+class SimulateHandler(Handler):
+    op = "simulate"
+    __slots__ = ()
+
+    def visit(self, path, obj, args):
+        if _is_dist(obj):
+            v = obj._sample(self.keys(), ())
+            st = Trace(obj, (), v, obj._log_prob(v))
+            self.dist_checks(path, obj)
+        else:
+            st = obj._simulate(args, self.keys.child())
+        self.record(path, obj, st)
+        return st.retval
+
+
+class GenerateHandler(Handler):
+    op = "generate"
+    __slots__ = ("constraints",)
+
+    def __init__(self, gen_fn, keys, constraints: ChoiceMap):
+        super().__init__(gen_fn, keys)
+        self.constraints = constraints
+
+    def visit(self, path, obj, args):
+        c = self.constraints
+        if _is_dist(obj):
+            v = c._leaves.get(path) if c._leaves else None
+            if v is None:
+                if c._leaves and c.has_submap(path):
+                    raise AddressError(f"constraint under {from_path(_prefix[-1] + path)!r}, but that site is a single choice")
+                v = obj._sample(self.keys(), ())
+                lp = obj._log_prob(v)
+            else:
+                lp = obj._log_prob(v)
+                self.add_weight(lp)
+                self.hits += 1
+            st = Trace(obj, (), v, lp)
+            self.dist_checks(path, obj)
+        else:
+            sub = c._get_submap_path(path)
+            st, w = obj._generate(args, sub, self.keys.child())
+            if sub._leaves:
+                self.add_weight(w)
+                self.hits += len(sub)
+        self.record(path, obj, st)
+        return st.retval
+
+
+class AssessHandler(Handler):
+    op = "assess"
+    __slots__ = ("constraints",)
+
+    def __init__(self, gen_fn, constraints: ChoiceMap):
+        super().__init__(gen_fn, None)
+        self.constraints = constraints
+
+    def visit(self, path, obj, args):
+        c = self.constraints
+        if _is_dist(obj):
+            v = c._leaves.get(path)
+            if v is None:
+                raise AddressError(
+                    f"assess: address {from_path(_prefix[-1] + path)!r} of {self.gen_fn.name} is not constrained "
+                    "(assess needs a value for every random choice)"
+                )
+            st = Trace(obj, (), v, obj._log_prob(v))
+            self.dist_checks(path, obj)
+            self.hits += 1
+        else:
+            sub = c._get_submap_path(path)
+            _prefix.append(_prefix[-1] + path)
+            try:
+                s, r = obj._assess(args, sub)
+            finally:
+                _prefix.pop()
+            st = Trace(obj, args, r, s, {})
+            self.hits += len(sub)
+        self.record(path, obj, st)
+        return st.retval
+
+
+class UpdateHandler(Handler):
+    """Weight per site: retained dist new_lp - old_lp; constrained fresh lp; fresh sampled 0; removed -old."""
+
+    op = "update"
+    __slots__ = ("prev", "constraints", "discard")
+
+    def __init__(self, gen_fn, keys, prev: Trace, constraints: ChoiceMap):
+        super().__init__(gen_fn, keys)
+        self.prev = prev.sites
+        self.constraints = constraints
+        self.discard: dict = {}
+
+    def visit(self, path, obj, args):
+        c = self.constraints
+        old = self.prev.get(path)
+        if _is_dist(obj):
+            v = c._leaves.get(path) if c._leaves else None
+            if v is not None:
+                self.hits += 1
+                lp = obj._log_prob(v)
+                if old is not None and old.sites is None:
+                    self.discard[path] = old.retval
+                    self.add_weight(lp - old.score)
+                else:
+                    self.add_weight(lp)
+            elif old is not None and old.sites is None:
+                v = old.retval
+                lp = obj._log_prob(v)
+                self.add_weight(lp - old.score)
+            else:
+                v = obj._sample(self.keys(), ())
+                lp = obj._log_prob(v)
+            st = Trace(obj, (), v, lp)
+            self.dist_checks(path, obj)
+        else:
+            sub = c._get_submap_path(path)
+            self.hits += len(sub)
+            if old is not None and old.gen_fn is obj:
+                st, w, d = obj._update(old, sub, args, self.keys.child())
+                self.add_weight(w)
+                for q, val in d._leaves.items():
+                    self.discard[path + q] = val
+            else:
+                st, w = obj._generate(args, sub, self.keys.child())
+                if sub._leaves:
+                    self.add_weight(w)
+                if old is not None:
+                    self.add_weight(-old.score)
+                    _discard_trace(old, path, self.discard)
+        self.record(path, obj, st)
+        return st.retval
+
+    def finish_removed(self) -> None:
+        for p, old in self.prev.items():
+            if p not in self.sites:
+                self.add_weight(-old.score)
+                _discard_trace(old, p, self.discard)
+
+
+class RegenerateHandler(Handler):
+    """Weight: sum over unselected retained sites of new_lp - old_lp (nested: their regenerate weight)."""
+
+    op = "regenerate"
+    __slots__ = ("prev", "selection")
+
+    def __init__(self, gen_fn, keys, prev: Trace, selection: Selection):
+        super().__init__(gen_fn, keys)
+        self.prev = prev.sites
+        self.selection = selection
+
+    def visit(self, path, obj, args):
+        old = self.prev.get(path)
+        if _is_dist(obj):
+            if old is None or old.sites is not None or self.selection.contains_path(path):
+                v = obj._sample(self.keys(), ())
+                lp = obj._log_prob(v)
+            else:
+                v = old.retval
+                lp = obj._log_prob(v)
+                self.add_weight(lp - old.score)
+            st = Trace(obj, (), v, lp)
+            self.dist_checks(path, obj)
+        else:
+            sub = self.selection.get_subselection(path)
+            if old is not None and old.gen_fn is obj:
+                st, w = obj._regenerate(old, sub, args, self.keys.child())
+                self.add_weight(w)
+            else:
+                st = obj._simulate(args, self.keys.child())
+        self.record(path, obj, st)
+        return st.retval
+
+
+def _discard_trace(old: Trace, path: Path, out: dict) -> None:
+    if old.sites is None:
+        out[path] = old.retval
+    else:
+        for q, v in old.get_choices()._leaves.items():
+            out[path + q] = v
+
+
+def check_consumed(h: Handler, constraints: ChoiceMap) -> None:
+    """Every constraint must name a visited site: else an error naming the first stray address."""
+    if h.hits == len(constraints):
+        return
+    for p in constraints.paths():
+        if not any(p[: len(q)] == q for q in h.sites):
+            raise AddressError(
+                f"constraint at address {from_path(_prefix[-1] + p)!r} names no random choice of "
+                f"{h.gen_fn.name} (the model never visits it with these args)"
+            )
