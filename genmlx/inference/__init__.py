@@ -21,7 +21,7 @@ _WHERE = {
     "elliptical_slice": "elliptical", "elliptical_slice_step": "elliptical",
     "chain": "kernels", "repeat": "kernels", "cycle": "kernels", "mix": "kernels",
     "run_kernel": "kernels", "collect": "kernels",
-    "mh_chains": "chains", "mala_chains": "chains",
+    "mh_chains": "chains", "mala_chains": "mala",
     "compiled_mh": "compiled",
     # gradient-based MCMC
     "mala": "mala", "hmc": "hmc", "nuts": "nuts",
