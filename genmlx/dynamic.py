@@ -85,13 +85,12 @@ class DynamicGenFn(GenerativeFunction):
         r = self._run(h, args)
         h.finish_removed()
         check_consumed(h, constraints)
-        w = h.weight if h.weight is not None else _zero()
-        return self._make(args, r, h), w, ChoiceMap._from_leaves(h.discard)
+        return self._make(args, r, h), h.result_weight(), ChoiceMap._from_leaves(h.discard)
 
     def _regenerate(self, trace: Trace, selection: Selection, args, keys):
         h = RegenerateHandler(self, keys, trace, selection)
         r = self._run(h, args)
-        return self._make(args, r, h), h.weight if h.weight is not None else _zero()
+        return self._make(args, r, h), h.result_weight()
 
     def _assess(self, args, choices: ChoiceMap):
         h = AssessHandler(self, choices)

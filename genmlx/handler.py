@@ -242,15 +242,26 @@ class AssessHandler(Handler):
         return st.retval
 
 
+def _acc(a, b):
+    return b if a is None else a + b
+
+
 class UpdateHandler(Handler):
-    """Weight per site: retained dist new_lp - old_lp; constrained fresh lp; fresh sampled 0; removed -old."""
+    """weight = new score - old score - (log q of freshly sampled choices).
+
+    Computed from the two scores plus a correction (`self.weight` holds it):
+    a freshly sampled choice adds its log density to the correction, a nested
+    call adds the gap between its score change and its own weight. Retained,
+    constrained and removed sites need no per-site weight node at all.
+    """
 
     op = "update"
-    __slots__ = ("prev", "constraints", "discard")
+    __slots__ = ("prev", "prev_score", "constraints", "discard")
 
     def __init__(self, gen_fn, keys, prev: Trace, constraints: ChoiceMap):
         super().__init__(gen_fn, keys)
         self.prev = prev.sites
+        self.prev_score = prev.score
         self.constraints = constraints
         self.discard: dict = {}
 
@@ -261,35 +272,34 @@ class UpdateHandler(Handler):
             v = c._leaves.get(path) if c._leaves else None
             if v is not None:
                 self.hits += 1
-                lp = obj._log_prob(v)
-                if old is not None and old.sites is None:
-                    self.discard[path] = old.retval
-                    self.add_weight(lp - old.score)
-                else:
-                    self.add_weight(lp)
+                if old is not None:
+                    _discard_trace(old, path, self.discard)
             elif old is not None and old.sites is None:
                 v = old.retval
-                lp = obj._log_prob(v)
-                self.add_weight(lp - old.score)
             else:
                 v = obj._sample(self.keys(), ())
                 lp = obj._log_prob(v)
-            st = Trace(obj, (), v, lp)
+                self.add_weight(lp)  # fresh: excluded from the weight
+                if old is not None:
+                    _discard_trace(old, path, self.discard)
+                st = Trace(obj, (), v, lp)
+                self.dist_checks(path, obj)
+                self.record(path, obj, st)
+                return v
+            st = Trace(obj, (), v, obj._log_prob(v))
             self.dist_checks(path, obj)
         else:
             sub = c._get_submap_path(path)
             self.hits += len(sub)
             if old is not None and old.gen_fn is obj:
                 st, w, d = obj._update(old, sub, args, self.keys.child())
-                self.add_weight(w)
+                self.add_weight(st.score - old.score - w)
                 for q, val in d._leaves.items():
                     self.discard[path + q] = val
             else:
                 st, w = obj._generate(args, sub, self.keys.child())
-                if sub._leaves:
-                    self.add_weight(w)
+                self.add_weight(st.score - w if sub._leaves else st.score)
                 if old is not None:
-                    self.add_weight(-old.score)
                     _discard_trace(old, path, self.discard)
         self.record(path, obj, st)
         return st.retval
@@ -297,20 +307,32 @@ class UpdateHandler(Handler):
     def finish_removed(self) -> None:
         for p, old in self.prev.items():
             if p not in self.sites:
-                self.add_weight(-old.score)
                 _discard_trace(old, p, self.discard)
+
+    def result_weight(self):
+        new = self.score if self.score is not None else 0.0
+        w = new - self.prev_score
+        return w if self.weight is None else w - self.weight
 
 
 class RegenerateHandler(Handler):
-    """Weight: sum over unselected retained sites of new_lp - old_lp (nested: their regenerate weight)."""
+    """weight = change in log density of the unselected, retained sites.
+
+    Computed as (new score - old score) - (new log density of resampled and fresh
+    choices) + (old log density of resampled and removed choices), so an MH step
+    that resamples one site of many adds a few nodes, not two per site.
+    """
 
     op = "regenerate"
-    __slots__ = ("prev", "selection")
+    __slots__ = ("prev", "prev_score", "selection", "rn", "ro")
 
     def __init__(self, gen_fn, keys, prev: Trace, selection: Selection):
         super().__init__(gen_fn, keys)
         self.prev = prev.sites
+        self.prev_score = prev.score
         self.selection = selection
+        self.rn = None  # new log density of resampled / fresh choices
+        self.ro = None  # old log density of resampled / removed choices
 
     def visit(self, path, obj, args):
         old = self.prev.get(path)
@@ -318,21 +340,40 @@ class RegenerateHandler(Handler):
             if old is None or old.sites is not None or self.selection.contains_path(path):
                 v = obj._sample(self.keys(), ())
                 lp = obj._log_prob(v)
+                self.rn = _acc(self.rn, lp)
+                if old is not None:
+                    self.ro = _acc(self.ro, old.score)
             else:
                 v = old.retval
                 lp = obj._log_prob(v)
-                self.add_weight(lp - old.score)
             st = Trace(obj, (), v, lp)
             self.dist_checks(path, obj)
         else:
             sub = self.selection.get_subselection(path)
             if old is not None and old.gen_fn is obj:
                 st, w = obj._regenerate(old, sub, args, self.keys.child())
-                self.add_weight(w)
+                self.add_weight(st.score - old.score - w)
             else:
                 st = obj._simulate(args, self.keys.child())
+                self.rn = _acc(self.rn, st.score)
+                if old is not None:
+                    self.ro = _acc(self.ro, old.score)
         self.record(path, obj, st)
         return st.retval
+
+    def result_weight(self):
+        for p, old in self.prev.items():
+            if p not in self.sites:
+                self.ro = _acc(self.ro, old.score)
+        new = self.score if self.score is not None else 0.0
+        w = new - self.prev_score
+        if self.rn is not None:
+            w = w - self.rn
+        if self.ro is not None:
+            w = w + self.ro
+        if self.weight is not None:
+            w = w - self.weight
+        return w
 
 
 def _discard_trace(old: Trace, path: Path, out: dict) -> None:
