@@ -1,0 +1,102 @@
+"""Diagnostics: R-hat, bulk/tail ESS, MCSE, particle ESS, summary table."""
+
+import math
+import statistics
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from genmlx.inference import diagnostics as d
+
+
+def _ar1(n, rho, seed):
+    r = np.random.default_rng(seed)
+    e = r.normal(size=n)
+    y = np.empty(n)
+    y[0] = e[0] / math.sqrt(1 - rho * rho)
+    for i in range(1, n):
+        y[i] = rho * y[i - 1] + e[i]
+    return y
+
+
+def test_normal_ppf_matches_statistics_inv_cdf():
+    p = np.concatenate([np.linspace(1e-9, 1e-3, 200), np.linspace(1e-3, 1 - 1e-3, 2000), 1 - np.linspace(1e-9, 1e-3, 200)])
+    ref = np.array([statistics.NormalDist().inv_cdf(x) for x in p])
+    assert np.max(np.abs(d.normal_ppf(p) - ref)) < 1e-7
+
+
+def test_rank_ties_are_averaged_like_scipy():
+    from scipy.stats import rankdata
+
+    x = np.random.default_rng(0).integers(0, 5, size=(3, 40)).astype(float)
+    np.testing.assert_array_equal(d._rankdata(x), rankdata(x).reshape(x.shape))
+
+
+def test_ess_of_iid_draws_is_close_to_their_number():
+    x = np.random.default_rng(1).normal(size=(4, 1000))
+    # Sampling spread of the estimate at N=4000 is a few percent; allow 15%.
+    for f in (d.ess_bulk, d.ess_tail, d.ess_mean):
+        assert 0.85 * 4000 < f(x) < 1.3 * 4000, f.__name__
+
+
+def test_ess_of_ar1_matches_theory():
+    rho, n = 0.9, 40_000
+    y = _ar1(n, rho, 2)
+    theory = n * (1 - rho) / (1 + rho)  # integrated autocorrelation time (1+rho)/(1-rho)
+    assert 0.8 * theory < d.ess_bulk(y) < 1.25 * theory
+    assert 0.8 * theory < d.ess_mean(y) < 1.25 * theory
+
+
+def test_mcse_is_sd_over_sqrt_ess():
+    x = np.random.default_rng(3).normal(size=4000)
+    assert d.mcse(x) == pytest.approx(x.std(ddof=1) / math.sqrt(d.ess_mean(x)))
+    assert d.mcse(x) == pytest.approx(1 / math.sqrt(4000), rel=0.15)
+
+
+def test_r_hat_near_one_for_mixed_chains_and_large_for_shifted():
+    r = np.random.default_rng(4)
+    x = r.normal(size=(4, 1000))
+    assert abs(d.r_hat(x) - 1) < 0.01
+    x[0] += 1.0
+    assert d.r_hat(x) > 1.05
+    # a scale difference is caught by the folded (tail) part
+    y = r.normal(size=(4, 1000))
+    y[0] *= 3
+    assert d.r_hat(y) > 1.05
+
+
+def test_constant_draws_give_nan_not_errors():
+    x = np.ones((2, 100))
+    assert math.isnan(d.ess_bulk(x)) and math.isnan(d.r_hat(x))
+    assert d.mcse(x) == 0.0
+
+
+def test_particle_ess():
+    assert d.particle_ess([0.0] * 7) == pytest.approx(7)
+    assert d.particle_ess(mx.array([0.0, -100.0, -100.0])) == pytest.approx(1.0)
+    assert d.particle_ess([float("-inf"), float("-inf")]) == 0.0
+    w = np.log(np.array([1.0, 2.0, 3.0]))
+    assert d.particle_ess(w) == pytest.approx(36 / 14)
+    with pytest.raises(ValueError, match="empty"):
+        d.particle_ess([])
+
+
+def test_acceptance_rate_from_list_and_result():
+    from genmlx.inference.result import InferenceResult
+
+    assert d.acceptance_rate([True, False, True, True]) == 0.75
+    assert d.acceptance_rate(InferenceResult([], {"accepted": [1, 0]})) == 0.5
+    with pytest.raises(ValueError, match="accepted"):
+        d.acceptance_rate(InferenceResult([], {}))
+
+
+def test_summary_dict_and_table():
+    r = np.random.default_rng(5)
+    s = d.summary({"a": r.normal(2.0, 1.0, size=(2, 500)), "v": r.normal(size=(2, 500, 2))})
+    assert set(s) == {"a", ("v", 0), ("v", 1)}
+    assert s["a"]["mean"] == pytest.approx(2.0, abs=4 * s["a"]["mcse"])
+    assert set(s["a"]) == {"mean", "sd", "mcse", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat"}
+    text = str(s)
+    assert text.splitlines()[0].split()[:3] == ["address", "mean", "sd"]
+    assert len(text.splitlines()) == 4
