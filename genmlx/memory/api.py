@@ -76,8 +76,9 @@ def set_memory_limit(n: int) -> int:
 def set_cache_limit(n: int) -> int:
     """Set the buffer cache limit in bytes; 0 disables caching. Returns the previous limit.
 
-    Lowering the limit does not by itself free what is cached: follow with
-    `clear_cache()` for that.
+    Whether lowering the limit frees what is already cached depends on the
+    backend (the CPU allocator trims at once); `clear_cache()` always does.
+    An explicit call here takes precedence over `apply_default_cache_policy`.
     """
     from . import cache  # the policy must not override an explicit user choice
 

@@ -100,11 +100,15 @@ class _State:
     def reset(self):
         self.live: int | None = None
         self.pending: int | None = None
-        self.old_pending = 0  # pending nodes reachable only from old arrays, at the last sweep
-        self.next_young = 0.0
-        self.next_sweep = 0.0
         self.checks = 0
         self.sweeps = 0
+        # Pending nodes of young arrays, and those reachable only from old
+        # arrays (found by sweeps): last value, the check that measured it,
+        # and its growth per check since the measurement before.
+        self.young = self.old = 0
+        self.young_at = self.old_at = 0
+        self.young_rate = self.old_rate = 0.0
+        self.next_young = self.next_sweep = 0.0  # perf_counter() times when due
 
 
 _limit: int | None = _env_budget()
@@ -171,36 +175,53 @@ def check_budget(where: str = "", exclude: Any = None) -> tuple[int, int] | None
 def _check(limit: int, where: str, exclude: Any) -> tuple[int, int]:
     st = _state
     st.checks += 1
-    now = time.perf_counter()
+    n = st.checks
     live = _census.count(exclude)
-    if st.pending is None or now >= st.next_sweep:
-        t0 = time.perf_counter()
+    now = time.perf_counter()
+    # Extrapolate growth since the last measurements: a loop leaking a few
+    # nodes per step is measured at every step well before it nears the limit.
+    predicted = live + st.young + st.young_rate * (n - st.young_at) + st.old + st.old_rate * (n - st.old_at)
+    near = predicted > _TIGHT * limit
+    if st.pending is None or now >= st.next_sweep or (near and st.old_rate > 0):
+        _sweep(n)
         live = _census.full(exclude)
-        young_ids, old_ids = _young_and_old_ids()
-        st.old_pending = len(old_ids - young_ids)
-        pending = len(young_ids) + st.old_pending
-        st.sweeps += 1
-        st.next_sweep = t0 + (time.perf_counter() - t0) / _SWEEP_DUTY
-    elif now >= st.next_young or live + st.pending > _TIGHT * limit:
-        t0 = time.perf_counter()
+        st.next_sweep = now + (time.perf_counter() - now) / _SWEEP_DUTY
+    elif near or now >= st.next_young:
         young = young_array_objects()
-        pending = (len(pending_node_ids(*young)) if young else 0) + st.old_pending
+        _record_young(n, len(pending_node_ids(*young)) if young else 0)
         del young
-        st.next_young = t0 + (time.perf_counter() - t0) / _DUTY
-    else:
-        pending = st.pending
+        st.next_young = now + (time.perf_counter() - now) / _DUTY
+    pending = st.young + st.old
     if live + pending > limit:
         clear_cache()
         gc.collect()
         live = _census.full(exclude)
-        young_ids, old_ids = _young_and_old_ids()
-        st.old_pending = len(old_ids - young_ids)
-        pending = len(young_ids) + st.old_pending
+        _sweep(n)
+        pending = st.young + st.old
         st.live, st.pending = live, pending
         if live + pending > limit:
             raise ResourceLimitExceeded(live, pending, limit, where)
     st.live, st.pending = live, pending
     return live, pending
+
+
+def _record_young(n: int, young: int) -> None:
+    st = _state
+    if st.young_at and n > st.young_at:  # a rate needs two measurements
+        st.young_rate = max(0.0, (young - st.young) / (n - st.young_at))
+    st.young, st.young_at = young, n
+
+
+def _sweep(n: int) -> None:
+    """Measure pending nodes of every live array, split into young and old-only."""
+    st = _state
+    young_ids, old_ids = _young_and_old_ids()
+    old = len(old_ids - young_ids)
+    if st.old_at and n > st.old_at:
+        st.old_rate = max(0.0, (old - st.old) / (n - st.old_at))
+    st.old, st.old_at = old, n
+    _record_young(n, len(young_ids))
+    st.sweeps += 1
 
 
 def _young_and_old_ids() -> tuple[set[int], set[int]]:
