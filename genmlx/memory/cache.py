@@ -12,7 +12,8 @@ the bytes held idle. MLX's Metal allocator also releases cached buffers before
 it would fail on the resource limit, so the cache alone cannot kill a run; the
 cap keeps it from filling memory and from inflating the count other processes
 and tools see. The policy never raises a limit: where MLX's default is already
-lower (the CPU backend here starts at 32 MiB), that is kept.
+lower (MLX's CPU backend on our 2-core Linux machines starts at 32 MiB), that
+is kept.
 
 Override with the environment variable `GENMLX_CACHE_LIMIT` (bytes, e.g.
 ``268435456``; ``0`` disables caching), or call `set_cache_limit` yourself:

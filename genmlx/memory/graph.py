@@ -18,11 +18,13 @@ gives exact counts:
 `export_to_dot` walks the graph recursively in C++: on an 8 MiB stack it
 crashes the process between 60,000 and 80,000 nodes deep, which is exactly the
 lazy accumulator this module must diagnose. Exports therefore run on one
-helper thread with a 1 GiB stack (reserved, not committed), about 15 us per
-call of hand-off. Ids are only comparable while the nodes are alive: compare
-id sets taken while the arrays they came from are still referenced.
+helper thread with a 1 GiB stack (reserved, not committed), at the price of a
+call of hand-off (measured 50 us on 2 CPU cores). Ids are only comparable
+while the nodes are alive: compare id sets taken while the arrays they came
+from are still referenced.
 
-Costs: about 0.2-0.5 us per evaluated array and 1 us per pending node.
+Costs (MLX 0.32, CPU, 2 cores): about 0.35 us per evaluated array (1.7 ms for
+5,000) and 1.2-1.8 us per pending node (17 ms for a 10,000-node chain).
 Do not count graphs while another thread evaluates the same arrays.
 """
 
@@ -117,6 +119,14 @@ class _Exporter:
 _exporter = _Exporter()
 
 
+def _arrays(obj: Any) -> list[mx.array]:
+    if type(obj) is list and all(type(a) is mx.array for a in obj):
+        return obj
+    if hasattr(obj, "__next__"):  # a generator or iterator: the walk would skip it
+        obj = list(obj)
+    return arrays_in(obj)
+
+
 def pending_node_ids(*arrays: mx.array) -> set[int]:
     """Ids of the unevaluated primitives reachable from `arrays` (deduplicated)."""
     ids: set[int] = set()
@@ -138,8 +148,8 @@ def pending_nodes(arrays: Iterable[mx.array] | None = None) -> int:
     """
     if arrays is None:
         arrays = live_array_objects()
-    elif type(arrays) is not list or not all(type(a) is mx.array for a in arrays):
-        arrays = arrays_in(arrays)
+    else:
+        arrays = _arrays(arrays)
     return count_nodes(*arrays)
 
 
@@ -163,8 +173,8 @@ def nodes_added(before: Iterable[mx.array] | Any, after: Iterable[mx.array] | An
     while both are alive. Each argument is a list of arrays or any object the
     memory walk understands.
     """
-    b = arrays_in(before)
-    a = arrays_in(after)
+    b = _arrays(before)
+    a = _arrays(after)
     return len(pending_node_ids(*a) - pending_node_ids(*b)) if a else 0
 
 
