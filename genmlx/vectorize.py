@@ -1,0 +1,246 @@
+"""Vectorized execution: N particles in one pass over `[N]`-shaped arrays.
+
+`vsimulate(gf, args, n, key)` splits `key` into `n` lane keys
+(`mx.random.split(key, n)`) and runs the scalar internal `gf._simulate` once
+under `mx.vmap`: every array in the resulting trace gains a leading axis of
+size `n`, and the MLX graph has the same number of nodes for n = 10 and
+n = 10,000. Lane `i` equals the scalar run `gf.simulate(args, key=keys[i])`,
+bit for bit (MLX random functions under `vmap` draw what they draw for each
+key alone). `vgenerate`, `vupdate` and `vregenerate` work the same way
+(constraints and new args are shared by all lanes; `vupdate`/`vregenerate`
+take a batched trace and map over its leaves).
+
+What cannot be batched: Python deciding something from the value of an array
+(an `if`/`while` on a random choice, `.item()`, `int()`/`float()`/`bool()` of an
+array, a NumPy conversion). MLX refuses to evaluate during a transformation;
+we turn that into a `VectorizationError` naming the generative function.
+`gm.switch` (and `gm.mix`) with an array index do batch: they run every
+branch and select per lane.
+
+How a trace crosses `mx.vmap`: `_pack` turns it into plain tuples/dicts
+(`genmlx.tree.flatten` gives the array leaves). A distribution object made
+inside the body (`dist.normal(mu, 1.0)` with `mu` a traced array) is carried as
+its class and attribute dict, so the batched trace holds distributions with
+`[N]` parameters, never transformation-time arrays that could not be
+evaluated afterwards. Deferred parameter checks come back as one check each
+over all lanes. The top-level args are shared, so they are not batched: the
+batched trace keeps the caller's args object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import mlx.core as mx
+
+from .checks import DeferredCheck
+from .choicemap import ChoiceMap
+from .rng import KeyStream, resolve
+from .selection import Selection
+from .trace import Trace
+from .tree import flatten
+
+__all__ = [
+    "VectorizationError", "vsimulate", "vgenerate", "vupdate", "vregenerate",
+    "lane", "batching", "vmap_tree",
+]
+
+_EVAL_MSG = "Attempting to eval an array during function transformations"
+_depth = 0  # > 0 while a function runs under mx.vmap (switch/mask consult it)
+
+
+class VectorizationError(TypeError):
+    """A generative function cannot run as one batched pass (see the message)."""
+
+
+def batching() -> bool:
+    """True while genmlx code runs under `mx.vmap` (vsimulate, `gm.vmap`, ...)."""
+    return _depth > 0
+
+
+def _explain(name: str, op: str) -> str:
+    return (
+        f"{name} cannot be vectorized ({op}): its Python code needs the value of an array "
+        "while all particles run as one batched pass. Typical causes: an `if`/`while` on a "
+        "random choice, `.item()`, `int()`/`float()`/`bool()` of an array, a NumPy conversion, "
+        "or `gm.mask` with an array flag. Branch between generative functions with `gm.switch` "
+        "(the index may be a random choice), select values with `mx.where`, or run the scalar "
+        "GFI once per particle instead."
+    )
+
+
+# -- traces as plain trees ------------------------------------------------------------
+
+
+class _Node(NamedTuple):
+    gen: Any
+    args: Any
+    retval: Any
+    score: Any
+    sites: Any
+    aux: Any
+
+
+class _Dist(NamedTuple):
+    cls: Any
+    attrs: dict
+
+
+def _pack(tr: Trace, keep_args: bool = True) -> _Node:
+    """A trace as plain containers (checks dropped; distributions as class + attributes)."""
+    g = tr.gen_fn
+    gen = g
+    if getattr(g, "_is_distribution", False):
+        d = getattr(g, "__dict__", None)
+        if d is not None:
+            gen = _Dist(type(g), dict(d))
+    sites = None if tr.sites is None else {p: _pack(st) for p, st in tr.sites.items()}
+    return _Node(gen, tr.args if keep_args else None, tr.retval, tr.score, sites, tr.aux)
+
+
+def _unpack(node: _Node, args=None, batch=None, checks=()) -> Trace:
+    gen = node.gen
+    if isinstance(gen, _Dist):
+        d = gen.cls.__new__(gen.cls)
+        d.__dict__.update(gen.attrs)
+        gen = d
+    sites = None if node.sites is None else {p: _unpack(s) for p, s in node.sites.items()}
+    return Trace(gen, node.args if args is None else args, node.retval, node.score, sites, checks, batch, node.aux)
+
+
+def _pack_top(tr: Trace) -> _Node:
+    # the top-level gen_fn and args stay as they are (shared, not batched)
+    n = _pack(tr, keep_args=False)
+    return n._replace(gen=tr.gen_fn)
+
+
+def _checks_out(tr: Trace) -> list:
+    return [DeferredCheck(c.ok, c.error) for c in tr.checks]
+
+
+def _reduce_checks(cs) -> tuple:
+    return tuple(DeferredCheck(mx.all(c.ok), c.error) for c in cs)
+
+
+def _cm_pack(cm: ChoiceMap) -> dict:
+    return dict(cm._leaves)
+
+
+# -- the one-pass engine -----------------------------------------------------------------
+
+
+def vmap_tree(fn: Callable[..., Any], batched: tuple, name: str, op: str):
+    """Run `fn(*lanes)` once under `mx.vmap` over axis 0 of every array in `batched`.
+
+    `batched` is a tuple of trees (plain containers of arrays); `fn` returns a
+    plain tree. Returns that tree with `[N]`-shaped leaves. A Python decision on
+    an array value inside `fn` raises `VectorizationError` naming `name`.
+    """
+    global _depth
+    leaves, rebuild_in = flatten(batched)
+    box: dict = {}
+
+    def body(*xs):
+        out = fn(*rebuild_in(list(xs)))
+        ls, rb = flatten(out)
+        box["rebuild"] = rb
+        return ls
+
+    _depth += 1
+    try:
+        outs = mx.vmap(body)(*leaves)
+    except ValueError as e:
+        if _EVAL_MSG in str(e):
+            raise VectorizationError(_explain(name, op)) from None
+        raise
+    finally:
+        _depth -= 1
+    return box["rebuild"](outs)
+
+
+def _keys(key, n: int) -> mx.array:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (the number of particles) must be a positive int, got {n!r}")
+    return mx.random.split(resolve(key), n)
+
+
+def vsimulate(gf, args: tuple, n: int, key=None) -> Trace:
+    """N traces in one pass; lane i equals `gf.simulate(args, key=split(key, n)[i])`."""
+    keys = _keys(key, n)
+
+    def lane_fn(k):
+        tr = gf._simulate(args, KeyStream(k))
+        return _pack_top(tr), _checks_out(tr)
+
+    node, cs = vmap_tree(lane_fn, (keys,), gf.name, "vsimulate")
+    return _unpack(node, args, n, _reduce_checks(cs))
+
+
+def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None):
+    """N constrained traces in one pass; returns (trace with [N] leaves, weights [N])."""
+    keys = _keys(key, n)
+
+    def lane_fn(k):
+        tr, w = gf._generate(args, constraints, KeyStream(k))
+        return _pack_top(tr), w, _checks_out(tr)
+
+    node, w, cs = vmap_tree(lane_fn, (keys,), gf.name, "vgenerate")
+    return _unpack(node, args, n, _reduce_checks(cs)), w
+
+
+def _check_batched(gf, trace, op) -> int:
+    if not isinstance(trace, Trace):
+        raise TypeError(f"{gf.name}.{op}: expected a Trace, got {type(trace).__name__}")
+    if trace.gen_fn is not gf:
+        raise ValueError(f"{gf.name}.{op}: this trace was made by {getattr(trace.gen_fn, 'name', trace.gen_fn)!r}")
+    if trace.batch is None:
+        raise ValueError(f"{gf.name}.{op}: expected a vectorized trace (from vsimulate/vgenerate), got a scalar one")
+    return trace.batch
+
+
+def vupdate(gf, trace: Trace, constraints: ChoiceMap, args=None, key=None):
+    """Batched update: lane i equals `gf.update(lane(trace, i), constraints, args=args, key=keys[i])`.
+
+    Returns (trace, weights [N], discard with [N] leaves).
+    """
+    n = _check_batched(gf, trace, "vupdate")
+    old_args = trace.args
+    new_args = old_args if args is None else gf._check_args(args)
+    keys = _keys(key, n)
+
+    def lane_fn(k, node):
+        old = _unpack(node, old_args)
+        tr, w, d = gf._update(old, constraints, new_args, KeyStream(k))
+        return _pack_top(tr), w, _cm_pack(d), _checks_out(tr)
+
+    node, w, d, cs = vmap_tree(lane_fn, (keys, _pack_top(trace)), gf.name, "vupdate")
+    return _unpack(node, new_args, n, _reduce_checks(cs)), w, ChoiceMap._from_leaves(d)
+
+
+def vregenerate(gf, trace: Trace, selection: Selection, args=None, key=None):
+    """Batched regenerate; returns (trace, weights [N]); lane i equals the scalar call with keys[i]."""
+    n = _check_batched(gf, trace, "vregenerate")
+    if not isinstance(selection, Selection):
+        raise TypeError(f"{gf.name}.vregenerate: selection must be a Selection (gm.select(...)), got {type(selection).__name__}")
+    old_args = trace.args
+    new_args = old_args if args is None else gf._check_args(args)
+    keys = _keys(key, n)
+
+    def lane_fn(k, node):
+        old = _unpack(node, old_args)
+        tr, w = gf._regenerate(old, selection, new_args, KeyStream(k))
+        return _pack_top(tr), w, _checks_out(tr)
+
+    node, w, cs = vmap_tree(lane_fn, (keys, _pack_top(trace)), gf.name, "vregenerate")
+    return _unpack(node, new_args, n, _reduce_checks(cs)), w
+
+
+def lane(trace: Trace, i: int) -> Trace:
+    """Particle `i` of a vectorized trace, as an ordinary (scalar) trace."""
+    if trace.batch is None:
+        raise ValueError("lane: expected a vectorized trace (batch is None)")
+    if not -trace.batch <= i < trace.batch:
+        raise IndexError(f"lane {i} out of range for a batch of {trace.batch}")
+    leaves, rebuild = flatten(_pack_top(trace))
+    node = rebuild([x[i] for x in leaves])
+    return _unpack(node, trace.args, None, trace.checks)
