@@ -1,0 +1,284 @@
+"""Helpers shared by the MCMC and importance-sampling modules.
+
+The central one is `select_trace(accept, new, old)`: an MH accept decision
+that stays lazy. When the proposed trace has the same structure as the
+current one (same sites, same shapes and dtypes — every static-structure
+model), the kept trace is built leaf by leaf with `mx.where(accept, new,
+old)`, so the decision costs no host sync: the driver's one `mx.eval` per
+step evaluates it with everything else. When the structures differ (a
+dynamic model whose proposal visited other sites), the decision is brought
+to the host through `driver.host`, which counts it as a sync.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import mlx.core as mx
+import numpy as np
+
+from ..address import from_path, to_path
+from ..checks import DeferredCheck
+from ..choicemap import ChoiceMap
+from ..gfi import as_choicemap
+from ..rng import resolve
+from ..selection import Selection
+from ..trace import Trace
+from . import driver
+
+__all__ = [
+    "check_count", "select_trace", "same_structure", "mh_accept", "init_trace", "resolve_selection",
+    "split_key", "site_values", "latent_paths", "finish_stats", "run_name",
+]
+
+
+# -- argument checks ---------------------------------------------------------------------------
+
+def check_count(algorithm: str, name: str, value: Any, minimum: int) -> int:
+    """`value` as an int >= `minimum`, else a ValueError / TypeError naming the parameter."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{algorithm}: {name} must be an int, got {type(value).__name__} {value!r}")
+    v = value.__index__()
+    if v < minimum:
+        raise ValueError(f"{algorithm}: {name} must be >= {minimum}, got {v}")
+    return v
+
+
+def run_name(model) -> str:
+    return getattr(model, "name", type(model).__name__)
+
+
+def split_key(key, n: int = 2) -> list:
+    """`n` fresh keys from `key` (or genmlx's stream), evaluated (a setup cost, not a step's)."""
+    ks = mx.random.split(resolve(key), n)
+    mx.eval(ks)
+    return [ks[i] for i in range(n)]
+
+
+# -- initial trace -----------------------------------------------------------------------------
+
+def init_trace(algorithm: str, model, args: tuple, observations, key) -> tuple[Trace, ChoiceMap]:
+    """`model.generate(args, observations)`, checked: observations must have positive density.
+
+    An observation outside its distribution's support gives a trace of score
+    -inf, from which MCMC can never move; raise a ValueError naming it.
+    """
+    obs = as_choicemap(observations)
+    tr, _ = model.generate(args, obs, key=key)
+    score = driver.host(tr.score)
+    if not math.isfinite(score):
+        raise ValueError(_bad_score(algorithm, tr, obs, score))
+    return tr, obs
+
+
+def _bad_score(algorithm: str, tr: Trace, obs: ChoiceMap, score: float) -> str:
+    bad = []
+    leaves = _leaf_scores(tr)
+    vals = [s for _, s in leaves]
+    if vals:
+        mx.eval(vals)
+    for p, s in leaves:
+        v = s.item() if s.size == 1 else float(mx.sum(s).item())
+        if not math.isfinite(v):
+            bad.append((p, v))
+    if not bad:
+        return f"{algorithm}: the initial trace has log density {score} (no single site is to blame)"
+    p, v = bad[0]
+    kind = "observation" if obs.has_value(p) else "latent choice"
+    return (f"{algorithm}: {kind} at address {from_path(p)!r} has log density {v} under the model "
+            f"(outside its distribution's support?): the posterior is undefined")
+
+
+def _leaf_scores(tr: Trace, prefix=()) -> list:
+    out = []
+    for p, st in (tr.sites or {}).items():
+        if st.sites is None:
+            out.append((prefix + p, st.score))
+        else:
+            out.extend(_leaf_scores(st, prefix + p))
+    return out
+
+
+def latent_paths(tr: Trace, obs: ChoiceMap) -> list:
+    """Paths of the trace's random choices that are not observed."""
+    return [p for p in tr.get_choices().paths() if not obs.has_value(p)]
+
+
+def resolve_selection(algorithm: str, tr: Trace, obs: ChoiceMap, selection) -> Selection:
+    """The selection to resample: validated against the initial trace.
+
+    None means every unobserved choice (the complement of the observations).
+    A selection must name at least one unobserved choice of the model and no
+    observation; otherwise a ValueError names the parameter `selection`.
+    """
+    if selection is None:
+        selection = Selection(obs.paths()).complement()
+    elif isinstance(selection, (str, int, tuple)):
+        selection = Selection([to_path(selection)])
+    elif isinstance(selection, (list, set, frozenset)):
+        selection = Selection(to_path(a) for a in selection)
+    if not isinstance(selection, Selection):
+        raise TypeError(f"{algorithm}: selection must be a Selection (gm.select(...)), got {type(selection).__name__}")
+    observed = [p for p in obs.paths() if selection.contains_path(p)]
+    if observed and not selection._neg:
+        raise ValueError(f"{algorithm}: selection includes the observed address {from_path(observed[0])!r} "
+                         "(observations cannot be resampled)")
+    latent = [p for p in latent_paths(tr, obs) if selection.contains_path(p)]
+    if not latent:
+        names = ", ".join(repr(a) for a in selection.addresses()) or repr(selection)
+        have = ", ".join(repr(from_path(p)) for p in latent_paths(tr, obs)[:8]) or "none"
+        raise ValueError(f"{algorithm}: selection ({names}) names no unobserved random choice of "
+                         f"{run_name(tr.gen_fn)} (its latent addresses: {have})")
+    return selection
+
+
+# -- the lazy accept decision ------------------------------------------------------------------
+
+class _Mismatch(Exception):
+    pass
+
+
+def same_structure(a: Trace, b: Trace) -> bool:
+    """True when `select_trace` can merge the two traces leaf by leaf."""
+    try:
+        _check(a, b)
+        return True
+    except _Mismatch:
+        return False
+
+
+def _check(a: Trace, b: Trace) -> None:
+    if (a.sites is None) != (b.sites is None) or a.batch != b.batch:
+        raise _Mismatch
+    if a.sites is None:
+        if type(a.gen_fn) is not type(b.gen_fn):
+            raise _Mismatch
+        return
+    if a.gen_fn is not b.gen_fn or a.sites.keys() != b.sites.keys() or a.aux != b.aux:
+        raise _Mismatch
+    for p, s in a.sites.items():
+        _check(s, b.sites[p])
+
+
+def select_trace(accept: mx.array, new: Trace, old: Trace, *, lane_axis: bool = False) -> Trace:
+    """`new` where `accept` else `old`: lazily by `mx.where` when the structures agree, else on the host.
+
+    Args:
+        accept: a boolean scalar (or `[C]` per chain with `lane_axis=True`).
+        lane_axis: leaves carry a leading chain axis; `accept` is broadcast along it.
+    """
+    try:
+        _check(new, old)
+        return _Merge(accept, lane_axis).trace(new, old)
+    except _Mismatch:
+        if lane_axis:
+            raise ValueError("select_trace: per-chain selection needs traces of the same structure") from None
+        return new if driver.host(accept) else old
+
+
+class _Merge:
+    __slots__ = ("accept", "lanes", "memo")
+
+    def __init__(self, accept, lanes: bool):
+        self.accept = accept
+        self.lanes = lanes
+        self.memo: dict = {}
+
+    def trace(self, new: Trace, old: Trace) -> Trace:
+        if new is old:
+            return new
+        score = self.value(new.score, old.score)
+        if new.sites is None:
+            return Trace(new.gen_fn, new.args, self.value(new.retval, old.retval), score, None, (), new.batch, new.aux)
+        sites = {p: self.trace(s, old.sites[p]) for p, s in new.sites.items()}
+        return Trace(new.gen_fn, self.value(new.args, old.args), self.value(new.retval, old.retval), score,
+                     sites, self.checks(new.checks), new.batch, new.aux)
+
+    def checks(self, cs: tuple) -> tuple:
+        # A proposal's parameter checks matter only if it is accepted.
+        if not cs:
+            return ()
+        rejected = mx.logical_not(self.accept)
+        if self.lanes:
+            return tuple(DeferredCheck(mx.all(mx.logical_or(c.ok, rejected)), c.error) for c in cs)
+        return tuple(DeferredCheck(mx.logical_or(c.ok, rejected), c.error) for c in cs)
+
+    def value(self, a, b):
+        if a is b:
+            return a
+        if isinstance(a, mx.array):
+            if not isinstance(b, mx.array) or a.shape != b.shape or a.dtype != b.dtype:
+                raise _Mismatch
+            k = (id(a), id(b))
+            out = self.memo.get(k)
+            if out is None:
+                acc = self.accept
+                if self.lanes and a.ndim > 1:
+                    acc = acc.reshape(acc.shape + (1,) * (a.ndim - 1))
+                out = self.memo[k] = (mx.where(acc, a, b), a, b)
+            return out[0]
+        if isinstance(a, (tuple, list)):
+            if type(a) is not type(b) or len(a) != len(b):
+                raise _Mismatch
+            vals = [self.value(x, y) for x, y in zip(a, b)]
+            return type(a)(*vals) if hasattr(a, "_fields") else type(a)(vals)
+        if isinstance(a, dict):
+            if type(b) is not dict or a.keys() != b.keys():
+                raise _Mismatch
+            return {k: self.value(v, b[k]) for k, v in a.items()}
+        if isinstance(a, (int, float, str, bool, type(None))):
+            if a != b:
+                raise _Mismatch
+            return a
+        if isinstance(a, Trace) and isinstance(b, Trace):
+            _check(a, b)
+            return self.trace(a, b)
+        raise _Mismatch  # an opaque object that differs: only the host can choose
+
+
+def mh_accept(key: mx.array, log_alpha: mx.array) -> tuple[mx.array, dict]:
+    """Accept with probability min(1, exp(log_alpha)); lazy. NaN never accepts."""
+    logu = mx.log(mx.random.uniform(shape=log_alpha.shape, key=key))
+    accept = logu < log_alpha
+    return accept, {"accepted": accept, "accept_prob": mx.exp(mx.minimum(log_alpha, 0.0))}
+
+
+# -- results -----------------------------------------------------------------------------------
+
+def site_values(traces: list, path) -> np.ndarray:
+    """Values at `path` across traces as a float64 array `[draws, *shape]` (one batched copy)."""
+    if not traces:
+        return np.zeros((0,))
+    vals = [t._find(path).retval for t in traces]
+    return np.asarray(mx.stack(vals).astype(mx.float32) if vals[0].dtype == mx.bool_ else mx.stack(vals), dtype=np.float64)
+
+
+def finish_stats(res: driver.RunResult, traces: list | None = None, paths: Iterable | None = None,
+                 *, chains_axis: bool = False) -> dict:
+    """The result's plain-Python stats: per-iteration history, run counts and summaries."""
+    from .diagnostics import chain_summaries
+
+    stats: dict = dict(res.stats)
+    stats.update(iterations=res.iterations, steps=res.steps, syncs=res.syncs, duration_s=res.duration_s,
+                 syncs_per_iteration=(res.syncs / res.iterations) if res.iterations else 0.0)
+    acc = stats.get("accepted")
+    if acc:
+        stats["acceptance_rate"] = float(np.mean(np.asarray(acc, dtype=np.float64)))
+    if traces and paths:
+        draws = {}
+        for p in paths:
+            v = site_values(traces, p)
+            if chains_axis:
+                v = np.moveaxis(v, 1, 0)  # [draws, C, ...] -> [C, draws, ...]
+            else:
+                v = v[None]
+            draws[from_path(p)] = v
+        if draws and next(iter(draws.values())).shape[1] >= 4:
+            stats.update(chain_summaries(draws))
+    return stats
+
+
+def scalar_paths(tr: Trace, selection: Selection, obs: ChoiceMap, limit: int = 50) -> list:
+    """Selected latent paths of the trace (for the ESS / R-hat summaries in stats)."""
+    return [p for p in latent_paths(tr, obs) if selection.contains_path(p)][:limit]

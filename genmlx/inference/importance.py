@@ -1,0 +1,161 @@
+"""Importance sampling with the prior as proposal, and importance resampling.
+
+Sequential: one `generate` per driver step (one particle per step), so a run
+of N particles has flat memory whatever N is — the seed's version built N
+traces with no materialization and ran out of Metal buffers. Vectorized: one
+`model.vgenerate(args, observations, N)` call, one driver step.
+
+Math: particle i has log weight w_i = log p(observations | latents_i) (the
+`generate` weight); log_ml = logsumexp(w) - log N estimates
+log p(observations) without bias in p (not in log p); the particle ESS is
+(sum e^w)^2 / sum e^(2w).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import mlx.core as mx
+import numpy as np
+
+from ..gfi import as_choicemap
+from ..rng import KeyStream
+from ..trace import Trace
+from . import driver
+from ._common import _bad_score, check_count, finish_stats, run_name, split_key
+from .diagnostics import particle_ess
+from .result import InferenceResult
+
+__all__ = ["importance_sampling", "importance_resampling", "log_ml_estimate", "BatchedTraces", "unbatch"]
+
+
+def log_ml_estimate(log_weights) -> float:
+    """logsumexp(w) - log N, in float64."""
+    lw = np.asarray(log_weights, dtype=np.float64).ravel()
+    top = lw.max()
+    if not np.isfinite(top):
+        return float(top)
+    return float(top + math.log(np.exp(lw - top).sum()) - math.log(lw.size))
+
+
+def importance_sampling(model, args: tuple, observations=None, *, n_particles: int, vectorized: bool = False,
+                        key=None, callback=None, progress=None) -> InferenceResult:
+    """Importance sampling with each site's prior as proposal.
+
+    Args:
+        n_particles: N >= 1.
+        vectorized: one `vgenerate` call for all particles (`.traces` is then a
+            lazy sequence of per-particle views of one batched trace,
+            `.state` the batched trace) instead of N `generate` calls.
+
+    Returns:
+        `InferenceResult` with `.traces` (N traces), `.log_weights` (N floats),
+        `.log_ml`, `.stats`: `ess` (particle ESS), `n_particles`, per-particle
+        `log_weight` (sequential), `syncs`, `duration_s`, ...
+
+    Raises:
+        ValueError: n_particles < 1; every particle has log weight -inf or a
+            weight is NaN (the error names the first site of zero density).
+    """
+    n = check_count("importance_sampling", "n_particles", n_particles, 1)
+    obs = as_choicemap(observations)
+    algorithm = "importance_vectorized" if vectorized else "importance"
+    params = {"n_particles": n, "vectorized": bool(vectorized)}
+    if vectorized:
+        def vstep(k, state):
+            vtr, w = model.vgenerate(args, obs, n, key=k)
+            return driver.Step(None, (vtr, w), {})
+
+        res = driver.run(vstep, None, 1, algorithm=algorithm, model=run_name(model), key=key, params=params,
+                         callback=callback, progress=progress)
+        vtr, w = res.samples[0]
+        lw = np.asarray(w, dtype=np.float64).ravel()
+        traces = BatchedTraces(vtr, n)
+        state = vtr
+    else:
+        model._check_args(args)
+
+        def step(k, state):
+            tr, w = model._generate(args, obs, KeyStream(k))
+            return driver.Step(None, tr, {"log_weight": w})
+
+        res = driver.run(step, None, n, algorithm=algorithm, model=run_name(model), key=key, params=params,
+                         callback=callback, progress=progress,
+                         summarize=lambda r: {"log_ml": log_ml_estimate(r.stats.get("log_weight", [0.0]))})
+        traces = res.samples
+        lw = np.asarray(res.stats["log_weight"], dtype=np.float64)
+        state = None
+    _check_weights(lw, traces, obs)
+    stats = finish_stats(res)
+    stats.update(ess=particle_ess(lw), n_particles=n)
+    return InferenceResult(traces, stats, log_weights=lw.tolist(), log_ml=log_ml_estimate(lw), state=state)
+
+
+def _check_weights(lw: np.ndarray, traces, obs) -> None:
+    if np.isnan(lw).any():
+        i = int(np.flatnonzero(np.isnan(lw))[0])
+        raise ValueError(f"importance_sampling: particle {i} has a NaN log weight: "
+                         + _bad_score("importance_sampling", traces[i], obs, float("nan")))
+    if lw.size and np.all(lw == -np.inf):
+        raise ValueError(f"importance_sampling: all {lw.size} particles have log weight -inf; "
+                         + _bad_score("importance_sampling", traces[0], obs, float("-inf")))
+
+
+def importance_resampling(model, args: tuple, observations=None, *, n_particles: int, n_samples: int = 1,
+                          vectorized: bool = False, key=None, callback=None, progress=None) -> InferenceResult:
+    """Sampling importance resampling: N weighted particles, then `n_samples` draws by weight.
+
+    The draws are multinomial (with replacement). `.traces` holds the draws,
+    `.log_ml` the importance estimate, `.stats["ess"]` the particle ESS and
+    `.stats["indices"]` the chosen particles.
+    """
+    n_samples = check_count("importance_resampling", "n_samples", n_samples, 0)
+    k_is, k_pick = split_key(key)
+    res = importance_sampling(model, args, observations, n_particles=n_particles, vectorized=vectorized,
+                              key=k_is, callback=callback, progress=progress)
+    lw = mx.array(np.asarray(res.log_weights, dtype=np.float32))
+    idx = mx.random.categorical(lw, num_samples=n_samples, key=k_pick).tolist() if n_samples else []
+    stats = dict(res.stats, indices=idx, n_samples=n_samples)
+    return InferenceResult([res.traces[i] for i in idx], stats, log_ml=res.log_ml, state=res.state)
+
+
+# -- vectorized traces as per-particle views ------------------------------------------------------
+
+def unbatch(tr: Trace, i: int, n: int) -> Trace:
+    """Particle `i` of a batched trace (leaves `[n, ...]`); unbatched leaves (args) are shared."""
+    def pick(v):
+        if isinstance(v, mx.array) and v.ndim >= 1 and v.shape[0] == n:
+            return v[i]
+        if isinstance(v, (tuple, list)) and not isinstance(v, str):
+            vals = [pick(x) for x in v]
+            return type(v)(*vals) if hasattr(v, "_fields") else type(v)(vals)
+        if isinstance(v, dict):
+            return {k: pick(x) for k, x in v.items()}
+        return v
+
+    sites = None if tr.sites is None else {p: unbatch(s, i, n) for p, s in tr.sites.items()}
+    return Trace(tr.gen_fn, tr.args, pick(tr.retval), pick(tr.score), sites, (), None, tr.aux)
+
+
+class BatchedTraces(Sequence):
+    """The N particles of one batched trace, as a sequence of scalar `Trace` views (made on access)."""
+
+    def __init__(self, batched: Trace, n: int):
+        self.batched = batched
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(f"particle index {i} out of range for {self.n} particles")
+        return unbatch(self.batched, i, self.n)
+
+    def __repr__(self) -> str:
+        return f"BatchedTraces({self.batched!r}, n={self.n})"

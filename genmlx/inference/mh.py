@@ -1,0 +1,155 @@
+"""Metropolis-Hastings: the prior as proposal over a selection, and custom proposals.
+
+Both run through the one loop driver, one iteration per driver step. The
+accept decision stays lazy (`mx.where(accept, new, old)` leaf by leaf, see
+`_common.select_trace`) whenever the proposal keeps the trace's structure, so
+a static-structure model costs no host sync per iteration; a dynamic model
+whose proposal visits other sites falls back to one counted sync.
+
+Math (selection MH, Gen's `mh(trace, selection)`): resample the selected
+choices from their priors with `regenerate`, whose weight is the change in log
+density of the unselected, retained choices; accept with probability
+min(1, exp(weight)).
+
+Math (custom proposal, Gen's `mh(trace, proposal, args)`): the proposal is a
+generative function of `(trace, *proposal_args)`; with its choices `c`
+(log density `fwd`), `update(trace, c)` gives the new trace, the weight
+`w = log p(new) - log p(old)` and the discard `d` (the old values); `assess`
+of the proposal on the new trace scores `d` (`bwd`). Accept with probability
+min(1, exp(w - fwd + bwd)).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..rng import KeyStream
+from ..selection import Selection
+from ..trace import Trace
+from . import driver
+from ._common import (
+    check_count, finish_stats, init_trace, mh_accept, resolve_selection, run_name, scalar_paths, select_trace,
+    split_key,
+)
+from .result import InferenceResult
+
+__all__ = ["mh", "mh_step", "mh_kernel", "mh_custom", "custom_mh_step", "custom_mh_kernel", "run_chain"]
+
+
+def mh_step(key, trace: Trace, selection: Selection) -> tuple[Trace, dict]:
+    """One MH iteration resampling `selection` from its prior. A kernel: `(key, trace) -> (trace, stats)`."""
+    ks = KeyStream(key)
+    new, w = trace.gen_fn._regenerate(trace, selection, trace.args, ks)
+    accept, stats = mh_accept(ks(), w)
+    return select_trace(accept, new, trace), stats
+
+
+def mh_kernel(selection: Selection) -> Callable:
+    """`mh_step` with the selection bound, for the kernel combinators."""
+
+    def kernel(key, trace):
+        return mh_step(key, trace, selection)
+
+    kernel.__name__ = "mh_kernel"
+    return kernel
+
+
+def custom_mh_step(key, trace: Trace, proposal, proposal_args: tuple = ()) -> tuple[Trace, dict]:
+    """One MH iteration with a custom proposal generative function of `(trace, *proposal_args)`."""
+    ks = KeyStream(key)
+    ptr = proposal._simulate((trace, *proposal_args), ks.child())
+    new, w, discard = trace.gen_fn._update(trace, ptr.get_choices(), trace.args, ks.child())
+    bwd, _ = proposal._assess((new, *proposal_args), discard)
+    accept, stats = mh_accept(ks(), w - ptr.score + bwd)
+    return select_trace(accept, new, trace), stats
+
+
+def custom_mh_kernel(proposal, proposal_args: tuple = ()) -> Callable:
+    def kernel(key, trace):
+        return custom_mh_step(key, trace, proposal, proposal_args)
+
+    kernel.__name__ = "custom_mh_kernel"
+    return kernel
+
+
+def run_chain(algorithm: str, kernel: Callable, trace: Trace, n_samples: int, *, burn: int = 0, thin: int = 1,
+              key=None, callback=None, progress=None, params: dict | None = None, summary_paths=None) -> InferenceResult:
+    """Drive `kernel` from `trace` through the loop driver; keep every `thin`-th trace after `burn`."""
+    n_samples = check_count(algorithm, "n_samples", n_samples, 0)
+    burn = check_count(algorithm, "burn", burn, 0)
+    thin = check_count(algorithm, "thin", thin, 1)
+
+    def step(k, state):
+        t, st = kernel(k, state)
+        return driver.Step(t, t, st)
+
+    res = driver.run(
+        step, trace, burn + n_samples * thin, algorithm=algorithm, model=run_name(trace.gen_fn), key=key,
+        params={"n_samples": n_samples, "burn": burn, "thin": thin, **(params or {})}, burn=burn, thin=thin,
+        callback=callback, progress=progress, summarize=_summarize,
+    )
+    return InferenceResult(res.samples, finish_stats(res, res.samples, summary_paths), state=res.state)
+
+
+def _summarize(r: driver.RunResult) -> dict:
+    acc = r.stats.get("accepted")
+    return {"acceptance_rate": sum(map(float, acc)) / len(acc)} if acc else {}
+
+
+def mh(model, args: tuple, observations=None, *, selection=None, n_samples: int, burn: int = 0, thin: int = 1,
+       key=None, init: Trace | None = None, callback=None, progress=None) -> InferenceResult:
+    """Metropolis-Hastings with each selected choice's prior as the proposal.
+
+    Args:
+        model, args, observations: the target is p(latents | observations).
+        selection: the choices to resample each iteration (a `Selection`, an
+            address or a list of addresses); default: every unobserved choice.
+        n_samples: traces to keep; `burn` iterations are run first and every
+            `thin`-th trace is kept after them.
+        key: an MLX key (same key, same chain, bit for bit).
+        init: a starting trace (default: `model.generate(args, observations)`).
+        callback: `callback(step, trace, stats)` after each iteration.
+
+    Returns:
+        `InferenceResult` with `.traces` (the kept traces), `.stats`: per-iteration
+        `accepted`, `accept_prob`; `acceptance_rate`; `ess_bulk`, `ess_tail`,
+        `r_hat` keyed by address (selected latent sites); `syncs`, `iterations`, ...
+
+    Raises:
+        ValueError: n_samples < 0, burn < 0, thin < 1, a selection naming no
+            unobserved choice (or naming an observation), or an observation with
+            zero density under the model.
+    """
+    return _mcmc("mh", model, args, observations, selection, n_samples, burn, thin, key, init, callback, progress,
+                 lambda sel: mh_kernel(sel))
+
+
+def mh_custom(model, args: tuple, observations=None, *, proposal, proposal_args: tuple = (), n_samples: int,
+              burn: int = 0, thin: int = 1, key=None, init: Trace | None = None, callback=None,
+              progress=None) -> InferenceResult:
+    """MH with a custom proposal: a generative function called as `proposal(trace, *proposal_args)`.
+
+    The proposal's choices are addresses of the model (their new values); see
+    the module docstring for the acceptance ratio. Same result and errors as `mh`.
+    """
+    if not hasattr(proposal, "_simulate"):
+        raise TypeError(f"mh_custom: proposal must be a generative function (@gm.gen), got {type(proposal).__name__}")
+    return _mcmc("mh_custom", model, args, observations, None, n_samples, burn, thin, key, init, callback, progress,
+                 lambda sel: custom_mh_kernel(proposal, tuple(proposal_args)))
+
+
+def _mcmc(algorithm, model, args, observations, selection, n_samples, burn, thin, key, init, callback, progress,
+          make_kernel):
+    check_count(algorithm, "n_samples", n_samples, 0)
+    check_count(algorithm, "burn", burn, 0)
+    check_count(algorithm, "thin", thin, 1)
+    k_init, k_run = split_key(key)
+    if init is None:
+        tr, obs = init_trace(algorithm, model, args, observations, k_init)
+    else:
+        from ..gfi import as_choicemap
+
+        tr, obs = init, as_choicemap(observations)
+    sel = resolve_selection(algorithm, tr, obs, selection)
+    return run_chain(algorithm, make_kernel(sel), tr, n_samples, burn=burn, thin=thin, key=k_run,
+                     callback=callback, progress=progress, summary_paths=scalar_paths(tr, sel, obs))
