@@ -93,17 +93,23 @@ def _set_cache_limit(n: int) -> int:
 def set_wired_limit(n: int) -> int | None:
     """Set the wired (pinned in physical memory) limit in bytes; returns the previous one.
 
-    Wired memory exists only on Metal with macOS 15 or later. On other
-    backends (CPU, CUDA) MLX accepts the call and does nothing: it returns 0.
-    If this MLX build has no `set_wired_limit` at all, returns None. On Metal a
-    limit above the device's recommended working-set size raises MLX's
+    Wired memory exists only on Metal with macOS 15 or later. Elsewhere the
+    limit has no effect: MLX's CPU backend accepts the call and returns 0
+    (measured on MLX 0.32); where a build lacks the function or a non-Metal
+    backend rejects the call with a `RuntimeError`, this returns None. On Metal
+    a limit above the device's recommended working-set size raises MLX's
     `ValueError`, unchanged.
     """
     n = _nbytes("set_wired_limit", n)
     fn = getattr(mx, "set_wired_limit", None)
     if fn is None:
         return None
-    prev = fn(n)
+    try:
+        prev = fn(n)
+    except RuntimeError:
+        if _metal_available():
+            raise
+        return None
     return None if prev is None else int(prev)
 
 
