@@ -1,0 +1,174 @@
+"""Vectorized SMC: all N particles as one batched trace (`[N]`-shaped leaves).
+
+Step t calls `vgenerate` (t = 0) or `vupdate` once for all particles, so the
+per-step cost is a handful of batched MLX operations whatever N is; with an
+`unfold` model the model work per step is O(1) in t. Resampling never syncs:
+ancestor indices are computed lazily and applied as
+`where(ess < threshold * N, ancestors, arange(N))` by gathering every batched
+leaf (`x[idx]`), so a step is one `mx.eval` at the driver and `stats["syncs"]`
+stays 0. The price: the gather runs at every step, resampling or not (one
+gather node per batched leaf).
+
+Rejuvenation: a Selection means prior MH through `vregenerate`, accepted per
+particle with `mx.where` over the leaves (no sync); a kernel is called as
+`kernel(key, batched_trace) -> (batched_trace, stats)` with `[N]` stats.
+
+`.traces` is a lazy sequence of N ordinary traces (each unbatched when
+indexed); the batched trace itself is `.state.particles` (and `.traces.batched`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mlx.core as mx
+
+from ..selection import Selection
+from ..trace import Trace
+from ..tree import flatten, map_arrays
+from .resampling import get_scheme
+from .result import InferenceResult
+from .smc import check_inputs, finish, run_filter
+
+__all__ = ["vsmc", "index_trace", "select_traces", "BatchedParticles", "prefers_vectorized"]
+
+
+def index_trace(tr: Trace, idx, n: int) -> Trace:
+    """Index every batched leaf (leading dimension `n`) of `tr` with `idx`.
+
+    An int gives one unbatched trace; an index array `[M]` gathers a batched
+    trace (resampling). Leaves without the batch dimension are shared, kept as is.
+    """
+
+    def g(x):
+        return x[idx] if isinstance(x, mx.array) and x.ndim >= 1 and x.shape[0] == n else x
+
+    sites = None if tr.sites is None else {p: index_trace(st, idx, n) for p, st in tr.sites.items()}
+    batch = None if isinstance(idx, int) else tr.batch
+    return Trace(tr.gen_fn, tr.args, map_arrays(g, tr.retval), g(tr.score), sites, tr.checks, batch, tr.aux)
+
+
+def select_traces(accept: mx.array, new: Trace, old: Trace, n: int) -> Trace:
+    """Per particle, `new` where `accept` [N] is true else `old` (same structure; no sync)."""
+    ln, rebuild = flatten(new)
+    lo, _ = flatten(old)
+    if len(ln) != len(lo):
+        raise ValueError("vsmc rejuvenation: the proposed trace's structure differs from the current one")
+    out = []
+    for a, b in zip(ln, lo):
+        if a is b:
+            out.append(a)
+        elif a.ndim >= 1 and a.shape[0] == n and a.shape == b.shape:
+            out.append(mx.where(accept.reshape((n,) + (1,) * (a.ndim - 1)), a, b))
+        else:
+            out.append(a)
+    return rebuild(out)
+
+
+class BatchedParticles(Sequence):
+    """The N final particles of a vectorized run, unbatched lazily on indexing."""
+
+    def __init__(self, batched: Trace, n: int):
+        self.batched = batched
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(f"particle index {i} out of range for {self.n} particles")
+        return index_trace(self.batched, i, self.n)
+
+    def values(self, addr) -> mx.array:
+        """The batched value `[N, ...]` at `addr` (no unbatching)."""
+        return self.batched[addr]
+
+    def __repr__(self) -> str:
+        return f"BatchedParticles({self.n} particles of {getattr(self.batched.gen_fn, 'name', '?')})"
+
+
+def prefers_vectorized(model) -> bool:
+    """True for `unfold` models when vectorized execution (`genmlx.vectorize`) is available."""
+    if "unfold" not in type(model).__name__.lower():
+        return False
+    try:
+        from .. import vectorize  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _rejuvenate_batched(model, rejuvenation, sweeps: int, n: int):
+    if rejuvenation is None:
+        return None
+    if not (isinstance(rejuvenation, Selection) or callable(rejuvenation)):
+        raise TypeError(
+            f"rejuvenation must be None, a Selection or a kernel(key, batched_trace) -> (trace, stats), "
+            f"got {type(rejuvenation).__name__}"
+        )
+
+    def rejuvenate(key, tr):
+        ks = mx.random.split(key, 2 * sweeps)
+        stats: dict[str, list] = {}
+        for s in range(sweeps):
+            if isinstance(rejuvenation, Selection):
+                new, w = model.vregenerate(tr, rejuvenation, key=ks[2 * s])
+                accept = mx.log(mx.random.uniform(shape=(n,), key=ks[2 * s + 1])) < w
+                tr = select_traces(accept, new, tr, n)
+                st = {"accepted": accept}
+            else:
+                tr, st = rejuvenation(ks[2 * s], tr)
+            for k, v in st.items():
+                stats.setdefault(k, []).append(mx.mean(mx.array(v).astype(mx.float32)))
+        return tr, {f"rejuvenation_{k}": sum(v[1:], v[0]) / len(v) for k, v in stats.items()}
+
+    return rejuvenate
+
+
+def vsmc(
+    model,
+    args_seq,
+    observations_seq,
+    n_particles: int = 1000,
+    *,
+    resample="systematic",
+    ess_threshold: float = 0.5,
+    rejuvenation=None,
+    rejuvenation_steps: int = 1,
+    key=None,
+    callback=None,
+    progress=None,
+) -> InferenceResult:
+    """Vectorized particle filter; same contract as `smc` (see there), no host syncs.
+
+    Needs a model with the vectorized GFI (`vgenerate`, `vupdate`,
+    `vregenerate` for Selection rejuvenation); `unfold` models make each step O(1).
+    """
+    args_seq, obs = check_inputs("vsmc", args_seq, observations_seq, n_particles, ess_threshold)
+    scheme = get_scheme(resample)
+    if isinstance(rejuvenation_steps, bool) or not isinstance(rejuvenation_steps, int) or rejuvenation_steps < 1:
+        raise ValueError(f"vsmc: rejuvenation_steps must be an int >= 1, got {rejuvenation_steps!r}")
+    n = n_particles
+
+    def advance(key, tr, t):
+        if t == 0:
+            tr, w = model.vgenerate(args_seq[0], obs[0], n, key=key)
+        else:
+            tr, w, _ = model.vupdate(tr, obs[t], args=args_seq[t], key=key)
+        return tr, mx.broadcast_to(w, (n,))
+
+    res = run_filter(
+        algorithm="vsmc", model=model, n_steps=len(args_seq), n_particles=n, advance=advance,
+        ancestors=lambda k, lw: scheme(k, lw, n), reindex=lambda tr, idx: index_trace(tr, idx, n),
+        ess_threshold=float(ess_threshold), sync=False, observations=obs,
+        rejuvenate=_rejuvenate_batched(model, rejuvenation, rejuvenation_steps, n),
+        key=key, callback=callback, progress=progress,
+        params={"n_particles": n, "resample": str(resample), "ess_threshold": ess_threshold,
+                "n_steps": len(args_seq), "vectorized": True},
+    )
+    return finish(res, BatchedParticles(res.state.particles, n))
