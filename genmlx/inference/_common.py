@@ -264,7 +264,9 @@ def finish_stats(res: driver.RunResult, traces: list | None = None, paths: Itera
                  syncs_per_iteration=(res.syncs / res.iterations) if res.iterations else 0.0)
     acc = stats.get("accepted")
     if acc:
-        stats["acceptance_rate"] = float(np.mean(np.asarray(acc, dtype=np.float64)))
+        flat = _flatten_numbers(acc)
+        if flat:
+            stats["acceptance_rate"] = sum(flat) / len(flat)
     if traces and paths:
         draws = {}
         for p in paths:
@@ -277,6 +279,18 @@ def finish_stats(res: driver.RunResult, traces: list | None = None, paths: Itera
         if draws and next(iter(draws.values())).shape[1] >= 4:
             stats.update(chain_summaries(draws))
     return stats
+
+
+def _flatten_numbers(x) -> list:
+    out: list = []
+    stack = [x]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif v is not None:
+            out.append(float(v))
+    return out
 
 
 def scalar_paths(tr: Trace, selection: Selection, obs: ChoiceMap, limit: int = 50) -> list:

@@ -27,7 +27,7 @@ from ._common import _bad_score, check_count, finish_stats, run_name, split_key
 from .diagnostics import particle_ess
 from .result import InferenceResult
 
-__all__ = ["importance_sampling", "importance_resampling", "log_ml_estimate", "BatchedTraces", "unbatch"]
+__all__ = ["importance_sampling", "importance_resampling", "log_ml_estimate", "BatchedTraces"]
 
 
 def log_ml_estimate(log_weights) -> float:
@@ -122,22 +122,6 @@ def importance_resampling(model, args: tuple, observations=None, *, n_particles:
 
 # -- vectorized traces as per-particle views ------------------------------------------------------
 
-def unbatch(tr: Trace, i: int, n: int) -> Trace:
-    """Particle `i` of a batched trace (leaves `[n, ...]`); unbatched leaves (args) are shared."""
-    def pick(v):
-        if isinstance(v, mx.array) and v.ndim >= 1 and v.shape[0] == n:
-            return v[i]
-        if isinstance(v, (tuple, list)) and not isinstance(v, str):
-            vals = [pick(x) for x in v]
-            return type(v)(*vals) if hasattr(v, "_fields") else type(v)(vals)
-        if isinstance(v, dict):
-            return {k: pick(x) for k, x in v.items()}
-        return v
-
-    sites = None if tr.sites is None else {p: unbatch(s, i, n) for p, s in tr.sites.items()}
-    return Trace(tr.gen_fn, tr.args, pick(tr.retval), pick(tr.score), sites, (), None, tr.aux)
-
-
 class BatchedTraces(Sequence):
     """The N particles of one batched trace, as a sequence of scalar `Trace` views (made on access)."""
 
@@ -155,7 +139,9 @@ class BatchedTraces(Sequence):
             i += self.n
         if not 0 <= i < self.n:
             raise IndexError(f"particle index {i} out of range for {self.n} particles")
-        return unbatch(self.batched, i, self.n)
+        from ..vectorize import lane
+
+        return lane(self.batched, i)
 
     def __repr__(self) -> str:
         return f"BatchedTraces({self.batched!r}, n={self.n})"
