@@ -4,13 +4,13 @@ For every inference loop (one `RunStarted` ... `RunEnded`, keyed by run id)
 the recorder takes a *census* at the end of every k-th driver step once the
 loop is past its warm-up:
 
-* **live arrays** (wrappers): after a full `gc.collect()` (arrays held only
-  by reference cycles are garbage, not growth), the exact number of live
+* **live arrays** (wrappers): after collecting garbage (arrays held only by
+  reference cycles are garbage, not growth), the exact number of live
   `mx.array` objects minus the distinct arrays reachable from the loop's own
-  result store (`RunStarted.store`, what the driver keeps for its caller).
-  The store only grows by appending, so its arrays are walked incrementally:
-  each kept sample is walked once, and only ids are remembered (the census
-  must not keep anything alive).
+  result store (`RunStarted.store`, what the driver keeps for its caller;
+  see `kept_array_ids`). The store only grows by appending, so it is walked
+  incrementally: each kept sample once, and only ids are remembered (the
+  census must not keep anything alive).
 * **pending graph nodes**: the exact count over every live array outside the
   store (the driver materializes kept samples, so they hold none). This sees
   a lazy ``s += x`` on an old array, which the cheaper count over young
@@ -23,10 +23,10 @@ the loop's own step time, but a loop that is long enough always gets at
 least `MIN_POINTS` census points.
 
 A census collects young garbage only (`gc.collect(1)`: tens of microseconds,
-where a full collection costs milliseconds on a large heap), except the first
-point of each loop; a loop whose slope exceeds a limit is confirmed by an
-exact census (full collection) at its end, compared with that first point, so
-reference cycles that died old cannot fake a leak.
+where a full collection costs milliseconds on a large heap); a loop whose
+slope exceeds a limit is confirmed by an exact census (full collection) at its
+end, compared with the first point, so reference cycles that died old (and
+wait for Python's next full collection) cannot fake a leak.
 
 The plugin imports this module when the first test is measured, not at startup.
 """
@@ -44,7 +44,7 @@ try:
 except ImportError:  # pragma: no cover - mlx is a dependency
     _ARRAY = None
 
-__all__ = ["slope", "census_interval", "LoopRecord", "TestRecorder", "SiteTap", "MIN_POINTS", "JUDGE_POINTS"]
+__all__ = ["slope", "census_interval", "kept_array_ids", "LoopRecord", "TestRecorder", "SiteTap", "MIN_POINTS", "JUDGE_POINTS"]
 
 MIN_POINTS = 10  # census points a loop gets whenever it is long enough
 JUDGE_POINTS = 3  # fewer than this after warm-up: "too short to judge"
@@ -136,6 +136,60 @@ class LoopRecord:
         return d
 
 
+_PRUNE: tuple | None = None
+
+
+def _prune_types() -> tuple:
+    global _PRUNE
+    if _PRUNE is None:
+        import types
+
+        from genmlx.distributions.base import Distribution
+        from genmlx.gfi import GenerativeFunction
+
+        code = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                types.CodeType, types.FrameType, types.GeneratorType, types.CellType)
+        _PRUNE = (code, GenerativeFunction, Distribution)
+    return _PRUNE
+
+
+def kept_array_ids(roots: Any, ids: set[int], visited: set[int] | None = None) -> None:
+    """Add to `ids` the id of every `mx.array` reachable from `roots` (what a result store keeps).
+
+    Reachability is Python's own (`gc.get_referents`), not only the walk
+    protocol (`_genmlx_arrays()`): a trace keeps, for instance, the parameter
+    arrays of its sites' distribution objects. It stops at shared program
+    objects, which the store does not own: modules, classes, functions and
+    code, and generative functions other than distributions (a model's memo
+    cache is not a result; a distribution object made at a site holds that
+    site's parameters).
+    """
+    code, gen_fn, dist = _prune_types()
+    visited = set() if visited is None else visited
+    # The roots themselves are not remembered: a temporary list (a slice of
+    # the store) dies, and a later object may reuse its id.
+    stack = list(roots) if type(roots) in (list, tuple) else [roots]
+    get = gc.get_referents
+    while stack:
+        o = stack.pop()
+        t = type(o)
+        if t is _ARRAY:
+            ids.add(id(o))
+            continue
+        if t in _ATOMS or isinstance(o, code):
+            continue
+        if isinstance(o, gen_fn) and not isinstance(o, dist):
+            continue
+        i = id(o)
+        if i in visited:
+            continue
+        visited.add(i)
+        stack.extend(get(o))
+
+
+_ATOMS = frozenset((int, float, bool, str, bytes, complex, type(None)))
+
+
 class _Loop:
     """Live measurement state of one loop; produces a `LoopRecord`."""
 
@@ -144,6 +198,7 @@ class _Loop:
         self.store = store  # dropped at the end: the caller's results must not outlive it here
         self.settings = settings
         self.store_ids: set[int] = set()
+        self.visited: set[int] = set()  # objects of the store already walked (kept alive by it)
         self.walked = 0
         self.next_census = 0  # driver step index of the next census
         self.step_s = 0.0  # moving average of step time
@@ -159,7 +214,7 @@ class _Loop:
         if rec.iterations < rec.warmup or ev.step < self.next_census:
             return
         t0 = time.perf_counter()
-        live, pending = self._census(full=not rec.points)
+        live, pending = self._census()
         dt = time.perf_counter() - t0
         rec.census_s += dt
         rec.points.append([rec.iterations, live, pending])
@@ -179,17 +234,17 @@ class _Loop:
 
     def _census(self, full: bool = False) -> tuple[int, int]:
         from genmlx.memory import count_nodes
-        from genmlx.memory.walk import walk
 
         store = self.store
         if isinstance(store, list):
             if len(store) < self.walked:  # not append-only after all: walk it again
-                self.store_ids, self.walked = set(), 0
+                self.store_ids, self.visited, self.walked = set(), set(), 0
             if len(store) > self.walked:
-                self.store_ids.update(walk(store[self.walked:])[0])
+                kept_array_ids(store[self.walked:], self.store_ids, self.visited)
                 self.walked = len(store)
         elif store is not None:
-            self.store_ids = set(walk(store)[0])
+            self.store_ids, self.visited = set(), set()
+            kept_array_ids(store, self.store_ids, self.visited)
         self.rec.kept_arrays = len(self.store_ids)
         # Generations 0-1 only (tens of us, against ms for a full collection on a
         # large heap); `finish` confirms a suspected leak with a full collection.
@@ -221,11 +276,11 @@ class _Loop:
                 if w > self.settings.limit or p > self.settings.pending_limit:
                     self._confirm()
         self.store = None
-        self.store_ids = set()
+        self.store_ids, self.visited = set(), set()
         return rec
 
     def _confirm(self) -> None:
-        """Growth from the first point (a full collection) to an exact census now.
+        """Growth from the first point to an exact census (full collection) now.
 
         Cheap censuses collect only young garbage; reference cycles that died
         old inflate them until Python's next full collection. A leak is

@@ -189,7 +189,7 @@ class LeakGate:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         rep = yield
         rec = item.stash.get(_RECORDER, None)
-        if call.when != "call" or rec is None or not rec.loops or rep.skipped:
+        if call.when != "call" or rec is None or rep.skipped or not (rec.loops or rec.tap.sites):
             return rep
         rec.stop()
         settings = item.stash[_SETTINGS]

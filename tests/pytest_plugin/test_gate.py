@@ -1,0 +1,362 @@
+"""The leak gate's verdicts, through real pytest runs (`pytester`)."""
+
+from __future__ import annotations
+
+import pytest
+
+import genmlx  # noqa: F401  (imported before the inner runs, so they share it)
+
+pytest_plugins = ("pytester",)
+pytestmark = pytest.mark.no_leak_gate
+
+
+def test_leaky_loop_fails_with_the_one_line_message(gate):
+    gate.pytester.makepyfile(
+        """
+        import pytest
+        import loops
+
+        @pytest.mark.limit_wrapper_growth(per_iteration=0.5, warmup=50)
+        def test_leaks_two_per_iteration():
+            loops.run(loops.leaky(per_step=2), n=1000)
+        """
+    )
+    result = gate.run("-rf", "--leak-gate-json=gate.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*test_leaks_two_per_iteration*",
+        "wrapper growth 2.00 arrays/iteration over 1,000 iterations exceeds limit 0.50",
+        "*- genmlx leak gate -*",
+        "LEAKED *test_leaks_two_per_iteration*",
+    ])
+    entry = gate.entries()["test_leaks_two_per_iteration"]
+    assert entry["leaked"] and entry["outcome"] == "leaked"
+    (loop,) = entry["loops"]
+    assert loop["wrapper_growth"] == 2.0 and loop["pending_growth"] == 0.0
+    assert loop["warmup"] == 50 and loop["points"][0][0] >= 50
+    assert loop["confirm_growth"] == [2.0, 0.0]
+
+
+def test_status_letter_is_L(gate):
+    gate.pytester.makepyfile(
+        """
+        import loops
+
+        def test_leaks():
+            loops.run(loops.leaky())
+
+        def test_clean():
+            loops.run(loops.clean)
+        """
+    )
+    result = gate.run()
+    result.stdout.re_match_lines([r"test_status_letter_is_L\.py L\. .*"])
+    result.assert_outcomes(failed=1, passed=1)
+
+
+def test_lazily_accumulated_score_fails_on_pending_nodes(gate):
+    gate.pytester.makepyfile(
+        """
+        import loops
+
+        def test_lazy_score():
+            loops.run(loops.lazy, n=400)
+        """
+    )
+    result = gate.run("--leak-gate-json=gate.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["pending graph node growth 1.00 nodes/iteration over 400 iterations exceeds limit 0.10"]
+    )
+    (loop,) = gate.entries()["test_lazy_score"]["loops"]
+    assert loop["wrapper_growth"] == 0.0  # the wrapper count stays flat: only the graph grows
+    assert loop["pending_growth"] == 1.0
+
+
+def test_clean_loop_passes(gate):
+    gate.pytester.makepyfile(
+        """
+        import loops
+
+        def test_clean():
+            res = loops.run(loops.clean, n=400)
+            assert len(res.stats["accepted"]) == 400
+        """
+    )
+    result = gate.run("--leak-gate-json=gate.json")
+    result.assert_outcomes(passed=1)
+    entry = gate.entries()["test_clean"]
+    assert entry["outcome"] == "passed" and not entry["leaked"] and entry["message"] is None
+    (loop,) = entry["loops"]
+    assert loop["wrapper_growth"] == 0.0 and loop["pending_growth"] == 0.0
+    assert loop["census_points"] >= 10  # a loop long enough always gets at least 10 points
+
+
+@pytest.mark.parametrize("scale, accept", [(1e4, "near 0"), (1e-3, "near 1")])
+def test_loop_keeping_its_samples_passes(gate, scale, accept):
+    gate.pytester.makepyfile(
+        f"""
+        import loops
+
+        def test_keeps_samples(leak_gate):
+            res = loops.run(loops.keeping({scale}), n=400)
+            rate = sum(res.stats["accepted"]) / 400
+            assert ({accept!r} == "near 0" and rate < 0.02) or ({accept!r} == "near 1" and rate > 0.98), rate
+            assert len(res.samples) == 400
+            (loop,) = leak_gate.loops
+            assert loop.wrapper_growth == 0.0 and loop.pending_growth == 0.0
+            # what the store keeps is subtracted: distinct (prop, lq) pairs when
+            # accepting, the same object over and over when rejecting
+            if {accept!r} == "near 1":
+                assert loop.kept_arrays > 1.9 * 400
+            else:
+                assert loop.kept_arrays < 0.1 * 400
+        """
+    )
+    gate.run().assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("limit, outcome", [("1.0", "passed"), ("0.99", "failed")])
+def test_boundary_one_array_per_iteration(gate, limit, outcome):
+    gate.pytester.makepyfile(
+        f"""
+        import pytest
+        import loops
+
+        @pytest.mark.limit_wrapper_growth(per_iteration={limit})
+        def test_one_per_iteration():
+            loops.run(loops.leaky(per_step=1), n=300)
+        """
+    )
+    result = gate.run()
+    result.assert_outcomes(**{outcome: 1})
+    if outcome == "failed":
+        result.stdout.fnmatch_lines(
+            ["wrapper growth 1.00 arrays/iteration over 300 iterations exceeds limit 0.99"]
+        )
+
+
+@pytest.mark.parametrize("per_step, outcome", [(1, "passed"), (2, "failed")])
+def test_boundary_default_limit_with_fused_steps(gate, per_step, outcome):
+    """A step of 10 fused iterations leaking 1 array is 0.10 per iteration: at the default limit."""
+    gate.pytester.makepyfile(
+        f"""
+        import loops
+
+        def test_fused():
+            loops.run(loops.leaky(per_step={per_step}), n=200, iterations_per_step=10)
+        """
+    )
+    result = gate.run("--leak-gate-json=gate.json")
+    result.assert_outcomes(**{outcome: 1})
+    (loop,) = gate.entries()["test_fused"]["loops"]
+    assert loop["iterations"] == 2000
+    assert loop["wrapper_growth"] == pytest.approx(per_step / 10, abs=1e-12)
+    if outcome == "failed":
+        result.stdout.fnmatch_lines(
+            ["wrapper growth 0.20 arrays/iteration over 2,000 iterations exceeds limit 0.10"]
+        )
+
+
+def test_ini_default_and_marker_override(gate):
+    gate.pytester.makeini(
+        """
+        [pytest]
+        genmlx_wrapper_growth_limit = 2.0
+        """
+    )
+    gate.pytester.makepyfile(
+        """
+        import pytest
+        import loops
+
+        def test_ini_limit_allows_one():
+            loops.run(loops.leaky(per_step=1), n=300)
+
+        @pytest.mark.limit_wrapper_growth(per_iteration=0.5)
+        def test_marker_limit_is_tighter():
+            loops.run(loops.leaky(per_step=1), n=300)
+
+        @pytest.mark.limit_wrapper_growth(per_iteration=5)
+        def test_marker_limit_is_looser():
+            loops.run(loops.leaky(per_step=3), n=300)
+        """
+    )
+    result = gate.run("-rf")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["wrapper growth 1.00 arrays/iteration over 300 iterations exceeds limit 0.50",
+                                 "LEAKED *test_marker_limit_is_tighter*"])
+    # the command line overrides the ini file; a marker still overrides both
+    result = gate.run("--leak-gate-limit=0.5")
+    result.assert_outcomes(passed=1, failed=2)
+
+
+def test_opt_out_and_switch_off(gate):
+    gate.pytester.makepyfile(
+        """
+        import pytest
+        import loops
+
+        @pytest.mark.no_leak_gate
+        def test_opted_out():
+            loops.run(loops.leaky())
+
+        @pytest.mark.limit_wrapper_growth(enabled=False)
+        def test_disabled_by_marker():
+            loops.run(loops.leaky())
+
+        def test_default():
+            loops.run(loops.leaky())
+
+        @pytest.mark.limit_wrapper_growth(per_iteration=0.5)
+        def test_explicit_marker():
+            loops.run(loops.leaky())
+        """
+    )
+    gate.run().assert_outcomes(passed=2, failed=2)
+    # switched off: only the test with an explicit limit is still judged
+    gate.run("--no-leak-gate").assert_outcomes(passed=3, failed=1)
+    gate.pytester.makeini("[pytest]\ngenmlx_leak_gate = false\n")
+    gate.run().assert_outcomes(passed=3, failed=1)
+
+
+def test_test_without_genmlx_loops_is_untouched(gate):
+    gate.pytester.makepyfile(
+        """
+        import mlx.core as mx
+        import genmlx
+
+        LEAK = []
+
+        def test_plain_python():
+            assert 1 + 1 == 2
+
+        def test_arrays_but_no_loop():
+            for _ in range(100):
+                LEAK.append(mx.array(1.0))
+        """
+    )
+    result = gate.run("-v", "--leak-gate-json=gate.json")
+    result.assert_outcomes(passed=2)
+    assert "genmlx leak gate" not in result.stdout.str()
+    assert gate.json()["tests"] == []
+
+
+def test_short_loop_is_reported_not_failed(gate):
+    gate.pytester.makepyfile(
+        """
+        import loops
+
+        def test_short(leak_gate):
+            loops.run(loops.leaky(per_step=5), n=21)
+            assert leak_gate.loops[0].verdict == "too short"
+        """
+    )
+    result = gate.run("--leak-gate-json=gate.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*1 tests measured (1 loops, 1 too short to judge), 0 leaked*"])
+    (loop,) = gate.entries()["test_short"]["loops"]
+    assert loop["verdict"] == "too short" and loop["wrapper_growth"] is None
+
+
+def test_fixture_gives_the_test_its_measurements(gate):
+    gate.pytester.makepyfile(
+        """
+        import loops
+
+        def test_reads_own_growth(leak_gate):
+            loops.run(loops.clean, n=300)
+            loops.run(loops.leaky(per_step=1, every=4), n=300)
+            first, second = leak_gate.loops
+            assert first.wrapper_growth == 0.0
+            assert abs(second.wrapper_growth - 0.25) < 0.02
+            assert leak_gate.worst() == second.wrapper_growth
+            assert leak_gate.settings.limit == 0.1
+        """
+    )
+    result = gate.run("-rf")
+    result.assert_outcomes(failed=1)  # the test's asserts pass; the gate then fails it
+    result.stdout.fnmatch_lines(["wrapper growth 0.2* arrays/iteration over 300 iterations exceeds limit 0.10"])
+
+
+def test_worst_loop_decides(gate):
+    gate.pytester.makepyfile(
+        """
+        import loops
+
+        def test_three_loops():
+            loops.run(loops.clean, n=300)
+            loops.run(loops.leaky(per_step=3), n=300)
+            loops.run(loops.leaky(per_step=1), n=300)
+        """
+    )
+    result = gate.run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["wrapper growth 3.00 arrays/iteration over 300 iterations exceeds limit 0.10"])
+
+
+def test_site_budget_marker(gate):
+    gate.pytester.makepyfile(
+        """
+        import pytest
+        import genmlx as gm
+        from genmlx import dist
+
+        @gm.gen
+        def model():
+            x = gm.trace("x", dist.normal(0.0, 1.0))
+            gm.trace("y", dist.normal(x, 1.0))
+            return x
+
+        @pytest.mark.limit_buffers_per_site(max_nodes=1)
+        def test_over_budget():
+            for _ in range(3):
+                model.simulate(())
+
+        @pytest.mark.limit_buffers_per_site(max_nodes=10_000)
+        def test_within_budget(leak_gate):
+            model.simulate(())
+            assert {tuple(s["address"]) for s in leak_gate.sites} == {("x",), ("y",)}
+        """
+    )
+    result = gate.run("-rf")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.re_match_lines(
+        [r"trace site '[xy]' \(normal, simulate\) adds \d+ graph nodes, over the budget of 1 per site.*",
+         r"LEAKED .*test_over_budget.*"]
+    )
+
+
+def test_real_mh_keeping_traces(gate):
+    """infer.mh keeps every trace; a rejection keeps the old one (acceptance near 0 and near 1)."""
+    try:
+        from genmlx.inference import mh  # noqa: F401
+    except (ImportError, AttributeError):
+        pytest.skip("genmlx.inference.mh is not there yet")
+    gate.pytester.makepyfile(
+        """
+        import mlx.core as mx
+        import pytest
+        import genmlx as gm
+        from genmlx import dist
+        from genmlx import inference as infer
+
+        @gm.gen
+        def model(noise):
+            mu = gm.trace("mu", dist.normal(0.0, 1.0))
+            gm.trace("y", dist.normal(mu, noise))
+            return mu
+
+        # prior proposals: an uninformative y accepts nearly all, a far, sharp y nearly none
+        @pytest.mark.parametrize("noise, obs, accept", [(1000.0, 0.0, "near 1"), (0.01, 30.0, "near 0")])
+        def test_mh_keeps_traces(noise, obs, accept, leak_gate):
+            res = infer.mh(model, (noise,), {"y": obs}, selection=gm.select("mu"), n_samples=300,
+                           key=mx.random.key(1))
+            rate = res.stats["acceptance_rate"]
+            assert rate > 0.9 if accept == "near 1" else rate < 0.1
+            assert len(res.traces) == 300
+            loops = [r for r in leak_gate.loops if r.verdict != "too short"]
+            assert loops and all(r.wrapper_growth <= 0.1 for r in loops)
+        """
+    )
+    gate.run().assert_outcomes(passed=2)
