@@ -1,0 +1,143 @@
+"""Buffers per trace site: the opt-in site observer and its bounded `site` label.
+
+Subscribing an object with an `on_site` method to `genmlx.events` is what
+turns the handler's site accounting on (it then counts the graph nodes each
+site adds, see `genmlx.handler`). So `SiteObserver` exists separately from
+`Observer` and is only subscribed when the user asked (`site_metrics=True`).
+
+The `site` label is bounded: the `top_k` addresses with the most nodes get
+their own label and every other address shares ``other``. Which addresses
+are the top K is decided once, from exact per-address totals, at the first of:
+the end of the first driver step that handled sites, the first collection,
+`FREEZE_AFTER` events. Until then events are buffered, and replayed under
+their final label, so cumulative values never jump between labels.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from .aggregate import Hist
+from .catalog import NODE_BUCKETS
+
+__all__ = ["SiteLabels", "SiteObserver", "site_label", "OTHER", "FREEZE_AFTER"]
+
+OTHER = "other"
+FREEZE_AFTER = 10_000
+
+HistogramSink = Callable[[str, float, dict], None]
+
+
+def site_label(address: tuple) -> str:
+    """A site's hierarchical address as one label value: ``("sub", 3, "x")`` -> ``"sub/3/x"``."""
+    return "/".join(map(str, address))
+
+
+class SiteLabels:
+    """The frozen choice of which sites keep their own label."""
+
+    def __init__(self, top_k: int):
+        self.top_k = top_k
+        self.labels: dict[tuple, str] | None = None  # None until frozen
+
+    @property
+    def frozen(self) -> bool:
+        return self.labels is not None
+
+    def freeze(self, totals: dict[tuple, int]) -> None:
+        """Keep the `top_k` addresses with the largest totals (ties: first seen)."""
+        order = sorted(totals, key=lambda a: -totals[a])  # sorted() is stable: ties keep first-seen order
+        self.labels = {a: site_label(a) for a in order[: self.top_k]}
+
+    def label(self, address: tuple) -> str:
+        return self.labels.get(address, OTHER)
+
+
+class SiteObserver:
+    """Receives `SiteHandled` events; keeps a `site.buffers` histogram per (site, model, op).
+
+    Args:
+        top_k: addresses with their own label.
+        current_model: returns the model name of the innermost active run
+            on this thread ("" outside runs).
+    """
+
+    def __init__(self, top_k: int, current_model: Callable[[], str]):
+        self._labels = SiteLabels(top_k)
+        self._model = current_model
+        self._lock = threading.Lock()
+        self._pending: list[tuple[tuple, str, str, int]] = []  # (address, model, op, nodes) before freezing
+        self._totals: dict[tuple, int] = {}
+        self.hists: dict[tuple[str, str, str], Hist] = {}
+        self.sinks: list[HistogramSink] = []  # e.g. the OpenTelemetry histogram's record
+        self.events = 0
+        # Nodes of the current driver step, top-level sites only (a nested call
+        # reports its sub-sites first, then itself with their sum).
+        self._step: list[tuple[tuple, int]] = []
+
+    # -- events ---------------------------------------------------------------------
+    def on_site(self, e) -> None:
+        model = self._model()
+        self.events += 1
+        self._step_add(e.address, e.nodes, nested=set(e.breakdown) != {"site"})
+        with self._lock:
+            if self._labels.frozen:
+                self._observe(self._labels.label(e.address), model, e.op, e.nodes)
+                return
+            self._pending.append((e.address, model, e.op, e.nodes))
+            self._totals[e.address] = self._totals.get(e.address, 0) + e.nodes
+            if len(self._pending) >= FREEZE_AFTER:
+                self._freeze()
+
+    def _step_add(self, address: tuple, nodes: int, nested: bool) -> None:
+        step = self._step
+        if nested:  # replace the sub-sites already counted by the call's own total
+            n = len(address)
+            while step and step[-1][0][:n] == address and len(step[-1][0]) > n:
+                step.pop()
+        step.append((address, nodes))
+
+    def take_step_nodes(self) -> int:
+        """Nodes added at the sites handled since the last call (one driver step)."""
+        total = sum(n for _, n in self._step)
+        self._step = []
+        return total
+
+    # -- labels -------------------------------------------------------------------
+    def freeze(self) -> None:
+        """Decide the top-K labels now (idempotent) and replay buffered events."""
+        with self._lock:
+            if not self._labels.frozen:
+                self._freeze()
+
+    def _freeze(self) -> None:
+        self._labels.freeze(self._totals)
+        pending, self._pending, self._totals = self._pending, [], {}
+        for address, model, op, nodes in pending:
+            self._observe(self._labels.label(address), model, op, nodes)
+
+    @property
+    def labels(self) -> dict[tuple, str] | None:
+        return None if self._labels.labels is None else dict(self._labels.labels)
+
+    def _observe(self, site: str, model: str, op: str, nodes: int) -> None:
+        key = (site, model, op)
+        h = self.hists.get(key)
+        if h is None:
+            h = self.hists[key] = Hist(NODE_BUCKETS)
+        h.observe(nodes)
+        if self.sinks:
+            attrs = {"site": site, "model": model, "op": op}
+            for sink in self.sinks:
+                sink("site.buffers", nodes, attrs)
+
+    # -- collection -------------------------------------------------------------
+    def read(self) -> list:
+        """`[(attributes, HistogramPoint)]` for `site.buffers` (freezes the labels first)."""
+        if self.events:
+            self.freeze()
+        with self._lock:
+            return [
+                ({"site": s, "model": m, "op": o}, h.point()) for (s, m, o), h in self.hists.items()
+            ]
