@@ -10,10 +10,15 @@ from .handler import splice, trace
 from .rng import seed
 from .selection import Selection, select, select_all, select_none
 from .trace import Trace
+from . import vectorize
+from .combinators import map_, mask, mix, recurse, scan, switch, unfold, vmap
+from .vectorize import VectorizationError
 
 __all__ = [
     "dist", "events", "inference", "memory",
     "Address", "AddressError", "ChoiceMap", "choicemap", "DynamicGenFn", "gen",
     "GenerativeFunction", "splice", "trace", "seed", "Selection", "select",
     "select_all", "select_none", "Trace",
+    "vectorize", "VectorizationError",
+    "map_", "unfold", "switch", "scan", "mix", "recurse", "mask", "vmap",
 ]
