@@ -138,13 +138,20 @@ class Census:
 
     def count(self, exclude: Any = None) -> int:
         """Live arrays not reachable from `exclude`: exact or an over-count."""
-        return self._measure(exclude, force=False)
+        return self._measure(exclude, force=False, rewalk=False)
 
-    def full(self, exclude: Any = None) -> int:
-        """Exact count (a full census), which also refreshes the incremental state."""
-        return self._measure(exclude, force=True)
+    def full(self, exclude: Any = None, rewalk: bool = True) -> int:
+        """Exact count (a full census), which also refreshes the incremental state.
 
-    def _measure(self, exclude: Any, force: bool) -> int:
+        Args:
+            exclude: as for `count`.
+            rewalk: walk all of `exclude` again (exact even if items of an
+                excluded list were replaced); False walks only what was
+                appended since the last call, as `count` does.
+        """
+        return self._measure(exclude, force=True, rewalk=rewalk)
+
+    def _measure(self, exclude: Any, force: bool, rewalk: bool) -> int:
         with self._lock:
             was = gc.isenabled()
             gc.disable()  # no automatic collection may move objects between our reads
@@ -165,4 +172,4 @@ class Census:
                 self._old, self._epoch = old, seen
                 self.full_censuses += 1
             self.exact = full
-            return self._old + young - self._excl.count(exclude, exact=full)
+            return self._old + young - self._excl.count(exclude, exact=rewalk)

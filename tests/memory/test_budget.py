@@ -28,6 +28,7 @@ from genmlx.memory import (
 )
 
 budget_mod = importlib.import_module("genmlx.memory.budget")
+checker = importlib.import_module("genmlx.memory.checker")
 
 
 def used_now() -> int:
@@ -89,6 +90,46 @@ def test_check_budget_returns_exact_counts_and_status_reports_them():
         assert status["checks"] == 1 and status["sweeps"] == 1
 
 
+def test_far_from_the_limit_checks_are_rate_limited_near_it_every_check_measures():
+    x = mx.array(1.0)
+    mx.eval(x)
+    gc.collect()
+    with budget(limit=10**9):
+        results = []
+        for i in range(3000):
+            y = x + 1.0
+            mx.eval(y)
+            results.append(check_budget("far"))
+        status = budget_status()
+        measured = [r for r in results if r is not None]
+        assert results[0] is not None  # the first check sweeps
+        assert len(measured) == status["measures"] + status["sweeps"] < 3000
+        assert all(r[0] >= 1 and r[1] == 0 for r in measured)
+    held = [mx.array(float(i)) for i in range(200)]
+    base = used_now()
+    with budget(limit=base * 3 // 2):  # usage at two thirds of the limit
+        assert all(check_budget("near") is not None for _ in range(200))
+        status = budget_status()
+        assert status["checks"] == status["measures"] + status["sweeps"] == 200
+    del held
+
+
+def test_growth_is_extrapolated_so_measurements_start_before_the_limit():
+    x = mx.array(1.0)
+    mx.eval(x)
+    gc.collect()
+    kept = []
+    limit = used_now() + 400
+    with budget(limit=limit):
+        with pytest.raises(ResourceLimitExceeded) as err:
+            for i in range(1000):
+                y = x * float(i)
+                mx.eval(y)
+                kept.append(y)
+                check_budget(f"step {i}")
+    assert err.value.live <= limit + 1  # caught at the first check over the limit
+
+
 def test_exactly_at_the_limit_passes_one_over_raises():
     gc.collect()
     x = mx.array(1.0)
@@ -105,7 +146,7 @@ def test_exactly_at_the_limit_passes_one_over_raises():
 
 
 def test_an_overestimate_is_confirmed_before_raising(monkeypatch):
-    monkeypatch.setattr(budget_mod, "_SWEEP_DUTY", 1e-12)  # no time-based sweeps during the test
+    monkeypatch.setattr(checker, "_SWEEP_DUTY", 1e-12)  # no time-based sweeps during the test
     gc.collect()
     base = used_now()
     with budget(limit=base + 250):
@@ -115,7 +156,7 @@ def test_an_overestimate_is_confirmed_before_raising(monkeypatch):
         assert check_budget("held")[0] == live_arrays()  # a collection happened: a full census
         del held  # deaths in generation 2: the incremental census over-counts by 200
         fresh = [mx.array(float(i)) for i in range(100)]
-        assert budget_mod._census.count() == live_arrays() + 200 > base + 250
+        assert checker.census.count() == live_arrays() + 200 > base + 250
         live, pending = check_budget("after deleting")  # over by estimate, under by exact recount
         assert live == live_arrays() and pending == pending_nodes()
         assert live + pending <= base + 250
@@ -139,7 +180,8 @@ def test_arrays_held_only_by_reference_cycles_are_not_a_leak():
         gc.enable()
 
 
-def test_excluded_results_are_not_counted():
+def test_excluded_results_are_not_counted(monkeypatch):
+    monkeypatch.setattr(checker, "_DUTY", 1e9)  # measure at every check
     gc.collect()
     store = []
     with budget(limit=used_now() + 20):
@@ -153,7 +195,7 @@ def test_excluded_results_are_not_counted():
 
 
 def test_in_place_accumulation_on_an_old_array_is_caught_by_the_sweep(monkeypatch):
-    monkeypatch.setattr(budget_mod, "_SWEEP_DUTY", 1e9)  # a sweep at every check
+    monkeypatch.setattr(checker, "_SWEEP_DUTY", 1e9)  # a sweep at every check
     x = mx.array(1.0)
     s = mx.array(0.0)
     mx.eval(x, s)
