@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 ENV: dict[str, tuple[str, str]] = {
     "sample_every": ("GENMLX_OBSERVE_SAMPLE_EVERY", "int"),
     "step_spans": ("GENMLX_OBSERVE_STEP_SPANS", "bool"),
-    "census_overhead": ("GENMLX_OBSERVE_CENSUS_OVERHEAD", "fraction"),
+    "census_overhead": ("GENMLX_OBSERVE_CENSUS_OVERHEAD", "float"),
     "site_metrics": ("GENMLX_OBSERVE_SITES", "bool"),
     "site_top_k": ("GENMLX_OBSERVE_SITES_TOP_K", "int"),
     "prometheus_port": ("GENMLX_PROMETHEUS_PORT", "port"),
@@ -56,7 +56,8 @@ class Config:
             live-array census. 1 samples every step.
         step_spans: emit a child span per sampled step (False: run spans only).
         census_overhead: largest share of observed step time spent on
-            censuses of live arrays / pending nodes (0 disables them in runs).
+            censuses of live arrays / pending nodes (0 disables them in runs,
+            ``inf`` takes one at every sampled step).
         site_metrics: enable site accounting (buffers per trace site). Costs a
             graph walk per site: opt-in.
         site_top_k: sites with their own `site` label; the rest share ``other``.
@@ -100,8 +101,9 @@ class Config:
     def __post_init__(self):
         if isinstance(self.sample_every, bool) or not isinstance(self.sample_every, int) or self.sample_every < 1:
             raise ConfigError(f"sample_every must be an int >= 1, got {self.sample_every!r}")
-        if not 0.0 <= float(self.census_overhead) <= 1.0:
-            raise ConfigError(f"census_overhead must be a fraction in [0, 1], got {self.census_overhead!r}")
+        if isinstance(self.census_overhead, bool) or not float(self.census_overhead) >= 0.0:
+            raise ConfigError(f"census_overhead must be a number >= 0 (inf: every sampled step), "
+                              f"got {self.census_overhead!r}")
         if isinstance(self.site_top_k, bool) or not isinstance(self.site_top_k, int) or self.site_top_k < 0:
             raise ConfigError(f"site_top_k must be an int >= 0, got {self.site_top_k!r}")
         p = self.prometheus_port
@@ -151,7 +153,7 @@ def _parse(kind: str, name: str, raw: str) -> Any:
             return int(raw)
         if kind == "port":
             return None if raw.lower() in ("", "off", "none") else int(raw)
-        if kind == "fraction":
+        if kind == "float":
             return float(raw)
         if kind == "bool":
             low = raw.lower()

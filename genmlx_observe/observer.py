@@ -132,6 +132,7 @@ class Observer:
         self._local = threading.local()
         self._finished_s = 0.0
         self.census_s = 0.0
+        self.census_max_s = 0.0
         self.censuses = 0
         self.live: int | None = None  # latest census, process-wide (pending nodes have no other source)
         self.pending: int | None = None
@@ -242,6 +243,8 @@ class Observer:
     def _census_allowed(self) -> bool:
         if self.census_overhead <= 0:
             return False
+        if self.census_overhead == math.inf:
+            return True
         observed = self._finished_s + sum(r.duration for r in list(self._runs.values()))
         return self.census_s <= self.census_overhead * observed
 
@@ -265,7 +268,9 @@ class Observer:
         total = len(arrays)
         del arrays
         self.live, self.pending = total, pending
-        self.census_s += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        self.census_s += dt
+        self.census_max_s = max(self.census_max_s, dt)
         self.censuses += 1
         return (total if live is None else live), pending
 
