@@ -102,6 +102,8 @@ class Handler:
                 f"gm.trace({from_path(path)!r}, ...): expected a distribution or generative function, "
                 f"got {type(obj).__name__}"
             )
+        else:
+            obj._check_args(args)  # a nested call with the wrong args: a TypeError naming the callee
         if events.site_listeners:
             return self._counted(path, obj, args)
         return self.visit(path, obj, args)
@@ -291,7 +293,7 @@ class UpdateHandler(Handler):
         else:
             sub = c._get_submap_path(path)
             self.hits += len(sub)
-            if old is not None and old.gen_fn is obj:
+            if old is not None and _same_fn(old.gen_fn, obj):
                 st, w, d = obj._update(old, sub, args, self.keys.child())
                 self.add_weight(st.score - old.score - w)
                 for q, val in d._leaves.items():
@@ -350,7 +352,7 @@ class RegenerateHandler(Handler):
             self.dist_checks(path, obj)
         else:
             sub = self.selection.get_subselection(path)
-            if old is not None and old.gen_fn is obj:
+            if old is not None and _same_fn(old.gen_fn, obj):
                 st, w = obj._regenerate(old, sub, args, self.keys.child())
                 self.add_weight(st.score - old.score - w)
             else:
@@ -374,6 +376,12 @@ class RegenerateHandler(Handler):
         if self.weight is not None:
             w = w - self.weight
         return w
+
+
+def _same_fn(a, b) -> bool:
+    """The callee at an address is unchanged: the same object, or an equal combinator built anew
+    (`gm.trace("v", gm.switch(f, g), k)` makes a new, equal Switch on every run)."""
+    return a is b or (type(a) is type(b) and a == b)
 
 
 def _discard_trace(old: Trace, path: Path, out: dict) -> None:

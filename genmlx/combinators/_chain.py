@@ -34,12 +34,16 @@ def first_selected(selection: Selection, m: int) -> int:
     return m
 
 
-class Chain(GenerativeFunction):
+class Chain(u.Structural, GenerativeFunction):
     """Base class of Unfold and Scan (subclasses say how args map to steps)."""
+
+    def _key(self) -> tuple:
+        return (self.kernel,)
 
     kernel: GenerativeFunction
 
     # -- what subclasses define ------------------------------------------------------
+    def _karity(self, args) -> int: ...
     def _length(self, args) -> int: ...
     def _carry0(self, args): ...
     def _kargs(self, args, t: int, carry) -> tuple: ...
@@ -58,8 +62,7 @@ class Chain(GenerativeFunction):
         return self._carry0(args) if t == 0 else self._next(sts[t - 1].retval)
 
     def _step_check(self, args) -> None:
-        if self._length(args) > 0 and not u.is_dist(self.kernel):
-            self.kernel._check_args(self._kargs(args, 0, self._carry0(args)))
+        u.check_arity(self.kernel, self._karity(args), self)
 
     # -- GFI ---------------------------------------------------------------------------
     def _simulate(self, args, keys: KeyStream):

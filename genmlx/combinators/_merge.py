@@ -20,6 +20,7 @@ from ..distributions.base import Distribution
 from ..trace import Trace
 from ..tree import _spec, flatten
 from ..vectorize import VectorizationError
+from ._util import Structural
 
 
 class _Shell(NamedTuple):
@@ -45,7 +46,11 @@ def unpack(node, gen_fn=None, checks=()) -> Trace:
 def _static_eq(a, b) -> bool:
     if a is b:
         return True
-    return type(a) is type(b) and isinstance(a, (int, float, str, bool, bytes)) and a == b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (int, float, str, bool, bytes)):
+        return a == b
+    return isinstance(a, Structural) and a == b  # equal combinators built anew in each branch
 
 
 def _why(a, b, path) -> str | None:

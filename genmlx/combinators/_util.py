@@ -18,6 +18,8 @@ def zero() -> mx.array:
 
 def add(acc, x):
     """Left fold of scores/weights; `None` is the empty sum."""
+    if x is None:
+        return acc
     return x if acc is None else acc + x
 
 
@@ -37,6 +39,66 @@ def at(path: Path):
         yield
     finally:
         _handler._prefix.pop()
+
+
+def check_arity(kernel, n: int, gf, role: str = "kernel") -> None:
+    """A clear TypeError when `kernel` (a @gen function) cannot take `n` args; no values needed."""
+    ar = getattr(kernel, "_arity", None)
+    if ar is None or not hasattr(kernel, "_argnames"):
+        return
+    lo, hi = ar
+    if n < lo or (hi is not None and n > hi):
+        want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
+        raise TypeError(
+            f"{gf.name}: {role} {kernel.name} expects {want} argument(s) ({', '.join(kernel._argnames)}), "
+            f"but {gf.name} calls it with {n}"
+        )
+
+
+def same_callable(f, g) -> bool:
+    """The same function, or the same code with the same defaults and closure (a lambda re-made per run)."""
+    if f is g:
+        return True
+    cf, cg = getattr(f, "__code__", None), getattr(g, "__code__", None)
+    if cf is None or cf is not cg or f.__defaults__ != g.__defaults__:
+        return False
+    a, b = f.__closure__ or (), g.__closure__ or ()
+    return len(a) == len(b) and all(x.cell_contents is y.cell_contents for x, y in zip(a, b))
+
+
+class Structural:
+    """Equality by construction: two combinators built from equal parts are equal.
+
+    A model that builds a combinator inside its body makes a new object on each
+    run; the dynamic handler compares the callee at an address with `==`, so an
+    equal combinator still updates (rather than regenerates) its old trace.
+    """
+
+    def _key(self) -> tuple:  # pragma: no cover - each combinator defines it
+        raise NotImplementedError
+
+    def __eq__(self, other):
+        if type(self) is not type(other):
+            return NotImplemented
+        ka, kb = self._key(), other._key()
+        return len(ka) == len(kb) and all(_part_eq(x, y) for x, y in zip(ka, kb))
+
+    def __hash__(self):
+        return hash((type(self), len(self._key())))
+
+
+def _part_eq(x, y) -> bool:
+    if x is y:
+        return True
+    if isinstance(x, tuple) and isinstance(y, tuple):
+        return len(x) == len(y) and all(_part_eq(a, b) for a, b in zip(x, y))
+    if callable(x) and hasattr(x, "__code__"):
+        return same_callable(x, y)
+    if isinstance(x, (int, float, str, bool)) or x is None:
+        return type(x) is type(y) and x == y
+    if isinstance(x, Structural):
+        return x == y
+    return False
 
 
 def is_dist(g) -> bool:

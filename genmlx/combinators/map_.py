@@ -29,8 +29,11 @@ from . import _util as u
 __all__ = ["Map", "map_"]
 
 
-class Map(GenerativeFunction):
+class Map(u.Structural, GenerativeFunction):
     """The Map combinator (see the module docstring for addresses)."""
+
+    def _key(self) -> tuple:
+        return (self.kernel,)
 
     def __init__(self, kernel):
         if not hasattr(kernel, "_simulate"):
@@ -48,8 +51,8 @@ class Map(GenerativeFunction):
         lens = [u.seq_len(a, f"argument {j}", self) for j, a in enumerate(args)]
         if len(set(lens)) > 1:
             raise ValueError(f"{self.name}: the sequence arguments have different lengths {lens}")
-        if lens[0] and not u.is_dist(self.kernel):
-            self.kernel._check_args(self._eargs(args, 0))
+        if not u.is_dist(self.kernel):
+            u.check_arity(self.kernel, len(args), self)
         return args
 
     # -- helpers -------------------------------------------------------------------

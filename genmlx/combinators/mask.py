@@ -33,8 +33,11 @@ from . import _util as u
 __all__ = ["Mask", "mask"]
 
 
-class Mask(GenerativeFunction):
+class Mask(u.Structural, GenerativeFunction):
     """The Mask combinator (see the module docstring for addresses)."""
+
+    def _key(self) -> tuple:
+        return (self.inner,)
 
     def __init__(self, gen_fn):
         if not hasattr(gen_fn, "_simulate"):
@@ -47,7 +50,7 @@ class Mask(GenerativeFunction):
         if not args:
             raise TypeError(f"{self.name} expects at least 1 argument (flag, *args), got 0")
         if not u.is_dist(self.inner):
-            self.inner._check_args(args[1:])
+            u.check_arity(self.inner, len(args) - 1, self, "the masked function")
         elif len(args) > 1:
             raise TypeError(f"{self.name}: a distribution takes no args; expected (flag,), got {len(args)} arguments")
         return args

@@ -70,8 +70,11 @@ def _value_at(d) -> DynamicGenFn:
     return g
 
 
-class Mix(GenerativeFunction):
+class Mix(u.Structural, GenerativeFunction):
     """The mixture combinator (see the module docstring for addresses)."""
+
+    def _key(self) -> tuple:
+        return (tuple(self.components), self._logits_key)
 
     def __init__(self, components, logits):
         comps = list(components)
@@ -80,14 +83,15 @@ class Mix(GenerativeFunction):
         self.components = comps
         self._switch = Switch(*[_value_at(c) if u.is_dist(c) else c for c in comps])
         self.logits = logits if callable(logits) else _Categorical(logits).logits
+        self._logits_key = tuple(float(v) for v in logits) if isinstance(logits, (list, tuple)) else logits
         if not callable(logits) and self.logits.shape[0] != len(comps):
             raise ValueError(f"mix: {len(comps)} components but {self.logits.shape[0]} logits")
         self.name = f"mix({', '.join(u.name_of(c) for c in comps)})"
 
     def _check_args(self, args: tuple) -> tuple:
         check_args(self, args)
-        for b in self._switch.branches:
-            b._check_args(args)
+        for j, b in enumerate(self._switch.branches):
+            u.check_arity(b, len(args), self, f"component {j}")
         return args
 
     def _cat(self, args) -> _Categorical:

@@ -50,8 +50,11 @@ def _split(c: ChoiceMap):
     return ChoiceMap._from_leaves(own), {j: ChoiceMap._from_leaves(d) for j, d in kids.items()}
 
 
-class Recurse(GenerativeFunction):
+class Recurse(u.Structural, GenerativeFunction):
     """The recursion combinator (see the module docstring for addresses)."""
+
+    def _key(self) -> tuple:
+        return (self.kernel, self.combine, self.max_depth)
 
     def __init__(self, kernel, combine=None, max_depth: int = 64):
         if not hasattr(kernel, "_simulate") or u.is_dist(kernel):
@@ -63,7 +66,7 @@ class Recurse(GenerativeFunction):
 
     def _check_args(self, args: tuple) -> tuple:
         check_args(self, args)
-        self.kernel._check_args(args)
+        u.check_arity(self.kernel, len(args), self)
         return args
 
     # -- helpers ------------------------------------------------------------------------

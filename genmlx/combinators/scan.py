@@ -42,6 +42,9 @@ class Scan(Chain):
         self._step_check(args)
         return args
 
+    def _karity(self, args) -> int:
+        return 2
+
     def _length(self, args) -> int:
         return u.seq_len(args[1], "xs", self)
 

@@ -48,8 +48,11 @@ from ._merge import merge_traces, select
 __all__ = ["Switch", "switch"]
 
 
-class Switch(GenerativeFunction):
+class Switch(u.Structural, GenerativeFunction):
     """The Switch combinator (see the module docstring for addresses)."""
+
+    def _key(self) -> tuple:
+        return (self.branches,)
 
     def __init__(self, *branches):
         if not branches:
@@ -65,10 +68,12 @@ class Switch(GenerativeFunction):
         check_args(self, args)
         if not args:
             raise TypeError(f"{self.name} expects at least 1 argument (index, *branch_args), got 0")
-        k, _ = self._index(args[0])
+        idx = args[0]
+        if not isinstance(idx, mx.array):
+            self._index(idx)  # a static index is checked now; an array one when it is read
         for j, b in enumerate(self.branches):
-            if (k is None or k == j) and not u.is_dist(b):
-                b._check_args(args[1:])
+            if not u.is_dist(b):
+                u.check_arity(b, len(args) - 1, self, f"branch {j}")
         return args
 
     def _index(self, idx):

@@ -43,6 +43,9 @@ class Unfold(Chain):
         self._step_check(args)
         return args
 
+    def _karity(self, args) -> int:
+        return len(args)  # (t, state, *extra)
+
     def _length(self, args) -> int:
         return u.as_int(args[0], "n (the number of steps)", self)
 

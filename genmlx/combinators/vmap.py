@@ -37,8 +37,11 @@ __all__ = ["Vmap", "vmap"]
 _K = ()  # site key of the batched kernel trace (its choices are not nested)
 
 
-class Vmap(GenerativeFunction):
+class Vmap(u.Structural, GenerativeFunction):
     """The vmap combinator (see the module docstring for addresses)."""
+
+    def _key(self) -> tuple:
+        return (self.kernel, self.in_axes)
 
     def __init__(self, kernel, in_axes=0):
         if not hasattr(kernel, "_simulate") or u.is_dist(kernel):
@@ -72,7 +75,7 @@ class Vmap(GenerativeFunction):
     def _check_args(self, args: tuple) -> tuple:
         check_args(self, args)
         self._n(args)
-        self.kernel._check_args(args)  # arity only
+        u.check_arity(self.kernel, len(args), self)
         return args
 
     def _split_args(self, args):
