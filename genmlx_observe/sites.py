@@ -99,9 +99,16 @@ class SiteObserver:
         step.append((address, nodes))
 
     def take_step_nodes(self) -> int:
-        """Nodes added at the sites handled since the last call (one driver step)."""
+        """Nodes added at the sites handled since the last call (the observer calls it at each step's end).
+
+        The first step that handled sites also freezes the top-K labels.
+        """
+        if not self._step:
+            return 0
         total = sum(n for _, n in self._step)
         self._step = []
+        if self._labels.labels is None:
+            self.freeze()
         return total
 
     # -- labels -------------------------------------------------------------------
