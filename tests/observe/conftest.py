@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 from genmlx import events
 from genmlx_observe import Observer, SiteObserver
 
+from .helpers import otlp_receiver, pushgateway_recorder
+
 
 def _ours() -> list:
     return [o for o in events.observers() if isinstance(o, (Observer, SiteObserver))]
@@ -48,3 +50,17 @@ def meter():
 @pytest.fixture
 def registry():
     return CollectorRegistry()
+
+
+@pytest.fixture
+def receiver():
+    """A local OTLP/HTTP receiver (`.url`, `.received` = [(path, content type, decoded request)])."""
+    with otlp_receiver() as srv:
+        yield srv
+
+
+@pytest.fixture
+def pushgateway():
+    """A stand-in Pushgateway (`.url`, `.requests` = [(method, path, body)])."""
+    with pushgateway_recorder() as srv:
+        yield srv

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+import http.server
+import threading
+from contextlib import contextmanager
+
 import mlx.core as mx
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -67,3 +80,111 @@ def run_mh(n: int, burn: int = 0, seed: int = 0, model: str = "gauss", **kwargs)
 def _summarize(r) -> dict:
     acc = r.stats.get("accepted", [])
     return {"acceptance_rate": sum(map(float, acc)) / len(acc) if acc else 0.0, "log_ml": -1.25, "r_hat": 1.01}
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A local OTLP/HTTP receiver: decodes each request's protobuf payload (opentelemetry-proto)."""
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        if self.path == "/v1/traces":
+            req, resp = ExportTraceServiceRequest(), ExportTraceServiceResponse()
+        elif self.path == "/v1/metrics":
+            req, resp = ExportMetricsServiceRequest(), ExportMetricsServiceResponse()
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        req.ParseFromString(body)
+        self.server.received.append((self.path, self.headers.get("Content-Type"), req))
+        out = resp.SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+
+def otlp_attrs(kvs) -> dict:
+    """Protobuf KeyValues as a dict."""
+    out = {}
+    for kv in kvs:
+        v = kv.value
+        field = v.WhichOneof("value")
+        out[kv.key] = getattr(v, field) if field != "array_value" else [
+            getattr(x, x.WhichOneof("value")) for x in v.array_value.values]
+    return out
+
+
+def otlp_spans(received):
+    for path, ctype, req in received:
+        if path == "/v1/traces":
+            assert ctype == "application/x-protobuf"
+            for rs in req.resource_spans:
+                for ss in rs.scope_spans:
+                    for s in ss.spans:
+                        yield otlp_attrs(rs.resource.attributes), ss.scope.name, s
+
+
+def otlp_metrics(received) -> dict:
+    """metric name -> (resource attributes, metric) from the last metrics request."""
+    out = {}
+    for path, _, req in received:
+        if path == "/v1/metrics":
+            for rm in req.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        out[m.name] = (otlp_attrs(rm.resource.attributes), m)
+    return out
+
+
+def otlp_point(metric, **attrs):
+    kind = metric.WhichOneof("data")
+    for p in getattr(metric, kind).data_points:
+        if all(otlp_attrs(p.attributes).get(k) == v for k, v in attrs.items()):
+            return p
+    return None
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A stand-in Pushgateway: records (method, path, body)."""
+
+    def _record(self):
+        n = int(self.headers.get("Content-Length", 0))
+        self.server.requests.append((self.command, self.path, self.rfile.read(n).decode()))
+        self.send_response(200)
+        self.end_headers()
+
+    do_PUT = do_POST = _record
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def http_server(handler):
+    """A threaded HTTP server on 127.0.0.1 (a free port) with `received` and `url`; stopped on exit."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.received = srv.requests = []
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
+
+
+def otlp_receiver():
+    return http_server(_Receiver)
+
+
+def pushgateway_recorder():
+    return http_server(_Recorder)

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
-import http.server
 import socket
-import threading
 import time
 import warnings
 
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -25,85 +14,11 @@ import genmlx_observe as go
 from genmlx_observe.drops import Drops
 from genmlx_observe.otlp import CountingSpanProcessor, SafeSpanExporter
 
+from .helpers import otlp_attrs as _attrs
+from .helpers import otlp_metrics as _metrics
+from .helpers import otlp_point as _point
+from .helpers import otlp_spans as _spans
 from .helpers import run_mh
-
-
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        if self.path == "/v1/traces":
-            req, resp = ExportTraceServiceRequest(), ExportTraceServiceResponse()
-        elif self.path == "/v1/metrics":
-            req, resp = ExportMetricsServiceRequest(), ExportMetricsServiceResponse()
-        else:
-            self.send_response(404)
-            self.end_headers()
-            return
-        req.ParseFromString(body)
-        self.server.received.append((self.path, self.headers.get("Content-Type"), req))
-        out = resp.SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def receiver():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    srv.received = []
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-def _attrs(kvs) -> dict:
-    out = {}
-    for kv in kvs:
-        v = kv.value
-        field = v.WhichOneof("value")
-        out[kv.key] = getattr(v, field) if field != "array_value" else [
-            getattr(x, x.WhichOneof("value")) for x in v.array_value.values]
-    return out
-
-
-def _spans(received):
-    for path, ctype, req in received:
-        if path == "/v1/traces":
-            assert ctype == "application/x-protobuf"
-            for rs in req.resource_spans:
-                for ss in rs.scope_spans:
-                    for s in ss.spans:
-                        yield _attrs(rs.resource.attributes), ss.scope.name, s
-
-
-def _metrics(received) -> dict:
-    """metric name -> (resource attributes, metric) from the last metrics request."""
-    out = {}
-    for path, _, req in received:
-        if path == "/v1/metrics":
-            for rm in req.resource_metrics:
-                for sm in rm.scope_metrics:
-                    for m in sm.metrics:
-                        out[m.name] = (_attrs(rm.resource.attributes), m)
-    return out
-
-
-def _point(metric, **attrs):
-    kind = metric.WhichOneof("data")
-    for p in getattr(metric, kind).data_points:
-        if all(_attrs(p.attributes).get(k) == v for k, v in attrs.items()):
-            return p
-    return None
 
 
 def test_spans_and_metrics_reach_a_real_otlp_receiver(receiver):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import re
 import socket
-import threading
 import urllib.request
 import warnings
 
@@ -105,33 +103,8 @@ def test_taken_port_is_a_clear_error():
         assert not o.active  # nothing left subscribed (the autouse fixture checks too)
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    def _record(self):
-        n = int(self.headers.get("Content-Length", 0))
-        self.server.requests.append((self.command, self.path, self.rfile.read(n).decode()))
-        self.send_response(200)
-        self.end_headers()
-
-    do_PUT = do_POST = _record
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def pushgateway():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    srv.requests = []
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
 def test_pushgateway_gets_the_metrics_at_stop(pushgateway):
-    url = f"http://127.0.0.1:{pushgateway.server_address[1]}"
-    with go.observe(pushgateway=url, pushgateway_job="batch-fit") as o:
+    with go.observe(pushgateway=pushgateway.url, pushgateway_job="batch-fit") as o:
         run_mh(9)
     assert o.pushed
     ((method, path, body),) = pushgateway.requests
