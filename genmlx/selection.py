@@ -44,7 +44,7 @@ class Selection:
 
     def is_empty(self) -> bool:
         """True when nothing can be selected (select_none())."""
-        return not self._neg and not self._all and not self._paths
+        return (not self._neg and not self._all and not self._paths) or (self._neg and self._all)
 
     def is_all(self) -> bool:
         return (self._all and not self._neg) or (self._neg and not self._all and not self._paths)
