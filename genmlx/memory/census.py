@@ -136,6 +136,10 @@ class Census:
         self.exact = False
         self.full_censuses = 0
 
+    def excluded_ids(self) -> set[int]:
+        """Ids of the arrays the last count excluded (do not modify)."""
+        return self._excl.seen
+
     def count(self, exclude: Any = None) -> int:
         """Live arrays not reachable from `exclude`: exact or an over-count."""
         return self._measure(exclude, force=False, rewalk=False)

@@ -16,6 +16,11 @@ about 200 us. Unmeasured growth is bounded by what a loop can build between
 two measurements (a few milliseconds to tens of milliseconds apart) — far
 below the half-budget margin for any realistic budget.
 
+Arrays reachable from `exclude` (results kept on purpose: the driver keeps
+materialized samples) are left out of measurements and sweeps, so their cost
+does not grow with the number of kept samples; the exact recount below
+includes them.
+
 When a measurement exceeds the limit: `mx.clear_cache()`, a garbage
 collection (arrays held only by reference cycles are garbage, not a leak), an
 exact recount, and `ResourceLimitExceeded` if still over.
@@ -81,11 +86,12 @@ def check(limit: int, where: str, exclude: Any) -> tuple[int, int] | None:
     near = predicted > _TIGHT * limit
     if st.live is None or now >= st.next_sweep or (near and st.old_rate > 0):
         _record_live(n, census.full(exclude, rewalk=False))
-        _sweep(n)
+        _sweep(n, census.excluded_ids())
         st.next_sweep = now + (time.perf_counter() - now) / _SWEEP_DUTY
     elif near or now >= st.next_measure:
         _record_live(n, census.count(exclude))
-        young = young_array_objects()
+        skip = census.excluded_ids()
+        young = [a for a in young_array_objects() if id(a) not in skip]
         _record_young(n, len(pending_node_ids(*young)) if young else 0)
         del young
         st.measures += 1
@@ -123,10 +129,10 @@ def _record_young(n: int, young: int) -> None:
     st.young, st.young_at = young, n
 
 
-def _sweep(n: int) -> None:
-    """Measure pending nodes of every live array, split into young and old-only."""
+def _sweep(n: int, skip: set[int] = frozenset()) -> None:
+    """Measure pending nodes of every live array not in `skip`, split into young and old-only."""
     st = state
-    young_ids, old_ids = _young_and_old_ids()
+    young_ids, old_ids = _young_and_old_ids(skip)
     old = len(old_ids - young_ids)
     st.old_rate = _rate(old, st.old, st.old_at, n)
     st.old, st.old_at = old, n
@@ -134,9 +140,9 @@ def _sweep(n: int) -> None:
     st.sweeps += 1
 
 
-def _young_and_old_ids() -> tuple[set[int], set[int]]:
+def _young_and_old_ids(skip: set[int]) -> tuple[set[int], set[int]]:
     """Pending node ids of young (GC generations 0, 1) and of all other live arrays."""
-    young = young_array_objects()
+    young = [a for a in young_array_objects() if id(a) not in skip]
     young_set = set(map(id, young))
-    old = [a for a in live_array_objects() if id(a) not in young_set]
+    old = [a for a in live_array_objects() if id(a) not in young_set and id(a) not in skip]
     return (pending_node_ids(*young) if young else set()), (pending_node_ids(*old) if old else set())

@@ -70,44 +70,74 @@ def count_arrays_in(obj: Any, seen: dict[int, mx.array] | None = None) -> int:
     return len(seen) - before
 
 
+# How to walk an object is decided once per type (failed attribute lookups on
+# every object would dominate the walk's cost).
+_SKIP, _LEAF, _CHECK, _PROTO_ARRAYS, _PROTO_CHECKS, _PROTO_BOTH, _MAP, _SEQ, _SET, _DATACLASS = range(10)
+_kinds: dict[type, int] = {}
+
+
+def _classify(t: type) -> int:
+    if issubclass(t, _ARRAY):
+        return _LEAF
+    if t is DeferredCheck:
+        return _CHECK
+    if issubclass(t, _SCALARS) or issubclass(t, type):
+        return _SKIP
+    # Protocol methods are looked up on the type (immune to __getattr__ proxies).
+    arrays = getattr(t, "_genmlx_arrays", None) is not None
+    checks = getattr(t, "_genmlx_checks", None) is not None
+    if arrays or checks:
+        return _PROTO_BOTH if arrays and checks else (_PROTO_ARRAYS if arrays else _PROTO_CHECKS)
+    if issubclass(t, dict):
+        return _MAP
+    if issubclass(t, (list, tuple, collections.deque)):
+        return _SEQ
+    if issubclass(t, (set, frozenset)):
+        return _SET
+    if dataclasses.is_dataclass(t):
+        return _DATACLASS
+    return _SKIP
+
+
 def _iter(obj: Any) -> Iterator[tuple[bool, Any]]:
-    """Yield `(False, array)` and `(True, DeferredCheck)` reachable from `obj`."""
+    """Yield `(False, array)` and `(True, DeferredCheck)` reachable from `obj`.
+
+    Children are pushed in reverse so they pop in order: checks are raised in
+    visit order, the first failing one wins.
+    """
     stack = [obj]
     visited: set[int] = set()
+    kinds = _kinds
     while stack:
         o = stack.pop()
         t = type(o)
-        if t is _ARRAY:
+        k = kinds.get(t)
+        if k is None:
+            k = kinds[t] = _classify(t)
+        if k == _LEAF:
             yield False, o
             continue
-        if isinstance(o, _SCALARS):
-            continue
-        if isinstance(o, _ARRAY):  # a subclass of mx.array
-            yield False, o
+        if k == _SKIP:
             continue
         oid = id(o)
         if oid in visited:
             continue
         visited.add(oid)
-        if t is DeferredCheck:
-            yield True, o
-            continue
-        # Children are pushed in reverse so they pop in order: checks are
-        # raised in visit order, the first failing one wins.
-        produce = getattr(t, "_genmlx_arrays", None)
-        more = getattr(t, "_genmlx_checks", None)
-        if produce is not None or more is not None:
-            children = list(produce(o)) if produce is not None else []
-            if produce is not None:
-                children.extend(getattr(o, "checks", None) or ())
-            if more is not None:
-                children.extend(more(o))
-            stack.extend(reversed(children))
-        elif isinstance(o, dict):
-            stack.extend(reversed(o.values()))
-        elif isinstance(o, (list, tuple, collections.deque)):
+        if k == _SEQ:
             stack.extend(reversed(o))
-        elif isinstance(o, (set, frozenset)):
+        elif k == _MAP:
+            stack.extend(reversed(o.values()))
+        elif k == _CHECK:
+            yield True, o
+        elif k == _SET:
             stack.extend(o)
-        elif dataclasses.is_dataclass(o) and not isinstance(o, type):
+        elif k == _DATACLASS:
             stack.extend(reversed([getattr(o, f.name) for f in dataclasses.fields(o)]))
+        else:
+            children = []
+            if k != _PROTO_CHECKS:
+                children.extend(o._genmlx_arrays())
+                children.extend(getattr(o, "checks", None) or ())
+            if k != _PROTO_ARRAYS:
+                children.extend(o._genmlx_checks())
+            stack.extend(reversed(children))

@@ -15,7 +15,7 @@ import pytest
 
 from genmlx.memory import ResourceLimitExceeded, budget, check_budget, live_arrays, pending_nodes
 
-STEPS = 200
+STEPS = 150
 
 
 @pytest.fixture
