@@ -144,14 +144,15 @@ class Census:
         """Live arrays not reachable from `exclude`: exact or an over-count."""
         return self._measure(exclude, force=False, rewalk=False)
 
-    def full(self, exclude: Any = None, rewalk: bool = True) -> int:
+    def full(self, exclude: Any = None, rewalk: bool = False) -> int:
         """Exact count (a full census), which also refreshes the incremental state.
 
         Args:
             exclude: as for `count`.
-            rewalk: walk all of `exclude` again (exact even if items of an
-                excluded list were replaced); False walks only what was
-                appended since the last call, as `count` does.
+            rewalk: walk all of `exclude` again, exact even if items of an
+                excluded list were replaced in place. By default a list that
+                only grew is walked from where the last call stopped (exact
+                for append-only lists; a shorter list is walked again).
         """
         return self._measure(exclude, force=True, rewalk=rewalk)
 

@@ -85,7 +85,7 @@ def check(limit: int, where: str, exclude: Any) -> tuple[int, int] | None:
     )
     near = predicted > _TIGHT * limit
     if st.live is None or now >= st.next_sweep or (near and st.old_rate > 0):
-        _record_live(n, census.full(exclude, rewalk=False))
+        _record_live(n, census.full(exclude))
         _sweep(n, census.excluded_ids())
         st.next_sweep = now + (time.perf_counter() - now) / _SWEEP_DUTY
     elif near or now >= st.next_measure:
@@ -102,7 +102,7 @@ def check(limit: int, where: str, exclude: Any) -> tuple[int, int] | None:
     if live + pending > limit:
         clear_cache()
         gc.collect()
-        _record_live(n, census.full(exclude))
+        _record_live(n, census.full(exclude, rewalk=True))
         _sweep(n)
         live, pending = st.live, st.young + st.old
         if live + pending > limit:

@@ -156,3 +156,11 @@ def test_live_arrays_is_exact_for_held_lists(settled, n):
     held = [mx.zeros((3,)) for _ in range(n)]
     assert live_arrays() - base == n
     del held
+
+
+def test_census_rewalk_is_exact_after_items_are_replaced_in_place(settled):
+    census = Census()
+    store = [FakeTrace(mx.array(float(i))) for i in range(10)]
+    assert census.full(exclude=store) == live_arrays(exclude=store)
+    store[3] = FakeTrace(mx.array(-1.0), mx.array(-2.0))  # same length, different arrays
+    assert census.full(exclude=store, rewalk=True) == live_arrays(exclude=store)
