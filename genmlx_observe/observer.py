@@ -20,6 +20,7 @@ sampling-phase census points against the iteration index.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -37,7 +38,7 @@ class Run:
     """What one run has done so far (plain numbers; the exporters read it live)."""
 
     __slots__ = (
-        "run_id", "labels", "series", "span", "store", "census", "steps", "warmup", "sampling",
+        "run_id", "labels", "series", "span", "store", "store_ids", "store_len", "steps", "warmup", "sampling",
         "syncs", "duration", "accepted", "proposals", "prob_sum", "prob_n", "divergences", "diverging", "ess",
         "live_slope", "pending_slope", "live", "pending",
     )
@@ -48,7 +49,8 @@ class Run:
         self.series = series
         self.span = None
         self.store = store
-        self.census = None
+        self.store_ids: set[int] = set()  # ids of the arrays in `store` (walked incrementally)
+        self.store_len = 0
         self.steps = self.warmup = self.sampling = self.syncs = 0
         self.duration = 0.0
         self.accepted = self.proposals = self.prob_n = self.divergences = 0
@@ -202,7 +204,7 @@ class Observer:
             spans.end_run(r.span, e, r.observed())
         r.span = None
         r.store = None  # never keep the caller's samples alive
-        r.census = None
+        r.store_ids = set()
         with self._lock:
             s = r.series
             s.fold(r)
@@ -241,38 +243,50 @@ class Observer:
             spans.step_span(self.tracer, r.span, e, extra)
 
     def _census_allowed(self) -> bool:
+        """Would one more census keep census time within `census_overhead` of the observed step time?"""
         if self.census_overhead <= 0:
             return False
         if self.census_overhead == math.inf:
             return True
+        if self.censuses:
+            expected = self.census_s / self.censuses
+        else:  # no measurement yet: about 2-3 ns per allocated block for the heap walk, doubled
+            expected = 5e-9 * sys.getallocatedblocks()
         observed = self._finished_s + sum(r.duration for r in list(self._runs.values()))
-        return self.census_s <= self.census_overhead * observed
+        return self.census_s + expected <= self.census_overhead * observed
 
     def census(self, run: Run | None = None) -> tuple[int, int]:
         """Count live arrays (minus `run`'s kept samples) and pending graph nodes, exactly, now.
 
-        Call it on the thread that runs MLX work. Updates the process-wide
-        latest census read by the `memory.pending_nodes` gauge.
+        One walk of the GC heap, the run's store walked only where it grew,
+        and one graph export over the arrays outside the store (the driver
+        materializes kept samples, so they hold no pending nodes). Call it on
+        the thread that runs MLX work. Updates the process-wide latest census
+        read by the `memory.pending_nodes` gauge.
         """
-        from genmlx.memory import Census, count_nodes, live_array_objects
+        from genmlx.memory import arrays_in, count_nodes, live_array_objects
 
         t0 = time.perf_counter()
-        if run is not None and run.store is not None:
-            if run.census is None:
-                run.census = Census()
-            live = run.census.full(exclude=run.store)
-        else:
-            live = None
         arrays = live_array_objects()
-        pending = count_nodes(*arrays) if arrays else 0
         total = len(arrays)
+        store = None if run is None else run.store
+        if store is not None:
+            if type(store) is list and len(store) >= run.store_len:
+                run.store_ids.update(map(id, arrays_in(store[run.store_len:])))
+            else:
+                run.store_ids = set(map(id, arrays_in(store)))
+            run.store_len = len(store) if type(store) is list else 0
+            ids = run.store_ids
+            arrays = [a for a in arrays if id(a) not in ids]
+        live = len(arrays)
+        pending = count_nodes(*arrays) if arrays else 0
         del arrays
         self.live, self.pending = total, pending
         dt = time.perf_counter() - t0
         self.census_s += dt
         self.census_max_s = max(self.census_max_s, dt)
         self.censuses += 1
-        return (total if live is None else live), pending
+        return live, pending
 
     def _point(self, r: Run, e, live: int, pending: int | None) -> None:
         r.live, r.pending = live, pending

@@ -172,7 +172,7 @@ def http_server(handler):
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     srv.received = srv.requests = []
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     try:
         yield srv
