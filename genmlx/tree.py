@@ -83,7 +83,7 @@ def _spec(o, leaves):
         return ("seq", type(o), [_spec(x, leaves) for x in o])
     if isinstance(o, dict):
         return ("dict", type(o), [(k, _spec(v, leaves)) for k, v in o.items()])
-    t = getattr(o, "_genmlx_tree", None)
+    t = None if isinstance(o, type) else getattr(o, "_genmlx_tree", None)  # a class is static
     if t is not None:
         parts, rebuild = t()
         return ("obj", rebuild, _spec(parts, leaves))
