@@ -1,0 +1,281 @@
+"""The No-U-Turn Sampler: multinomial trajectory sampling, generalized U-turn criterion.
+
+The algorithm is Stan's (Hoffman & Gelman 2014 as revised by Betancourt 2017,
+"A Conceptual Introduction to Hamiltonian Monte Carlo", appendix A):
+
+* the trajectory doubles, in a random direction each time, up to
+  `max_tree_depth` doublings (1023 leapfrog steps at depth 10);
+* a state is drawn from the trajectory with probability proportional to
+  exp(-H) (multinomial): uniformly within a new subtree, and the new subtree's
+  draw replaces the current one with probability min(1, W_new / W_old);
+* it stops at a U-turn by the generalized criterion on the summed momenta rho:
+  a (sub)tree turns when p#_minus . rho <= 0 or p#_plus . rho <= 0, with
+  p# = M^-1 r at its two ends; every aligned subtree is checked, plus the two
+  extra checks across merged halves that Stan added in 2.26;
+* a subtree is invalid when any of its energy errors exceeds 1000 (NaN too):
+  the iteration is `diverging` and stops.
+
+How it runs on MLX. Host decisions are made once per doubling, not per leaf:
+a new subtree of 2^j leapfrog steps is computed as a chain of compiled
+leapfrog calls, then one compiled function checks all its aligned subtrees at
+once (vectorized over the leaves), finds the first leaf at which Stan's
+recursion would have stopped, draws the multinomial proposal and merges the
+subtree into the trajectory; one counted sync (`driver.host`) reads the stop
+flag. So syncs per iteration = doublings (less one when the maximum depth is
+reached). The statistics are Stan's: `num_steps` counts the leapfrog steps
+the recursive algorithm takes (its last subtree may stop early), while
+`n_grad_evals` counts the gradients actually computed (the last subtree is
+always computed whole); `tree_depth` is the number of valid doublings.
+
+Warm-up (`burn`): dual averaging of the step size toward mean acceptance
+statistic `target_accept` (0.8) and Stan's windowed diagonal mass matrix
+(`adaptation`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import mlx.core as mx
+import numpy as np
+
+from . import driver
+from ._gradient import check_int, check_positive, check_step_size, finish, setup, summarize
+from .adaptation import Adaptation, adapt, init_adaptation, schedule
+from .hmc import DIVERGENCE, leapfrog
+
+__all__ = ["nuts", "NUTSState", "Tree", "nuts_transition"]
+
+
+class NUTSState(NamedTuple):
+    z: mx.array
+    logp: mx.array
+    grad: mx.array
+    adaptation: Adaptation
+    i: int
+
+
+_RANGES: dict = {}
+
+
+def _subtree_checks(n: int):
+    """The U-turn checks of a subtree of n = 2^j leaves, as contiguous leaf ranges.
+
+    Stan's recursion checks every aligned block [a, e] when it completes (at
+    leaf e): the block itself, and its halves extended by one leaf across the
+    middle, [a, m] and [m - 1, e] (m: the first leaf of the second half). Each
+    is the criterion on a range [lo, hi] with rho = sum of r over the range.
+    Returns (lo, hi, e) index arrays, cached per n.
+    """
+    got = _RANGES.get(n)
+    if got is None:
+        lo, hi, end = [], [], []
+        s = 2
+        while s <= n:
+            for a in range(0, n, s):
+                e, m = a + s - 1, a + s // 2
+                lo += [a, a, m - 1]
+                hi += [e, m, e]
+                end += [e, e, e]
+            s *= 2
+        got = _RANGES[n] = tuple(np.array(x, dtype=np.intp) for x in (lo, hi, end))
+    return got
+
+
+class Tree:
+    """The trajectory so far, on the host: its two ends, summed momentum, total weight, current draw.
+
+    Leaf states stay MLX arrays (fed back to the leapfrog as they are); the
+    weights and criteria are computed in float64 NumPy from the momenta and
+    log densities.
+    """
+
+    __slots__ = ("left", "right", "ends", "rho", "log_w", "draw", "sum_metro", "n_steps", "diverging", "depth",
+                 "h0", "inv_mass")
+
+    def __init__(self, z, r, g, lp, r0: np.ndarray, lp0: float, inv_mass: np.ndarray):
+        self.inv_mass = inv_mass
+        self.left = self.right = (z, r, g)
+        self.ends = [(r0, r0 * inv_mass)] * 2  # (r, p#) at the left and right ends
+        self.rho = r0
+        self.h0 = -lp0 + 0.5 * float(r0 @ (r0 * inv_mass))
+        self.log_w = 0.0  # the initial point's weight exp(H0 - H0)
+        self.draw = None
+        self.sum_metro, self.n_steps, self.diverging, self.depth = 0.0, 0, False, 0
+
+    def add(self, forward: bool, leaves, r: np.ndarray, lp: np.ndarray, u_take: float, u_pick: float) -> bool:
+        """Fold in a new subtree (leaves in build order); True when the trajectory must stop."""
+        n = r.shape[0]
+        p = r * self.inv_mass
+        with np.errstate(invalid="ignore", over="ignore"):
+            h = 0.5 * np.einsum("ij,ij->i", r, p) - lp
+            h[np.isnan(h)] = np.inf
+            log_w = self.h0 - h
+            fail = -log_w > DIVERGENCE
+            div = fail.any()
+            if n > 1:
+                lo, hi, end = _subtree_checks(n)
+                c = np.concatenate([np.zeros((1, r.shape[1])), np.cumsum(r, axis=0)])
+                rho = c[hi + 1] - c[lo]
+                ok = (np.einsum("ij,ij->i", p[lo], rho) > 0) & (np.einsum("ij,ij->i", p[hi], rho) > 0)
+                fail = fail.copy()
+                fail[end[~ok]] = True
+            if fail.any():
+                cnt = int(np.argmax(fail)) + 1
+                self.n_steps += cnt
+                self.sum_metro += float(np.sum(np.exp(np.minimum(log_w[:cnt], 0.0))))
+                self.diverging = self.diverging or bool(div and (-log_w[:cnt] > DIVERGENCE).any())
+                return True  # an invalid subtree (divergent, or turning inside): its draw is not used
+            self.n_steps += n
+            self.sum_metro += float(np.sum(np.exp(np.minimum(log_w, 0.0))))
+            top = float(np.max(log_w))
+            cum = np.cumsum(np.exp(log_w - top))
+            lw_sub = top + math.log(cum[-1])
+            k = min(int(np.searchsorted(cum, u_pick * cum[-1], side="right")), n - 1)
+        first, last = (r[0], p[0]), (r[n - 1], p[n - 1])
+        rho_sub = r.sum(axis=0)
+        (ol, orr), rho_old = self.ends, self.rho
+        if forward:  # backward part (bl, br, rho_b), forward part (fl, fr, rho_f)
+            bl, br, fl, fr, rho_b, rho_f = ol, orr, first, last, rho_old, rho_sub
+        else:
+            bl, br, fl, fr, rho_b, rho_f = last, first, ol, orr, rho_sub, rho_old
+        rho = rho_b + rho_f
+        e1, e2 = rho_b + fl[0], rho_f + br[0]
+        persist = (bl[1] @ rho > 0 and fr[1] @ rho > 0 and bl[1] @ e1 > 0 and fl[1] @ e1 > 0
+                   and br[1] @ e2 > 0 and fr[1] @ e2 > 0)
+        if u_take <= 0.0 or math.log(u_take) < lw_sub - self.log_w:  # biased progressive sampling
+            self.draw = (leaves[0][k], leaves[3][k], leaves[2][k])
+        self.log_w = float(np.logaddexp(self.log_w, lw_sub))
+        self.rho = rho
+        self.ends = [bl, fr]
+        edge = (leaves[0][n - 1], leaves[1][n - 1], leaves[2][n - 1])
+        if forward:
+            self.right = edge
+        else:
+            self.left = edge
+        self.depth += 1
+        return not persist
+
+
+def _begin(key, z, inv_mass, step, max_depth: int):
+    """The iteration's randomness in one draw: momentum, directions, two uniforms per doubling."""
+    k1, k2 = mx.random.split(key)
+    r = mx.random.normal(z.shape, key=k1) * mx.rsqrt(inv_mass)
+    u = mx.random.uniform(shape=(3, max_depth), key=k2)
+    return r, u, mx.where(u[0, 0] < 0.5, step, -step)
+
+
+_STACK_FROM = 8  # from this many leaves, stacking in MLX beats converting leaf by leaf
+
+
+def _host_rows(xs: list) -> np.ndarray:
+    if len(xs) >= _STACK_FROM:
+        return np.asarray(mx.stack(xs), dtype=np.float64)
+    return np.array([np.asarray(x) for x in xs], dtype=np.float64)
+
+
+def nuts_transition(value_and_grad, max_depth: int = 10):
+    """`transition(key, z, logp, grad, step, inv_mass) -> (z, logp, grad, stats)`: one NUTS iteration."""
+    lf = mx.compile(leapfrog(value_and_grad))
+    begin = mx.compile(lambda key, z, inv_mass, step: _begin(key, z, inv_mass, step, max_depth))
+
+    def transition(key, z, lp, g, step, inv_mass):
+        r0, u, eps = begin(key, z, inv_mass, step)
+        zc, rc, gc = z, r0, g
+        tree = None
+        grads = 0
+        for j in range(max_depth):
+            leaves = ([], [], [], [])
+            for _ in range(1 << j):
+                zc, rc, gc, lpc = lf(zc, rc, gc, eps, inv_mass)
+                for acc, x in zip(leaves, (zc, rc, gc, lpc)):
+                    acc.append(x)
+            grads += 1 << j
+            if tree is None:  # the first sync also brings the iteration's randomness
+                driver.host((leaves, r0, u, lp, step, inv_mass))
+                un = np.asarray(u, dtype=np.float64)
+                dirs, u_take, u_pick = un[0] < 0.5, un[1], un[2]
+                eps_f = float(np.asarray(step))
+                im = np.asarray(inv_mass, dtype=np.float64)
+                tree = Tree(z, r0, g, lp, np.asarray(r0, dtype=np.float64), float(np.asarray(lp)), im)
+            else:
+                driver.host(leaves)
+            stop = tree.add(bool(dirs[j]), leaves, _host_rows(leaves[1]), _host_rows(leaves[3]),
+                            float(u_take[j]), float(u_pick[j]))
+            if stop or j == max_depth - 1:
+                break
+            zc, rc, gc = tree.right if dirs[j + 1] else tree.left
+            eps = mx.array(eps_f if dirs[j + 1] else -eps_f)
+        stats = {"accepted": tree.draw is not None, "accept_prob": tree.sum_metro / tree.n_steps,
+                 "num_steps": tree.n_steps, "diverging": tree.diverging, "tree_depth": tree.depth,
+                 "n_grad_evals": grads}
+        if tree.draw is None:
+            return z, lp, g, stats
+        return (*tree.draw, stats)
+
+    return transition
+
+
+def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, burn: int = 0, thin: int = 1,
+         step_size: float = 0.1, max_tree_depth: int = 10, adapt_step_size: bool = True, adapt_mass: bool = True,
+         target_accept: float = 0.8, key=None, init=None, callback=None, progress=None):
+    """NUTS over `addresses` (continuous choices; constrained ones through `transforms`).
+
+    Args:
+        model, args, observations: the target is p(addresses | observations);
+            every other choice of the model must be observed.
+        addresses: the list of addresses to sample.
+        n_samples, burn, thin: keep every `thin`-th of `n_samples * thin`
+            iterations after `burn` warm-up iterations.
+        step_size: the initial step size (> 0), adapted during burn-in when
+            `adapt_step_size` (with burn=0 it stays fixed).
+        max_tree_depth: the most doublings per iteration (>= 1; Stan's 10).
+        adapt_mass: adapt a diagonal mass matrix during burn-in (Stan's windows).
+        key: an MLX key (same key, same chain, bit for bit).
+        init: {address: value} starting point (default: a draw from the model).
+        callback: `callback(step, state, stats)` after each iteration.
+
+    Returns:
+        `InferenceResult`: `.traces`; `.stats` per iteration `accepted` (the
+        draw moved), `accept_prob` (mean acceptance statistic over the
+        trajectory), `step_size`, `num_steps`, `n_grad_evals`, `tree_depth`,
+        `diverging`; `acceptance_rate` (mean `accept_prob` after burn-in),
+        `divergences`, `final_step_size`, `inv_mass`, `ess_bulk`, `ess_tail`,
+        `r_hat` by address; `syncs`, `syncs_per_iteration` (one per doubling).
+
+    Raises:
+        ValueError: step_size <= 0, max_tree_depth < 1, an unknown, observed or
+            discrete address, a latent choice neither listed nor observed.
+    """
+    alg = "nuts"
+    n_samples = check_int(alg, "n_samples", n_samples, 0)
+    burn = check_int(alg, "burn", burn, 0)
+    thin = check_int(alg, "thin", thin, 1)
+    step_size = check_step_size(alg, step_size)
+    if isinstance(max_tree_depth, bool) or not hasattr(max_tree_depth, "__index__") or max_tree_depth < 1:
+        raise ValueError(f"nuts: max_tree_depth must be an int >= 1, got {max_tree_depth!r}")
+    target = check_positive(alg, "target_accept", target_accept, 1.0)
+    s = setup(alg, model, args, observations, addresses, key, init)
+    vg = mx.value_and_grad(s.logp)
+    transition = nuts_transition(vg, int(max_tree_depth))
+    lp0, g0 = mx.compile(vg)(s.z0)
+    mx.eval(lp0, g0)
+    plan = schedule(burn, adapt_step_size, adapt_mass, target)
+    state = NUTSState(s.z0, lp0, g0, init_adaptation(step_size, s.logp.dim), 0)
+
+    def step(k, st: NUTSState):
+        a = st.adaptation
+        z, lp, g, stats = transition(k, st.z, st.logp, st.grad, a.step_size, a.inv_mass)
+        a2 = adapt(a, plan, st.i, z, mx.array(stats["accept_prob"], dtype=mx.float32)) if st.i < burn else a
+        return driver.Step(NUTSState(z, lp, g, a2, st.i + 1), z, {**stats, "step_size": a.step_size})
+
+    res = driver.run(step, state, burn + n_samples * thin, algorithm=alg, model=model.name, key=s.key,
+                     params={"n_samples": n_samples, "burn": burn, "thin": thin, "step_size": step_size,
+                             "max_tree_depth": int(max_tree_depth)},
+                     burn=burn, thin=thin, callback=callback, progress=progress,
+                     summarize=summarize("accept_prob"))
+    a = res.state.adaptation
+    return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin,
+                  acceptance="accept_prob",
+                  extra={"final_step_size": a.step_size.item(), "inv_mass": a.inv_mass.tolist()})

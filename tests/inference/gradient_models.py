@@ -1,0 +1,107 @@
+"""Models with known posteriors for the gradient-based samplers (MALA, HMC, NUTS), and the check they share."""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+
+import genmlx as gm
+from genmlx import dist
+
+# normal-normal: mu ~ N(0, 1), y_i ~ N(mu, 1)  ->  mu | y ~ N(sum(y) / (n + 1), 1 / (n + 1))
+NN_YS = [1.0, 2.0, 0.5]
+NN_OBS = {f"y{i}": y for i, y in enumerate(NN_YS)}
+NN_POST = {"mu": (sum(NN_YS) / (len(NN_YS) + 1), math.sqrt(1.0 / (len(NN_YS) + 1)))}
+
+
+@gm.gen
+def normal_normal(n):
+    mu = gm.trace("mu", dist.normal(0.0, 1.0))
+    for i in range(n):
+        gm.trace(f"y{i}", dist.normal(mu, 1.0))
+    return mu
+
+
+# the 5-site linear regression: exact Gaussian posterior
+XS, YS = [1.0, 2.0, 3.0], [3.1, 5.0, 6.9]
+LR_OBS = {f"y{i}": y for i, y in enumerate(YS)}
+
+
+@gm.gen
+def linreg(xs):
+    slope = gm.trace("slope", dist.normal(0.0, 10.0))
+    intercept = gm.trace("intercept", dist.normal(0.0, 10.0))
+    for i, x in enumerate(xs):
+        gm.trace(f"y{i}", dist.normal(slope * x + intercept, 1.0))
+    return slope
+
+
+def _linreg_posterior():
+    design = np.stack([np.array(XS), np.ones(len(XS))], axis=1)  # slope, intercept
+    cov = np.linalg.inv(design.T @ design + np.eye(2) / 100.0)
+    mean = cov @ design.T @ np.array(YS)
+    return {"slope": (mean[0], math.sqrt(cov[0, 0])), "intercept": (mean[1], math.sqrt(cov[1, 1]))}, cov
+
+
+LR_POST, LR_COV = _linreg_posterior()
+LR_CORR = LR_COV[0, 1] / math.sqrt(LR_COV[0, 0] * LR_COV[1, 1])
+
+# a correlated 2-D Gaussian (no observations): x ~ N(0, 1), y | x ~ N(rho x, sqrt(1 - rho^2))
+RHO = 0.95
+
+
+@gm.gen
+def correlated():
+    x = gm.trace("x", dist.normal(0.0, 1.0))
+    gm.trace("y", dist.normal(RHO * x, math.sqrt(1 - RHO * RHO)))
+
+
+CORR_POST = {"x": (0.0, 1.0), "y": (0.0, 1.0)}
+
+# Neal's funnel, 9 + 1 dimensions (centered): v ~ N(0, 3), x_i ~ N(0, exp(v / 2))
+FUNNEL_N = 9
+
+
+@gm.gen
+def funnel():
+    v = gm.trace("v", dist.normal(0.0, 3.0))
+    scale = mx.exp(v / 2)
+    for i in range(FUNNEL_N):
+        gm.trace(f"x{i}", dist.normal(0.0, scale))
+
+
+FUNNEL_ADDRS = ["v"] + [f"x{i}" for i in range(FUNNEL_N)]
+
+# Beta-Bernoulli: p ~ Beta(2, 2), y ~ Bernoulli(p), 7 ones in 10  ->  p | y ~ Beta(9, 5)
+BB_DATA = [1, 1, 0, 1, 1, 1, 0, 1, 1, 0]
+BB_OBS = {f"y{i}": y for i, y in enumerate(BB_DATA)}
+_A, _B = 2 + sum(BB_DATA), 2 + len(BB_DATA) - sum(BB_DATA)
+BB_POST = {"p": (_A / (_A + _B), math.sqrt(_A * _B / ((_A + _B) ** 2 * (_A + _B + 1))))}
+
+
+@gm.gen
+def beta_bernoulli():
+    p = gm.trace("p", dist.beta(2.0, 2.0))
+    for i in range(len(BB_DATA)):
+        gm.trace(f"y{i}", dist.bernoulli(p))
+    return p
+
+
+K_MCSE = 4.0  # allowed error in Monte Carlo standard errors (about 6e-5 two-sided for Gaussian errors)
+
+
+def check_posterior(result, post: dict, k: float = K_MCSE, min_ess: float = 50.0) -> None:
+    """Posterior mean and sd of each address within k Monte Carlo standard errors.
+
+    MCSE(mean) = sd / sqrt(ESS) and MCSE(sd) = sd / sqrt(2 ESS) (Gaussian
+    approximation), with the chain's own bulk ESS (which must reach `min_ess`).
+    """
+    for addr, (mean, sd) in post.items():
+        v = np.asarray(result.values(addr), dtype=np.float64)
+        ess = result.stats["ess_bulk"][addr]
+        assert ess >= min_ess, f"{addr}: ESS {ess:.0f} < {min_ess}"
+        m_tol, s_tol = k * sd / math.sqrt(ess), k * sd / math.sqrt(2 * ess)
+        assert abs(v.mean() - mean) < m_tol, f"{addr}: mean {v.mean():.4f} vs {mean:.4f} (tolerance {m_tol:.4f}, ESS {ess:.0f})"
+        assert abs(v.std(ddof=1) - sd) < s_tol, f"{addr}: sd {v.std(ddof=1):.4f} vs {sd:.4f} (tolerance {s_tol:.4f}, ESS {ess:.0f})"
