@@ -124,6 +124,8 @@ class Switch(u.Structural, GenerativeFunction):
         if a is None or a == b:
             return True
         x, y = self.branches[a], self.branches[b]
+        if x == y:  # equal generative functions read each other's traces
+            return True
         return (u.is_dist(x) and u.is_dist(y)) or (isinstance(x, DynamicGenFn) and isinstance(y, DynamicGenFn))
 
     def _all_relabel_ok(self) -> None:
