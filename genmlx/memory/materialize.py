@@ -8,7 +8,7 @@ primitives it runs), and the loop driver does exactly this once per step.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import mlx.core as mx
 

@@ -27,7 +27,7 @@ import mlx.core as mx
 
 from genmlx.checks import DeferredCheck
 
-__all__ = ["walk", "arrays_in", "count_arrays_in"]
+__all__ = ["walk", "arrays_in"]
 
 _ARRAY = mx.array
 _SCALARS = (int, float, complex, str, bytes, bool, type(None))
@@ -56,18 +56,6 @@ def walk(obj: Any) -> tuple[dict[int, mx.array], list[DeferredCheck]]:
 def arrays_in(obj: Any) -> list[mx.array]:
     """The distinct arrays reachable from `obj` (deferred checks' `ok` included)."""
     return list(walk(obj)[0].values())
-
-
-def count_arrays_in(obj: Any, seen: dict[int, mx.array] | None = None) -> int:
-    """Number of distinct arrays reachable from `obj` not already in `seen`.
-
-    `seen` (id -> array) is updated in place, so repeated calls over the new
-    items of a growing list count each array once.
-    """
-    seen = {} if seen is None else seen
-    before = len(seen)
-    seen.update(walk(obj)[0])
-    return len(seen) - before
 
 
 # How to walk an object is decided once per type (failed attribute lookups on
