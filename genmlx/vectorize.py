@@ -138,11 +138,13 @@ def vmap_tree(fn: Callable[..., Any], batched: tuple, name: str, op: str):
     """
     global _depth
     leaves, rebuild_in = flatten(batched)
+    leaves, pos_in = _dedupe(leaves)
     box: dict = {}
 
     def body(*xs):
-        out = fn(*rebuild_in(list(xs)))
+        out = fn(*rebuild_in([xs[j] for j in pos_in]))
         ls, rb = flatten(out)
+        ls, box["pos"] = _dedupe(ls)
         box["rebuild"] = rb
         return ls
 
@@ -155,7 +157,25 @@ def vmap_tree(fn: Callable[..., Any], batched: tuple, name: str, op: str):
         raise
     finally:
         _depth -= 1
-    return box["rebuild"](outs)
+    return box["rebuild"]([outs[j] for j in box["pos"]])
+
+
+def _dedupe(leaves: list) -> tuple[list, list]:
+    """Distinct arrays and, per leaf, its index among them.
+
+    An array a trace holds twice (a step's return value is the next step's
+    argument and a site's value) crosses `mx.vmap` once and stays one object.
+    """
+    seen: dict = {}
+    uniq: list = []
+    pos: list = []
+    for x in leaves:
+        j = seen.get(id(x))
+        if j is None:
+            j = seen[id(x)] = len(uniq)
+            uniq.append(x)
+        pos.append(j)
+    return uniq, pos
 
 
 def _keys(key, n: int) -> mx.array:
