@@ -23,10 +23,12 @@ the loop's own step time, but a loop that is long enough always gets at
 least `MIN_POINTS` census points.
 
 A census collects young garbage only (`gc.collect(1)`: tens of microseconds,
-where a full collection costs milliseconds on a large heap); a loop whose
-slope exceeds a limit is confirmed by an exact census (full collection) at its
-end, compared with the first point, so reference cycles that died old (and
-wait for Python's next full collection) cannot fake a leak.
+where a full collection costs milliseconds on a large heap), except the first
+point of each loop (a full collection: older garbage, e.g. from earlier
+tests, must not be counted at the start and freed later). A loop whose slope
+exceeds a limit is confirmed by a second exact census at its end, compared
+with that first point, so reference cycles that died old during the loop
+(and wait for Python's next full collection) cannot fake a leak.
 
 The plugin imports this module when the first test is measured, not at startup.
 """
@@ -214,7 +216,7 @@ class _Loop:
         if rec.iterations < rec.warmup or ev.step < self.next_census:
             return
         t0 = time.perf_counter()
-        live, pending = self._census()
+        live, pending = self._census(full=not rec.points)
         dt = time.perf_counter() - t0
         rec.census_s += dt
         rec.points.append([rec.iterations, live, pending])
@@ -280,7 +282,7 @@ class _Loop:
         return rec
 
     def _confirm(self) -> None:
-        """Growth from the first point to an exact census (full collection) now.
+        """Growth from the first point (a full collection) to an exact census now.
 
         Cheap censuses collect only young garbage; reference cycles that died
         old inflate them until Python's next full collection. A leak is

@@ -158,7 +158,7 @@ def section(verdict: dict, memory: dict | None, verbosity: int) -> str:
         lines += ["", "memory report (genmlx.memory.report()):"]
         lines += [f"  {k}: {memory[k]:,}" if isinstance(memory[k], int) and not isinstance(memory[k], bool)
                   else f"  {k}: {memory[k]}" for k in keys]
-    if verdict["census_s"]:
+    if verdict["census_s"] and verbosity >= 0:
         lines += ["", f"census: {verdict['census_s'] * 1e3:,.1f} ms over {verdict['loop_s'] * 1e3:,.1f} ms of loops"]
     return "\n".join(lines)
 

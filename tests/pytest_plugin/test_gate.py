@@ -220,6 +220,55 @@ def test_opt_out_and_switch_off(gate):
     gate.run().assert_outcomes(passed=3, failed=1)
 
 
+def test_cycles_that_die_old_do_not_fake_a_leak(gate):
+    """Each step drops a reference cycle holding 10 arrays after it reached the oldest GC generation."""
+    gate.pytester.makepyfile(
+        """
+        import mlx.core as mx
+        import loops
+
+        HOLD = [None]
+
+        def step(key, s):
+            out = loops.clean(key, s)
+            cycle = {"arrays": [mx.array(1.0) for _ in range(10)]}
+            cycle["self"] = cycle
+            HOLD[0] = cycle  # the previous cycle is garbage now, and old: a census promoted it
+            return out
+
+        def test_cycles(leak_gate):
+            loops.run(step, n=300)
+            (loop,) = leak_gate.loops
+            assert loop.wrapper_growth > 1  # the cheap censuses see the garbage pile up...
+            assert loop.confirm_growth[0] < 0.1  # ...the exact end census does not
+        """
+    )
+    gate.run("--leak-gate-census-every=1").assert_outcomes(passed=1)
+
+
+def test_old_garbage_before_the_loop_does_not_hide_a_leak(gate):
+    gate.pytester.makepyfile(
+        """
+        import gc
+        import mlx.core as mx
+        import loops
+
+        def test_garbage_then_leak():
+            junk = []
+            for _ in range(200):
+                c = {"arrays": [mx.array(1.0) for _ in range(5)]}
+                c["self"] = c
+                junk.append(c)
+            gc.collect(1), gc.collect(1)  # promoted to the oldest generation...
+            del junk, c  # ...and garbage there: 1,000 arrays a young collection never frees
+            loops.run(loops.leaky(per_step=1), n=300)
+        """
+    )
+    result = gate.run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["wrapper growth 1.00 arrays/iteration over 300 iterations exceeds limit 0.10"])
+
+
 def test_test_without_genmlx_loops_is_untouched(gate):
     gate.pytester.makepyfile(
         """
