@@ -157,24 +157,27 @@ class Observer:
         stack.append(run)
 
     def on_step(self, e) -> None:
-        r = self._runs.get(e.run_id)
+        # One unpack instead of a dozen attribute lookups: this runs at every step.
+        run_id, _, _, step, _, n, duration, syncs, phase, st, _, _, live, _ = e
+        r = self._runs.get(run_id)
         if r is None:  # the run started before we subscribed
             return
         r.steps += 1
-        n = e.iterations
-        if e.phase == "warmup":
+        if phase == "warmup":
             r.warmup += n
         else:
             r.sampling += n
-        r.syncs += e.syncs
-        r.duration += e.duration_s
-        st = e.stats
+        r.syncs += syncs
+        r.duration += duration
         if st:
             v = st.get("accepted")
             if v is not None:
-                a, k = _count(v)
-                r.accepted += a
-                r.proposals += k
+                if type(v) is list:
+                    r.accepted += sum(v)
+                    r.proposals += len(v)
+                else:
+                    r.accepted += v
+                    r.proposals += 1
             elif "accept_prob" in st:
                 a, k = _count(st["accept_prob"])
                 r.prob_sum += a
@@ -186,9 +189,9 @@ class Observer:
             v = st.get("ess")
             if v is not None:
                 r.ess = v[-1] if type(v) is list else v
-        if e.live_arrays is not None:
-            self._point(r, e, e.live_arrays, e.pending_nodes)
-        if e.step % self.every == 0:
+        if live is not None:
+            self._point(r, e, live, e.pending_nodes)
+        if step % self.every == 0:
             self._sampled(r, e)
         elif self.sites is not None:
             self.sites.take_step_nodes()

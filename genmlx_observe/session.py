@@ -84,6 +84,7 @@ class Observation:
             )
             if c.prometheus_port is not None:
                 self.server = serve(self.registry, c.prometheus_port, c.prometheus_addr)
+            self.census()  # a first value for the pending-nodes gauge, taken on the caller's (MLX) thread
         except BaseException:
             self.instrumentor.uninstrument()
             self.pipeline.shutdown()
