@@ -190,10 +190,28 @@ class _Merge:
             return new
         score = self.value(new.score, old.score)
         if new.sites is None:
-            return Trace(new.gen_fn, new.args, self.value(new.retval, old.retval), score, None, (), new.batch, new.aux)
+            return Trace(self.dist(new.gen_fn, old.gen_fn), new.args, self.value(new.retval, old.retval), score,
+                         None, (), new.batch, new.aux)
         sites = {p: self.trace(s, old.sites[p]) for p, s in new.sites.items()}
         return Trace(new.gen_fn, self.value(new.args, old.args), self.value(new.retval, old.retval), score,
                      sites, self.checks(new.checks), new.batch, new.aux)
+
+    def dist(self, a, b):
+        # A site's distribution holds array parameters computed from other choices (the
+        # prior mean of a child, say): select those too, so the kept trace is all old or all new.
+        if a is b:
+            return a
+        da, db = getattr(a, "__dict__", None), getattr(b, "__dict__", None)
+        if da is None or db is None or type(a) is not type(b):
+            return a
+        changed = {k: self.value(v, db[k]) for k, v in da.items()
+                   if isinstance(v, mx.array) and isinstance(db.get(k), mx.array) and v is not db[k]}
+        if not changed:
+            return a
+        d = type(a).__new__(type(a))
+        d.__dict__.update(da)
+        d.__dict__.update(changed)
+        return d
 
     def checks(self, cs: tuple) -> tuple:
         # A proposal's parameter checks matter only if it is accepted.

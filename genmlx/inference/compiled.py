@@ -30,6 +30,7 @@ import mlx.core as mx
 from ..checks import DeferredCheck
 from ..trace import Trace
 from ..tree import flatten
+from ..vectorize import _pack_top, _unpack
 from . import driver
 from ._common import check_count, finish_stats, init_trace, resolve_selection, run_name, scalar_paths, split_key
 from .mh import mh_step
@@ -50,14 +51,15 @@ class CompiledMH:
         self.k = check_count("compiled_mh", "iterations_per_step", k, 1)
         self.thin = check_count("compiled_mh", "thin", thin, 1)
         self.selection = selection
-        leaves, self._rebuild = flatten(template)
+        self.args = template.args
+        leaves, self._rebuild_node = flatten(_pack_top(template))
         self.n_leaves = len(leaves)
         self.stacked_mask: list | None = None
         self._check_error = None
         self._fn = mx.compile(self._body)
 
     def _body(self, keys, *leaves):
-        tr = self._rebuild(list(leaves))
+        tr = self._rebuild(leaves)
         accs, probs, oks, kept = [], [], [], []
         for j in range(self.k):
             tr, st = mh_step(keys[j], tr, self.selection)
@@ -69,7 +71,7 @@ class CompiledMH:
                     self._check_error = c.error
             if (j + 1) % self.thin == 0:
                 kept.append(tr)
-        out, _ = flatten(tr)
+        out = self._flatten(tr)
         if len(out) != self.n_leaves:
             raise ValueError("compiled_mh: the trace changed structure during an iteration (needs a static-structure model)")
         ins = set(map(id, leaves))
@@ -77,13 +79,21 @@ class CompiledMH:
         self.stacked_mask = mask
         stacked = []
         if kept:
-            cols = [flatten(t)[0] for t in kept]
+            cols = [self._flatten(t) for t in kept]
             stacked = [mx.stack([c[i] for c in cols]) for i, m in enumerate(mask) if m]
         ok = mx.all(mx.stack(oks)) if oks else mx.array(True)
         return [*out, mx.stack(accs), mx.stack(probs), ok, *stacked]
 
+    # Traces cross mx.compile as plain trees that include each site's distribution
+    # parameters (vectorize's packing), so rebuilt traces hold current parameters.
+    def _flatten(self, tr: Trace) -> list:
+        return flatten(_pack_top(tr))[0]
+
+    def _rebuild(self, leaves: list, checks: tuple = ()) -> Trace:
+        return _unpack(self._rebuild_node(list(leaves)), self.args, None, checks)
+
     def __call__(self, keys, trace: Trace):
-        leaves, _ = flatten(trace)
+        leaves = self._flatten(trace)
         try:
             outs = self._fn(keys, *leaves)
         except ValueError as e:
@@ -94,22 +104,19 @@ class CompiledMH:
                     "structure); use infer.mh instead") from None
             raise
         n = self.n_leaves
-        new = self._rebuild(outs[:n])
         acc, prob, ok = outs[n], outs[n + 1], outs[n + 2]
-        if self._check_error is not None:
-            new = Trace(new.gen_fn, new.args, new.retval, new.score, new.sites,
-                        (DeferredCheck(ok, self._check_error),), new.batch, new.aux)
+        checks = (DeferredCheck(ok, self._check_error),) if self._check_error is not None else ()
+        new = self._rebuild(outs[:n], checks)
         samples = None
         if len(outs) > n + 3:
             it = iter(outs[n + 3:])
-            base, _ = flatten(new)
-            samples = self._rebuild([next(it) if m else x for x, m in zip(base, self.stacked_mask)])
+            samples = self._rebuild([next(it) if m else x for x, m in zip(outs[:n], self.stacked_mask)])
         return new, samples, {"accepted": acc, "accept_prob": prob}
 
     def view(self, samples: Trace, i: int) -> Trace:
         """Iteration `i` of a stacked `samples` trace, as an ordinary trace."""
-        leaves, rebuild = flatten(samples)
-        return rebuild([x[i] if m else x for x, m in zip(leaves, self.stacked_mask)])
+        leaves = self._flatten(samples)
+        return self._rebuild([x[i] if m else x for x, m in zip(leaves, self.stacked_mask)])
 
 
 class StackedTraces(Sequence):
@@ -132,12 +139,12 @@ class StackedTraces(Sequence):
         return self.kernel.view(self.blocks[b], j)
 
     def values(self, path):
-        """All kept values at `path` as one array `[n, ...]` (no per-trace views)."""
+        """All kept values at `path` as a list (one batched copy, no per-trace views)."""
         from ..address import to_path
 
         p = to_path(path)
         vals = [blk._find(p).retval for blk in self.blocks]
-        return mx.concatenate(vals)[: self.n] if vals else mx.zeros((0,))
+        return mx.concatenate(vals)[: self.n].tolist() if vals else []
 
 
 def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samples: int, burn: int = 0,
