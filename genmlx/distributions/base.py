@@ -45,7 +45,7 @@ from ..selection import Selection
 from ..trace import Trace
 from . import support as _support
 
-__all__ = ["Distribution", "to_param"]
+__all__ = ["Distribution", "to_param", "shape_of", "batch_shape"]
 
 
 def to_param(v):
@@ -57,6 +57,21 @@ def to_param(v):
     if isinstance(v, mx.array):
         return v
     return mx.array(v)
+
+
+def shape_of(p) -> tuple:
+    """Shape of a parameter: () for Python numbers."""
+    return tuple(p.shape) if isinstance(p, mx.array) else ()
+
+
+def batch_shape(*params, event_dims=()) -> tuple:
+    """Broadcast shape of parameters; `event_dims[i]` trailing dims of params[i] are event dims."""
+    shapes = []
+    for i, p in enumerate(params):
+        s = shape_of(p)
+        k = event_dims[i] if i < len(event_dims) else 0
+        shapes.append(s[: len(s) - k] if k else s)
+    return tuple(mx.broadcast_shapes(*shapes)) if shapes else ()
 
 
 class Distribution(GenerativeFunction):
@@ -205,6 +220,17 @@ class Distribution(GenerativeFunction):
 
     def __repr__(self) -> str:
         return f"<{self.name}>"
+
+    # -- vectorized execution: a distribution nested in another one's attributes ------
+    def _genmlx_tree(self):
+        cls = type(self)
+
+        def rebuild(attrs):
+            d = cls.__new__(cls)
+            d.__dict__.update(attrs)
+            return d
+
+        return dict(self.__dict__), rebuild
 
 
 def _err(msg: str):

@@ -1,0 +1,69 @@
+"""Shared pieces of the built-in distributions: parameter predicates, random helpers."""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+
+from ..special.normal import std_normal_from_uniform
+from .base import shape_of
+
+__all__ = ["POS", "NONNEG", "PROB", "FINITE", "COUNT", "HALF_LOG_2PI", "LOG_2PI", "NEG_INF",
+           "uniform01", "std_normal", "shape_of", "ok_pos", "ok_prob", "ok_count", "ok_finite"]
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+LOG_2PI = math.log(2.0 * math.pi)
+NEG_INF = float("-inf")
+
+
+def _isfinite(v):
+    return mx.isfinite(v) if isinstance(v, mx.array) else math.isfinite(v)
+
+
+def ok_pos(v):
+    return (v > 0) & mx.isfinite(v) if isinstance(v, mx.array) else (v > 0 and math.isfinite(v))
+
+
+def ok_prob(v):
+    return (v >= 0) & (v <= 1) if isinstance(v, mx.array) else (0 <= v <= 1)
+
+
+def ok_count(v):
+    if isinstance(v, mx.array):
+        return (v >= 0) & (v == mx.floor(v)) & mx.isfinite(v)
+    return v >= 0 and math.isfinite(v) and float(v).is_integer()
+
+
+def ok_finite(v):
+    return _isfinite(v)
+
+
+# (predicate, what it must be) pairs for Distribution._param
+POS = (ok_pos, "> 0 and finite")
+NONNEG = (lambda v: (v >= 0) & mx.isfinite(v) if isinstance(v, mx.array) else (v >= 0 and math.isfinite(v)), ">= 0")
+PROB = (ok_prob, "in [0, 1]")
+FINITE = (ok_finite, "finite")
+COUNT = (ok_count, "a non-negative integer")
+
+
+@mx.compile
+def _uniform01(key, shape):
+    u = mx.random.uniform(shape=shape, key=key)
+    return u * (1.0 - 2.0 ** -24) + 2.0 ** -25
+
+
+def uniform01(key, shape) -> mx.array:
+    """Uniforms in the open interval (0, 1) (log u and log(1 - u) are finite)."""
+    return _uniform01(key, tuple(shape))
+
+
+@mx.compile
+def _std_normal(key, shape):
+    u = mx.random.uniform(shape=shape, key=key)
+    return std_normal_from_uniform(u * (1.0 - 2.0 ** -24) + 2.0 ** -25)
+
+
+def std_normal(key, shape) -> mx.array:
+    """Standard normals by Giles' inverse-CDF polynomial (fused; faster than mx.random.normal)."""
+    return _std_normal(key, tuple(shape))

@@ -1,0 +1,98 @@
+"""Cholesky and triangular solves with gradients, on MLX's CPU stream.
+
+MLX 0.32 has no VJP for `Cholesky` or for `solve_triangular` with respect to
+the matrix, so mvn/wishart log-densities would not be differentiable in their
+covariance. These wrappers add the standard rules (Murray 2016, "Differentiation
+of the Cholesky decomposition") through `mx.custom_function`; they batch over
+leading axes and work under `mx.vmap`.
+
+A non-positive-definite input gives a factor with a non-positive or NaN
+diagonal (LAPACK stops at the failing column), which `chol_ok` detects.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+__all__ = ["cholesky", "tri_solve", "chol_ok", "chol_logdet", "tri_inv", "mT"]
+
+_CPU = mx.cpu
+
+
+def mT(a):
+    return mx.swapaxes(a, -1, -2)
+
+
+def _solve_lower(l, b):
+    return mx.linalg.solve_triangular(l, b, upper=False, stream=_CPU)
+
+
+def _solve_upper(u, b):
+    return mx.linalg.solve_triangular(u, b, upper=True, stream=_CPU)
+
+
+def _bcast(l, b):
+    """Broadcast a batch of matrices l (..., n, n) and right-hand sides b (..., n, k)."""
+    batch = mx.broadcast_shapes(l.shape[:-2], b.shape[:-2])
+    return mx.broadcast_to(l, batch + l.shape[-2:]), mx.broadcast_to(b, batch + b.shape[-2:])
+
+
+@mx.custom_function
+def tri_solve(l, b):
+    """L^{-1} B for lower-triangular L (..., n, n) and B (..., n, k)."""
+    l, b = _bcast(l, b)
+    return _solve_lower(l, b)
+
+
+@tri_solve.vjp
+def _tri_solve_vjp(primals, cot, out):
+    l, b = primals
+    lb, _ = _bcast(l, b)
+    bbar = _solve_upper(mT(lb), cot)
+    lbar = -mx.tril(bbar @ mT(out))
+    return _unbcast(lbar, l.shape), _unbcast(bbar, b.shape)
+
+
+def _unbcast(g, shape):
+    shape = tuple(shape)
+    extra = g.ndim - len(shape)
+    if extra:
+        g = mx.sum(g, axis=tuple(range(extra)))
+    axes = tuple(i for i, (s, t) in enumerate(zip(shape, g.shape)) if s == 1 and t != 1)
+    return mx.sum(g, axis=axes, keepdims=True) if axes else g
+
+
+@mx.custom_function
+def cholesky(a):
+    """Lower Cholesky factor of symmetric positive-definite a (..., n, n)."""
+    return mx.linalg.cholesky(a, stream=_CPU)
+
+
+@cholesky.vjp
+def _cholesky_vjp(primals, cot, out):
+    l = out
+    p = mT(l) @ cot
+    p = mx.tril(p) - 0.5 * mx.eye(l.shape[-1]) * p  # lower triangle, halved diagonal
+    s = _solve_upper(mT(l), mT(_solve_upper(mT(l), mT(p))))  # L^{-T} P L^{-1}
+    return 0.5 * (s + mT(s))
+
+
+def tri_inv(l):
+    """Inverse of a lower-triangular matrix (differentiable)."""
+    eye = mx.broadcast_to(mx.eye(l.shape[-1]), l.shape)
+    return tri_solve(l, eye)
+
+
+def diag(l):
+    return mx.diagonal(l, axis1=-2, axis2=-1)
+
+
+def chol_ok(l):
+    """True where the factor is a valid Cholesky factor (finite, positive diagonal)."""
+    d = diag(l)
+    return mx.all(d > 0, axis=-1) & mx.all(mx.isfinite(l), axis=(-2, -1))
+
+
+def chol_logdet(l):
+    """log det(L L^T) from the factor L."""
+    return 2.0 * mx.sum(mx.log(mx.maximum(diag(l), 1e-38)), axis=-1)

@@ -1,0 +1,360 @@
+"""Univariate continuous distributions on the real line or a part of it.
+
+normal, uniform, exponential, laplace, cauchy, lognormal, student_t,
+truncated_normal. Each log-density is one fused kernel (`genmlx.special.fuse`);
+sampling is one vectorized pass by inversion or transformation (Student-t
+draws one gamma variate by `gamma_sampler`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+
+from ..special.fuse import as_float, fused
+from ..special.gamma import bd0_raw, stirlerr_raw
+from ..special.normal import log_ndtr_raw, ndtri_exp_raw
+from ..special.misc import log1mexp_raw
+from . import support
+from ._common import FINITE, HALF_LOG_2PI, POS, std_normal, uniform01
+from .base import Distribution, batch_shape
+from .gamma_sampler import gamma_full
+
+__all__ = ["Normal", "Uniform", "Exponential", "Laplace", "Cauchy", "LogNormal", "StudentT", "TruncatedNormal",
+           "normal", "uniform", "exponential", "laplace", "cauchy", "lognormal", "student_t", "truncated_normal"]
+
+_LOG_PI = math.log(math.pi)
+_LN2 = math.log(2.0)
+
+
+# -- normal -------------------------------------------------------------------------------
+
+
+@fused
+def _normal_lp(x, mu, sigma):
+    z = (as_float(x) - mu) / sigma
+    return (-0.5 * z) * z - (mx.log(sigma) + HALF_LOG_2PI)
+
+
+@fused
+def _affine(z, loc, scale):
+    return loc + scale * z
+
+
+class Normal(Distribution):
+    """Normal(mu, sigma), sigma the standard deviation."""
+
+    name = "normal"
+    support = support.real
+
+    def __init__(self, mu, sigma):
+        super().__init__()
+        self.mu = self._param("mu", mu, *FINITE)
+        self.sigma = self._param("sigma", sigma, *POS)
+        self._check_shapes(mu=self.mu, sigma=self.sigma)
+
+    def _sample(self, key, shape):
+        z = std_normal(key, shape + batch_shape(self.mu, self.sigma))
+        return _affine(z, self.mu, self.sigma)
+
+    def _log_prob(self, x):
+        return _normal_lp(x, self.mu, self.sigma)
+
+
+# -- uniform ------------------------------------------------------------------------------
+
+
+@fused
+def _uniform_lp(x, low, high):
+    x = as_float(x)
+    return mx.where((x >= low) & (x <= high), -mx.log(high - low), -mx.inf)
+
+
+class Uniform(Distribution):
+    """Uniform on [low, high]."""
+
+    name = "uniform"
+
+    def __init__(self, low, high):
+        super().__init__()
+        self.low = self._param("low", low, *FINITE)
+        self.high = self._param("high", high, *FINITE)
+        self._check_shapes(low=self.low, high=self.high)
+        if isinstance(self.low, float) and isinstance(self.high, float):
+            if not self.low < self.high:
+                self._fail(ValueError(f"uniform: parameter high must be > low, got low={low!r}, high={high!r}"))
+        else:
+            self._lazy_checks.append(("high", "> low", mx.array(self.high) - self.low, lambda d: d > 0))
+        self.support = support.interval(self.low, self.high)
+
+    def _sample(self, key, shape):
+        u = uniform01(key, shape + batch_shape(self.low, self.high))
+        return _affine(u, self.low, self.high - self.low)
+
+    def _log_prob(self, x):
+        return _uniform_lp(x, self.low, self.high)
+
+
+# -- exponential, laplace, cauchy -------------------------------------------------------------
+
+
+@fused
+def _exponential_lp(x, rate):
+    x = as_float(x)
+    return mx.where(x >= 0, mx.log(rate) - rate * x, -mx.inf)
+
+
+@fused
+def _exponential_draw(u, rate):
+    return -mx.log(u) / rate
+
+
+class Exponential(Distribution):
+    """Exponential(rate): density rate * exp(-rate x) on x >= 0."""
+
+    name = "exponential"
+    support = support.nonnegative
+
+    def __init__(self, rate):
+        super().__init__()
+        self.rate = self._param("rate", rate, *POS)
+
+    def _sample(self, key, shape):
+        return _exponential_draw(uniform01(key, shape + batch_shape(self.rate)), self.rate)
+
+    def _log_prob(self, x):
+        return _exponential_lp(x, self.rate)
+
+
+@fused
+def _laplace_lp(x, loc, scale):
+    return -(mx.abs(as_float(x) - loc) / scale) - (mx.log(scale) + _LN2)
+
+
+@fused
+def _laplace_draw(u, loc, scale):
+    h = u - 0.5
+    return loc - scale * mx.where(h < 0, -1.0, 1.0) * mx.log1p(-2.0 * mx.abs(h))
+
+
+class Laplace(Distribution):
+    """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale)."""
+
+    name = "laplace"
+    support = support.real
+
+    def __init__(self, loc, scale):
+        super().__init__()
+        self.loc = self._param("loc", loc, *FINITE)
+        self.scale = self._param("scale", scale, *POS)
+        self._check_shapes(loc=self.loc, scale=self.scale)
+
+    def _sample(self, key, shape):
+        return _laplace_draw(uniform01(key, shape + batch_shape(self.loc, self.scale)), self.loc, self.scale)
+
+    def _log_prob(self, x):
+        return _laplace_lp(x, self.loc, self.scale)
+
+
+@fused
+def _cauchy_lp(x, loc, scale):
+    z = mx.abs(as_float(x) - loc) / scale
+    big = z > 1.0
+    zb = mx.where(big, z, 1.0)
+    # log1p(z^2) without overflow: 2 log z + log1p(1/z^2) for z > 1
+    l1 = mx.where(big, 2.0 * mx.log(zb) + mx.log1p(1.0 / (zb * zb)), mx.log1p(z * z))
+    return -(l1 + (mx.log(scale) + _LOG_PI))
+
+
+@fused
+def _cauchy_draw(u, loc, scale):
+    return loc + scale * mx.tan(math.pi * (u - 0.5))
+
+
+class Cauchy(Distribution):
+    """Cauchy(loc, scale)."""
+
+    name = "cauchy"
+    support = support.real
+
+    def __init__(self, loc, scale):
+        super().__init__()
+        self.loc = self._param("loc", loc, *FINITE)
+        self.scale = self._param("scale", scale, *POS)
+        self._check_shapes(loc=self.loc, scale=self.scale)
+
+    def _sample(self, key, shape):
+        return _cauchy_draw(uniform01(key, shape + batch_shape(self.loc, self.scale)), self.loc, self.scale)
+
+    def _log_prob(self, x):
+        return _cauchy_lp(x, self.loc, self.scale)
+
+
+# -- lognormal ------------------------------------------------------------------------------
+
+
+@fused
+def _lognormal_lp(x, mu, sigma):
+    x = as_float(x)
+    pos = x > 0
+    lx = mx.log(mx.where(pos, x, 1.0))
+    z = (lx - mu) / sigma
+    return mx.where(pos, (-0.5 * z) * z - (lx + mx.log(sigma) + HALF_LOG_2PI), -mx.inf)
+
+
+@fused
+def _exp_affine(z, loc, scale):
+    return mx.exp(loc + scale * z)
+
+
+class LogNormal(Distribution):
+    """LogNormal(mu, sigma): log x ~ Normal(mu, sigma)."""
+
+    name = "lognormal"
+    support = support.positive
+
+    def __init__(self, mu, sigma):
+        super().__init__()
+        self.mu = self._param("mu", mu, *FINITE)
+        self.sigma = self._param("sigma", sigma, *POS)
+        self._check_shapes(mu=self.mu, sigma=self.sigma)
+
+    def _sample(self, key, shape):
+        return _exp_affine(std_normal(key, shape + batch_shape(self.mu, self.sigma)), self.mu, self.sigma)
+
+    def _log_prob(self, x):
+        return _lognormal_lp(x, self.mu, self.sigma)
+
+
+# -- Student-t ------------------------------------------------------------------------------
+
+
+@fused
+def _student_t_lp(x, df, loc, scale):
+    # R's dt(): Loader's stirlerr/bd0 keep it accurate for df up to 1e10 and |t| up to 1e30
+    t = (as_float(x) - loc) / scale
+    n = df
+    h = 0.5 * n
+    c = (stirlerr_raw(h + 0.5) - stirlerr_raw(h)) - bd0_raw(h, h + 0.5)
+    at = mx.abs(t)
+    huge = at > 1e15
+    ts = mx.where(huge, 1.0, t)
+    t2 = ts * ts
+    x2n = t2 / n
+    lx2n_big = mx.log(mx.where(huge, at, 1.0)) - 0.5 * mx.log(n)
+    l_x2n = mx.where(huge, lx2n_big, 0.5 * mx.log1p(x2n))
+    u = mx.where(x2n > 0.2, n * l_x2n, t2 * 0.5 - bd0_raw(h, h + 0.5 * t2))
+    u = mx.where(huge, n * lx2n_big, u)
+    return (c - u) - ((HALF_LOG_2PI + l_x2n) + mx.log(scale))
+
+
+@fused
+def _student_draw(z, logg, df, loc, scale):
+    # t = z / sqrt(chi2_df / df) with chi2_df = 2 G, G ~ Gamma(df / 2)
+    return loc + scale * (z * mx.exp(0.5 * (mx.log(df) - (logg + _LN2))))
+
+
+class StudentT(Distribution):
+    """Student-t with `df` degrees of freedom, location `loc`, scale `scale`."""
+
+    name = "student_t"
+    support = support.real
+
+    def __init__(self, df, loc=0.0, scale=1.0):
+        super().__init__()
+        self.df = self._param("df", df, *POS)
+        self.loc = self._param("loc", loc, *FINITE)
+        self.scale = self._param("scale", scale, *POS)
+        self._check_shapes(df=self.df, loc=self.loc, scale=self.scale)
+
+    def _sample(self, key, shape):
+        k1, k2 = mx.random.split(key)
+        full = shape + batch_shape(self.df, self.loc, self.scale)
+        z = std_normal(k1, full)
+        logg = gamma_full(k2, self.df * 0.5, shape, full)
+        return _student_draw(z, logg, self.df, self.loc, self.scale)
+
+    def _log_prob(self, x):
+        return _student_t_lp(x, self.df, self.loc, self.scale)
+
+
+# -- truncated normal -------------------------------------------------------------------------
+
+
+def _log_ndtr_diff(a, b):
+    """log(Phi(b) - Phi(a)) for a < b, accurate in both tails."""
+    upper = a > 0  # both in the upper tail: use Phi(b) - Phi(a) = Phi(-a) - Phi(-b)
+    lo = mx.where(upper, -b, a)
+    hi = mx.where(upper, -a, b)
+    l_lo = log_ndtr_raw(lo)
+    l_hi = log_ndtr_raw(hi)
+    tail = l_hi + log1mexp_raw(l_lo - l_hi)
+    # a < 0 < b: 1 - Phi(a) - Phi(-b)
+    mid = mx.log1p(-(mx.exp(log_ndtr_raw(a)) + mx.exp(log_ndtr_raw(-b))))
+    return mx.where(upper | (b <= 0), tail, mid)
+
+
+@fused
+def _truncnorm_lp(x, mu, sigma, lo, hi):
+    x = as_float(x)
+    z = (x - mu) / sigma
+    a = (lo - mu) / sigma
+    b = (hi - mu) / sigma
+    lz = _log_ndtr_diff(a, b)
+    lp = ((-0.5 * z) * z - (mx.log(sigma) + HALF_LOG_2PI)) - lz
+    return mx.where((x >= lo) & (x <= hi), lp, -mx.inf)
+
+
+@fused
+def _truncnorm_draw(u, mu, sigma, lo, hi):
+    a = (lo - mu) / sigma
+    b = (hi - mu) / sigma
+    flip = a > 0  # sample the mirrored problem in the lower tail, where log Phi is exact
+    aa = mx.where(flip, -b, a)
+    bb = mx.where(flip, -a, b)
+    la = log_ndtr_raw(aa)
+    lz = _log_ndtr_diff(aa, bb)
+    # inverse CDF in log space: Phi(x) = Phi(aa) + u (Phi(bb) - Phi(aa))
+    lp = mx.logaddexp(la, mx.log(u) + lz)
+    x = ndtri_exp_raw(mx.minimum(lp, 0.0))
+    x = mx.clip(x, aa, bb)
+    x = mx.where(flip, -x, x)
+    return mu + sigma * x
+
+
+class TruncatedNormal(Distribution):
+    """Normal(mu, sigma) restricted to [lo, hi] (either end may be infinite)."""
+
+    name = "truncated_normal"
+
+    def __init__(self, mu, sigma, lo, hi):
+        super().__init__()
+        self.mu = self._param("mu", mu, *FINITE)
+        self.sigma = self._param("sigma", sigma, *POS)
+        self.lo = self._param("lo", lo, lambda v: v == v, "a number")
+        self.hi = self._param("hi", hi, lambda v: v == v, "a number")
+        self._check_shapes(mu=self.mu, sigma=self.sigma, lo=self.lo, hi=self.hi)
+        if isinstance(self.lo, float) and isinstance(self.hi, float):
+            if not self.lo < self.hi:
+                self._fail(ValueError(f"truncated_normal: parameter hi must be > lo, got lo={lo!r}, hi={hi!r}"))
+        else:
+            self._lazy_checks.append(("hi", "> lo", mx.array(self.hi) - self.lo, lambda d: d > 0))
+        self.support = support.interval(self.lo, self.hi)
+
+    def _sample(self, key, shape):
+        u = uniform01(key, shape + batch_shape(self.mu, self.sigma, self.lo, self.hi))
+        return _truncnorm_draw(u, self.mu, self.sigma, self.lo, self.hi)
+
+    def _log_prob(self, x):
+        return _truncnorm_lp(x, self.mu, self.sigma, self.lo, self.hi)
+
+
+normal = Normal
+uniform = Uniform
+exponential = Exponential
+laplace = Laplace
+cauchy = Cauchy
+lognormal = LogNormal
+student_t = StudentT
+truncated_normal = TruncatedNormal

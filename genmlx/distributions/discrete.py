@@ -1,0 +1,292 @@
+"""Discrete distributions: bernoulli, categorical, poisson, binomial, geometric, neg_binomial, discrete_uniform.
+
+Values are int32 when sampled; `log_prob` accepts integer or float arrays and
+gives -inf at non-integers and outside the support. Count log-pmfs use
+Loader's stirlerr/bd0 form (`discrete_samplers.pois_raw`/`binom_raw`), accurate
+in float32 for counts up to 1e4 and beyond.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+
+from ..special.fuse import as_float, fused
+from . import support
+from ._common import POS, PROB, ok_count, uniform01
+from .base import Distribution, batch_shape
+from .discrete_samplers import binom_raw, binomial_draw, pois_raw, poisson_draw
+from .gamma_sampler import gamma_full
+
+__all__ = ["Bernoulli", "Categorical", "Poisson", "Binomial", "Geometric", "NegBinomial", "DiscreteUniform",
+           "bernoulli", "categorical", "poisson", "binomial", "geometric", "neg_binomial", "discrete_uniform"]
+
+
+def _is_int(x):
+    return x == mx.floor(x)
+
+
+# -- bernoulli ---------------------------------------------------------------------------------
+
+
+@fused
+def _bernoulli_lp(x, p):
+    x = as_float(x)
+    return mx.where(x == 1, mx.log(p), mx.where(x == 0, mx.log1p(-p), -mx.inf))
+
+
+@fused
+def _below(u, p):
+    return (u < p).astype(mx.int32)
+
+
+class Bernoulli(Distribution):
+    """Bernoulli(p): 1 with probability p, else 0."""
+
+    name = "bernoulli"
+    support = support.boolean
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = self._param("p", p, *PROB)
+
+    def _sample(self, key, shape):
+        return _below(mx.random.uniform(shape=shape + batch_shape(self.p), key=key), self.p)
+
+    def _log_prob(self, x):
+        return _bernoulli_lp(x, self.p)
+
+
+# -- categorical --------------------------------------------------------------------------------
+
+
+@fused
+def _categorical_lp(x, logits):
+    x = as_float(x)
+    k = logits.shape[-1]
+    ok = (x >= 0) & (x < k) & _is_int(x)
+    idx = mx.where(ok, x, 0).astype(mx.int32)
+    m = mx.max(logits, axis=-1, keepdims=True)
+    lse = mx.log(mx.sum(mx.exp(logits - m), axis=-1)) + m[..., 0]
+    chosen = mx.take_along_axis(mx.broadcast_to(logits, idx.shape + (k,)), idx[..., None], axis=-1)[..., 0]
+    return mx.where(ok, chosen - lse, -mx.inf)
+
+
+class Categorical(Distribution):
+    """Categorical over {0, ..., K-1} with unnormalized log-probabilities `logits` (last axis)."""
+
+    name = "categorical"
+
+    def __init__(self, logits):
+        super().__init__()
+        if not isinstance(logits, mx.array):
+            try:
+                logits = mx.array(logits, dtype=mx.float32)
+            except Exception:
+                self._fail(ValueError(f"categorical: parameter logits must be an array of numbers, got {logits!r}"))
+                logits = mx.zeros((1,))
+        if logits.ndim == 0 or logits.shape[-1] == 0:
+            self._fail(ValueError(f"categorical: parameter logits must have at least one category (shape {tuple(logits.shape)})"))
+        self.logits = self._param("logits", logits, lambda v: mx.all(v < mx.inf) & mx.any(v > -mx.inf, axis=-1),
+                                  "finite or -inf, with at least one finite entry per row")
+        k = self.logits.shape[-1] if self.logits.ndim else 1
+        self.support = support.integer_interval(0, k - 1)
+
+    def _sample(self, key, shape):
+        batch = tuple(self.logits.shape[:-1])
+        return mx.random.categorical(self.logits, axis=-1, shape=shape + batch, key=key).astype(mx.int32)
+
+    def _log_prob(self, x):
+        return _categorical_lp(x, self.logits)
+
+
+# -- poisson -----------------------------------------------------------------------------------
+
+
+@fused
+def _poisson_lp(x, lam):
+    k = as_float(x)
+    ok = (k >= 0) & _is_int(k)
+    return mx.where(ok, pois_raw(mx.where(ok, k, 0.0), lam), -mx.inf)
+
+
+class Poisson(Distribution):
+    """Poisson(rate)."""
+
+    name = "poisson"
+    support = support.nonnegative_integer
+
+    def __init__(self, rate):
+        super().__init__()
+        self.rate = self._param("rate", rate, lambda v: (v >= 0) & mx.isfinite(v) if isinstance(v, mx.array)
+                                else (v >= 0 and math.isfinite(v)), ">= 0 and finite")
+
+    def _sample(self, key, shape):
+        return poisson_draw(key, self.rate, shape + batch_shape(self.rate))
+
+    def _log_prob(self, x):
+        return _poisson_lp(x, self.rate)
+
+
+# -- binomial ----------------------------------------------------------------------------------
+
+
+@fused
+def _binomial_lp(x, n, p):
+    k = as_float(x)
+    ok = (k >= 0) & (k <= n) & _is_int(k)
+    return mx.where(ok, binom_raw(mx.where(ok, k, 0.0), n, p), -mx.inf)
+
+
+class Binomial(Distribution):
+    """Binomial(n, p): successes in n trials of probability p."""
+
+    name = "binomial"
+
+    def __init__(self, n, p):
+        super().__init__()
+        self.n = self._param("n", n, ok_count, "a non-negative integer")
+        self.p = self._param("p", p, *PROB)
+        self._check_shapes(n=self.n, p=self.p)
+        self.support = support.integer_interval(0, int(self.n)) if isinstance(self.n, float) else support.nonnegative_integer
+
+    def _sample(self, key, shape):
+        return binomial_draw(key, self.n, self.p, shape + batch_shape(self.n, self.p))
+
+    def _log_prob(self, x):
+        return _binomial_lp(x, self.n, self.p)
+
+
+# -- geometric ---------------------------------------------------------------------------------
+
+
+@fused
+def _geometric_lp(x, p):
+    k = as_float(x)
+    ok = (k >= 0) & _is_int(k)
+    lp = mx.log(p) + mx.where(k == 0, 0.0, k * mx.log1p(-p))
+    return mx.where(ok, lp, -mx.inf)
+
+
+@fused
+def _geometric_draw(u, p):
+    return mx.floor(mx.log(u) / mx.log1p(-p)).astype(mx.int32)
+
+
+class Geometric(Distribution):
+    """Geometric(p): the number of failures before the first success (support 0, 1, 2, ...)."""
+
+    name = "geometric"
+    support = support.nonnegative_integer
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = self._param("p", p, lambda v: (v > 0) & (v <= 1) if isinstance(v, mx.array) else 0 < v <= 1,
+                             "in (0, 1]")
+
+    def _sample(self, key, shape):
+        return _geometric_draw(uniform01(key, shape + batch_shape(self.p)), self.p)
+
+    def _log_prob(self, x):
+        return _geometric_lp(x, self.p)
+
+
+# -- negative binomial -------------------------------------------------------------------------
+
+
+@fused
+def _neg_binomial_lp(x, r, p):
+    # R's dnbinom: dbinom_raw(r; k + r, p) + log(r / (r + k))
+    k = as_float(x)
+    ok = (k >= 0) & _is_int(k)
+    ks = mx.where(ok, k, 0.0)
+    n = ks + r
+    general = binom_raw(r, n, p) + (mx.log(r) - mx.log(n))
+    return mx.where(ok, mx.where(ks == 0, r * mx.log(p), general), -mx.inf)
+
+
+class NegBinomial(Distribution):
+    """NegBinomial(r, p): failures before the r-th success, pmf C(k+r-1, k) p^r (1-p)^k (r > 0 real)."""
+
+    name = "neg_binomial"
+    support = support.nonnegative_integer
+
+    def __init__(self, r, p):
+        super().__init__()
+        self.r = self._param("r", r, *POS)
+        self.p = self._param("p", p, lambda v: (v > 0) & (v <= 1) if isinstance(v, mx.array) else 0 < v <= 1,
+                             "in (0, 1]")
+        self._check_shapes(r=self.r, p=self.p)
+
+    def _sample(self, key, shape):
+        # Gamma-Poisson mixture: lam ~ Gamma(r, rate p / (1 - p)), k ~ Poisson(lam)
+        k1, k2 = mx.random.split(key)
+        full = shape + batch_shape(self.r, self.p)
+        logg = gamma_full(k1, self.r, shape, full)
+        lam = _nb_rate(logg, self.p)
+        return poisson_draw(k2, lam, full)
+
+    def _log_prob(self, x):
+        return _neg_binomial_lp(x, self.r, self.p)
+
+
+@fused
+def _nb_rate(logg, p):
+    return mx.exp(logg + (mx.log1p(-p) - mx.log(p)))  # G (1 - p) / p; 0 at p = 1
+
+
+# -- discrete uniform --------------------------------------------------------------------------
+
+
+@fused
+def _discrete_uniform_lp(x, lo, hi):
+    x = as_float(x)
+    ok = (x >= lo) & (x <= hi) & _is_int(x)
+    return mx.where(ok, -mx.log(hi - lo + 1.0), -mx.inf)
+
+
+@fused
+def _discrete_uniform_draw(u, lo, hi):
+    return mx.minimum(lo + mx.floor(u * (hi - lo + 1.0)), hi).astype(mx.int32)
+
+
+def _ok_int(v):
+    if isinstance(v, mx.array):
+        return _is_int(v) & mx.isfinite(v)
+    return math.isfinite(v) and float(v).is_integer()
+
+
+class DiscreteUniform(Distribution):
+    """Uniform over the integers lo, lo + 1, ..., hi (both included)."""
+
+    name = "discrete_uniform"
+
+    def __init__(self, lo, hi):
+        super().__init__()
+        self.lo = self._param("lo", lo, _ok_int, "an integer")
+        self.hi = self._param("hi", hi, _ok_int, "an integer")
+        self._check_shapes(lo=self.lo, hi=self.hi)
+        if isinstance(self.lo, float) and isinstance(self.hi, float):
+            if not self.lo <= self.hi:
+                self._fail(ValueError(f"discrete_uniform: parameter hi must be >= lo, got lo={lo!r}, hi={hi!r}"))
+            if self.lo.is_integer() and self.hi.is_integer():
+                self.support = support.integer_interval(int(self.lo), int(self.hi))
+        else:
+            self._lazy_checks.append(("hi", ">= lo", mx.array(self.hi) - self.lo, lambda d: d >= 0))
+            self.support = support.Support("integer_interval", discrete=True)
+
+    def _sample(self, key, shape):
+        return _discrete_uniform_draw(uniform01(key, shape + batch_shape(self.lo, self.hi)), self.lo, self.hi)
+
+    def _log_prob(self, x):
+        return _discrete_uniform_lp(x, self.lo, self.hi)
+
+
+bernoulli = Bernoulli
+categorical = Categorical
+poisson = Poisson
+binomial = Binomial
+geometric = Geometric
+neg_binomial = NegBinomial
+discrete_uniform = DiscreteUniform

@@ -1,0 +1,148 @@
+"""wishart (df, scale) and inv_wishart (df, scale): distributions over p x p SPD matrices (event_ndim = 2).
+
+Densities work through Cholesky factors (log-determinants from the diagonal,
+traces as squared Frobenius norms of triangular solves), so a near-singular
+scale costs accuracy only through its condition number. A value that is not
+symmetric positive definite has log-density -inf. Sampling is Bartlett's
+decomposition: A lower triangular with A_ii = sqrt(chi2(df - i)) (two gamma
+draws' worth of Marsaglia-Tsang, vectorized over i) and N(0, 1) below the
+diagonal; wishart = (L A)(L A)^T, inv_wishart = (L A^{-T})(L A^{-T})^T.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+
+from ..special.gamma import lgamma_pos
+from . import support
+from ._common import std_normal
+from ._linalg import chol_logdet, chol_ok, cholesky, mT, tri_inv, tri_solve
+from .base import Distribution
+from .gamma_sampler import gamma_full
+
+__all__ = ["Wishart", "InvWishart", "wishart", "inv_wishart", "mvlgamma"]
+
+_LN2 = math.log(2.0)
+_LOG_PI = math.log(math.pi)
+
+
+def mvlgamma(a, p: int):
+    """Multivariate log-gamma: log Gamma_p(a) = p(p-1)/4 log pi + sum_j lgamma(a - j/2)."""
+    a = a if isinstance(a, mx.array) else mx.array(a, dtype=mx.float32)
+    j = mx.arange(p, dtype=mx.float32) * 0.5
+    return p * (p - 1) / 4.0 * _LOG_PI + mx.sum(lgamma_pos(a[..., None] - j), axis=-1)
+
+
+def _sym_ok(x):
+    scale = mx.max(mx.abs(x), axis=(-2, -1)) + 1e-30
+    return mx.max(mx.abs(x - mT(x)), axis=(-2, -1)) <= 1e-4 * scale
+
+
+class _WishartBase(Distribution):
+    support = support.positive_definite
+    event_ndim = 2
+
+    def __init__(self, df, scale):
+        super().__init__()
+        s = scale
+        if not isinstance(s, mx.array):
+            try:
+                s = np.asarray(s, dtype=np.float64)
+            except (TypeError, ValueError):
+                self._fail(ValueError(f"{self.name}: parameter scale must be a matrix of numbers, got {scale!r}"))
+                s = np.eye(1)
+        if s.ndim < 2 or s.shape[-1] != s.shape[-2]:
+            self._fail(ValueError(f"{self.name}: parameter scale must be (..., p, p), got shape {tuple(s.shape)}"))
+            s = np.eye(1) if isinstance(s, np.ndarray) else mx.eye(1)
+        p = int(s.shape[-1])
+        self.p = p
+        self.df = self._param("df", df, lambda v: (v > p - 1) & mx.isfinite(v) if isinstance(v, mx.array)
+                              else (v > p - 1 and math.isfinite(v)), f"> p - 1 = {p - 1} (p = {p}) and finite")
+        if isinstance(s, np.ndarray):
+            if self._invalid is None:
+                if not np.all(np.isfinite(s)) or not np.allclose(s, np.swapaxes(s, -1, -2), rtol=1e-5, atol=1e-8):
+                    self._fail(ValueError(f"{self.name}: parameter scale must be symmetric and finite"))
+                else:
+                    try:
+                        np.linalg.cholesky(s)
+                    except np.linalg.LinAlgError:
+                        self._fail(ValueError(f"{self.name}: parameter scale must be positive definite"))
+            s = mx.array(s.astype(np.float32))
+            self.scale = s
+            self.scale_tril = cholesky(s)
+        else:
+            self.scale = s if mx.issubdtype(s.dtype, mx.floating) else s.astype(mx.float32)
+            self.scale_tril = cholesky(self.scale)
+            self._lazy_checks.append(("scale", "positive definite", self.scale_tril, chol_ok))
+
+    @property
+    def event_shape(self) -> tuple:
+        return (self.p, self.p)
+
+    def _bartlett(self, key, shape):
+        """A: lower triangular (..., p, p) with A A^T ~ Wishart(df, I)."""
+        p = self.p
+        k1, k2 = mx.random.split(key)
+        df = self.df
+        dfb = df if isinstance(df, mx.array) else mx.array(df, dtype=mx.float32)
+        batch = tuple(mx.broadcast_shapes(tuple(dfb.shape), tuple(self.scale.shape[:-2])))
+        half = (mx.broadcast_to(dfb, batch)[..., None] - mx.arange(p, dtype=mx.float32)) * 0.5  # (..., p)
+        logg = gamma_full(k1, half, shape, shape + batch + (p,))
+        diag = mx.exp(0.5 * (logg + _LN2))  # sqrt(chi2) = sqrt(2 G)
+        z = std_normal(k2, shape + batch + (p, p))
+        lower = mx.tril(z, k=-1)
+        return lower + diag[..., None] * mx.eye(p)
+
+
+class Wishart(_WishartBase):
+    """Wishart(df, scale): sum of df outer products of N(0, scale) vectors (df > p - 1 real)."""
+
+    name = "wishart"
+
+    def _sample(self, key, shape):
+        m = self.scale_tril @ self._bartlett(key, shape)
+        return m @ mT(m)
+
+    def _log_prob(self, x):
+        x = x if isinstance(x, mx.array) else mx.array(x)
+        x = x if mx.issubdtype(x.dtype, mx.floating) else x.astype(mx.float32)
+        p = self.p
+        lx = cholesky(x)
+        ok = chol_ok(lx) & _sym_ok(x)
+        lx = mx.where(ok[..., None, None], lx, mx.eye(p))
+        tr = mx.sum(mx.square(tri_solve(self.scale_tril, lx)), axis=(-2, -1))
+        df = self.df
+        lp = (0.5 * (df - p - 1.0) * chol_logdet(lx) - 0.5 * tr) - (
+            0.5 * df * (p * _LN2 + chol_logdet(self.scale_tril)) + mvlgamma(0.5 * df, p))
+        return mx.where(ok, lp, -mx.inf)
+
+
+class InvWishart(_WishartBase):
+    """Inverse Wishart(df, scale): X^{-1} ~ Wishart(df, scale^{-1})."""
+
+    name = "inv_wishart"
+
+    def _sample(self, key, shape):
+        m = self.scale_tril @ mT(tri_inv(self._bartlett(key, shape)))
+        return m @ mT(m)
+
+    def _log_prob(self, x):
+        x = x if isinstance(x, mx.array) else mx.array(x)
+        x = x if mx.issubdtype(x.dtype, mx.floating) else x.astype(mx.float32)
+        p = self.p
+        lx = cholesky(x)
+        ok = chol_ok(lx) & _sym_ok(x)
+        lx = mx.where(ok[..., None, None], lx, mx.eye(p))
+        tr = mx.sum(mx.square(tri_solve(lx, mx.broadcast_to(self.scale_tril, lx.shape[:-2] + (p, p))
+                                        if lx.ndim > self.scale_tril.ndim else self.scale_tril)), axis=(-2, -1))
+        df = self.df
+        lp = (0.5 * df * chol_logdet(self.scale_tril) - 0.5 * (df + p + 1.0) * chol_logdet(lx)) - (
+            0.5 * tr + 0.5 * df * p * _LN2 + mvlgamma(0.5 * df, p))
+        return mx.where(ok, lp, -mx.inf)
+
+
+wishart = Wishart
+inv_wishart = InvWishart

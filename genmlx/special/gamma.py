@@ -1,0 +1,175 @@
+"""Gamma-function family in float32: lgamma, digamma, stirlerr, bd0, lbeta, lbinom.
+
+Every function here is a short chain of elementwise MLX primitives (so `fused`
+turns it into one kernel) and differentiable by MLX's autodiff.
+
+* `lgamma` on x > 0 is Lanczos' approximation with g = 5 and six terms
+  (Numerical Recipes' `gammln`); measured in float32 against SciPy (float64):
+  |error| <= 1.1e-6 * max(1, |lgamma(x)|) on 1e-6 <= x <= 1e6, and its
+  autodiff derivative is within 6e-7 of digamma. Reflection covers x < 0.5.
+* `digamma` on x > 0 shifts by 8 and uses the asymptotic series (error
+  <= 6e-7 * max(1, |digamma(x)|)); reflection covers x <= 0.
+* `stirlerr(n) = lgamma(n + 1) - [(n + 1/2) log n - n + log sqrt(2 pi)]` and
+  `bd0(x, m) = x log(x/m) + m - x` are Loader's building blocks ("Fast and
+  accurate computation of binomial probabilities", 2000): densities written
+  with them (Poisson, binomial, negative binomial, gamma, beta, Student-t) do
+  not subtract large lgamma values, so they stay accurate in float32 for
+  counts and shapes up to 1e4 and beyond.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+
+from .fuse import as_float, fused
+
+__all__ = ["lgamma", "digamma", "stirlerr", "bd0", "lbeta", "lbinom",
+           "lgamma_pos", "digamma_pos", "stirlerr_raw", "stirlerr_big", "bd0_raw", "lbeta_raw", "lbinom_raw"]
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+LOG_2PI = math.log(2.0 * math.pi)
+LOG_PI = math.log(math.pi)
+_LANCZOS = (76.18009172947146, -86.50532032941677, 24.01409824083091,
+            -1.231739572450155, 0.1208650973866179e-2, -0.5395239384953e-5)
+_LANCZOS_C0 = 1.000000000190015
+_LOG_SQRT_2PI_LANCZOS = math.log(2.5066282746310005)
+_STIRLING_SWITCH = 10.0  # stirlerr: series above, lgamma-based below
+
+
+def lgamma_pos(x):
+    """log Gamma(x) for x > 0 (raw: compose inside fused functions). Depth 7."""
+    t = x + 5.5
+    tmp = (x + 0.5) * mx.log(t) - t
+    c = _LANCZOS
+    s = ((_LANCZOS_C0 + c[0] / (x + 1.0)) + (c[1] / (x + 2.0) + c[2] / (x + 3.0))) + (
+        (c[3] / (x + 4.0) + c[4] / (x + 5.0)) + c[5] / (x + 6.0))
+    return (tmp + _LOG_SQRT_2PI_LANCZOS) + (mx.log(s) - mx.log(x))
+
+
+def digamma_pos(x):
+    """digamma(x) for x > 0: psi(x + 8) by its asymptotic series minus sum 1/(x + i)."""
+    z = x + 8.0
+    r = 1.0 / z
+    r2 = r * r
+    asym = (mx.log(z) - 0.5 * r) + (r2 * (-1.0 / 12.0) + (r2 * r2) * (1.0 / 120.0))
+    s = ((1.0 / x + 1.0 / (x + 1.0)) + (1.0 / (x + 2.0) + 1.0 / (x + 3.0))) + (
+        (1.0 / (x + 4.0) + 1.0 / (x + 5.0)) + (1.0 / (x + 6.0) + 1.0 / (x + 7.0)))
+    return asym - s
+
+
+def _lgamma_raw(x):
+    x = as_float(x)
+    refl = x < 0.5
+    y = mx.where(refl, 1.0 - x, x)
+    ly = lgamma_pos(y)
+    r = x - mx.round(x)  # |sin(pi x)| = |sin(pi r)|, r in [-1/2, 1/2] exactly
+    ref = (LOG_PI - mx.log(mx.abs(mx.sin(math.pi * mx.where(refl, r, 0.5))))) - ly
+    return mx.where(refl, ref, ly)
+
+
+def _digamma_raw(x):
+    x = as_float(x)
+    refl = x <= 0.0
+    y = mx.where(refl, 1.0 - x, x)
+    py = digamma_pos(y)
+    r = x - mx.round(x)  # tan has period pi: tan(pi x) = tan(pi r) exactly
+    return mx.where(refl, py - math.pi / mx.tan(math.pi * mx.where(refl, r, 0.25)), py)
+
+
+def stirlerr_raw(n):
+    """lgamma(n+1) - ((n+1/2) log n - n + log sqrt(2 pi)) for n > 0 (+inf at 0)."""
+    big = n > _STIRLING_SWITCH
+    nb = mx.maximum(n, _STIRLING_SWITCH)
+    r = 1.0 / nb
+    r2 = r * r
+    ser = r * (1.0 / 12.0) - (r * r2) * (1.0 / 360.0 - r2 * (1.0 / 1260.0))
+    ns = mx.minimum(n, _STIRLING_SWITCH)
+    small = lgamma_pos(ns + 1.0) - ((ns + 0.5) * mx.log(ns) - (ns - HALF_LOG_2PI))
+    return mx.where(big, ser, small)
+
+
+def bd0_raw(x, m):
+    """x log(x/m) + m - x >= 0, without cancellation for x near m (bd0(0, m) = m)."""
+    zero = x == 0
+    xs = mx.where(zero, 1.0, x)
+    d = xs - m
+    v = d / m
+    near = mx.abs(v) < 0.5
+    lr = mx.where(near, mx.log1p(mx.where(near, v, 0.0)), mx.log(xs) - mx.log(m))
+    return mx.where(zero, m, xs * lr - d)
+
+
+def stirlerr_big(x):
+    """stirlerr(x) for x >= 10 (the series only); any x > 0 gives a finite value."""
+    r = 1.0 / x
+    r2 = r * r
+    return r * (1.0 / 12.0) - (r * r2) * (1.0 / 360.0 - r2 * (1.0 / 1260.0))
+
+
+def lbeta_raw(a, b):
+    """log B(a, b) for a, b > 0, as R's `lbeta`: no large cancelling terms."""
+    p = mx.minimum(a, b)
+    q = mx.maximum(a, b)
+    pq = p + q
+    lg_p = lgamma_pos(p)
+    both_small = q < 10.0
+    small = (lg_p + lgamma_pos(q)) - lgamma_pos(pq)
+    ratio = p / pq
+    l1q = mx.log1p(-ratio)
+    mixed = (lg_p + (stirlerr_big(q) - stirlerr_big(pq))) + ((p - p * mx.log(pq)) + (q - 0.5) * l1q)
+    big = ((HALF_LOG_2PI - 0.5 * mx.log(q)) + (stirlerr_big(p) + (stirlerr_big(q) - stirlerr_big(pq)))) + (
+        (p - 0.5) * mx.log(ratio) + q * l1q)
+    return mx.where(both_small, small, mx.where(p < 10.0, mixed, big))
+
+
+def lbinom_raw(n, k):
+    """log C(n, k) for 0 <= k <= n (real n, k), by Stirling differences; -inf outside."""
+    inside = (k > 0) & (k < n)
+    ks = mx.where(inside, k, 1.0)
+    ns = mx.where(inside, n, 2.0)
+    nk = ns - ks
+    p = ks / ns
+    st = (stirlerr_raw(ns) - stirlerr_raw(ks)) - stirlerr_raw(nk)
+    ent = -(ks * mx.log(p) + nk * mx.log1p(-p))
+    half = 0.5 * (mx.log(ns) - mx.log(ks) - mx.log(nk))
+    val = (st - HALF_LOG_2PI) + (ent + half)
+    edge = (k == 0) | (k == n)
+    return mx.where(inside, val, mx.where(edge & (k >= 0), 0.0, -mx.inf))
+
+
+@fused
+def lgamma(x):
+    """log|Gamma(x)| elementwise (float32; one fused kernel; differentiable)."""
+    return _lgamma_raw(x)
+
+
+@fused
+def digamma(x):
+    """d/dx log Gamma(x) elementwise (float32; one fused kernel; differentiable)."""
+    return _digamma_raw(x)
+
+
+@fused
+def stirlerr(n):
+    """Stirling's error lgamma(n+1) - (n+1/2) log n + n - log sqrt(2 pi), n > 0."""
+    return stirlerr_raw(as_float(n))
+
+
+@fused
+def bd0(x, m):
+    """Loader's deviance term x log(x/m) + m - x, accurate when x is close to m."""
+    return bd0_raw(as_float(x), as_float(m))
+
+
+@fused
+def lbeta(a, b):
+    """log B(a, b) = lgamma(a) + lgamma(b) - lgamma(a + b), without cancellation."""
+    return lbeta_raw(as_float(a), as_float(b))
+
+
+@fused
+def lbinom(n, k):
+    """log of the binomial coefficient C(n, k) (real arguments; -inf outside 0 <= k <= n)."""
+    return lbinom_raw(as_float(n), as_float(k))
