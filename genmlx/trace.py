@@ -94,8 +94,18 @@ class Trace:
     def _genmlx_arrays(self):
         yield self.score
         yield self.retval
+        # A trace also holds its args, aux and (at a choice) its distribution's array
+        # parameters; under vectorization these are lazy outputs of the batched pass, and
+        # a materialization that missed them would let their graphs grow step after step.
+        yield self.args
+        if self.aux is not None:
+            yield self.aux
         if self.sites is not None:
             yield from self.sites.values()
+        elif getattr(self.gen_fn, "_is_distribution", False):
+            for v in getattr(self.gen_fn, "__dict__", {}).values():
+                if isinstance(v, (mx.array, list, tuple)):
+                    yield v
 
     def _genmlx_tree(self):
         parts = (self.args, self.retval, self.score, dict(self.sites) if self.sites is not None else None)

@@ -8,6 +8,8 @@ importing this package costs nothing until an algorithm is used.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 from .result import InferenceResult
 
@@ -54,3 +56,25 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """Keeps `infer.smc` the function when submodule `genmlx.inference.smc` is imported.
+
+    Importing a submodule binds it as an attribute of the package *after* the
+    submodule ran, which would shadow the function of the same name (`smc`,
+    `mh`, `vi`, ...) for everyone once any code imported the submodule directly.
+    """
+
+    def __setattr__(self, name, value):
+        if (
+            isinstance(value, types.ModuleType)
+            and _WHERE.get(name) == name
+            and value.__name__ == f"{__name__}.{name}"
+            and hasattr(value, name)
+        ):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
