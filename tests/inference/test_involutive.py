@@ -88,7 +88,7 @@ def test_scaling_move_needs_its_jacobian():
     # Without the Jacobian the chain is invariant for p(x | y) / x (improper at 0): it drifts low.
     bad = infer.involutive_mh(positive, (), {"y": 2.0}, involution=scale_move(False), key=mx.random.key(1), **kw)
     q = np.array(bad.values("x"))
-    assert q.mean() < truncated_mean(lambda v: 1.0) - 4 * mcse(q)
+    assert q.mean() < 0.75 * truncated_mean(lambda v: 1.0)  # the correct chain is within 4 MCSE (~0.1) of 2.06
 
 
 @gm.gen
