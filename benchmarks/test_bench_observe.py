@@ -24,10 +24,11 @@ span, over the measured iteration time) and reports the end-to-end ratios
 
 from __future__ import annotations
 
+import gc
 import math
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import mlx.core as mx
 import pytest
@@ -44,7 +45,7 @@ from genmlx.inference.driver import Step
 from genmlx_observe import spans as span_mod
 
 N_STEPS = 1000
-ROUNDS = 15
+ROUNDS = 25
 
 
 def mh_step(key, state):
@@ -79,8 +80,19 @@ def _tracer_provider() -> TracerProvider:
     return tp
 
 
-def _metrics_kwargs() -> dict:
-    return {"meter_provider": MeterProvider(metric_readers=[InMemoryMetricReader()]), "registry": CollectorRegistry()}
+@contextmanager
+def observed(**kwargs):
+    """`observe()` with fresh in-memory providers, shut down afterwards (no export threads pile up)."""
+    providers = [MeterProvider(metric_readers=[InMemoryMetricReader()])]
+    if kwargs.pop("spans", False):
+        providers.append(_tracer_provider())
+        kwargs["tracer_provider"] = providers[-1]
+    try:
+        with go.observe(meter_provider=providers[0], registry=CollectorRegistry(), **kwargs):
+            yield
+    finally:
+        for p in providers:
+            p.shutdown()
 
 
 class NoopObserver:
@@ -93,14 +105,15 @@ class NoopObserver:
 CONFIGS = {
     "detached": lambda: nullcontext(),
     "noop_listener": lambda: events.subscribed(NoopObserver()),
-    "metrics_only": lambda: go.observe(step_spans=False, **_metrics_kwargs()),
-    "spans_default": lambda: go.observe(tracer_provider=_tracer_provider(), **_metrics_kwargs()),
-    "span_per_step": lambda: go.observe(tracer_provider=_tracer_provider(), sample_every=1, **_metrics_kwargs()),
+    "metrics_only": lambda: observed(step_spans=False),
+    "spans_default": lambda: observed(spans=True),
+    "span_per_step": lambda: observed(spans=True, sample_every=1),
 }
 
 
 def _per_iteration(make) -> float:
     with make():
+        gc.collect()  # every configuration starts from the same garbage-collector state
         t0 = time.perf_counter()
         mh_loop()
         return (time.perf_counter() - t0) / N_STEPS
@@ -109,9 +122,10 @@ def _per_iteration(make) -> float:
 def measure() -> dict:
     mh_loop(200)  # warm up MLX and the driver
     times: dict[str, list[float]] = {k: [] for k in CONFIGS}
-    for _ in range(ROUNDS):
-        for name, make in CONFIGS.items():
-            times[name].append(_per_iteration(make))
+    names = list(CONFIGS)
+    for r in range(ROUNDS):
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate: no configuration always first
+            times[name].append(_per_iteration(CONFIGS[name]))
     # Paired: each round's time over the same round's detached time (a slow round slows all four).
     rounds = {k: [a / b for a, b in zip(v, times["detached"])] for k, v in times.items()}
     return {
