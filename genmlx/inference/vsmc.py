@@ -25,7 +25,7 @@ import mlx.core as mx
 
 from ..selection import Selection
 from ..trace import Trace
-from ..tree import flatten, map_arrays
+from ..tree import flatten
 from .resampling import get_scheme
 from .result import InferenceResult
 from .smc import check_inputs, finish, run_filter
@@ -33,36 +33,38 @@ from .smc import check_inputs, finish, run_filter
 __all__ = ["vsmc", "index_trace", "select_traces", "BatchedParticles", "prefers_vectorized"]
 
 
+def _tree(tr: Trace):
+    # The vectorized engine's own view of a batched trace: every array leaf, including the
+    # [N]-shaped parameters of the distributions recorded at each site, gains the batch axis.
+    from .. import vectorize as vz
+
+    leaves, rebuild = flatten(vz._pack_top(tr))
+    return leaves, lambda new, batch: vz._unpack(rebuild(new), tr.args, batch, tr.checks)
+
+
 def index_trace(tr: Trace, idx, n: int) -> Trace:
-    """Index every batched leaf (leading dimension `n`) of `tr` with `idx`.
+    """Index every batched leaf (leading dimension `n`) of a vectorized trace with `idx`.
 
-    An int gives one unbatched trace; an index array `[M]` gathers a batched
-    trace (resampling). Leaves without the batch dimension are shared, kept as is.
+    An int gives particle `idx` as an ordinary trace; an index array `[M]`
+    gathers a batched trace (resampling). Leaves without the batch axis are kept.
     """
-
-    def g(x):
-        return x[idx] if isinstance(x, mx.array) and x.ndim >= 1 and x.shape[0] == n else x
-
-    sites = None if tr.sites is None else {p: index_trace(st, idx, n) for p, st in tr.sites.items()}
-    batch = None if isinstance(idx, int) else tr.batch
-    return Trace(tr.gen_fn, tr.args, map_arrays(g, tr.retval), g(tr.score), sites, tr.checks, batch, tr.aux)
+    leaves, rebuild = _tree(tr)
+    out = [x[idx] if x.ndim >= 1 and x.shape[0] == n else x for x in leaves]
+    return rebuild(out, None if isinstance(idx, int) else tr.batch)
 
 
 def select_traces(accept: mx.array, new: Trace, old: Trace, n: int) -> Trace:
     """Per particle, `new` where `accept` [N] is true else `old` (same structure; no sync)."""
-    ln, rebuild = flatten(new)
-    lo, _ = flatten(old)
+    ln, rebuild = _tree(new)
+    lo, _ = _tree(old)
     if len(ln) != len(lo):
         raise ValueError("vsmc rejuvenation: the proposed trace's structure differs from the current one")
     out = []
     for a, b in zip(ln, lo):
-        if a is b:
-            out.append(a)
-        elif a.ndim >= 1 and a.shape[0] == n and a.shape == b.shape:
-            out.append(mx.where(accept.reshape((n,) + (1,) * (a.ndim - 1)), a, b))
-        else:
-            out.append(a)
-    return rebuild(out)
+        if a is not b and a.ndim >= 1 and a.shape[0] == n and a.shape == b.shape:
+            a = mx.where(accept.reshape((n,) + (1,) * (a.ndim - 1)), a, b)
+        out.append(a)
+    return rebuild(out, new.batch)
 
 
 class BatchedParticles(Sequence):

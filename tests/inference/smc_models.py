@@ -64,3 +64,23 @@ def weighted_mean(log_weights, values) -> float:
     lw = np.asarray(log_weights, dtype=float)
     w = np.exp(lw - lw.max())
     return float(np.dot(w / w.sum(), np.asarray(values, dtype=float)))
+
+
+def unfold_lg():
+    """`lg` as an unfold model: args (n, 0.0), step t's choices at (t, "x"), (t, "y")."""
+    unfold = getattr(gm, "unfold", None)
+    if unfold is None:  # before the combinators are re-exported at the top level
+        from genmlx.combinators.unfold import unfold
+
+    @gm.gen
+    def lg_step(t, x):
+        x = gm.trace("x", dist.normal(x, Q))
+        gm.trace("y", dist.normal(x, R))
+        return x
+
+    return unfold(lg_step)
+
+
+def unfold_sequence(ys):
+    """args_seq and observations_seq for `unfold_lg()`."""
+    return [(t + 1, 0.0) for t in range(len(ys))], [{(t, "y"): float(y)} for t, y in enumerate(ys)]

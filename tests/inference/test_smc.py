@@ -175,10 +175,10 @@ def test_mismatched_or_empty_sequences_raise(problem):
         infer.smc(lg, args, obs, n_particles=4, rejuvenation="x")
 
 
-# The particles' traces grow by design (step t's trace has t + 1 time steps: about 2 new arrays
-# per particle per step), so the plugin's gate, which cannot tell state from leak, gets that
-# allowance; FlatRecorder excludes the state and checks that nothing *else* grows.
-@pytest.mark.limit_wrapper_growth(per_iteration=4 * 8)
+# FlatRecorder (state excluded: the particles' traces grow by design) is the judge here. The
+# plugin's gate is switched off for this test: its census reads the driver frame's f_locals,
+# which pins the previous step's state and shows up as growth in FlatRecorder's census.
+@pytest.mark.no_leak_gate
 def test_memory_is_flat_under_the_metal_budget():
     ys = data(26, seed=3)
     args, obs = sequence(ys)
@@ -189,3 +189,11 @@ def test_memory_is_flat_under_the_metal_budget():
     assert len(rec.points) >= 5
     rec.assert_flat()
     assert math.isfinite(r.log_ml)
+
+
+def test_importing_the_submodules_keeps_the_public_functions():
+    import importlib
+
+    for name in ("smc", "vsmc", "csmc", "smcp3"):
+        mod = importlib.import_module(f"genmlx.inference.{name}")
+        assert callable(getattr(infer, name)) and getattr(infer, name) is getattr(mod, name)
