@@ -1,0 +1,124 @@
+"""Compiled K-iteration MH: the same chain as mh_step with the same keys, no syncs, posterior, memory."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import genmlx as gm
+from genmlx import dist, events
+from genmlx import inference as infer
+from genmlx.inference.compiled import CompiledMH
+from genmlx.inference.diagnostics import mcse
+from genmlx.inference.mh import mh_step
+from memory_flat import FlatRecorder
+
+
+@gm.gen
+def linreg(xs):
+    slope = gm.trace("slope", dist.normal(0.0, 10.0))
+    intercept = gm.trace("intercept", dist.normal(0.0, 10.0))
+    for i, x in enumerate(xs):
+        gm.trace(f"y{i}", dist.normal(slope * x + intercept, 1.0))
+    return slope
+
+
+XS, YS = [1.0, 2.0, 3.0], [3.1, 5.0, 6.9]
+OBS = {f"y{i}": y for i, y in enumerate(YS)}
+
+
+@gm.gen
+def normal_normal():
+    mu = gm.trace("mu", dist.normal(0.0, 1.0))
+    for i, y in enumerate([1.0, 2.0, 0.5]):
+        gm.trace(f"y{i}", dist.normal(mu, 1.0))
+
+
+NN_OBS = {"y0": 1.0, "y1": 2.0, "y2": 0.5}
+
+
+@pytest.mark.parametrize("sel", [("slope",), ("slope", "intercept")])
+def test_compiled_kernel_equals_per_iteration_chain(sel):
+    tr, _ = linreg.generate((XS,), OBS, key=mx.random.key(0))
+    selection = gm.select(*sel)
+    k = 25
+    keys = mx.random.split(mx.random.key(7), k)
+    kernel = CompiledMH(tr, selection, k, thin=1)
+    new, samples, st = kernel(keys, tr)
+    t, accepted, values = tr, [], []
+    for j in range(k):
+        t, s = mh_step(keys[j], t, selection)
+        accepted.append(s["accepted"].item())
+        values.append(t["slope"].item())
+    assert st["accepted"].tolist() == accepted
+    assert samples.sites[("slope",)].retval.tolist() == pytest.approx(values, rel=1e-6, abs=1e-6)
+    assert new["slope"].item() == pytest.approx(t["slope"].item(), rel=1e-6)
+    assert new.score.item() == pytest.approx(t.score.item(), rel=1e-5)
+    # the kept trace's distributions carry the chosen parameters (a child's mean follows the parents)
+    assert new.get_subtrace("y0").gen_fn.mu.item() == pytest.approx((t["slope"] + t["intercept"]).item(), rel=1e-5)
+
+
+@pytest.mark.statistical
+def test_compiled_mh_posterior_no_syncs():
+    res = infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=2000, burn=100, iterations_per_step=20,
+                            key=mx.random.key(1))
+    mu = np.array(res.traces.values("mu"))
+    assert len(res.traces) == 2000 and len(mu) == 2000
+    assert abs(mu.mean() - 0.875) < 4 * mcse(mu)
+    assert res.stats["syncs"] == 0 and res.stats["iterations_per_step"] == 20
+    assert res.stats["iterations"] == res.stats["steps"] * 20
+    assert len(res.stats["accepted"]) == res.stats["iterations"]
+    assert res.traces[7]["mu"].item() == pytest.approx(mu[7])
+    assert "mu" in res.stats["ess_bulk"]
+
+
+def test_thin_keeps_every_thin_th_iteration():
+    res = infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=30, thin=5, iterations_per_step=10,
+                            key=mx.random.key(2))
+    assert len(res.traces) == 30 and res.stats["iterations"] == 150
+    with pytest.raises(ValueError, match="multiple of thin"):
+        infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=3, thin=3, iterations_per_step=10)
+
+
+def test_same_key_same_chain():
+    run = lambda: infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=40, iterations_per_step=10,
+                                    key=mx.random.key(3)).traces.values("mu")
+    assert run() == run()
+
+
+@gm.gen
+def branchy():
+    k = gm.trace("k", dist.bernoulli(0.5))
+    if k.item():
+        gm.trace("x", dist.normal(0.0, 1.0))
+
+
+def test_dynamic_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="cannot be compiled"):
+        infer.compiled_mh(branchy, (), {}, n_samples=5, iterations_per_step=5, key=mx.random.key(0))
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"n_samples": -1}, "n_samples"), ({"n_samples": 2, "iterations_per_step": 0}, "iterations_per_step"),
+    ({"n_samples": 2, "selection": gm.select("nope")}, "selection"),
+])
+def test_bad_input(kw, match):
+    with pytest.raises(ValueError, match=match):
+        infer.compiled_mh(normal_normal, (), NN_OBS, **kw)
+
+
+class _Keep:
+    def __init__(self, rec):
+        self.rec = rec
+
+    def on_run_start(self, e):
+        self.rec.keep = e.store
+
+
+def test_compiled_memory_flat_under_budget():
+    rec = FlatRecorder(every=10, warmup=10)
+    with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
+        infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=1000, iterations_per_step=10, key=mx.random.key(0),
+                          callback=rec)
+    rec.assert_flat()
