@@ -162,7 +162,6 @@ def test_growth_gauges_are_the_census_slopes(meter):
         assert pending == pytest.approx(1.0, abs=0.05)
         assert otel_value(reader, "genmlx.memory.live_arrays.growth", model="tight") == pytest.approx(0.0, abs=0.05)
         assert otel_value(reader, "genmlx.memory.pending_nodes.growth", model="tight") == 0.0
-    del kept, lazy
 
 
 def test_census_stays_within_its_share_of_run_time(meter):
