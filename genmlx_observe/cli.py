@@ -49,6 +49,9 @@ def demo(iterations: int = 1000, burn: int = 100, seed: int = 0, linger: float =
 
     model = _model()
     obs = gm.choicemap({f"y{i}": bool(v) for i, v in enumerate(DEMO_DATA)})
+    # A short run would get few censuses within the default 1% of its time: the demo takes one at
+    # every sampled step, so that the growth slopes have points (a long run gets them at the defaults).
+    observe_kwargs = {"census_overhead": float("inf"), **observe_kwargs}
     with observe(**observe_kwargs) as o:
         res = infer.mh(model, (len(DEMO_DATA),), obs, selection=gm.select("p"), n_samples=iterations, burn=burn,
                        key=mx.random.key(seed))

@@ -172,7 +172,7 @@ def test_census_stays_within_its_share_of_run_time(meter):
         obs = o.observer
     assert 1 <= obs.censuses < 1500
     # a census starts only when the expected total stays within 5% of the observed step time
-    assert obs.census_s <= 0.05 * in_steps + obs.census_max_s
+    assert obs.census_in_runs_s <= 0.05 * in_steps + obs.census_max_s
 
 
 def test_uses_the_drivers_census_when_a_budget_is_active(meter):
