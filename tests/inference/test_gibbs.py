@@ -117,3 +117,27 @@ def test_gibbs_memory_flat_under_budget():
     with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
         infer.gibbs(two_bits, (), {"c": 1}, addresses=["a", "b"], n_samples=500, key=mx.random.key(0), callback=rec)
     rec.assert_flat()
+
+
+HAVE_CATEGORICAL = hasattr(dist, "categorical")
+MEANS = [-2.0, 0.0, 3.0]
+
+
+@gm.gen
+def cluster():
+    z = gm.trace("z", dist.categorical(mx.log(mx.array([0.5, 0.3, 0.2]))))
+    gm.trace("y", dist.normal(mx.array(MEANS)[z], 1.0))
+
+
+@pytest.mark.statistical
+@pytest.mark.skipif(not HAVE_CATEGORICAL, reason="dist.categorical not available yet")
+def test_gibbs_categorical_matches_exact_posterior():
+    y = 1.0
+    prior = np.array([0.5, 0.3, 0.2])
+    lik = np.exp(-0.5 * (y - np.array(MEANS)) ** 2)
+    post = prior * lik / (prior * lik).sum()
+    res = infer.gibbs(cluster, (), {"y": y}, addresses=["z"], n_samples=1500, key=mx.random.key(9))
+    z = np.array(res.values("z"))
+    for k in range(3):
+        # each sweep is an exact draw from p(z | y): iid, 4 binomial standard errors
+        assert abs((z == k).mean() - post[k]) < 4 * math.sqrt(post[k] * (1 - post[k]) / len(z)), k

@@ -190,3 +190,64 @@ def test_sequential_is_memory_flat_under_budget():
                                         callback=rec)
     rec.assert_flat()
     assert len(res.traces) == 1200
+
+
+# -- conjugate models that need gamma / poisson / dirichlet / categorical -------------------------
+
+HAVE_GAMMA = all(hasattr(dist, n) for n in ("gamma", "poisson"))
+HAVE_DIRICHLET = all(hasattr(dist, n) for n in ("dirichlet", "categorical"))
+POISSON_DATA = [3, 1, 4, 2, 2]
+CAT_DATA = [0, 2, 2, 1, 2, 0]
+ALPHA = [1.0, 2.0, 3.0]
+
+
+@gm.gen
+def gamma_poisson():
+    lam = gm.trace("lam", dist.gamma(2.0, 1.0))
+    for i, _ in enumerate(POISSON_DATA):
+        gm.trace(f"y{i}", dist.poisson(lam))
+    return lam
+
+
+def gamma_poisson_log_evidence(a=2.0, b=1.0):
+    s, n = sum(POISSON_DATA), len(POISSON_DATA)
+    return (a * math.log(b) - math.lgamma(a) + math.lgamma(a + s) - (a + s) * math.log(b + n)
+            - sum(math.lgamma(y + 1) for y in POISSON_DATA))
+
+
+@gm.gen
+def dirichlet_categorical():
+    theta = gm.trace("theta", dist.dirichlet(mx.array(ALPHA)))
+    for i, _ in enumerate(CAT_DATA):
+        gm.trace(f"y{i}", dist.categorical(mx.log(theta)))
+    return theta
+
+
+def dirichlet_log_evidence():
+    counts = [CAT_DATA.count(k) for k in range(3)]
+    log_b = lambda a: sum(math.lgamma(x) for x in a) - math.lgamma(sum(a))
+    return log_b([a + c for a, c in zip(ALPHA, counts)]) - log_b(ALPHA)
+
+
+@pytest.mark.statistical
+@pytest.mark.skipif(not HAVE_GAMMA, reason="dist.gamma / dist.poisson not available yet")
+def test_gamma_poisson_exact_evidence_and_posterior():
+    obs = {f"y{i}": y for i, y in enumerate(POISSON_DATA)}
+    res = infer.importance_sampling(gamma_poisson, (), obs, n_particles=20_000, vectorized=True, key=mx.random.key(5))
+    assert abs(res.log_ml - gamma_poisson_log_evidence()) < 4 * log_ml_se(res.log_weights) + 1e-3
+    m, se = weighted_mean_and_se(res.traces.batched["lam"].tolist(), res.log_weights)
+    assert abs(m - 14 / 6) < 4 * se  # Gamma(2 + 12, 1 + 5)
+
+
+@pytest.mark.statistical
+@pytest.mark.skipif(not HAVE_DIRICHLET, reason="dist.dirichlet / dist.categorical not available yet")
+def test_dirichlet_categorical_exact_evidence_and_posterior():
+    obs = {f"y{i}": y for i, y in enumerate(CAT_DATA)}
+    res = infer.importance_sampling(dirichlet_categorical, (), obs, n_particles=20_000, vectorized=True,
+                                    key=mx.random.key(6))
+    assert abs(res.log_ml - dirichlet_log_evidence()) < 4 * log_ml_se(res.log_weights) + 1e-3
+    theta = np.array(res.traces.batched["theta"].tolist())
+    post = np.array([3.0, 3.0, 6.0]) / 12.0  # Dirichlet(1 + 2, 2 + 1, 3 + 3)
+    for k in range(3):
+        m, se = weighted_mean_and_se(theta[:, k], res.log_weights)
+        assert abs(m - post[k]) < 4 * se, k

@@ -301,3 +301,47 @@ def test_mh_custom_memory_flat_under_budget():
 @gm.gen
 def _nn_walk(tr, scale):
     gm.trace("mu", dist.normal(tr["mu"], scale))
+
+
+# -- conjugate models that need gamma / poisson / dirichlet / categorical -------------------------
+
+HAVE_GAMMA = all(hasattr(dist, n) for n in ("gamma", "poisson"))
+HAVE_DIRICHLET = all(hasattr(dist, n) for n in ("dirichlet", "categorical"))
+POISSON_DATA = [3, 1, 4, 2, 2]
+CAT_DATA = [0, 2, 2, 1, 2, 0]
+
+
+@gm.gen
+def gamma_poisson():
+    lam = gm.trace("lam", dist.gamma(2.0, 1.0))
+    for i, _ in enumerate(POISSON_DATA):
+        gm.trace(f"y{i}", dist.poisson(lam))
+
+
+@gm.gen
+def dirichlet_categorical():
+    theta = gm.trace("theta", dist.dirichlet(mx.array([1.0, 2.0, 3.0])))
+    for i, _ in enumerate(CAT_DATA):
+        gm.trace(f"y{i}", dist.categorical(mx.log(theta)))
+
+
+@pytest.mark.statistical
+@pytest.mark.skipif(not HAVE_GAMMA, reason="dist.gamma / dist.poisson not available yet")
+def test_mh_gamma_poisson_posterior():
+    obs = {f"y{i}": y for i, y in enumerate(POISSON_DATA)}
+    res = infer.mh(gamma_poisson, (), obs, n_samples=2500, burn=100, key=mx.random.key(21))
+    lam = res.values("lam")
+    within(lam, 14 / 6)  # Gamma(14, 6) posterior, 4 MCSE
+    assert np.var(lam) == pytest.approx(14 / 36, rel=0.25)
+
+
+@pytest.mark.statistical
+@pytest.mark.skipif(not HAVE_DIRICHLET, reason="dist.dirichlet / dist.categorical not available yet")
+def test_mh_dirichlet_categorical_posterior():
+    obs = {f"y{i}": y for i, y in enumerate(CAT_DATA)}
+    res = infer.mh(dirichlet_categorical, (), obs, n_samples=2500, burn=100, key=mx.random.key(22))
+    theta = np.array(res.values("theta"))
+    for k, m in enumerate([0.25, 0.25, 0.5]):  # Dirichlet(3, 3, 6) posterior
+        within(theta[:, k], m)
+    s = infer.summary(res, ["theta"])
+    assert set(s) == {("theta", 0), ("theta", 1), ("theta", 2)}
