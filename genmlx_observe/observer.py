@@ -59,6 +59,8 @@ class Observer:
         self._finished_s = 0.0
         self.census_s = 0.0
         self.census_in_runs_s = 0.0
+        self._store_walk_s = 0.0  # part of census_s spent walking kept samples, and how many
+        self._store_walked = 0
         self.census_max_s = 0.0
         self.censuses = 0
         self.live: int | None = None  # latest census, process-wide (pending nodes have no other source)
@@ -153,7 +155,7 @@ class Observer:
             for sink in self.sinks:
                 sink("inference.iteration.duration", per_iter, attrs)
         extra: dict[str, Any] = {}
-        if e.live_arrays is None and self._census_allowed():
+        if e.live_arrays is None and self._census_allowed(r):
             live, pending = self.census(r)
             self._point(r, e, live, pending)
             extra["genmlx.memory.live_arrays"] = live
@@ -170,16 +172,24 @@ class Observer:
             extra["genmlx.memory.cache_bytes"] = memory.cache_bytes()
             spans.step_span(self.tracer, r.span, e, extra)
 
-    def _census_allowed(self) -> bool:
-        """Would one more census keep census time within `census_overhead` of the observed step time?"""
+    def _census_allowed(self, run: Run) -> bool:
+        """Would one more census keep census time within `census_overhead` of the observed step time?
+
+        The expected cost is the mean cost of a census so far (mostly the
+        heap walk) plus walking the samples `run` kept since its last census.
+        """
         if self.census_overhead <= 0:
             return False
         if self.census_overhead == math.inf:
             return True
         if self.censuses:
-            expected = self.census_s / self.censuses
+            expected = (self.census_s - self._store_walk_s) / self.censuses
         else:  # no measurement yet: about 2-3 ns per allocated block for the heap walk, doubled
             expected = 5e-9 * sys.getallocatedblocks()
+        store = run.store
+        if type(store) is list and len(store) > run.store_len:
+            per_item = self._store_walk_s / self._store_walked if self._store_walked else 1e-4
+            expected += (len(store) - run.store_len) * per_item
         observed = self._finished_s + sum(r.duration for r in list(self._runs.values()))
         return self.census_in_runs_s + expected <= self.census_overhead * observed
 
@@ -199,11 +209,16 @@ class Observer:
         total = len(arrays)
         store = None if run is None else run.store
         if store is not None:
+            t1 = time.perf_counter()
             if type(store) is list and len(store) >= run.store_len:
                 run.store_ids.update(map(id, arrays_in(store[run.store_len:])))
+                walked = len(store) - run.store_len
             else:
                 run.store_ids = set(map(id, arrays_in(store)))
+                walked = len(store) if type(store) is list else 1
             run.store_len = len(store) if type(store) is list else 0
+            self._store_walk_s += time.perf_counter() - t1
+            self._store_walked += walked
             ids = run.store_ids
             arrays = [a for a in arrays if id(a) not in ids]
         live = len(arrays)
