@@ -63,8 +63,7 @@ class Observer:
         self._store_walked = 0
         self.census_max_s = 0.0
         self.censuses = 0
-        self.live: int | None = None  # latest census, process-wide (pending nodes have no other source)
-        self.pending: int | None = None
+        self.pending: int | None = None  # latest pending-node count, process-wide (no other safe source)
 
     # -- events ----------------------------------------------------------------------
     def on_run_start(self, e) -> None:
@@ -206,7 +205,6 @@ class Observer:
 
         t0 = time.perf_counter()
         arrays = live_array_objects()
-        total = len(arrays)
         store = None if run is None else run.store
         if store is not None:
             t1 = time.perf_counter()
@@ -224,7 +222,7 @@ class Observer:
         live = len(arrays)
         pending = count_nodes(*arrays) if arrays else 0
         del arrays
-        self.live, self.pending = total, pending
+        self.pending = pending
         dt = time.perf_counter() - t0
         self.census_s += dt
         if run is not None:  # what the budget counts: censuses taken while runs were going on
@@ -234,7 +232,6 @@ class Observer:
         return live, pending
 
     def _point(self, r: Run, e, live: int, pending: int | None) -> None:
-        r.live, r.pending = live, pending
         if pending is not None:
             self.pending = pending
         if e.phase != "warmup":

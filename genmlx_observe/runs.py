@@ -26,7 +26,7 @@ class Run:
     __slots__ = (
         "run_id", "labels", "series", "span", "store", "store_ids", "store_len", "steps", "warmup", "sampling",
         "syncs", "duration", "accepted", "proposals", "prob_sum", "prob_n", "divergences", "diverging", "ess",
-        "live_slope", "pending_slope", "live", "pending",
+        "live_slope", "pending_slope",
     )
 
     def __init__(self, run_id: int, labels: tuple, series: "Series", store: Any):
@@ -45,7 +45,6 @@ class Run:
         self.ess = None
         self.live_slope = Slope()
         self.pending_slope = Slope()
-        self.live = self.pending = None
 
     def acceptance(self) -> float | None:
         if self.proposals:
