@@ -329,7 +329,7 @@ def dirichlet_categorical():
 @pytest.mark.skipif(not HAVE_GAMMA, reason="dist.gamma / dist.poisson not available yet")
 def test_mh_gamma_poisson_posterior():
     obs = {f"y{i}": y for i, y in enumerate(POISSON_DATA)}
-    res = infer.mh(gamma_poisson, (), obs, n_samples=2500, burn=100, key=mx.random.key(21))
+    res = infer.mh(gamma_poisson, (), obs, n_samples=1200, burn=50, key=mx.random.key(21))
     lam = res.values("lam")
     within(lam, 14 / 6)  # Gamma(14, 6) posterior, 4 MCSE
     assert np.var(lam) == pytest.approx(14 / 36, rel=0.25)
@@ -339,7 +339,7 @@ def test_mh_gamma_poisson_posterior():
 @pytest.mark.skipif(not HAVE_DIRICHLET, reason="dist.dirichlet / dist.categorical not available yet")
 def test_mh_dirichlet_categorical_posterior():
     obs = {f"y{i}": y for i, y in enumerate(CAT_DATA)}
-    res = infer.mh(dirichlet_categorical, (), obs, n_samples=2500, burn=100, key=mx.random.key(22))
+    res = infer.mh(dirichlet_categorical, (), obs, n_samples=1200, burn=50, key=mx.random.key(22))
     theta = np.array(res.values("theta"))
     for k, m in enumerate([0.25, 0.25, 0.5]):  # Dirichlet(3, 3, 6) posterior
         within(theta[:, k], m)
