@@ -13,6 +13,7 @@ import math
 import mlx.core as mx
 
 from ..special.fuse import as_float, fused
+from ..special import host
 from ..special.gamma import bd0_raw, stirlerr_raw
 from ..special.normal import log_ndtr_raw, ndtri_exp_raw
 from ..special.misc import log1mexp_raw
@@ -159,11 +160,12 @@ class Laplace(Distribution):
 
 @fused
 def _cauchy_lp(x, loc, scale):
-    z = mx.abs(as_float(x) - loc) / scale
+    d = mx.abs(as_float(x) - loc)
+    z = d / scale
     big = z > 1.0
-    zb = mx.where(big, z, 1.0)
-    # log1p(z^2) without overflow: 2 log z + log1p(1/z^2) for z > 1
-    l1 = mx.where(big, 2.0 * mx.log(zb) + mx.log1p(1.0 / (zb * zb)), mx.log1p(z * z))
+    # log1p(z^2) without overflow: 2 (log|x - loc| - log scale) + log1p(1/z^2) for z > 1
+    lbig = 2.0 * (mx.log(mx.where(big, d, 1.0)) - mx.log(scale)) + mx.log1p(1.0 / mx.where(big, z * z, 1.0))
+    l1 = mx.where(big, lbig, mx.log1p(z * z))
     return -(l1 + (mx.log(scale) + _LOG_PI))
 
 
@@ -230,23 +232,30 @@ class LogNormal(Distribution):
 # -- Student-t ------------------------------------------------------------------------------
 
 
+def _student_c_host(df: float, scale: float) -> float:
+    h = 0.5 * df
+    st = host.stirlerr
+    return ((st(h + 0.5) - st(h)) - host.bd0(h, h + 0.5)) - host.HALF_LOG_2PI - math.log(scale)
+
+
+_st_half_df_plus = fused(lambda df: stirlerr_raw(0.5 * df + 0.5))
+_st_half_df = fused(lambda df: stirlerr_raw(0.5 * df))
+
+
 @fused
-def _student_t_lp(x, df, loc, scale):
-    # R's dt(): Loader's stirlerr/bd0 keep it accurate for df up to 1e10 and |t| up to 1e30
+def _student_c(df, scale, st1, st0):
+    # R's dt(): lgamma((n+1)/2) - lgamma(n/2) - log(n pi)/2 in Loader's terms (exact for df up to 1e10)
+    h = 0.5 * df
+    return ((st1 - st0) - bd0_raw(h, h + 0.5)) - (HALF_LOG_2PI + mx.log(scale))
+
+
+@fused
+def _student_t_finish(x, df, loc, scale, c):
     t = (as_float(x) - loc) / scale
-    n = df
-    h = 0.5 * n
-    c = (stirlerr_raw(h + 0.5) - stirlerr_raw(h)) - bd0_raw(h, h + 0.5)
     at = mx.abs(t)
-    huge = at > 1e15
-    ts = mx.where(huge, 1.0, t)
-    t2 = ts * ts
-    x2n = t2 / n
-    lx2n_big = mx.log(mx.where(huge, at, 1.0)) - 0.5 * mx.log(n)
-    l_x2n = mx.where(huge, lx2n_big, 0.5 * mx.log1p(x2n))
-    u = mx.where(x2n > 0.2, n * l_x2n, t2 * 0.5 - bd0_raw(h, h + 0.5 * t2))
-    u = mx.where(huge, n * lx2n_big, u)
-    return (c - u) - ((HALF_LOG_2PI + l_x2n) + mx.log(scale))
+    huge = at > 1e18  # t^2 / df would overflow: log1p(t^2/df) = 2 log|t| - log df
+    l1 = mx.where(huge, 2.0 * mx.log(at) - mx.log(df), mx.log1p(t * t / df))
+    return c - (0.5 * (df + 1.0)) * l1
 
 
 @fused
@@ -267,6 +276,8 @@ class StudentT(Distribution):
         self.loc = self._param("loc", loc, *FINITE)
         self.scale = self._param("scale", scale, *POS)
         self._check_shapes(df=self.df, loc=self.loc, scale=self.scale)
+        host_ok = self._invalid is None and isinstance(self.df, float) and isinstance(self.scale, float)
+        self._c = _student_c_host(self.df, self.scale) if host_ok else None
 
     def _sample(self, key, shape):
         k1, k2 = mx.random.split(key)
@@ -276,7 +287,9 @@ class StudentT(Distribution):
         return _student_draw(z, logg, self.df, self.loc, self.scale)
 
     def _log_prob(self, x):
-        return _student_t_lp(x, self.df, self.loc, self.scale)
+        c = self._c if self._c is not None else _student_c(self.df, self.scale, _st_half_df_plus(self.df),
+                                                            _st_half_df(self.df))
+        return _student_t_finish(x, self.df, self.loc, self.scale, c)
 
 
 # -- truncated normal -------------------------------------------------------------------------

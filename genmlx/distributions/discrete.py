@@ -12,11 +12,13 @@ import math
 
 import mlx.core as mx
 
+from ..special import host
 from ..special.fuse import as_float, fused
+from ..special.gamma import bd0_fast, stirlerr_raw
 from . import support
-from ._common import POS, PROB, ok_count, uniform01
+from ._common import HALF_LOG_2PI, POS, PROB, ok_count, uniform01
 from .base import Distribution, batch_shape
-from .discrete_samplers import binom_raw, binomial_draw, pois_raw, poisson_draw
+from .discrete_samplers import binomial_draw, poisson_draw
 from .gamma_sampler import gamma_full
 
 __all__ = ["Bernoulli", "Categorical", "Poisson", "Binomial", "Geometric", "NegBinomial", "DiscreteUniform",
@@ -105,10 +107,17 @@ class Categorical(Distribution):
 
 
 @fused
-def _poisson_lp(x, lam):
+def _stirlerr_value(x):
+    """stirlerr(k): the value-only stage of the count log-pmfs (inf/NaN at k <= 0, masked later)."""
+    return stirlerr_raw(as_float(x))
+
+
+@fused
+def _poisson_finish(x, lam, st_k):
     k = as_float(x)
-    ok = (k >= 0) & _is_int(k)
-    return mx.where(ok, pois_raw(mx.where(ok, k, 0.0), lam), -mx.inf)
+    valid = (k >= 0) & _is_int(k)
+    lp = ((-HALF_LOG_2PI - 0.5 * mx.log(k)) - st_k) - bd0_fast(k, lam)
+    return mx.where(valid & (k > 0), lp, mx.where(valid & (k == 0), -lam, -mx.inf))
 
 
 class Poisson(Distribution):
@@ -126,17 +135,41 @@ class Poisson(Distribution):
         return poisson_draw(key, self.rate, shape + batch_shape(self.rate))
 
     def _log_prob(self, x):
-        return _poisson_lp(x, self.rate)
+        # Loader: -stirlerr(k) - bd0(k, rate) - log sqrt(2 pi k); two fused stages
+        return _poisson_finish(x, self.rate, _stirlerr_value(x))
 
 
 # -- binomial ----------------------------------------------------------------------------------
 
 
 @fused
-def _binomial_lp(x, n, p):
+def _binom_a2(x, n):
+    return stirlerr_raw(n - as_float(x))
+
+
+@fused
+def _stirlerr_param(n):
+    return stirlerr_raw(as_float(n))
+
+
+def _binomial_body(x, n, p, q, st_n, a1, a2):
     k = as_float(x)
-    ok = (k >= 0) & (k <= n) & _is_int(k)
-    return mx.where(ok, binom_raw(mx.where(ok, k, 0.0), n, p), -mx.inf)
+    valid = (k >= 0) & (k <= n) & _is_int(k)
+    nk = n - k
+    c = ((st_n - a1) - a2) + (0.5 * (mx.log(n) - mx.log(k) - mx.log(nk)) - HALF_LOG_2PI)
+    lp = (c - bd0_fast(k, n * p)) - bd0_fast(nk, n * q)
+    edge = mx.where(k == 0, mx.where(n == 0, 0.0, n * mx.log1p(-p)), n * mx.log(p))
+    return mx.where(valid & (k > 0) & (k < n), lp, mx.where(valid, edge, -mx.inf))
+
+
+@fused
+def _binomial_finish(x, n, p, q, st_n, a1, a2):
+    return _binomial_body(x, n, p, q, st_n, a1, a2)
+
+
+@fused
+def _binomial_finish_arrays(x, n, p, st_n, a1, a2):
+    return _binomial_body(x, n, p, 1.0 - p, st_n, a1, a2)
 
 
 class Binomial(Distribution):
@@ -150,12 +183,20 @@ class Binomial(Distribution):
         self.p = self._param("p", p, *PROB)
         self._check_shapes(n=self.n, p=self.p)
         self.support = support.integer_interval(0, int(self.n)) if isinstance(self.n, float) else support.nonnegative_integer
+        ok = self._invalid is None
+        self._st_n = host.stirlerr(self.n) if ok and isinstance(self.n, float) and self.n > 0 else None
+        self._q = 1.0 - self.p if ok and isinstance(self.p, float) else None
 
     def _sample(self, key, shape):
         return binomial_draw(key, self.n, self.p, shape + batch_shape(self.n, self.p))
 
     def _log_prob(self, x):
-        return _binomial_lp(x, self.n, self.p)
+        # Loader's dbinom_raw in three fused stages (two value-only stirlerr terms, then the rest)
+        st_n = self._st_n if self._st_n is not None else _stirlerr_param(self.n)
+        a1, a2 = _stirlerr_value(x), _binom_a2(x, self.n)
+        if self._q is not None:
+            return _binomial_finish(x, self.n, self.p, self._q, st_n, a1, a2)
+        return _binomial_finish_arrays(x, self.n, self.p, st_n, a1, a2)
 
 
 # -- geometric ---------------------------------------------------------------------------------
@@ -196,14 +237,28 @@ class Geometric(Distribution):
 
 
 @fused
-def _neg_binomial_lp(x, r, p):
-    # R's dnbinom: dbinom_raw(r; k + r, p) + log(r / (r + k))
+def _nb_a2(x, r):
+    return stirlerr_raw(as_float(x) + r)
+
+
+def _neg_binomial_body(x, r, p, q, st_r, a1, a2):
+    # R's dnbinom: dbinom_raw(r; k + r, p) + log(r / (k + r)), Loader's terms
     k = as_float(x)
-    ok = (k >= 0) & _is_int(k)
-    ks = mx.where(ok, k, 0.0)
-    n = ks + r
-    general = binom_raw(r, n, p) + (mx.log(r) - mx.log(n))
-    return mx.where(ok, mx.where(ks == 0, r * mx.log(p), general), -mx.inf)
+    valid = (k >= 0) & _is_int(k)
+    n = k + r
+    c = (a2 - a1) + ((0.5 * (mx.log(r) - mx.log(k) - mx.log(n)) - st_r) - HALF_LOG_2PI)
+    lp = (c - bd0_fast(r, n * p)) - bd0_fast(k, n * q)
+    return mx.where(valid & (k > 0), lp, mx.where(valid & (k == 0), r * mx.log(p), -mx.inf))
+
+
+@fused
+def _neg_binomial_finish(x, r, p, q, st_r, a1, a2):
+    return _neg_binomial_body(x, r, p, q, st_r, a1, a2)
+
+
+@fused
+def _neg_binomial_finish_arrays(x, r, p, st_r, a1, a2):
+    return _neg_binomial_body(x, r, p, 1.0 - p, st_r, a1, a2)
 
 
 class NegBinomial(Distribution):
@@ -218,6 +273,9 @@ class NegBinomial(Distribution):
         self.p = self._param("p", p, lambda v: (v > 0) & (v <= 1) if isinstance(v, mx.array) else 0 < v <= 1,
                              "in (0, 1]")
         self._check_shapes(r=self.r, p=self.p)
+        ok = self._invalid is None
+        self._st_r = host.stirlerr(self.r) if ok and isinstance(self.r, float) else None
+        self._q = 1.0 - self.p if ok and isinstance(self.p, float) else None
 
     def _sample(self, key, shape):
         # Gamma-Poisson mixture: lam ~ Gamma(r, rate p / (1 - p)), k ~ Poisson(lam)
@@ -228,7 +286,11 @@ class NegBinomial(Distribution):
         return poisson_draw(k2, lam, full)
 
     def _log_prob(self, x):
-        return _neg_binomial_lp(x, self.r, self.p)
+        st_r = self._st_r if self._st_r is not None else _stirlerr_param(self.r)
+        a1, a2 = _stirlerr_value(x), _nb_a2(x, self.r)
+        if self._q is not None:
+            return _neg_binomial_finish(x, self.r, self.p, self._q, st_r, a1, a2)
+        return _neg_binomial_finish_arrays(x, self.r, self.p, st_r, a1, a2)
 
 
 @fused

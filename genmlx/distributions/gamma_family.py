@@ -10,10 +10,13 @@ beta is sigmoid(log G_a - log G_b), which cannot produce 0/0 at tiny shapes.
 
 from __future__ import annotations
 
+import math
+
 import mlx.core as mx
 
 from ..special.fuse import as_float, fused
-from ..special.gamma import bd0_raw, lbeta_raw, lgamma_pos, stirlerr_big
+from ..special import host
+from ..special.gamma import bd0_fast, lbeta_mixed, lbeta_small, lgamma_pos, stirlerr_big
 from . import support
 from ._common import LOG_2PI, POS
 from .base import Distribution, batch_shape
@@ -24,29 +27,57 @@ __all__ = ["Gamma", "InvGamma", "Beta", "gamma", "inv_gamma", "beta"]
 _BIG = 11.0  # Loader's form from this shape on (its stirlerr terms are then the series alone)
 
 
-def _gamma_core(x, a, b):
-    """log Gamma(a, rate b) density at x (any real x)."""
+# -- gamma: lp = where(a < 11, (a - 1) log x - b x + c, c - bd0(a - 1, b x)) ----------------------
+
+
+def _gamma_c_host(a: float, b: float) -> float:
+    if a < _BIG:
+        return a * math.log(b) - host.lgamma(a)
+    k = a - 1.0
+    return math.log(b) - host.stirlerr(k) - 0.5 * (host.LOG_2PI + math.log(k))
+
+
+def _gamma_c(a, b):
+    ks = mx.where(a < _BIG, _BIG - 1.0, a - 1.0)
+    direct = a * mx.log(b) - lgamma_pos(a)
+    loader = mx.log(b) - (stirlerr_big(ks) + 0.5 * (LOG_2PI + mx.log(ks)))
+    return mx.where(a < _BIG, direct, loader)
+
+
+def _gamma_value(x, a, b, k, c):
+    """k = a - 1 where a >= 11 (any value >= 10 elsewhere)."""
+    bx = b * x
+    direct = ((a - 1.0) * mx.log(x) - bx) + c
+    loader = c - bd0_fast(k, bx)
+    edge = mx.where(x == 0, mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, mx.log(b), -mx.inf)), -mx.inf)
     pos = x > 0
-    xs = mx.where(pos, x, 1.0)
-    lx = mx.log(xs)
-    lb = mx.log(b)
-    bx = b * xs
-    direct = ((a * lb - bx) + (a - 1.0) * lx) - lgamma_pos(a)
-    k = mx.maximum(a - 1.0, _BIG - 1.0)
-    loader = (lb - (stirlerr_big(k) + bd0_raw(k, bx))) - 0.5 * (LOG_2PI + mx.log(k))
-    lp = mx.where(a < _BIG, direct, loader)
-    at0 = mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, lb, -mx.inf))
-    return mx.where(pos, lp, mx.where(x == 0, at0, -mx.inf))
+    return mx.where(pos & (a >= _BIG), loader, mx.where(pos, direct, edge))
 
 
 @fused
+def _gamma_lp_host(x, a, b, k, c):
+    return _gamma_value(as_float(x), a, b, k, c)
+
+
+_gamma_c_fused = fused(_gamma_c)
+
+
+@fused
+def _gamma_lp_arrays(x, a, b, c):
+    return _gamma_value(as_float(x), a, b, a - 1.0, c)
+
+
 def _gamma_lp(x, a, b):
-    return _gamma_core(as_float(x), a, b)
+    return _gamma_lp_arrays(x, a, b, _gamma_c_fused(a, b))
 
 
 @fused
-def _gamma_value(logg, rate):
+def _gamma_value_draw(logg, rate):
     return mx.exp(logg - mx.log(rate))
+
+
+def _host_k(a: float) -> float:
+    return max(a - 1.0, _BIG - 1.0)
 
 
 class Gamma(Distribution):
@@ -60,25 +91,44 @@ class Gamma(Distribution):
         self.shape = self._param("shape", shape, *POS)
         self.rate = self._param("rate", rate, *POS)
         self._check_shapes(shape=self.shape, rate=self.rate)
+        self._host = _host_consts(self, lambda a, b: (_host_k(a), _gamma_c_host(a, b)), self.shape, self.rate)
 
     def _sample(self, key, shape):
         full = shape + batch_shape(self.shape, self.rate)
-        return _gamma_value(gamma_full(key, self.shape, shape, full), self.rate)
+        return _gamma_value_draw(gamma_full(key, self.shape, shape, full), self.rate)
 
     def _log_prob(self, x):
+        if self._host is not None:
+            return _gamma_lp_host(x, self.shape, self.rate, *self._host)
         return _gamma_lp(x, self.shape, self.rate)
 
 
-@fused
-def _inv_gamma_lp(x, a, s):
-    x = as_float(x)
+def _inv_gamma_value(x, a, s, k, c):
     pos = x > 0
-    xs = mx.where(pos, x, 1.0)
-    return mx.where(pos, _gamma_core(1.0 / xs, a, s) - 2.0 * mx.log(xs), -mx.inf)
+    y = 1.0 / x
+    sy = s * y
+    lx = mx.log(x)
+    direct = (c - sy) - (a + 1.0) * lx  # gamma(1/x; a, s) - 2 log x
+    loader = (c - 2.0 * lx) - bd0_fast(k, sy)
+    return mx.where(pos & (a >= _BIG), loader, mx.where(pos, direct, -mx.inf))
 
 
 @fused
-def _inv_gamma_value(logg, scale):
+def _inv_gamma_lp_host(x, a, s, k, c):
+    return _inv_gamma_value(as_float(x), a, s, k, c)
+
+
+@fused
+def _inv_gamma_lp_arrays(x, a, s, c):
+    return _inv_gamma_value(as_float(x), a, s, a - 1.0, c)
+
+
+def _inv_gamma_lp(x, a, s):
+    return _inv_gamma_lp_arrays(x, a, s, _gamma_c_fused(a, s))
+
+
+@fused
+def _inv_gamma_value_draw(logg, scale):
     return mx.exp(mx.log(scale) - logg)
 
 
@@ -93,33 +143,96 @@ class InvGamma(Distribution):
         self.shape = self._param("shape", shape, *POS)
         self.scale = self._param("scale", scale, *POS)
         self._check_shapes(shape=self.shape, scale=self.scale)
+        self._host = _host_consts(self, lambda a, b: (_host_k(a), _gamma_c_host(a, b)), self.shape, self.scale)
 
     def _sample(self, key, shape):
         full = shape + batch_shape(self.shape, self.scale)
-        return _inv_gamma_value(gamma_full(key, self.shape, shape, full), self.scale)
+        return _inv_gamma_value_draw(gamma_full(key, self.shape, shape, full), self.scale)
 
     def _log_prob(self, x):
+        if self._host is not None:
+            return _inv_gamma_lp_host(x, self.shape, self.scale, *self._host)
         return _inv_gamma_lp(x, self.shape, self.scale)
 
 
-@fused
-def _beta_lp(x, a, b):
-    x = as_float(x)
+def _beta_c_host(a: float, b: float) -> float:
+    if a < _BIG or b < _BIG:
+        return -host.lbeta(a, b)
+    k, nk = a - 1.0, b - 1.0
+    n = k + nk
+    st = host.stirlerr
+    return (math.log(n + 1.0) + st(n) - st(k) - st(nk)) - 0.5 * (host.LOG_2PI + math.log(k) + math.log(nk) - math.log(n))
+
+
+def _beta_value(x, a, b, k, nk, n, c):
+    """k = a - 1, nk = b - 1, n = k + nk where a, b >= 11 (any values >= 10 elsewhere)."""
+    direct = ((a - 1.0) * mx.log(x) + (b - 1.0) * mx.log1p(-x)) + c
+    # (a + b - 1) binomial(a - 1; a + b - 2, x), Loader's form (bd0's linear terms absorb
+    # the rounding of n x and n (1 - x), so they stay)
+    loader = (c - bd0_fast(k, n * x)) - bd0_fast(nk, n * (1.0 - x))
     inner = (x > 0) & (x < 1)
-    xs = mx.where(inner, x, 0.5)
-    lx = mx.log(xs)
-    l1x = mx.log1p(-xs)
-    direct = ((a - 1.0) * lx + (b - 1.0) * l1x) - lbeta_raw(a, b)
-    # a, b >= 11: (a + b - 1) * binomial(a - 1; a + b - 2, x), Loader's form
+    at0 = mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, mx.log(b), -mx.inf))
+    at1 = mx.where(b < 1.0, mx.inf, mx.where(b == 1.0, mx.log(a), -mx.inf))
+    edge = mx.where(x == 0, at0, mx.where(x == 1, at1, -mx.inf))
+    return mx.where(inner & (a >= _BIG) & (b >= _BIG), loader, mx.where(inner, direct, edge))
+
+
+@fused
+def _beta_lp_host(x, a, b, k, nk, n, c):
+    return _beta_value(as_float(x), a, b, k, nk, n, c)
+
+
+_lbeta_small = fused(lbeta_small)
+_lbeta_mixed = fused(lbeta_mixed)
+
+
+@fused
+def _beta_c_arrays(a, b, l_small, l_mixed):
     k = mx.maximum(a - 1.0, _BIG - 1.0)
     nk = mx.maximum(b - 1.0, _BIG - 1.0)
     n = k + nk
-    lc = (stirlerr_big(n) - (stirlerr_big(k) + stirlerr_big(nk))) - (bd0_raw(k, n * xs) + bd0_raw(nk, n * (1.0 - xs)))
-    loader = (mx.log(n + 1.0) + lc) - 0.5 * (LOG_2PI + (mx.log(k) + mx.log(nk) - mx.log(n)))
-    lp = mx.where((a < _BIG) | (b < _BIG), direct, loader)
+    loader = (mx.log(n + 1.0) + (stirlerr_big(n) - (stirlerr_big(k) + stirlerr_big(nk)))) - 0.5 * (
+        LOG_2PI + (mx.log(k) + mx.log(nk) - mx.log(n)))
+    lb = mx.where(mx.maximum(a, b) < 10.0, l_small, l_mixed)
+    return mx.where((a < _BIG) | (b < _BIG), -lb, loader)
+
+
+@fused
+def _beta_loader_half(x, a, b, c):
+    """c - bd0(a - 1, n x): the first half of Loader's form (array parameters)."""
+    k = a - 1.0
+    return c - bd0_fast(k, (k + (b - 1.0)) * as_float(x))
+
+
+@fused
+def _beta_lp_arrays(x, a, b, c, half):
+    x = as_float(x)
+    nk = b - 1.0
+    n = (a - 1.0) + nk
+    loader = half - bd0_fast(nk, n * (1.0 - x))
+    inner = (x > 0) & (x < 1)
+    direct = ((a - 1.0) * mx.log(x) + nk * mx.log1p(-x)) + c
     at0 = mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, mx.log(b), -mx.inf))
     at1 = mx.where(b < 1.0, mx.inf, mx.where(b == 1.0, mx.log(a), -mx.inf))
-    return mx.where(inner, lp, mx.where(x == 0, at0, mx.where(x == 1, at1, -mx.inf)))
+    edge = mx.where(x == 0, at0, mx.where(x == 1, at1, -mx.inf))
+    return mx.where(inner & (a >= _BIG) & (b >= _BIG), loader, mx.where(inner, direct, edge))
+
+
+def _beta_lp(x, a, b):
+    c = _beta_c_arrays(a, b, _lbeta_small(a, b), _lbeta_mixed(a, b))
+    return _beta_lp_arrays(x, a, b, c, _beta_loader_half(x, a, b, c))
+
+
+def _beta_host(a: float, b: float):
+    k, nk = _host_k(a), _host_k(b)
+    return k, nk, k + nk, _beta_c_host(a, b)
+
+
+def _host_consts(d, fn, *params):
+    """Parameter-only terms on the host (float64) when every parameter is a Python number."""
+    if d._invalid is not None or not all(isinstance(p, float) for p in params):
+        return None
+    return tuple(float(v) for v in fn(*params))
 
 
 @fused
@@ -138,6 +251,7 @@ class Beta(Distribution):
         self.a = self._param("a", a, *POS)
         self.b = self._param("b", b, *POS)
         self._check_shapes(a=self.a, b=self.b)
+        self._host = _host_consts(self, _beta_host, self.a, self.b)
 
     def _sample(self, key, shape):
         k1, k2 = mx.random.split(key)
@@ -145,6 +259,8 @@ class Beta(Distribution):
         return _sigmoid_diff(gamma_full(k1, self.a, shape, full), gamma_full(k2, self.b, shape, full))
 
     def _log_prob(self, x):
+        if self._host is not None:
+            return _beta_lp_host(x, self.a, self.b, *self._host)
         return _beta_lp(x, self.a, self.b)
 
 
