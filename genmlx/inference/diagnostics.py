@@ -291,10 +291,28 @@ def draws_of(source, addrs: Iterable | None = None) -> dict:
         vec = traces[0].batch is not None
         block = {}
         for k in keys:
-            v = np.stack([np.asarray(t[k], dtype=np.float64) for t in traces])  # [draws, (C,) *event]
+            v = _site_draws(traces, k)  # [draws, (C,) *event]
             block[k] = np.moveaxis(v, 1, 0) if vec else v[None]
         per_chain.append(block)
     return {k: np.concatenate([b[k] for b in per_chain], axis=0) for k in per_chain[0]}
+
+
+def _site_draws(traces, addr) -> np.ndarray:
+    import mlx.core as mx
+
+    from ..address import to_path
+
+    if hasattr(traces, "values") and not isinstance(traces, (list, tuple)):
+        return np.asarray(traces.values(addr), dtype=np.float64)  # stacked storage (compiled_mh)
+    p = to_path(addr)
+    vals = []
+    for t in traces:
+        st = t._find(p)
+        if st is None:
+            raise KeyError(f"summary: address {addr!r} is not in every trace")
+        vals.append(st.retval)
+    v = mx.stack(vals)
+    return np.asarray(v.astype(mx.float32) if v.dtype == mx.bool_ else v, dtype=np.float64)
 
 
 def _chains_first(a: np.ndarray) -> np.ndarray:

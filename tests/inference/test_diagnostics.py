@@ -100,3 +100,23 @@ def test_summary_dict_and_table():
     text = str(s)
     assert text.splitlines()[0].split()[:3] == ["address", "mean", "sd"]
     assert len(text.splitlines()) == 4
+
+
+def test_summary_of_results_single_multi_chain_and_compiled():
+    import genmlx as gm
+    from genmlx import dist
+    from genmlx import inference as infer
+
+    @gm.gen
+    def nn():
+        mu = gm.trace("mu", dist.normal(0.0, 1.0))
+        gm.trace("y", dist.normal(mu, 1.0))
+
+    runs = [infer.mh(nn, (), {"y": 1.0}, n_samples=300, key=mx.random.key(i)) for i in range(2)]
+    one = d.summary(runs[0])
+    assert list(one) == ["mu"]  # the observation is constant: left out by default
+    both = d.summary(runs)
+    assert both["mu"]["r_hat"] < 1.05 and both["mu"]["ess_bulk"] > one["mu"]["ess_bulk"]
+    comp = infer.compiled_mh(nn, (), {"y": 1.0}, n_samples=300, iterations_per_step=10, key=mx.random.key(3))
+    s = d.summary(comp, ["mu"])
+    assert abs(s["mu"]["mean"] - 0.5) < 4 * s["mu"]["mcse"] + 0.02
