@@ -128,7 +128,7 @@ def amortized_proposal(model, guide, args: tuple, *, observed, init_params, iter
               model=run_name(model), stat="log_q", compile=compile, callback=callback, progress=progress,
               run_params={"iterations": iterations, "batch_size": b, "optimizer": optimizer.name,
                           "learning_rate": optimizer.learning_rate})
-    return AmortizedProposal(model, guide, args, tuple(observed), res.state.params, run_stats(res))
+    return AmortizedProposal(model, guide, args, tuple(observed), res.state.params, run_stats(res, "log_q"))
 
 
 def proposal_importance_sampling(model, args: tuple, observations, proposal, proposal_args: tuple, *,

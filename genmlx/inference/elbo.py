@@ -30,11 +30,12 @@ from ..choicemap import ChoiceMap
 from ..gfi import as_choicemap
 from ..memory import materialize
 from ..rng import KeyStream, resolve
+from ..vectorize import VectorizationError
 from ._common import run_name, split_key
 from ._gradient import check_int
 from .adev import _check_baseline, adev_simulate, estimate, map_keys
 from ._optim import _check_optimizer, as_params
-from .learning import TrainState, fit, run_stats
+from .learning import fit, run_stats
 from .result import InferenceResult
 
 __all__ = ["elbo", "iwelbo", "programmable_vi", "log_weights"]
@@ -88,7 +89,7 @@ _OBJECTIVES = ("elbo", "iwelbo")
 
 def programmable_vi(model, guide, args: tuple, observations, init_params, *, iterations: int, optimizer=None,
                     objective: str = "elbo", n_samples: int = 1, k: int = 5, guide_args: tuple = (),
-                    baseline="loo", key=None, compile: bool = True, n_traces: int = 10,
+                    baseline="loo", average: float = 0.5, key=None, compile: bool = True, n_traces: int = 10,
                     n_posterior: int = 1000, callback=None, progress=None) -> InferenceResult:
     """Fit the parameters of a guide generative function by stochastic gradient ascent.
 
@@ -101,6 +102,8 @@ def programmable_vi(model, guide, args: tuple, observations, init_params, *, ite
         optimizer: `adam(...)` (default `adam(0.01)`) or `sgd(...)`.
         objective: "elbo" (n_samples draws) or "iwelbo" (n_samples groups of k).
         baseline: for score-function (discrete) guide choices: "loo", None or a number.
+        average: the fraction of final iterations over which the parameters
+            are averaged (Polyak-Ruppert) for the reported fit; 0: the last iterate.
         compile: `mx.compile` the whole update (falls back to eager steps when
             the guide or model makes Python decisions on array values).
         n_traces: model traces built from fitted-guide draws for `.traces`.
@@ -110,7 +113,8 @@ def programmable_vi(model, guide, args: tuple, observations, init_params, *, ite
         `InferenceResult`: `.stats[objective]` per iteration (plain floats),
         `.posterior[addr] = (mean, std)` of each guide choice under the fitted
         guide (Monte Carlo), `.traces` model traces at fitted-guide draws,
-        `.state` a `TrainState(params, opt_state)` with the fitted parameters.
+        `.state` a `TrainState`: `.average` holds the reported (averaged)
+        parameters, `.params` the last iterate.
 
     Raises:
         ValueError: iterations < 0, n_samples/k < 1, an unknown objective,
@@ -125,6 +129,8 @@ def programmable_vi(model, guide, args: tuple, observations, init_params, *, ite
     if objective not in _OBJECTIVES:
         raise ValueError(f"{algorithm}: objective must be one of {_OBJECTIVES}, got {objective!r}")
     baseline = _check_baseline(baseline)
+    if isinstance(average, bool) or not isinstance(average, (int, float)) or not 0.0 <= average <= 1.0:
+        raise ValueError(f"{algorithm}: average must be a fraction in [0, 1], got {average!r}")
     optimizer = _check_optimizer(algorithm, optimizer, 0.01)
     params = as_params(algorithm, init_params, "init_params")
     obs = as_choicemap(observations)
@@ -142,20 +148,26 @@ def programmable_vi(model, guide, args: tuple, observations, init_params, *, ite
     res = fit(mx.value_and_grad(loss), params, optimizer, iterations, key=k_fit, algorithm=algorithm,
               model=run_name(model), stat=objective, compile=compile, callback=callback, progress=progress,
               run_params={"iterations": iterations, "objective": objective, "n_samples": n, "k": k,
-                          "optimizer": optimizer.name, "learning_rate": optimizer.learning_rate})
-    fitted = res.state.params
-    stats = run_stats(res)
+                          "optimizer": optimizer.name, "learning_rate": optimizer.learning_rate},
+              average_from=iterations - int(average * iterations) if average > 0 else None)
+    fitted = res.state.average if res.state.average is not None else res.state.params
+    stats = run_stats(res, objective)
     stats["objective"] = objective
     k_post, k_tr = split_key(k_out)
     return InferenceResult(_traces(model, guide, args, obs, fitted, guide_args, n_traces, k_tr), stats,
                            posterior=guide_moments(guide, (fitted, *guide_args), n_posterior, k_post),
-                           state=TrainState(fitted, res.state.opt_state))
+                           state=res.state._replace(average=fitted))
 
 
 def guide_moments(guide, guide_args: tuple, n: int, key) -> dict:
     """{address: (mean, std)} of every guide choice over `n` draws (floats, or lists for arrays)."""
-    vtr = guide.vsimulate(guide_args, n, key=key)
-    leaves = vtr.get_choices()._leaves
+    try:
+        leaves = guide.vsimulate(guide_args, n, key=key).get_choices()._leaves
+    except VectorizationError:  # a guide deciding on values in Python: one draw at a time
+        keys = mx.random.split(key, n)
+        draws = [guide.simulate(guide_args, key=keys[i]).get_choices()._leaves for i in range(n)]
+        paths = dict.fromkeys(p for d in draws for p in d)
+        leaves = {p: mx.stack([d[p] for d in draws if p in d]) for p in paths}
     mx.eval(list(leaves.values()))
     out = {}
     for p, v in leaves.items():

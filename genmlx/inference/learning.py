@@ -107,8 +107,10 @@ def fit(loss_and_grad: Callable, params, optimizer: Optimizer, iterations: int, 
                       callback=callback, progress=progress)
 
 
-def run_stats(res: driver.RunResult) -> dict:
-    stats = dict(res.stats)
+def run_stats(res: driver.RunResult, *names: str) -> dict:
+    """The run's per-iteration history (`names` present even after 0 iterations) and counts."""
+    stats = {n: [] for n in names}
+    stats.update(res.stats)
     stats.update(iterations=res.iterations, steps=res.steps, syncs=res.syncs, duration_s=res.duration_s)
     return stats
 
@@ -144,7 +146,7 @@ def train(objective: Callable, params, *, iterations: int, optimizer: Optimizer 
               run_params={"iterations": iterations, "optimizer": optimizer.name,
                           "learning_rate": optimizer.learning_rate},
               stat="objective", compile=compile, callback=callback, progress=progress)
-    stats = run_stats(res)
+    stats = run_stats(res, "objective")
     if not maximize:
         stats["objective"] = [-v for v in stats.get("objective", [])]
     return TrainResult(res.state.params, res.state.opt_state, stats)
@@ -253,4 +255,5 @@ def wake_sleep(model, guide, args: tuple, data, model_params, guide_params, *, i
     state = _WSState(mp, gp, mopt.init(mp), gopt.init(gp))
     res = driver.run(step, state, iterations, algorithm=algorithm, model=run_name(model), key=key,
                      params={"iterations": iterations, "n_samples": n}, callback=callback, progress=progress)
-    return WakeSleepResult(res.state.model_params, res.state.guide_params, run_stats(res))
+    stats = run_stats(res, "elbo", "wake_log_joint", "sleep_log_q")
+    return WakeSleepResult(res.state.model_params, res.state.guide_params, stats)
