@@ -64,7 +64,9 @@ _gamma_c_fused = fused(_gamma_c)
 
 @fused
 def _gamma_lp_arrays(x, a, b, c):
-    return _gamma_value(as_float(x), a, b, a - 1.0, c)
+    # k only feeds Loader's branch (a >= 11): clamped like `_host_k`, so the branch not taken
+    # never sees bd0(0, .) -- its infinite derivative made gradients NaN at a = 1
+    return _gamma_value(as_float(x), a, b, mx.maximum(a - 1.0, _BIG - 1.0), c)
 
 
 def _gamma_lp(x, a, b):
@@ -199,17 +201,21 @@ def _beta_c_arrays(a, b, l_small, l_mixed):
 
 @fused
 def _beta_loader_half(x, a, b, c):
-    """c - bd0(a - 1, n x): the first half of Loader's form (array parameters)."""
-    k = a - 1.0
-    return c - bd0_fast(k, (k + (b - 1.0)) * as_float(x))
+    """c - bd0(a - 1, n x): the first half of Loader's form (array parameters).
+
+    k and n - k are clamped to >= 10 like `_host_k` (the form is used only where a, b >= 11):
+    the branch not taken must stay finite, else its derivative makes gradients NaN (a or b = 1).
+    """
+    k = mx.maximum(a - 1.0, _BIG - 1.0)
+    return c - bd0_fast(k, (k + mx.maximum(b - 1.0, _BIG - 1.0)) * as_float(x))
 
 
 @fused
 def _beta_lp_arrays(x, a, b, c, half):
     x = as_float(x)
     nk = b - 1.0
-    n = (a - 1.0) + nk
-    loader = half - bd0_fast(nk, n * (1.0 - x))
+    nkc = mx.maximum(nk, _BIG - 1.0)  # clamped as in `_beta_loader_half`
+    loader = half - bd0_fast(nkc, (mx.maximum(a - 1.0, _BIG - 1.0) + nkc) * (1.0 - x))
     inner = (x > 0) & (x < 1)
     direct = ((a - 1.0) * mx.log(x) + nk * mx.log1p(-x)) + c
     at0 = mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, mx.log(b), -mx.inf))
