@@ -11,6 +11,7 @@ import math
 
 import mlx.core as mx
 
+from ..special import host
 from ..special.bessel import i0e_raw
 from ..special.fuse import as_float, fused
 from . import support
@@ -39,10 +40,16 @@ wrap_angle = fused(_wrap)
 
 
 @fused
-def _von_mises_lp(x, mu, kappa):
+def _von_mises_log_norm(kappa):
+    """log(2 pi I0(kappa)) - kappa = log(2 pi i0e(kappa))."""
+    return LOG_2PI + mx.log(i0e_raw(kappa))
+
+
+@fused
+def _von_mises_lp(x, mu, kappa, log_norm):
     s = mx.sin(0.5 * (as_float(x) - mu))
     # kappa (cos t - 1) = -2 kappa sin^2(t/2): exact for small t at large kappa
-    return (-2.0 * kappa) * (s * s) - (LOG_2PI + mx.log(i0e_raw(kappa)))
+    return (-2.0 * kappa) * (s * s) - log_norm
 
 
 @fused
@@ -108,6 +115,8 @@ class VonMises(Distribution):
         self.kappa = self._param("kappa", kappa, lambda v: (v >= 0) & mx.isfinite(v) if isinstance(v, mx.array)
                                  else (v >= 0 and math.isfinite(v)), ">= 0 and finite")
         self._check_shapes(mu=self.mu, kappa=self.kappa)
+        host_ok = self._invalid is None and isinstance(self.kappa, float)
+        self._log_norm = (LOG_2PI + host.log_i0(self.kappa) - self.kappa) if host_ok else None
 
     def _sample(self, key, shape):
         full = shape + batch_shape(self.mu, self.kappa)
@@ -129,7 +138,8 @@ class VonMises(Distribution):
         return _vm_finish(theta, su, self.mu, self.kappa, u[0, 1])
 
     def _log_prob(self, x):
-        return _von_mises_lp(x, self.mu, self.kappa)
+        log_norm = self._log_norm if self._log_norm is not None else _von_mises_log_norm(self.kappa)
+        return _von_mises_lp(x, self.mu, self.kappa, log_norm)
 
 
 # -- wrapped Cauchy ----------------------------------------------------------------------------
@@ -172,23 +182,44 @@ class WrappedCauchy(Distribution):
 # -- wrapped normal ----------------------------------------------------------------------------
 
 
-@fused
-def _wrapped_normal_lp(x, mu, sigma):
-    t = _wrap(as_float(x) - mu)  # [-pi, pi)
-    # sigma < 1.5: the images k = -3..3 of N(t; 0, sigma), relative to the k = 0 term
-    inv = 1.0 / (sigma * sigma)
+def _wn_direct(t, sigma):
+    """sigma < 1.5: the images k = -3..3 of N(t; 0, sigma), relative to the k = 0 term."""
+    inv = 0.5 / (sigma * sigma)
     acc = None
     for k in (1, 2, 3):
         c = _TWO_PI * k
-        term = mx.exp(-(c * (c + 2.0 * t)) * (0.5 * inv)) + mx.exp(-(c * (c - 2.0 * t)) * (0.5 * inv))
+        term = mx.exp(-(c * (c + 2.0 * t)) * inv) + mx.exp(-(c * (c - 2.0 * t)) * inv)
         acc = term if acc is None else acc + term
-    direct = (-0.5 * t * t * inv + mx.log1p(acc)) - (mx.log(sigma) + HALF_LOG_2PI)
-    # sigma >= 1.5: Fourier series (1 + 2 sum_n q^(n^2) cos(n t)) / (2 pi), q = exp(-sigma^2 / 2)
+    return (-(t * t) * inv + mx.log1p(acc)) - (mx.log(sigma) + HALF_LOG_2PI)
+
+
+def _wn_fourier(t, sigma):
+    """sigma >= 1.5: (1 + 2 sum_n q^(n^2) cos(n t)) / (2 pi), q = exp(-sigma^2 / 2), n <= 4."""
     h = -0.5 * sigma * sigma
     four = 2.0 * ((mx.exp(h) * mx.cos(t) + mx.exp(4.0 * h) * mx.cos(2.0 * t))
                   + (mx.exp(9.0 * h) * mx.cos(3.0 * t) + mx.exp(16.0 * h) * mx.cos(4.0 * t)))
-    fourier = mx.log1p(four) - LOG_2PI
+    return mx.log1p(four) - LOG_2PI
+
+
+@fused
+def _wrapped_normal_direct(x, mu, sigma):
+    return _wn_direct(_wrap(as_float(x) - mu), sigma)
+
+
+@fused
+def _wrapped_normal_fourier(x, mu, sigma):
+    return _wn_fourier(_wrap(as_float(x) - mu), sigma)
+
+
+@fused
+def _wrapped_normal_pick(sigma, direct, fourier):
     return mx.where(sigma < 1.5, direct, fourier)
+
+
+def _wrapped_normal_lp(x, mu, sigma):
+    if isinstance(sigma, float):  # the branch is known on the host
+        return (_wrapped_normal_direct if sigma < 1.5 else _wrapped_normal_fourier)(x, mu, sigma)
+    return _wrapped_normal_pick(sigma, _wrapped_normal_direct(x, mu, sigma), _wrapped_normal_fourier(x, mu, sigma))
 
 
 @fused

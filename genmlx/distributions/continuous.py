@@ -309,14 +309,29 @@ def _log_ndtr_diff(a, b):
 
 
 @fused
-def _truncnorm_lp(x, mu, sigma, lo, hi):
-    x = as_float(x)
-    z = (x - mu) / sigma
+def _truncnorm_k(mu, sigma, lo, hi):
+    """log Z + r^2 / 2, r = the standardized point of [a, b] nearest 0 (see _truncnorm_lp)."""
     a = (lo - mu) / sigma
     b = (hi - mu) / sigma
-    lz = _log_ndtr_diff(a, b)
-    lp = ((-0.5 * z) * z - (mx.log(sigma) + HALF_LOG_2PI)) - lz
+    r = mx.minimum(mx.maximum(a, 0.0), b)
+    return _log_ndtr_diff(a, b) + 0.5 * r * r
+
+
+@fused
+def _truncnorm_lp(x, mu, sigma, lo, hi, k):
+    # -z^2/2 - log Z = -(z - r)(z + r)/2 - (log Z + r^2/2): no cancellation of two huge terms
+    # when [lo, hi] lies far in a tail (log Z ~ -r^2/2 there)
+    x = as_float(x)
+    z = (x - mu) / sigma
+    r = mx.minimum(mx.maximum((lo - mu) / sigma, 0.0), (hi - mu) / sigma)
+    lp = (-0.5 * (z - r)) * (z + r) - ((mx.log(sigma) + HALF_LOG_2PI) + k)
     return mx.where((x >= lo) & (x <= hi), lp, -mx.inf)
+
+
+def _truncnorm_k_host(mu, sigma, lo, hi) -> float:
+    a, b = (lo - mu) / sigma, (hi - mu) / sigma
+    r = min(max(0.0, a), b)
+    return host.log_ndtr_diff(a, b) + 0.5 * r * r
 
 
 @fused
@@ -354,13 +369,17 @@ class TruncatedNormal(Distribution):
         else:
             self._lazy_checks.append(("hi", "> lo", mx.array(self.hi) - self.lo, lambda d: d > 0))
         self.support = support.interval(self.lo, self.hi)
+        ps = (self.mu, self.sigma, self.lo, self.hi)
+        host_ok = self._invalid is None and all(isinstance(v, float) for v in ps)
+        self._k = _truncnorm_k_host(*ps) if host_ok else None
 
     def _sample(self, key, shape):
         u = uniform01(key, shape + batch_shape(self.mu, self.sigma, self.lo, self.hi))
         return _truncnorm_draw(u, self.mu, self.sigma, self.lo, self.hi)
 
     def _log_prob(self, x):
-        return _truncnorm_lp(x, self.mu, self.sigma, self.lo, self.hi)
+        k = self._k if self._k is not None else _truncnorm_k(self.mu, self.sigma, self.lo, self.hi)
+        return _truncnorm_lp(x, self.mu, self.sigma, self.lo, self.hi, k)
 
 
 normal = Normal

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import mlx.core as mx
+import numpy as np
 
 from ..special import host
 from ..special.fuse import as_float, fused
@@ -63,16 +64,36 @@ class Bernoulli(Distribution):
 # -- categorical --------------------------------------------------------------------------------
 
 
+def _cat_ok(x, k):
+    return (x >= 0) & (x < k) & _is_int(x)
+
+
 @fused
-def _categorical_lp(x, logits):
+def _categorical_index(x, k):
     x = as_float(x)
-    k = logits.shape[-1]
-    ok = (x >= 0) & (x < k) & _is_int(x)
-    idx = mx.where(ok, x, 0).astype(mx.int32)
-    m = mx.max(logits, axis=-1, keepdims=True)
-    lse = mx.log(mx.sum(mx.exp(logits - m), axis=-1)) + m[..., 0]
-    chosen = mx.take_along_axis(mx.broadcast_to(logits, idx.shape + (k,)), idx[..., None], axis=-1)[..., 0]
-    return mx.where(ok, chosen - lse, -mx.inf)
+    return mx.where(_cat_ok(x, k), x, 0.0).astype(mx.int32)
+
+
+@fused
+def _categorical_pick(x, k, chosen):
+    return mx.where(_cat_ok(as_float(x), k), chosen, -mx.inf)
+
+
+def _categorical_lp(x, log_probs):
+    """log_probs: normalized (..., K); x integer (...)."""
+    k = float(log_probs.shape[-1])
+    idx = _categorical_index(x, k)
+    if log_probs.ndim == 1:
+        chosen = mx.take(log_probs, idx)
+    else:
+        lp = mx.broadcast_to(log_probs, tuple(mx.broadcast_shapes(idx.shape, log_probs.shape[:-1])) + (int(k),))
+        chosen = mx.take_along_axis(lp, mx.broadcast_to(idx, lp.shape[:-1])[..., None], axis=-1)[..., 0]
+    return _categorical_pick(x, k, chosen)
+
+
+@fused
+def _log_normalize(logits):
+    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
 
 class Categorical(Distribution):
@@ -82,16 +103,29 @@ class Categorical(Distribution):
 
     def __init__(self, logits):
         super().__init__()
+        self._log_probs = None
         if not isinstance(logits, mx.array):
             try:
-                logits = mx.array(logits, dtype=mx.float32)
-            except Exception:
+                arr = np.asarray(logits, dtype=np.float64)
+            except (TypeError, ValueError):
                 self._fail(ValueError(f"categorical: parameter logits must be an array of numbers, got {logits!r}"))
-                logits = mx.zeros((1,))
+                arr = np.zeros((1,))
+            if arr.ndim and arr.shape[-1] and not (np.all(arr < np.inf) and np.all(np.any(arr > -np.inf, axis=-1))
+                                                   and not np.any(np.isnan(arr))):
+                self._fail(ValueError("categorical: parameter logits must be finite or -inf, with at least one "
+                                      f"finite entry per row, got {logits!r}"))
+            elif arr.ndim and arr.shape[-1]:
+                m = np.max(arr, axis=-1, keepdims=True)
+                norm = arr - (m + np.log(np.sum(np.exp(arr - m), axis=-1, keepdims=True)))
+                self._log_probs = mx.array(norm.astype(np.float32))  # normalized on the host: a constant
+            logits = mx.array(arr.astype(np.float32))
         if logits.ndim == 0 or logits.shape[-1] == 0:
             self._fail(ValueError(f"categorical: parameter logits must have at least one category (shape {tuple(logits.shape)})"))
-        self.logits = self._param("logits", logits, lambda v: mx.all(v < mx.inf) & mx.any(v > -mx.inf, axis=-1),
-                                  "finite or -inf, with at least one finite entry per row")
+        if self._log_probs is None:
+            self.logits = self._param("logits", logits, lambda v: mx.all(v < mx.inf) & mx.any(v > -mx.inf, axis=-1),
+                                      "finite or -inf, with at least one finite entry per row")
+        else:
+            self.logits = logits
         k = self.logits.shape[-1] if self.logits.ndim else 1
         self.support = support.integer_interval(0, k - 1)
 
@@ -100,7 +134,8 @@ class Categorical(Distribution):
         return mx.random.categorical(self.logits, axis=-1, shape=shape + batch, key=key).astype(mx.int32)
 
     def _log_prob(self, x):
-        return _categorical_lp(x, self.logits)
+        lp = self._log_probs if self._log_probs is not None else _log_normalize(self.logits)
+        return _categorical_lp(x if isinstance(x, mx.array) else mx.array(x), lp)
 
 
 # -- poisson -----------------------------------------------------------------------------------

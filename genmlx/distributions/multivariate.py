@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import mlx.core as mx
 import numpy as np
 
+from ..special import host
 from ..special.fuse import as_float, fused
-from ..special.gamma import bd0_raw, lgamma_pos, stirlerr_big
+from ..special.gamma import bd0_fast, lgamma_pos, stirlerr_big
 from . import support
 from ._common import HALF_LOG_2PI, LOG_2PI, std_normal
 from ._linalg import chol_logdet, chol_ok, cholesky, tri_solve
@@ -31,57 +34,100 @@ def _vector_param(dist, name, value):
 
 
 # -- dirichlet ---------------------------------------------------------------------------------
+#
+# lp(x) = sum_i (alpha_i - 1) log x_i + lgamma(sum alpha) - sum_i lgamma(alpha_i) on the simplex.
+# When every alpha_i >= 11 the multinomial form with Loader's terms replaces the lgamma sums
+# (which would cancel in float32): with k_i = alpha_i - 1 and n = sum k_i,
+# lp = sum_{j<K} log(n + j) + stirlerr(n) + log(n)/2 - (K-1) log(2 pi)/2
+#      - sum_i [stirlerr(k_i) + log(k_i)/2 + bd0(k_i, n x_i)] + n (sum x - 1).
+
+
+def _on_simplex(sx, k):
+    return mx.abs(sx - 1.0) <= 1e-5 * k + 1e-6
 
 
 @fused
-def _dirichlet_terms(x, alpha):
-    """Per-component terms, summed over the last axis by the caller."""
+def _dir_direct_terms(x, alpha):
     x = as_float(x)
-    nonneg = x >= 0
-    xs = mx.where(x > 0, x, 1.0)
-    lx = mx.log(xs)
     am1 = alpha - 1.0
-    direct = mx.where(x > 0, am1 * lx, mx.where(am1 == 0, 0.0, mx.where(am1 < 0, mx.inf, -mx.inf)))
-    direct = direct - lgamma_pos(alpha)
-    return mx.where(nonneg, direct, -mx.inf)
+    t = mx.where(x > 0, am1 * mx.log(x), mx.where(am1 == 0, 0.0, mx.where(am1 < 0, mx.inf, -mx.inf)))
+    return mx.where(x >= 0, t, -mx.inf)
 
 
-def _dirichlet_lp(x, alpha):
+@fused
+def _dir_direct_terms_lg(x, alpha):
+    return _dir_direct_terms.raw(x, alpha) - lgamma_pos(alpha)
+
+
+@fused
+def _dir_loader_terms(x, k, n):
+    """stirlerr(k) + log(k)/2 + bd0(k, n x) per component (k >= 10)."""
     x = as_float(x)
+    return mx.where(x >= 0, (stirlerr_big(k) + 0.5 * mx.log(k)) + bd0_fast(k, n * x), mx.inf)
+
+
+@fused
+def _dir_bd0_terms(x, k, n):
+    x = as_float(x)
+    return mx.where(x >= 0, bd0_fast(k, n * x), mx.inf)
+
+
+@fused
+def _dir_finish_host(sdirect, sx, c, k):
+    return mx.where(_on_simplex(sx, k), sdirect + c, -mx.inf)
+
+
+@fused
+def _dir_loader_finish_host(sterms, sx, n, c, k):
+    return mx.where(_on_simplex(sx, k), (c - sterms) + n * (sx - 1.0), -mx.inf)
+
+
+def _dir_host_consts(a: np.ndarray):
+    """(loader?, c) from a host alpha of shape (K,)."""
+    k = a.shape[-1]
+    if np.all(a >= _BIG):
+        kk = a - 1.0
+        n = float(np.sum(kk))
+        c = sum(math.log(n + j) for j in range(1, k)) + host.stirlerr(n) + 0.5 * math.log(n) - 0.5 * (k - 1) * LOG_2PI
+        c -= float(sum(host.stirlerr(float(v)) + 0.5 * math.log(v) for v in kk))
+        return True, c, n
+    return False, math.lgamma(float(np.sum(a))) - float(sum(math.lgamma(float(v)) for v in a)), 0.0
+
+
+@fused
+def _dir_kk(alpha):
+    return mx.maximum(alpha - 1.0, _BIG - 1.0)
+
+
+def _dir_finish_for(k: int):
+    """The array-parameter finishing kernel for K categories (K is baked in: the sum below is unrolled)."""
+    f = _FINISH.get(k)
+    if f is None:
+        def finish(alpha_big, s_direct, a0, s_loader, n, sx):
+            direct = s_direct + lgamma_pos(a0)
+            ratio = 0.0  # sum_{j=1}^{K-1} log(n + j)
+            for j in range(1, k):
+                ratio = ratio + mx.log(n + float(j))
+            loader = ((ratio + stirlerr_big(n)) + (0.5 * mx.log(n) - 0.5 * (k - 1.0) * LOG_2PI)) - s_loader + n * (sx - 1.0)
+            return mx.where(_on_simplex(sx, float(k)), mx.where(alpha_big, loader, direct), -mx.inf)
+
+        f = _FINISH[k] = fused(finish)
+    return f
+
+
+_FINISH: dict = {}
+
+
+def _dirichlet_lp_arrays(x, alpha):
+    x = as_float(x if isinstance(x, mx.array) else mx.array(x))
     k = alpha.shape[-1]
-    s = mx.sum(x, axis=-1)
-    on_simplex = mx.abs(s - 1.0) <= 1e-5 * k + 1e-6
-    a0 = mx.sum(alpha, axis=-1)
-    direct = mx.sum(_dirichlet_terms(x, alpha), axis=-1) + _lgamma_fused(a0)
-    # all alpha >= 11: multinomial form with Loader's terms (no large cancelling lgammas)
-    big = mx.all(alpha >= _BIG, axis=-1)
-    loader = _dirichlet_loader(x, alpha, s, k)
-    return mx.where(on_simplex, mx.where(big, loader, direct), -mx.inf)
-
-
-@fused
-def _lgamma_fused(a):
-    return lgamma_pos(a)
-
-
-@fused
-def _dir_loader_terms(x, kk, n):
-    xs = mx.maximum(x, 0.0)
-    return (stirlerr_big(kk) + 0.5 * mx.log(kk)) + bd0_raw(kk, n * xs)
-
-
-def _dirichlet_loader(x, alpha, s, k):
-    kk = mx.maximum(alpha - 1.0, _BIG - 1.0)
-    n = mx.sum(kk, axis=-1)
-    terms = mx.sum(_dir_loader_terms(x, kk, n[..., None]), axis=-1)
-    j = mx.arange(1, k, dtype=mx.float32)
-    ratio = mx.sum(mx.log(n[..., None] + j), axis=-1) if k > 1 else 0.0
-    return _dir_loader_finish(n, terms, ratio, s, float(k))
-
-
-@fused
-def _dir_loader_finish(n, terms, ratio, s, k):
-    return ((ratio + stirlerr_big(n)) + 0.5 * (mx.log(n) - (k - 1.0) * LOG_2PI)) - terms + n * (s - 1.0)
+    kk = _dir_kk(alpha)
+    sums = mx.sum(mx.stack(mx.broadcast_arrays(x, alpha, kk), axis=0), axis=-1)  # [3, ...]
+    sx, a0, n = sums[0], sums[1], sums[2]
+    s_direct = mx.sum(_dir_direct_terms_lg(x, alpha), axis=-1)
+    s_loader = mx.sum(_dir_loader_terms(x, kk, n[..., None]), axis=-1)
+    alpha_big = mx.all(alpha >= _BIG, axis=-1)
+    return _dir_finish_for(k)(alpha_big, s_direct, a0, s_loader, n, sx)
 
 
 class Dirichlet(Distribution):
@@ -95,16 +141,17 @@ class Dirichlet(Distribution):
         super().__init__()
         a = _vector_param(self, "alpha", alpha)
         if a is None:
-            self.alpha = mx.ones((2,))
+            self.alpha, self._host = mx.ones((2,)), None
             return
         if a.ndim == 0 or a.shape[-1] < 2:
             self._fail(ValueError(f"dirichlet: parameter alpha must have at least 2 components (shape {tuple(a.shape)})"))
         if isinstance(a, np.ndarray):
             if not (np.all(a > 0) and np.all(np.isfinite(a))):
                 self._fail(ValueError(f"dirichlet: parameter alpha must be > 0 and finite, got {alpha!r}"))
-            a = mx.array(a.astype(np.float32))
-            self.alpha = a
+            self._host = _dir_host_consts(a) if self._invalid is None and a.ndim == 1 else None
+            self.alpha = mx.array(a.astype(np.float32))
         else:
+            self._host = None
             self.alpha = self._param("alpha", a, lambda v: (v > 0) & mx.isfinite(v), "> 0 and finite")
 
     def _sample(self, key, shape):
@@ -112,11 +159,34 @@ class Dirichlet(Distribution):
         logg = gamma_full(key, self.alpha, shape, full)
         return mx.softmax(logg, axis=-1, precise=True)
 
+    @property
+    def event_shape(self) -> tuple:
+        return (self.alpha.shape[-1],)
+
     def _log_prob(self, x):
-        return _dirichlet_lp(x, self.alpha)
+        if self._host is None:
+            return _dirichlet_lp_arrays(x, self.alpha)
+        x = x if isinstance(x, mx.array) else mx.array(x)
+        loader, c, n = self._host
+        k = float(self.alpha.shape[-1])
+        sx = mx.sum(x, axis=-1)
+        if loader:
+            kk = self.alpha - 1.0
+            return _dir_loader_finish_host(mx.sum(_dir_bd0_terms(x, kk, n), axis=-1), sx, n, c, k)
+        return _dir_finish_host(mx.sum(_dir_direct_terms(x, self.alpha), axis=-1), sx, c, k)
 
 
 # -- multivariate normal -----------------------------------------------------------------------
+
+
+@fused
+def _mvn_diff(x, mean):
+    return as_float(x) - mean
+
+
+@fused
+def _mvn_finish_host(sq, neg_half_logdet, d):
+    return (-0.5 * sq + neg_half_logdet) - d * HALF_LOG_2PI
 
 
 @fused
@@ -156,9 +226,19 @@ class MVN(Distribution):
             self._fail(ValueError("mvn: parameter mean must be finite"))
         self.mean = mx.array(m.astype(np.float32)) if isinstance(m, np.ndarray) else m
         self.cov = mx.array(c.astype(np.float32)) if isinstance(c, np.ndarray) else c
+        self._prec_tril = None
         if self._invalid is None:
-            self.scale_tril = cholesky(self.cov)
-            if isinstance(cov, mx.array):
+            if isinstance(c, np.ndarray):
+                # a host covariance: factor it once in float64 (constants, no graph nodes)
+                l64 = np.linalg.cholesky(c)
+                self.scale_tril = mx.array(l64.astype(np.float32))
+                self._prec_tril = mx.array(np.swapaxes(np.linalg.inv(l64), -1, -2).astype(np.float32))  # L^{-T}
+                self._c = float(-np.sum(np.log(np.diagonal(l64, axis1=-2, axis2=-1)), axis=-1).ravel()[0]) \
+                    if l64.ndim == 2 else None
+                if l64.ndim > 2:
+                    self._c_arr = mx.array((-np.sum(np.log(np.diagonal(l64, axis1=-2, axis2=-1)), axis=-1)).astype(np.float32))
+            else:
+                self.scale_tril = cholesky(self.cov)
                 self._lazy_checks.append(("cov", "positive definite", self.scale_tril, chol_ok))
 
     @property
@@ -172,11 +252,20 @@ class MVN(Distribution):
         return self.mean + (self.scale_tril @ z)[..., 0]
 
     def _log_prob(self, x):
-        x = as_float(x if isinstance(x, mx.array) else mx.array(x))
-        y = tri_solve(self.scale_tril, (x - self.mean)[..., None])[..., 0]
+        x = x if isinstance(x, mx.array) else mx.array(x)
+        d = float(self.mean.shape[-1])
+        if self._prec_tril is not None:
+            diff = _mvn_diff(x, self.mean)
+            if self._prec_tril.ndim == 2:
+                y = diff @ self._prec_tril  # (x - mu)^T L^{-T}
+            else:
+                y = (diff[..., None, :] @ self._prec_tril)[..., 0, :]
+            neg_half_logdet = self._c if getattr(self, "_c", None) is not None else self._c_arr
+            return _mvn_finish_host(mx.sum(mx.square(y), axis=-1), neg_half_logdet, d)
+        y = tri_solve(self.scale_tril, _mvn_diff(x, self.mean)[..., None])[..., 0]
         sq = mx.sum(y * y, axis=-1)
         half_logdet = 0.5 * chol_logdet(self.scale_tril)
-        return _mvn_finish(sq, half_logdet, float(self.mean.shape[-1]))
+        return _mvn_finish(sq, half_logdet, d)
 
 
 dirichlet = Dirichlet

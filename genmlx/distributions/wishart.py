@@ -16,6 +16,7 @@ import math
 import mlx.core as mx
 import numpy as np
 
+from ..special.fuse import fused
 from ..special.gamma import lgamma_pos
 from . import support
 from ._common import std_normal
@@ -36,9 +37,50 @@ def mvlgamma(a, p: int):
     return p * (p - 1) / 4.0 * _LOG_PI + mx.sum(lgamma_pos(a[..., None] - j), axis=-1)
 
 
-def _sym_ok(x):
-    scale = mx.max(mx.abs(x), axis=(-2, -1)) + 1e-30
-    return mx.max(mx.abs(x - mT(x)), axis=(-2, -1)) <= 1e-4 * scale
+@fused
+def _sym_dev(x, xt):
+    return mx.abs(x - xt) - 1e-4 * mx.abs(x)
+
+
+@fused
+def _log_diag(lx, eye):
+    """log of the Cholesky factor's diagonal (0 off the diagonal); NaN/-inf where the factorization failed."""
+    return mx.where(eye, mx.log(lx), 0.0)
+
+
+def _eye(p: int) -> mx.array:
+    """A boolean identity as a constant (built from NumPy: no graph nodes)."""
+    e = _EYES.get(p)
+    if e is None:
+        e = _EYES[p] = mx.array(np.eye(p, dtype=bool))
+    return e
+
+
+_EYES: dict = {}
+
+
+def _chol_parts(x, p):
+    """(L, log det X / 2, symmetry deviation): X is valid where the deviation is <= 0 and log det finite."""
+    lx = cholesky(x)
+    half_logdet = mx.sum(_log_diag(lx, _eye(p)), axis=(-2, -1))
+    dev = mx.max(_sym_dev(x, mT(x)), axis=(-2, -1))
+    return lx, half_logdet, dev
+
+
+@fused
+def _wishart_finish(half_logdet_x, tr, dev, df, p, c):
+    ok = (dev <= 0) & mx.isfinite(half_logdet_x)
+    return mx.where(ok, (df - p - 1.0) * half_logdet_x - 0.5 * tr + c, -mx.inf)
+
+
+@fused
+def _inv_wishart_finish(half_logdet_x, tr, dev, df, p, c):
+    ok = (dev <= 0) & mx.isfinite(half_logdet_x)
+    return mx.where(ok, c - ((df + p + 1.0) * half_logdet_x + 0.5 * tr), -mx.inf)
+
+
+def _mvlgamma_host(a: float, p: int) -> float:
+    return p * (p - 1) / 4.0 * _LOG_PI + sum(math.lgamma(a - 0.5 * j) for j in range(p))
 
 
 class _WishartBase(Distribution):
@@ -70,10 +112,20 @@ class _WishartBase(Distribution):
                         np.linalg.cholesky(s)
                     except np.linalg.LinAlgError:
                         self._fail(ValueError(f"{self.name}: parameter scale must be positive definite"))
+            self._host = None
+            if self._invalid is None:
+                l64 = np.linalg.cholesky(s)
+                self.scale_tril = mx.array(l64.astype(np.float32))
+                if isinstance(self.df, float) and s.ndim == 2:
+                    logdet = 2.0 * float(np.sum(np.log(np.diagonal(l64))))
+                    self._host = (mx.array(np.linalg.inv(l64).astype(np.float32)), logdet,
+                                  _mvlgamma_host(0.5 * self.df, p))
+            else:
+                self.scale_tril = mx.array(np.eye(p, dtype=np.float32))
             s = mx.array(s.astype(np.float32))
             self.scale = s
-            self.scale_tril = cholesky(s)
         else:
+            self._host = None
             self.scale = s if mx.issubdtype(s.dtype, mx.floating) else s.astype(mx.float32)
             self.scale_tril = cholesky(self.scale)
             self._lazy_checks.append(("scale", "positive definite", self.scale_tril, chol_ok))
@@ -107,17 +159,18 @@ class Wishart(_WishartBase):
         return m @ mT(m)
 
     def _log_prob(self, x):
-        x = x if isinstance(x, mx.array) else mx.array(x)
-        x = x if mx.issubdtype(x.dtype, mx.floating) else x.astype(mx.float32)
+        x = _as_matrix(x)
         p = self.p
-        lx = cholesky(x)
-        ok = chol_ok(lx) & _sym_ok(x)
-        lx = mx.where(ok[..., None, None], lx, mx.eye(p))
-        tr = mx.sum(mx.square(tri_solve(self.scale_tril, lx)), axis=(-2, -1))
-        df = self.df
-        lp = (0.5 * (df - p - 1.0) * chol_logdet(lx) - 0.5 * tr) - (
-            0.5 * df * (p * _LN2 + chol_logdet(self.scale_tril)) + mvlgamma(0.5 * df, p))
-        return mx.where(ok, lp, -mx.inf)
+        lx, half_logdet_x, dev = _chol_parts(x, p)
+        if self._host is not None:
+            prec, logdet_v, mvlg = self._host
+            m = prec @ lx  # L_V^{-1} L_X: tr(V^{-1} X) = |m|_F^2
+            c = -(0.5 * self.df * (p * _LN2 + logdet_v) + mvlg)
+        else:
+            m = tri_solve(self.scale_tril, lx)
+            c = -(0.5 * self.df * (p * _LN2 + chol_logdet(self.scale_tril)) + mvlgamma(0.5 * self.df, p))
+        tr = mx.sum(mx.square(m), axis=(-2, -1))
+        return _wishart_finish(half_logdet_x, tr, dev, self.df, float(p), c)
 
 
 class InvWishart(_WishartBase):
@@ -130,18 +183,23 @@ class InvWishart(_WishartBase):
         return m @ mT(m)
 
     def _log_prob(self, x):
-        x = x if isinstance(x, mx.array) else mx.array(x)
-        x = x if mx.issubdtype(x.dtype, mx.floating) else x.astype(mx.float32)
+        x = _as_matrix(x)
         p = self.p
-        lx = cholesky(x)
-        ok = chol_ok(lx) & _sym_ok(x)
-        lx = mx.where(ok[..., None, None], lx, mx.eye(p))
-        tr = mx.sum(mx.square(tri_solve(lx, mx.broadcast_to(self.scale_tril, lx.shape[:-2] + (p, p))
-                                        if lx.ndim > self.scale_tril.ndim else self.scale_tril)), axis=(-2, -1))
-        df = self.df
-        lp = (0.5 * df * chol_logdet(self.scale_tril) - 0.5 * (df + p + 1.0) * chol_logdet(lx)) - (
-            0.5 * tr + 0.5 * df * p * _LN2 + mvlgamma(0.5 * df, p))
-        return mx.where(ok, lp, -mx.inf)
+        lx, half_logdet_x, dev = _chol_parts(x, p)
+        lpsi = self.scale_tril
+        m = tri_solve(lx, mx.broadcast_to(lpsi, lx.shape[:-2] + (p, p)) if lx.ndim > lpsi.ndim else lpsi)
+        tr = mx.sum(mx.square(m), axis=(-2, -1))  # tr(Psi X^{-1}) = |L_X^{-1} L_Psi|_F^2
+        if self._host is not None:
+            _, logdet_psi, mvlg = self._host
+            c = 0.5 * self.df * (logdet_psi - p * _LN2) - mvlg
+        else:
+            c = 0.5 * self.df * (chol_logdet(lpsi) - p * _LN2) - mvlgamma(0.5 * self.df, p)
+        return _inv_wishart_finish(half_logdet_x, tr, dev, self.df, float(p), c)
+
+
+def _as_matrix(x):
+    x = x if isinstance(x, mx.array) else mx.array(np.asarray(x, dtype=np.float32))
+    return x if mx.issubdtype(x.dtype, mx.floating) else x.astype(mx.float32)
 
 
 wishart = Wishart

@@ -42,3 +42,53 @@ def bd0(x: float, m: float) -> float:
 
 def lbeta(a: float, b: float) -> float:
     return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def log_ndtr(x: float) -> float:
+    """log Phi(x) in float64, accurate in the far lower tail (asymptotic series below -20)."""
+    if x > -20.0:
+        return math.log(0.5 * math.erfc(-x / math.sqrt(2.0)))
+    x2 = x * x
+    series = 1.0 - 1.0 / x2 + 3.0 / x2 ** 2 - 15.0 / x2 ** 3 + 105.0 / x2 ** 4 - 945.0 / x2 ** 5
+    return -0.5 * x2 - math.log(-x) - HALF_LOG_2PI + math.log(series)
+
+
+def log1mexp(a: float) -> float:
+    """log(1 - exp(-|a|))."""
+    a = abs(a)
+    return math.log(-math.expm1(-a)) if a < math.log(2.0) else math.log1p(-math.exp(-a))
+
+
+def log_ndtr_diff(a: float, b: float) -> float:
+    """log(Phi(b) - Phi(a)) for a < b (either may be infinite)."""
+    if a > 0:
+        a, b = -b, -a
+    if b <= 0:
+        lb, la = log_ndtr(b), log_ndtr(a) if math.isfinite(a) else -math.inf
+        return lb + (log1mexp(la - lb) if math.isfinite(la) else 0.0)
+    pa = math.exp(log_ndtr(a)) if math.isfinite(a) else 0.0
+    pb = math.exp(log_ndtr(-b)) if math.isfinite(b) else 0.0
+    return math.log1p(-(pa + pb))
+
+
+def log_i0(x: float) -> float:
+    """log I0(x) in float64 (power series below 15, asymptotic expansion above)."""
+    x = abs(x)
+    if x < 15.0:
+        term, total, q = 1.0, 1.0, 0.25 * x * x
+        for k in range(1, 200):
+            term *= q / (k * k)
+            total += term
+            if term < 1e-17 * total:
+                break
+        return math.log(total)
+    term, total = 1.0, 1.0
+    for k in range(1, 40):
+        nxt = term * (2 * k - 1) ** 2 / (k * 8.0 * x)
+        if nxt > term:
+            break
+        term = nxt
+        total += term
+        if term < 1e-17:
+            break
+    return x - 0.5 * math.log(2.0 * math.pi * x) + math.log(total)
