@@ -72,8 +72,8 @@ class AmortizedProposal:
 
 
 def amortized_proposal(model, guide, args: tuple, *, observed, init_params, iterations: int, optimizer=None,
-                       batch_size: int = 16, key=None, compile: bool = True, callback=None,
-                       progress=None) -> AmortizedProposal:
+                       batch_size: int = 16, average: float = 0.5, key=None, compile: bool = True,
+                       callback=None, progress=None) -> AmortizedProposal:
     """Train `guide(params, y)` on model simulations to propose the latents given the observations.
 
     Args:
@@ -84,6 +84,8 @@ def amortized_proposal(model, guide, args: tuple, *, observed, init_params, iter
         iterations: optimizer steps, >= 0 (one driver step each).
         optimizer: default `adam(0.01)`.
         batch_size: model simulations per step, >= 1.
+        average: the fraction of final iterations over which the parameters
+            are averaged (Polyak-Ruppert) for the returned proposal; 0: the last iterate.
         compile: `mx.compile` the update (eager when that is impossible).
 
     Returns:
@@ -97,6 +99,8 @@ def amortized_proposal(model, guide, args: tuple, *, observed, init_params, iter
     algorithm = "amortized_proposal"
     iterations = check_int(algorithm, "iterations", iterations, 0)
     b = check_int(algorithm, "batch_size", batch_size, 1)
+    if isinstance(average, bool) or not isinstance(average, (int, float)) or not 0.0 <= average <= 1.0:
+        raise ValueError(f"{algorithm}: average must be a fraction in [0, 1], got {average!r}")
     optimizer = _check_optimizer(algorithm, optimizer, 0.01)
     params = as_params(algorithm, init_params, "init_params")
     observed = [observed] if isinstance(observed, (str, int)) else list(observed)
@@ -127,8 +131,10 @@ def amortized_proposal(model, guide, args: tuple, *, observed, init_params, iter
     res = fit(mx.value_and_grad(loss), params, optimizer, iterations, key=k_fit, algorithm=algorithm,
               model=run_name(model), stat="log_q", compile=compile, callback=callback, progress=progress,
               run_params={"iterations": iterations, "batch_size": b, "optimizer": optimizer.name,
-                          "learning_rate": optimizer.learning_rate})
-    return AmortizedProposal(model, guide, args, tuple(observed), res.state.params, run_stats(res, "log_q"))
+                          "learning_rate": optimizer.learning_rate},
+              average_from=iterations - int(average * iterations) if average > 0 else None)
+    fitted = res.state.average if res.state.average is not None else res.state.params
+    return AmortizedProposal(model, guide, args, tuple(observed), fitted, run_stats(res, "log_q"))
 
 
 def proposal_importance_sampling(model, args: tuple, observations, proposal, proposal_args: tuple, *,
