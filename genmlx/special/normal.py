@@ -50,15 +50,21 @@ def _poly9(c, w):
 
 def log_erfc_pos(z):
     """log(erfc(z)) for z >= 0 (fractional error of erfc < 1.2e-7)."""
-    t = 1.0 / (1.0 + 0.5 * z)
-    return (mx.log(t) - z * z) + _poly10(_ERFC, t)
+    return _log_erfc_half(0.5 * z)
+
+
+def _log_erfc_half(u):
+    """log(erfc(2u)) for u >= 0 (Numerical Recipes' erfcc with t = 1 / (1 + u))."""
+    t = 1.0 / (1.0 + u)
+    return (mx.log(t) - 4.0 * (u * u)) + _poly10(_ERFC, t)
 
 
 def log_ndtr_raw(x):
     """log Phi(x)."""
     x = as_float(x)
-    le = log_erfc_pos(mx.abs(x) * _SQRT1_2)
-    return mx.where(x < 0, le - _LN2, mx.log1p(-0.5 * mx.exp(le)))
+    neg = x < 0
+    le = _log_erfc_half(x * mx.where(neg, -0.5 * _SQRT1_2, 0.5 * _SQRT1_2))  # not abs(): its derivative at 0 is 0
+    return mx.where(neg, le - _LN2, mx.log1p(-0.5 * mx.exp(le)))
 
 
 def std_normal_from_uniform(u):
@@ -106,17 +112,31 @@ def ndtri_exp_raw(lp):
 
 
 @fused
-def ndtr(x):
-    """Standard normal CDF Phi(x)."""
+def _log_erfc_abs(x):
+    """log erfc(|x| / sqrt 2), differentiable at 0 from the right (abs() would give 0 there)."""
     x = as_float(x)
-    e = mx.exp(log_erfc_pos(mx.abs(x) * _SQRT1_2))
-    return mx.where(x < 0, 0.5 * e, 1.0 - 0.5 * e)
+    return _log_erfc_half(x * mx.where(x < 0, -0.5 * _SQRT1_2, 0.5 * _SQRT1_2))
 
 
 @fused
+def _ndtr_finish(x, le):
+    e = mx.exp(le)
+    return mx.where(as_float(x) < 0, 0.5 * e, 1.0 - 0.5 * e)
+
+
+@fused
+def _log_ndtr_finish(x, le):
+    return mx.where(as_float(x) < 0, le - _LN2, mx.log1p(-0.5 * mx.exp(le)))
+
+
+def ndtr(x):
+    """Standard normal CDF Phi(x). Two fused kernels."""
+    return _ndtr_finish(x, _log_erfc_abs(x))
+
+
 def log_ndtr(x):
-    """log Phi(x), accurate in both tails."""
-    return log_ndtr_raw(x)
+    """log Phi(x), accurate in both tails. Two fused kernels."""
+    return _log_ndtr_finish(x, _log_erfc_abs(x))
 
 
 @fused
