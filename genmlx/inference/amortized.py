@@ -105,17 +105,7 @@ def amortized_proposal(model, guide, args: tuple, *, observed, init_params, iter
     params = as_params(algorithm, init_params, "init_params")
     observed = [observed] if isinstance(observed, (str, int)) else list(observed)
     k_setup, k_fit = split_key(key)
-    tr = model.simulate(args, key=k_setup)
-    choices = dict(tr.get_choices().items())
-    missing = [a for a in observed if a not in choices]
-    if not observed or missing:
-        raise ValueError(f"{algorithm}: observed must name random choices of {run_name(model)}; "
-                         f"not choices: {missing or observed!r}")
-    obs_paths = list(ChoiceMap({a: choices[a] for a in observed})._leaves)
-    z_paths = list(guide.simulate((params, obs_vector(choices, observed)), key=k_setup).get_choices()._leaves)
-    clash = [p for p in z_paths if p in obs_paths]
-    if clash:
-        raise ValueError(f"{algorithm}: the guide samples the observed address {clash[0]!r}")
+    obs_paths, z_paths = _paths(algorithm, model, guide, args, params, observed, k_setup)
 
     def loss(p, key):
         def one(k):
@@ -135,6 +125,21 @@ def amortized_proposal(model, guide, args: tuple, *, observed, init_params, iter
               average_from=iterations - int(average * iterations) if average > 0 else None)
     fitted = res.state.average if res.state.average is not None else res.state.params
     return AmortizedProposal(model, guide, args, tuple(observed), fitted, run_stats(res, "log_q"))
+
+
+def _paths(algorithm: str, model, guide, args, params, observed: list, key) -> tuple[list, list]:
+    """The observed paths and the guide's (latent) paths, from one simulation of each (setup only)."""
+    choices = dict(model.simulate(args, key=key).get_choices().items())
+    missing = [a for a in observed if a not in choices]
+    if not observed or missing:
+        raise ValueError(f"{algorithm}: observed must name random choices of {run_name(model)}; "
+                         f"not choices: {missing or observed!r}")
+    obs_paths = list(ChoiceMap({a: choices[a] for a in observed})._leaves)
+    z_paths = list(guide.simulate((params, obs_vector(choices, observed)), key=key).get_choices()._leaves)
+    clash = [p for p in z_paths if p in obs_paths]
+    if clash:
+        raise ValueError(f"{algorithm}: the guide samples the observed address {from_path(clash[0])!r}")
+    return obs_paths, z_paths
 
 
 def proposal_importance_sampling(model, args: tuple, observations, proposal, proposal_args: tuple, *,

@@ -160,6 +160,11 @@ def obs_vector(values, observed: list) -> mx.array:
     return mx.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
+def _latent_paths(guide, gp, y) -> list:
+    """The guide's choice paths (the latents), from one simulation (setup only)."""
+    return list(guide.simulate((gp, y), key=mx.random.key(0)).get_choices()._leaves)
+
+
 class WakeSleepResult(NamedTuple):
     model_params: Any
     guide_params: Any
@@ -209,7 +214,8 @@ def wake_sleep(model, guide, args: tuple, data, model_params, guide_params, *, i
     x_obs = ChoiceMap({a: data[a] for a in observed})._leaves
     obs_paths = list(x_obs)
     y = obs_vector(data, observed)
-    z_paths = list(guide.simulate((gp, y), key=mx.random.key(0)).get_choices()._leaves)
+    mx.eval(y)
+    z_paths = _latent_paths(guide, gp, y)
 
     def wake(mp, gp, keys):
         def one(k):
