@@ -35,6 +35,7 @@ from typing import Callable
 
 import mlx.core as mx
 
+from ..address import from_path
 from ..dynamic import DynamicGenFn
 from ..handler import SimulateHandler, _is_dist
 from ..rng import KeyStream, resolve
@@ -98,7 +99,7 @@ class _ADEVHandler(SimulateHandler):
 def _check_pathwise(tr: Trace, path) -> None:
     if tr.sites is None:
         if _is_dist(tr.gen_fn) and strategy(tr.gen_fn) == "score":
-            raise ValueError(f"adev: the call at {path!r} ({getattr(tr.gen_fn, 'name', tr.gen_fn)}) holds a "
+            raise ValueError(f"adev: the call at {from_path(path)!r} ({getattr(tr.gen_fn, 'name', tr.gen_fn)}) holds a "
                              "choice that needs a score-function gradient inside a combinator; trace it in a "
                              "@gen function instead")
         return

@@ -33,7 +33,7 @@ import numpy as np
 
 from ._common import run_name, split_key
 from ._gradient import build_traces, check_int, check_positive, setup
-from .learning import adam, fit, run_stats
+from .learning import _EVAL_MSG, adam, fit, run_stats
 from .result import InferenceResult
 from .transforms import Identity
 
@@ -96,14 +96,22 @@ def vi(model, args: tuple, observations=None, *, addresses, iterations: int = 10
         raise ValueError(msg if msg.startswith(("vi:", "init")) else f"vi: addresses: {msg}") from None
     logp, lay = s.logp, s.logp.layout
     d = lay.dim
-    batch_logp = mx.vmap(logp) if n > 1 else None
     entropy_const = 0.5 * d * (1.0 + math.log(2.0 * math.pi))
+
+    def logp_rows(z):
+        if n == 1:
+            return logp(z[0])
+        try:
+            return mx.vmap(logp)(z)
+        except ValueError as e:  # a model deciding on a value in Python: one draw at a time
+            if _EVAL_MSG not in str(e):
+                raise
+            return mx.stack([logp(z[i]) for i in range(n)])
 
     def neg_elbo(params, key):
         log_scale = params["log_scale"]
         z = params["loc"] + mx.exp(log_scale) * mx.random.normal((n, d), key=key)
-        lp = batch_logp(z) if n > 1 else logp(z[0])
-        return -(mx.mean(lp) + mx.sum(log_scale) + entropy_const)
+        return -(mx.mean(logp_rows(z)) + mx.sum(log_scale) + entropy_const)
 
     loc0 = s.z0 if init is not None else mx.zeros((d,))
     params = {"loc": loc0, "log_scale": mx.full((d,), math.log(init_scale))}

@@ -147,6 +147,21 @@ def test_adev_bad_input():
         infer.adev_grad(vector, {"theta": mx.array(0.0)})
 
 
+@gm.gen
+def _coin_kernel(x):
+    return gm.trace("b", dist.bernoulli(0.5))
+
+
+def test_score_function_choice_inside_a_combinator_is_an_error():
+    @gm.gen
+    def obj(params):
+        gm.trace("m", gm.map_(_coin_kernel), [1.0, 2.0])
+        return params["t"]
+
+    with pytest.raises(ValueError, match=r"\('m', 0, 'b'\).*combinator"):
+        infer.adev_grad(obj, {"t": mx.array(1.0)})
+
+
 def test_adev_same_key_same_estimate():
     a = infer.adev_grad(coin_payoff, {"theta": mx.array(0.1)}, mx.random.key(7), n_samples=16)
     b = infer.adev_grad(coin_payoff, {"theta": mx.array(0.1)}, mx.random.key(7), n_samples=16)

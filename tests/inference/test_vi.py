@@ -102,6 +102,21 @@ def test_vi_eager_equals_compiled():
     np.testing.assert_allclose(a.stats["elbo"], b.stats["elbo"], rtol=1e-4)
 
 
+@gm.gen
+def branchy():
+    mu = gm.trace("mu", dist.normal(0.0, 1.0))
+    if mu.item() > 100:  # a Python decision on a random choice: neither vmap nor compile can trace it
+        raise AssertionError(mu)
+    gm.trace("y", dist.normal(mu, 1.0))
+
+
+def test_vi_runs_a_model_that_cannot_be_vectorized_or_compiled():
+    res = infer.vi(branchy, (), {"y": 1.0}, addresses=["mu"], iterations=150, n_samples=2, key=mx.random.key(0),
+                   n_traces=2, n_posterior=50)
+    assert len(res.stats["elbo"]) == 150 and len(res.traces) == 2
+    assert abs(res.posterior["mu"][0] - 0.5) < 0.15  # exact N(0.5, 0.707^2); a short run
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kw, match", [
