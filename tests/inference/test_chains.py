@@ -78,5 +78,5 @@ class _Keep:
 def test_mh_chains_memory_flat_under_budget():
     rec = FlatRecorder(every=25, warmup=50)
     with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
-        infer.mh_chains(normal_normal, (), NN_OBS, n_chains=4, n_samples=500, key=mx.random.key(0), callback=rec)
+        infer.mh_chains(normal_normal, (), NN_OBS, n_chains=4, n_samples=300, key=mx.random.key(0), callback=rec)
     rec.assert_flat()

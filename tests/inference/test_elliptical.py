@@ -100,7 +100,7 @@ class _Keep:
 
 
 def test_elliptical_memory_flat_under_budget():
-    rec = FlatRecorder(every=25, warmup=50)
+    rec = FlatRecorder(every=40, warmup=40)
     with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
         infer.elliptical_slice(normal_normal, (), NN_OBS, addresses=["mu"], n_samples=400, key=mx.random.key(0),
                                callback=rec)

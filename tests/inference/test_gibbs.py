@@ -113,9 +113,9 @@ class _Keep:
 
 
 def test_gibbs_memory_flat_under_budget():
-    rec = FlatRecorder(every=25, warmup=50)
+    rec = FlatRecorder(every=40, warmup=40)
     with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
-        infer.gibbs(two_bits, (), {"c": 1}, addresses=["a", "b"], n_samples=500, key=mx.random.key(0), callback=rec)
+        infer.gibbs(two_bits, (), {"c": 1}, addresses=["a", "b"], n_samples=400, key=mx.random.key(0), callback=rec)
     rec.assert_flat()
 
 

@@ -184,12 +184,12 @@ class _Keep:
 
 
 def test_sequential_is_memory_flat_under_budget():
-    rec = FlatRecorder(every=50, warmup=100)
+    rec = FlatRecorder(every=50, warmup=50)
     with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
-        res = infer.importance_sampling(normal_normal, (3,), NN_OBS, n_particles=1200, key=mx.random.key(0),
+        res = infer.importance_sampling(normal_normal, (3,), NN_OBS, n_particles=700, key=mx.random.key(0),
                                         callback=rec)
     rec.assert_flat()
-    assert len(res.traces) == 1200
+    assert len(res.traces) == 700
 
 
 # -- conjugate models that need gamma / poisson / dirichlet / categorical -------------------------

@@ -153,8 +153,8 @@ class _Keep:
 
 
 def test_involutive_memory_flat_under_budget():
-    rec = FlatRecorder(every=25, warmup=50)
+    rec = FlatRecorder(every=40, warmup=40)
     with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
         infer.involutive_mh(normal_normal, (), NN_OBS, proposal=step_proposal, proposal_args=(1.0,),
-                            involution=reflect, n_samples=600, key=mx.random.key(0), callback=rec)
+                            involution=reflect, n_samples=450, key=mx.random.key(0), callback=rec)
     rec.assert_flat()

@@ -104,8 +104,8 @@ class _Keep:
 
 
 def test_run_kernel_memory_flat_under_budget():
-    rec = FlatRecorder(every=25, warmup=50)
+    rec = FlatRecorder(every=40, warmup=40)
     k = infer.cycle([mh_kernel(gm.select("a")), mh_kernel(gm.select("b"))])
     with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
-        infer.run_kernel(k, start(), 450, key=mx.random.key(0), callback=rec)
+        infer.run_kernel(k, start(), 400, key=mx.random.key(0), callback=rec)
     rec.assert_flat()

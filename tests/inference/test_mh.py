@@ -80,7 +80,7 @@ class _Keep:
         self.rec.keep = e.store
 
 
-def assert_flat_run(run, every=50, warmup=100):
+def assert_flat_run(run, every=50, warmup=50):
     rec = FlatRecorder(every=every, warmup=warmup)
     with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
         res = run(rec)
@@ -288,14 +288,14 @@ def test_unknown_observation_address_is_an_error():
 # -- memory ---------------------------------------------------------------------------------------
 
 def test_mh_memory_flat_under_budget():
-    res = assert_flat_run(lambda rec: infer.mh(normal_normal, (3,), NN_OBS, n_samples=1200, key=mx.random.key(0),
+    res = assert_flat_run(lambda rec: infer.mh(normal_normal, (3,), NN_OBS, n_samples=700, key=mx.random.key(0),
                                                callback=rec))
-    assert len(res.traces) == 1200
+    assert len(res.traces) == 700
 
 
 def test_mh_custom_memory_flat_under_budget():
     assert_flat_run(lambda rec: infer.mh_custom(normal_normal, (3,), NN_OBS, proposal=_nn_walk, proposal_args=(0.5,),
-                                                n_samples=1000, key=mx.random.key(0), callback=rec))
+                                                n_samples=600, key=mx.random.key(0), callback=rec))
 
 
 @gm.gen
