@@ -198,7 +198,7 @@ def run_filter(
     """
     n = n_particles
     log_n = math.log(n)
-    arange = mx.arange(n, dtype=mx.int32)
+    arange = None if sync else mx.arange(n, dtype=mx.int32)
 
     def step(key, s: SMCState) -> driver.Step:
         t = s.t
@@ -232,9 +232,9 @@ def run_filter(
         check = _WeightCheck(lse, algorithm, t, observations[t])
         return driver.Step(SMCState(particles, lw, acc, t + 1, check), None, stats)
 
-    state = SMCState(initial, mx.zeros((n,)), mx.array(0.0), 0)
+    # The initial state is built inline: a local name here would keep it alive for the whole run.
     return driver.run(
-        step, state, n_steps, algorithm=algorithm, model=getattr(model, "name", ""), key=key,
+        step, SMCState(initial, mx.zeros((n,)), mx.array(0.0), 0), n_steps, algorithm=algorithm, model=getattr(model, "name", ""), key=key,
         params=params, callback=callback, progress=progress,
     )
 

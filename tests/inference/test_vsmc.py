@@ -56,10 +56,10 @@ def test_unfold_vsmc_log_ml_agrees_in_distribution_with_sequential_smc(problem, 
     ys, args, obs = problem
     exact, means, _ = kalman(ys)
     uargs, uobs = unfold_sequence(ys)
-    seq = np.array([infer.smc(lg, args, obs, n_particles=60, key=mx.random.key(40 + s)).log_ml for s in range(6)])
+    seq = np.array([infer.smc(lg, args, obs, n_particles=60, key=mx.random.key(40 + s)).log_ml for s in range(5)])
     vec = np.array([infer.vsmc(ulg, uargs, uobs, n_particles=60, key=mx.random.key(s)).log_ml for s in range(30)])
     # Same algorithm, different models (dynamic vs unfold) and keys: the log-ML laws must agree.
-    # Spread of one estimate at N=60 is ~0.4; the mean of 6 has SE ~0.17, of 30 ~0.08: allow 0.6.
+    # Spread of one estimate at N=60 is ~0.4; the mean of 5 has SE ~0.18, of 30 ~0.08: allow 0.6.
     assert abs(seq.mean() - vec.mean()) < 0.6, (seq, vec)
     assert 0.5 < vec.std() / max(seq.std(), 1e-6) < 2.5, (seq.std(), vec.std())
     assert abs(vec.mean() - exact) < 0.3, (vec.mean(), exact)
@@ -159,12 +159,12 @@ def test_bad_parameters(ulg, kwargs, match):
 # which pins the previous step's state and shows up as growth in FlatRecorder's census.
 @pytest.mark.no_leak_gate
 def test_memory_is_flat_under_the_metal_budget(ulg):
-    ys = data(60, seed=4)
+    ys = data(40, seed=4)
     args, obs = unfold_sequence(ys)
     obs = [gm.choicemap(o) for o in obs]
-    rec = FlatRecorder(every=5, warmup=10, keep=obs)
+    rec = FlatRecorder(every=4, warmup=8, keep=obs)
     with gm.memory.budget(499_000):
-        r = infer.vsmc(ulg, args, obs, n_particles=500, rejuvenation=gm.select((0, "x")), key=mx.random.key(0),
+        r = infer.vsmc(ulg, args, obs, n_particles=200, rejuvenation=gm.select((0, "x")), key=mx.random.key(0),
                        callback=rec)
     rec.assert_flat()
     assert math.isfinite(r.log_ml) and r.stats["syncs"] == 0
