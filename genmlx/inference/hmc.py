@@ -59,20 +59,25 @@ def _energy(lp, r, inv_mass):
 
 
 def hmc_kernel(value_and_grad, n_leapfrog: int):
-    """Compiled `(key, z, logp, grad, step, inv_mass) -> (z, logp, grad, accepted, accept_prob, diverging)`."""
+    """Compiled `(key, z, logp, grad, step, inv_mass) -> (z, logp, grad, accepted, accept_prob, diverging)`.
+
+    Works on one point ([dim]) or a batch of independent chains ([C, dim] with a
+    vmapped `value_and_grad`).
+    """
     lf = leapfrog(value_and_grad)
     unrolled = n_leapfrog <= _UNROLL
 
     def begin(key, z, lp, inv_mass):
         k1, k2 = mx.random.split(key)
         r = mx.random.normal(z.shape, key=k1) * mx.rsqrt(inv_mass)
-        return r, _energy(lp, r, inv_mass), mx.log(mx.random.uniform(key=k2))
+        return r, _energy(lp, r, inv_mass), mx.log(mx.random.uniform(shape=lp.shape, key=k2))
 
     def end(z, lp, g, z1, r1, lp1, g1, h0, logu, inv_mass):
         dh = _energy(lp1, r1, inv_mass) - h0
         log_a = -dh
         accept = logu < log_a
-        return (mx.where(accept, z1, z), mx.where(accept, lp1, lp), mx.where(accept, g1, g), accept,
+        a2 = accept[..., None]
+        return (mx.where(a2, z1, z), mx.where(accept, lp1, lp), mx.where(a2, g1, g), accept,
                 mx.exp(mx.minimum(log_a, 0.0)), dh > DIVERGENCE)
 
     def whole(key, z, lp, g, step, inv_mass):

@@ -53,7 +53,9 @@ class NUTSState(NamedTuple):
     logp: mx.array
     grad: mx.array
     adaptation: Adaptation
-    i: int
+    i: int  # iterations done
+    rng: np.random.Generator  # host draws (directions, multinomial uniforms), seeded from the run's key
+    speculate: int  # doublings to build before the first sync (the last iteration's, less one)
 
 
 _RANGES: dict = {}
@@ -91,12 +93,10 @@ class Tree:
     log densities.
     """
 
-    __slots__ = ("left", "right", "ends", "rho", "log_w", "draw", "sum_metro", "n_steps", "diverging", "depth",
-                 "h0", "inv_mass")
+    __slots__ = ("ends", "rho", "log_w", "draw", "sum_metro", "n_steps", "diverging", "depth", "h0", "inv_mass")
 
-    def __init__(self, z, r, g, lp, r0: np.ndarray, lp0: float, inv_mass: np.ndarray):
+    def __init__(self, r0: np.ndarray, lp0: float, inv_mass: np.ndarray):
         self.inv_mass = inv_mass
-        self.left = self.right = (z, r, g)
         self.ends = [(r0, r0 * inv_mass)] * 2  # (r, p#) at the left and right ends
         self.rho = r0
         self.h0 = -lp0 + 0.5 * float(r0 @ (r0 * inv_mass))
@@ -105,7 +105,8 @@ class Tree:
         self.sum_metro, self.n_steps, self.diverging, self.depth = 0.0, 0, False, 0
 
     def add(self, forward: bool, leaves, r: np.ndarray, lp: np.ndarray, u_take: float, u_pick: float) -> bool:
-        """Fold in a new subtree (leaves in build order); True when the trajectory must stop."""
+        """Fold in a new subtree (MLX leaves (z, r, g, logp) in build order, with its momenta and log
+        densities on the host); True when the trajectory must stop."""
         n = r.shape[0]
         p = r * self.inv_mass
         with np.errstate(invalid="ignore", over="ignore"):
@@ -149,67 +150,87 @@ class Tree:
         self.log_w = float(np.logaddexp(self.log_w, lw_sub))
         self.rho = rho
         self.ends = [bl, fr]
-        edge = (leaves[0][n - 1], leaves[1][n - 1], leaves[2][n - 1])
-        if forward:
-            self.right = edge
-        else:
-            self.left = edge
         self.depth += 1
         return not persist
-
-
-def _begin(key, z, inv_mass, step, max_depth: int):
-    """The iteration's randomness in one draw: momentum, directions, two uniforms per doubling."""
-    k1, k2 = mx.random.split(key)
-    r = mx.random.normal(z.shape, key=k1) * mx.rsqrt(inv_mass)
-    u = mx.random.uniform(shape=(3, max_depth), key=k2)
-    return r, u, mx.where(u[0, 0] < 0.5, step, -step)
 
 
 _STACK_FROM = 8  # from this many leaves, stacking in MLX beats converting leaf by leaf
 
 
-def _host_rows(xs: list) -> np.ndarray:
-    if len(xs) >= _STACK_FROM:
-        return np.asarray(mx.stack(xs), dtype=np.float64)
-    return np.array([np.asarray(x) for x in xs], dtype=np.float64)
+def _fetch(xs: list):
+    """What the host needs of a list of leaf arrays: a stacked array (evaluated with the sync) or the list."""
+    return mx.stack(xs) if len(xs) >= _STACK_FROM else xs
+
+
+def _rows(x) -> np.ndarray:
+    if isinstance(x, mx.array):
+        return np.asarray(x, dtype=np.float64)
+    return np.array([np.asarray(v) for v in x], dtype=np.float64)
 
 
 def nuts_transition(value_and_grad, max_depth: int = 10):
-    """`transition(key, z, logp, grad, step, inv_mass) -> (z, logp, grad, stats)`: one NUTS iteration."""
-    lf = mx.compile(leapfrog(value_and_grad))
-    begin = mx.compile(lambda key, z, inv_mass, step: _begin(key, z, inv_mass, step, max_depth))
+    """`transition(key, rng, z, logp, grad, step, inv_mass, speculate) -> (z, logp, grad, stats)`.
 
-    def transition(key, z, lp, g, step, inv_mass):
-        r0, u, eps = begin(key, z, inv_mass, step)
-        zc, rc, gc = z, r0, g
-        tree = None
-        grads = 0
-        for j in range(max_depth):
-            leaves = ([], [], [], [])
-            for _ in range(1 << j):
-                zc, rc, gc, lpc = lf(zc, rc, gc, eps, inv_mass)
-                for acc, x in zip(leaves, (zc, rc, gc, lpc)):
-                    acc.append(x)
-            grads += 1 << j
-            if tree is None:  # the first sync also brings the iteration's randomness
-                driver.host((leaves, r0, u, lp, step, inv_mass))
-                un = np.asarray(u, dtype=np.float64)
-                dirs, u_take, u_pick = un[0] < 0.5, un[1], un[2]
-                eps_f = float(np.asarray(step))
-                im = np.asarray(inv_mass, dtype=np.float64)
-                tree = Tree(z, r0, g, lp, np.asarray(r0, dtype=np.float64), float(np.asarray(lp)), im)
+    One NUTS iteration. `rng` (a NumPy generator) draws the directions and the
+    multinomial uniforms on the host, so every leapfrog chain is known before
+    any sync; the momentum comes from `key` inside the first compiled
+    leapfrog call. The first `speculate` doublings are built before the first
+    sync (their leaves are wasted if the trajectory stops earlier); after
+    that, one sync per doubling.
+    """
+    lf = mx.compile(leapfrog(value_and_grad))
+    step_fn = leapfrog(value_and_grad)
+
+    def first(key, z, g, eps, inv_mass):
+        r0 = mx.random.normal(z.shape, key=key) * mx.rsqrt(inv_mass)
+        return (*step_fn(z, r0, g, eps, inv_mass), r0)
+
+    first = mx.compile(first)
+
+    def transition(key, rng, z, lp, g, step, inv_mass, speculate: int = 1):
+        u = rng.random((3, max_depth))
+        dirs = u[0] < 0.5
+        neg = -step
+        ends = {}  # direction -> (z, r, g) at that end of the trajectory (MLX)
+        tree = r0 = None
+        grads = j = 0
+        batch = max(1, min(speculate, max_depth))
+        stop = False
+        while not stop:
+            built = []
+            for jj in range(j, min(j + batch, max_depth)):
+                d = bool(dirs[jj])
+                eps = step if d else neg
+                if jj == 0:
+                    *leaf, r0 = first(key, z, g, eps, inv_mass)
+                    ends[True] = ends[False] = (z, r0, g)
+                    leaves = ([leaf[0]], [leaf[1]], [leaf[2]], [leaf[3]])
+                else:
+                    zc, rc, gc = ends[d]
+                    leaves = ([], [], [], [])
+                    for _ in range(1 << jj):
+                        zc, rc, gc, lpc = lf(zc, rc, gc, eps, inv_mass)
+                        for acc, x in zip(leaves, (zc, rc, gc, lpc)):
+                            acc.append(x)
+                ends[d] = (leaves[0][-1], leaves[1][-1], leaves[2][-1])
+                grads += 1 << jj
+                built.append((jj, leaves, _fetch(leaves[1]), _fetch(leaves[3])))
+            if tree is None:  # the first sync also brings the initial momentum
+                driver.host((built, r0, lp, inv_mass))
+                tree = Tree(np.asarray(r0, dtype=np.float64), float(np.asarray(lp)),
+                            np.asarray(inv_mass, dtype=np.float64))
             else:
-                driver.host(leaves)
-            stop = tree.add(bool(dirs[j]), leaves, _host_rows(leaves[1]), _host_rows(leaves[3]),
-                            float(u_take[j]), float(u_pick[j]))
-            if stop or j == max_depth - 1:
-                break
-            zc, rc, gc = tree.right if dirs[j + 1] else tree.left
-            eps = mx.array(eps_f if dirs[j + 1] else -eps_f)
+                driver.host(built)
+            for jj, leaves, r, lps in built:
+                stop = tree.add(bool(dirs[jj]), leaves, _rows(r), _rows(lps), float(u[1, jj]), float(u[2, jj]))
+                if stop:
+                    break
+            j = built[-1][0] + 1
+            stop = stop or j >= max_depth
+            batch = 1
         stats = {"accepted": tree.draw is not None, "accept_prob": tree.sum_metro / tree.n_steps,
                  "num_steps": tree.n_steps, "diverging": tree.diverging, "tree_depth": tree.depth,
-                 "n_grad_evals": grads}
+                 "n_grad_evals": grads, "doublings": j}
         if tree.draw is None:
             return z, lp, g, stats
         return (*tree.draw, stats)
@@ -262,13 +283,15 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     lp0, g0 = mx.compile(vg)(s.z0)
     mx.eval(lp0, g0)
     plan = schedule(burn, adapt_step_size, adapt_mass, target)
-    state = NUTSState(s.z0, lp0, g0, init_adaptation(step_size, s.logp.dim), 0)
+    rng = np.random.default_rng(np.asarray(s.aux_key).tolist())
+    state = NUTSState(s.z0, lp0, g0, init_adaptation(step_size, s.logp.dim), 0, rng, 1)
 
     def step(k, st: NUTSState):
         a = st.adaptation
-        z, lp, g, stats = transition(k, st.z, st.logp, st.grad, a.step_size, a.inv_mass)
+        z, lp, g, stats = transition(k, st.rng, st.z, st.logp, st.grad, a.step_size, a.inv_mass, st.speculate)
         a2 = adapt(a, plan, st.i, z, mx.array(stats["accept_prob"], dtype=mx.float32)) if st.i < burn else a
-        return driver.Step(NUTSState(z, lp, g, a2, st.i + 1), z, {**stats, "step_size": a.step_size})
+        return driver.Step(NUTSState(z, lp, g, a2, st.i + 1, st.rng, max(1, stats["doublings"] - 1)), z,
+                           {**stats, "step_size": a.step_size})
 
     res = driver.run(step, state, burn + n_samples * thin, algorithm=alg, model=model.name, key=s.key,
                      params={"n_samples": n_samples, "burn": burn, "thin": thin, "step_size": step_size,

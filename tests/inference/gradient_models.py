@@ -105,3 +105,54 @@ def check_posterior(result, post: dict, k: float = K_MCSE, min_ess: float = 50.0
         m_tol, s_tol = k * sd / math.sqrt(ess), k * sd / math.sqrt(2 * ess)
         assert abs(v.mean() - mean) < m_tol, f"{addr}: mean {v.mean():.4f} vs {mean:.4f} (tolerance {m_tol:.4f}, ESS {ess:.0f})"
         assert abs(v.std(ddof=1) - sd) < s_tol, f"{addr}: sd {v.std(ddof=1):.4f} vs {sd:.4f} (tolerance {s_tol:.4f}, ESS {ess:.0f})"
+
+
+def corr(result, a: str, b: str) -> float:
+    return float(np.corrcoef(np.asarray(result.values(a)), np.asarray(result.values(b)))[0, 1])
+
+
+def corr_tolerance(rho: float, ess: float, k: float = K_MCSE) -> float:
+    """k standard errors of a sample correlation: (1 - rho^2) / sqrt(ESS)."""
+    return k * (1 - rho * rho) / math.sqrt(ess)
+
+
+class PhaseRecorder:
+    """Two `FlatRecorder`s: one for warm-up (adaptation) iterations, one for sampling iterations.
+
+    A phase may hold a different, constant number of arrays (adaptation state
+    during warm-up); what must not happen is growth within a phase.
+    """
+
+    def __init__(self, burn: int, every: int, start: int = 100):
+        from memory_flat import FlatRecorder
+
+        self.burn = burn
+        self.warm = FlatRecorder(every=every, warmup=min(start, burn))
+        self.samp = FlatRecorder(every=every, warmup=burn + 50)
+
+    def on_run_start(self, e):  # the kept samples are the caller's, not a leak
+        self.warm.keep = self.samp.keep = e.store
+
+    def __call__(self, i, state=None, stats=None):
+        if i < self.burn - 50 or i >= self.burn:
+            (self.warm if i < self.burn else self.samp)(i, state, stats)
+
+
+def assert_flat_run(run, burn: int, every: int = 25):
+    """Run `run(callback)` under the Metal-sized budget; live arrays and pending nodes stay flat in each phase."""
+    from genmlx import events
+
+    rec = PhaseRecorder(burn, every)
+    with gm.memory.budget(499_000), events.subscribed(rec):
+        res = run(rec)
+    if burn:
+        rec.warm.assert_flat()
+    rec.samp.assert_flat()
+    return res, rec
+
+
+def values_of(result) -> dict:
+    """Every kept value and per-iteration statistic, as plain Python (for bit-for-bit comparisons)."""
+    out = {a: result.values(a) for a in result.traces[0].get_choices().addresses()} if result.traces else {}
+    out.update({k: v for k, v in result.stats.items() if isinstance(v, list)})
+    return out
