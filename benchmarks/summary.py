@@ -1,0 +1,48 @@
+"""Targets of issue 8, judged from a pytest-benchmark JSON (used by conftest's hook and by report.py).
+
+A benchmark declares its targets in `extra_info["targets"]`, each a dict:
+
+* ratio target: {"name", "ratio": <baseline name>, "statistic": "paired_median" | "steady_paired_median"
+  | ..., "max": float} - judged on `extra_info["ratios"][baseline][statistic]`;
+* value target: {"name", "value": float, "max": float} - a measured number (nodes, growth per iteration).
+
+`judge(benchmarks)` returns one row per target: name, benchmark, value, limit, met.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+__all__ = ["judge", "target_value"]
+
+
+def target_value(bench: dict, t: dict) -> float | None:
+    if "value" in t:
+        v = t["value"]
+    else:
+        r = bench.get("extra_info", {}).get("ratios", {}).get(t["ratio"], {})
+        v = r.get(t.get("statistic", "paired_median"))
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if not math.isnan(v) else None
+
+
+def judge(benchmarks: Iterable[dict]) -> list[dict[str, Any]]:
+    rows = []
+    for b in benchmarks:
+        for t in b.get("extra_info", {}).get("targets", []):
+            v = target_value(b, t)
+            rows.append({
+                "target": t["name"],
+                "benchmark": b.get("fullname") or b.get("name"),
+                "param": b.get("param"),
+                "value": v,
+                "limit": t["max"],
+                "statistic": t.get("statistic", "value" if "value" in t else "paired_median"),
+                "baseline": t.get("ratio"),
+                "met": v is not None and v <= t["max"],
+            })
+    return rows
