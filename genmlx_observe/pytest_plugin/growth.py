@@ -1,52 +1,30 @@
 """Per-loop growth measurement: an observer of `genmlx.events` for one test.
 
 For every inference loop (one `RunStarted` ... `RunEnded`, keyed by run id)
-the recorder takes a *census* at the end of every k-th driver step once the
-loop is past its warm-up:
-
-* **live arrays** (wrappers): after collecting garbage (arrays held only by
-  reference cycles are garbage, not growth), the exact number of live
-  `mx.array` objects minus the distinct arrays reachable from the loop's own
-  result store (`RunStarted.store`, what the driver keeps for its caller;
-  see `kept_array_ids`). The store only grows by appending, so it is walked
-  incrementally: each kept sample once, and only ids are remembered (the
-  census must not keep anything alive).
-* **pending graph nodes**: the exact count over every live array outside the
-  store (the driver materializes kept samples, so they hold none). This sees
-  a lazy ``s += x`` on an old array, which the cheaper count over young
-  arrays only (`genmlx.memory.young_pending_nodes`) misses.
-
-Growth per iteration is the least-squares slope of each count against the
-iteration index (`StepEnded.iteration + iterations`, so a fused K-iteration
-step counts K). k adapts so that census time stays under `share` (10%) of
-the loop's own step time, but a loop that is long enough always gets at
-least `MIN_POINTS` census points.
-
-A census collects young garbage only (`gc.collect(1)`: tens of microseconds,
-where a full collection costs milliseconds on a large heap), except the first
-point of each loop (a full collection: older garbage, e.g. from earlier
-tests, must not be counted at the start and freed later). A loop whose slope
-exceeds a limit is confirmed by a second exact census at its end, compared
-with that first point, so reference cycles that died old during the loop
-(and wait for Python's next full collection) cannot fake a leak.
+the recorder takes a census (`census.Census`: live arrays outside the loop's
+result store and state, pending graph nodes) at the end of every k-th driver
+step once the loop is past its warm-up. Growth per iteration is the
+least-squares slope of each count against the iteration index
+(`StepEnded.iteration + iterations`, so a fused K-iteration step counts K).
+k adapts so that census time stays under `SHARE` (10%) of the loop's own step
+time, but a loop that is long enough always gets at least `MIN_POINTS` points.
+A loop whose slope exceeds a limit is confirmed by an exact census at its end,
+compared with the first point.
 
 The plugin imports this module when the first test is measured, not at startup.
 """
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-try:
-    from mlx.core import array as _ARRAY
-except ImportError:  # pragma: no cover - mlx is a dependency
-    _ARRAY = None
+from .census import Census, kept_array_ids, loop_state, postpone_old_collections, restore_collections
 
-__all__ = ["slope", "census_interval", "kept_array_ids", "LoopRecord", "TestRecorder", "SiteTap", "MIN_POINTS", "JUDGE_POINTS"]
+__all__ = ["slope", "census_interval", "kept_array_ids", "LoopRecord", "TestRecorder", "SiteTap",
+           "MIN_POINTS", "JUDGE_POINTS"]
 
 MIN_POINTS = 10  # census points a loop gets whenever it is long enough
 JUDGE_POINTS = 3  # fewer than this after warm-up: "too short to judge"
@@ -113,11 +91,13 @@ class LoopRecord:
     warmup: int  # iterations before the first census point
     steps: int = 0
     iterations: int = 0
-    points: list = field(default_factory=list)  # [iteration, live, pending]
+    points: list = field(default_factory=list)  # [iteration, live, pending, state arrays]
     wrapper_growth: float | None = None  # arrays / iteration
     pending_growth: float | None = None  # pending graph nodes / iteration
     kept_arrays: int = 0  # distinct arrays in the result store (subtracted)
+    state_growth: float | None = None  # arrays / iteration of the algorithm's own state (subtracted)
     census_every: int = 1  # the last k used
+    full_censuses: int = 0  # censuses that scanned the whole heap (the first, after foreign collections)
     census_s: float = 0.0
     loop_s: float = 0.0
     confirm_growth: list | None = None  # [arrays, nodes] per iteration, first point to an exact end census
@@ -138,70 +118,13 @@ class LoopRecord:
         return d
 
 
-_PRUNE: tuple | None = None
-
-
-def _prune_types() -> tuple:
-    global _PRUNE
-    if _PRUNE is None:
-        import types
-
-        from genmlx.distributions.base import Distribution
-        from genmlx.gfi import GenerativeFunction
-
-        code = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-                types.CodeType, types.FrameType, types.GeneratorType, types.CellType)
-        _PRUNE = (code, GenerativeFunction, Distribution)
-    return _PRUNE
-
-
-def kept_array_ids(roots: Any, ids: set[int], visited: set[int] | None = None) -> None:
-    """Add to `ids` the id of every `mx.array` reachable from `roots` (what a result store keeps).
-
-    Reachability is Python's own (`gc.get_referents`), not only the walk
-    protocol (`_genmlx_arrays()`): a trace keeps, for instance, the parameter
-    arrays of its sites' distribution objects. It stops at shared program
-    objects, which the store does not own: modules, classes, functions and
-    code, and generative functions other than distributions (a model's memo
-    cache is not a result; a distribution object made at a site holds that
-    site's parameters).
-    """
-    code, gen_fn, dist = _prune_types()
-    visited = set() if visited is None else visited
-    # The roots themselves are not remembered: a temporary list (a slice of
-    # the store) dies, and a later object may reuse its id.
-    stack = list(roots) if type(roots) in (list, tuple) else [roots]
-    get = gc.get_referents
-    while stack:
-        o = stack.pop()
-        t = type(o)
-        if t is _ARRAY:
-            ids.add(id(o))
-            continue
-        if t in _ATOMS or isinstance(o, code):
-            continue
-        if isinstance(o, gen_fn) and not isinstance(o, dist):
-            continue
-        i = id(o)
-        if i in visited:
-            continue
-        visited.add(i)
-        stack.extend(get(o))
-
-
-_ATOMS = frozenset((int, float, bool, str, bytes, complex, type(None)))
-
-
 class _Loop:
     """Live measurement state of one loop; produces a `LoopRecord`."""
 
     def __init__(self, record: LoopRecord, store: Any, settings):
         self.rec = record
-        self.store = store  # dropped at the end: the caller's results must not outlive it here
+        self.census = Census(store)  # closed at the end: the caller's results must not outlive it here
         self.settings = settings
-        self.store_ids: set[int] = set()
-        self.visited: set[int] = set()  # objects of the store already walked (kept alive by it)
-        self.walked = 0
         self.next_census = 0  # driver step index of the next census
         self.step_s = 0.0  # moving average of step time
         self.one_census_s = 0.0  # moving average of census time
@@ -216,10 +139,11 @@ class _Loop:
         if rec.iterations < rec.warmup or ev.step < self.next_census:
             return
         t0 = time.perf_counter()
-        live, pending = self._census(full=not rec.points)
+        live, pending, state = self.census.take(loop_state(ev))
+        rec.kept_arrays = len(self.census.store_ids)
         dt = time.perf_counter() - t0
         rec.census_s += dt
-        rec.points.append([rec.iterations, live, pending])
+        rec.points.append([rec.iterations, live, pending, state])
         self.one_census_s = dt if len(rec.points) == 1 else 0.7 * self.one_census_s + 0.3 * dt
         every = self.settings.census_every
         if not every:
@@ -234,33 +158,7 @@ class _Loop:
             self.sites_sampled += 1
             recorder.tap.arm()
 
-    def _census(self, full: bool = False) -> tuple[int, int]:
-        from genmlx.memory import count_nodes
-
-        store = self.store
-        if isinstance(store, list):
-            if len(store) < self.walked:  # not append-only after all: walk it again
-                self.store_ids, self.visited, self.walked = set(), set(), 0
-            if len(store) > self.walked:
-                kept_array_ids(store[self.walked:], self.store_ids, self.visited)
-                self.walked = len(store)
-        elif store is not None:
-            self.store_ids, self.visited = set(), set()
-            kept_array_ids(store, self.store_ids, self.visited)
-        self.rec.kept_arrays = len(self.store_ids)
-        # Generations 0-1 only (tens of us, against ms for a full collection on a
-        # large heap); `finish` confirms a suspected leak with a full collection.
-        gc.collect() if full else gc.collect(1)
-        objs = gc.get_objects()
-        ids = self.store_ids
-        outside = [a for a in objs if type(a) is _ARRAY and id(a) not in ids]
-        del objs
-        live = len(outside)
-        pending = count_nodes(*outside) if outside else 0
-        del outside
-        return live, pending
-
-    def finish(self, error: BaseException | None = None) -> LoopRecord:
+    def finish(self, error: BaseException | None = None, state: Any = None) -> LoopRecord:
         """Fit the slopes; confirm a suspected leak against an exact census taken now."""
         rec = self.rec
         if error is not None:
@@ -269,33 +167,37 @@ class _Loop:
         if len(pts) < JUDGE_POINTS:
             rec.verdict = "too short"
         else:
-            xs = [p[0] for p in pts]
-            w, p = slope(xs, [p[1] for p in pts]), slope(xs, [p[2] for p in pts])
+            xs = [pt[0] for pt in pts]
+            w, p = slope(xs, [pt[1] for pt in pts]), slope(xs, [pt[2] for pt in pts])
             if math.isnan(w) or math.isnan(p):  # all points at one iteration
                 rec.verdict = "too short"
             else:
                 rec.wrapper_growth, rec.pending_growth, rec.verdict = w, p, "ok"
+                rec.state_growth = slope(xs, [pt[3] for pt in pts])
                 if w > self.settings.limit or p > self.settings.pending_limit:
-                    self._confirm()
-        self.store = None
-        self.store_ids, self.visited = set(), set()
+                    self._confirm(state)
+        rec.full_censuses = self.census.full_censuses
+        self.census.close()
         return rec
 
-    def _confirm(self) -> None:
-        """Growth from the first point (a full collection) to an exact census now.
+    def _confirm(self, state: Any) -> None:
+        """Growth from the first point to an exact census (full collection) now.
 
-        Cheap censuses collect only young garbage; reference cycles that died
-        old inflate them until Python's next full collection. A leak is
-        confirmed when this end-to-end growth also exceeds the limit.
+        Censuses collect only young garbage; reference cycles that died old
+        inflate them until Python's next full collection. A leak is confirmed
+        when this end-to-end growth also exceeds the limit. The first point
+        is corrected for the garbage it counted: its arrays that the full
+        collection frees (had one of them been live then and garbage only
+        later, the correction errs towards confirming).
         """
         rec = self.rec
         t0 = time.perf_counter()
-        live, pending = self._census(full=True)
+        live, pending, freed = self.census.exact(state)
         rec.census_s += time.perf_counter() - t0
         first = rec.points[0]
         span = rec.iterations - first[0]
         if span > 0:
-            rec.confirm_growth = [(live - first[1]) / span, (pending - first[2]) / span]
+            rec.confirm_growth = [(live - (first[1] - freed)) / span, (pending - first[2]) / span]
 
 
 class SiteTap:
@@ -380,6 +282,7 @@ class TestRecorder:
             self.tap.stop()
             for loop in list(self._live.values()):  # a loop left open: judge what it has
                 loop.finish()
+                restore_collections()
             self._live.clear()
 
     def _warmup(self, planned_iterations: int | None) -> int:
@@ -402,6 +305,7 @@ class TestRecorder:
         rec = LoopRecord(run_id, algorithm, model, chain, total_steps, self._warmup(planned))
         self.loops.append(rec)
         loop = self._live[run_id] = _Loop(rec, store, self.settings)
+        postpone_old_collections()
         return loop
 
     def on_step(self, ev) -> None:
@@ -417,7 +321,10 @@ class TestRecorder:
         self.tap.disarm()
         loop = self._live.pop(ev.run_id, None)
         if loop is not None:
-            loop.finish(ev.error)
+            try:
+                loop.finish(ev.error, loop_state(ev))
+            finally:
+                restore_collections()
 
     def records(self) -> list[LoopRecord]:
         return list(self.loops)

@@ -105,13 +105,14 @@ def judge(loops: list[dict], sites: list[dict], settings) -> dict:
 
 def _loop_rows(loops: list[dict], limit: float, pending_limit: float) -> list[str]:
     head = ("loop", "algorithm", "model", "chain", "iterations", "points", "k",
-            "arrays/it", "nodes/it", "kept", "verdict")
+            "arrays/it", "nodes/it", "kept", "state/it", "verdict")
     rows = [head]
     for r in loops:
         rows.append((
             str(r["run_id"]), r["algorithm"], r["model"] or "-", str(r["chain"]), f"{r['iterations']:,}",
             str(r["census_points"]), str(r["census_every"]), number(r["wrapper_growth"], limit),
-            number(r["pending_growth"], pending_limit), f"{r['kept_arrays']:,}", r["verdict"],
+            number(r["pending_growth"], pending_limit), f"{r['kept_arrays']:,}", number(r.get("state_growth")),
+            r["verdict"],
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
@@ -141,8 +142,8 @@ def section(verdict: dict, memory: dict | None, verbosity: int) -> str:
                              f"{number(c[0])} arrays/it, {number(c[1])} nodes/it")
             if pts:
                 shown = pts if len(pts) <= 6 or verbosity >= 2 else pts[:3] + [["..."]] + pts[-3:]
-                lines.append(f"loop {r['run_id']} census (iteration, live, pending): "
-                             + ", ".join("..." if p == ["..."] else f"({p[0]}, {p[1]}, {p[2]})" for p in shown))
+                lines.append(f"loop {r['run_id']} census (iteration, live, pending, state): "
+                             + ", ".join("..." if p == ["..."] else f"({', '.join(map(str, p))})" for p in shown))
     sites = verdict["sites"]
     if verbosity >= 0 and sites:
         n = 5 if verbosity == 0 else 20 if verbosity == 1 else len(sites)

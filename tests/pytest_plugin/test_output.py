@@ -56,7 +56,7 @@ def test_section_length_follows_verbosity(gate):
         section = "\n".join(_section(result.stdout.str()))
         assert "growth per loop:" in section
         assert ("memory report" in section) == (flag != "-q")
-        assert ("census (iteration, live, pending)" in section) == (flag == "-v")
+        assert ("census (iteration, live, pending, state)" in section) == (flag == "-v")
     assert sizes["-q"] < sizes[""] < sizes["-v"], sizes
     assert sizes["-q"] <= 5  # the limits, the table head and the leaking loop
 
