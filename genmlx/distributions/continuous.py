@@ -15,7 +15,7 @@ import mlx.core as mx
 from ..special.fuse import as_float, fused
 from ..special import host
 from ..special.gamma import bd0_raw, stirlerr_raw
-from ..special.normal import log_ndtr_raw, ndtri_exp_raw
+from ..special.normal import log_erfc_pos, log_ndtr_raw, ndtri_exp_raw
 from ..special.misc import log1mexp_raw
 from . import support
 from ._common import FINITE, HALF_LOG_2PI, POS, std_normal, uniform01
@@ -27,6 +27,7 @@ __all__ = ["Normal", "Uniform", "Exponential", "Laplace", "Cauchy", "LogNormal",
 
 _LOG_PI = math.log(math.pi)
 _LN2 = math.log(2.0)
+_SQRT1_2 = math.sqrt(0.5)
 
 
 # -- normal -------------------------------------------------------------------------------
@@ -308,13 +309,42 @@ def _log_ndtr_diff(a, b):
     return mx.where(upper | (b <= 0), tail, mid)
 
 
-@fused
-def _truncnorm_k(mu, sigma, lo, hi):
-    """log Z + r^2 / 2, r = the standardized point of [a, b] nearest 0 (see _truncnorm_lp)."""
+def _tn_ends(mu, sigma, lo, hi):
+    """Standardized ends, mirrored into the lower half when [lo, hi] lies above the mean."""
     a = (lo - mu) / sigma
     b = (hi - mu) / sigma
-    r = mx.minimum(mx.maximum(a, 0.0), b)
-    return _log_ndtr_diff(a, b) + 0.5 * r * r
+    up = a > 0
+    return mx.where(up, -b, a), mx.where(up, -a, b)
+
+
+_tn_lo_end = fused(lambda mu, sigma, lo, hi: _tn_ends(mu, sigma, lo, hi)[0])
+_tn_hi_end = fused(lambda mu, sigma, lo, hi: _tn_ends(mu, sigma, lo, hi)[1])
+
+
+@fused
+def _log_erfc_signed(x):
+    return log_erfc_pos(mx.abs(x) * _SQRT1_2)
+
+
+@fused
+def _tn_log_phi_hi(bb, e_hi):
+    """log Phi(bb) from e_hi = log erfc(|bb| / sqrt 2)."""
+    return mx.where(bb <= 0, e_hi - _LN2, mx.log1p(-0.5 * mx.exp(e_hi)))
+
+
+@fused
+def _truncnorm_k(mu, sigma, lo, hi, bb, e_lo, e_hi, l_hi):
+    """log Z + r^2 / 2, r = the standardized point of [a, b] nearest 0 (see _truncnorm_lp).
+
+    The ends are mirrored into aa <= bb with aa <= 0 (see _tn_ends); e_* = log erfc(|end| / sqrt 2).
+    Z = Phi(bb) - Phi(aa) in the lower tail (bb <= 0), else 1 - Phi(aa) - Phi(-bb).
+    """
+    d = (e_lo - _LN2) - l_hi  # log Phi(aa) - log Phi(bb) <= 0
+    near = d > -_LN2
+    tail = l_hi + mx.where(near, mx.log(-mx.expm1(mx.minimum(d, -1e-30))), mx.log1p(-mx.exp(mx.minimum(d, -_LN2))))
+    mid = mx.log1p(-0.5 * (mx.exp(e_lo) + mx.exp(e_hi)))
+    r = mx.minimum(mx.maximum((lo - mu) / sigma, 0.0), (hi - mu) / sigma)
+    return mx.where(bb <= 0, tail, mid) + 0.5 * r * r
 
 
 @fused
@@ -378,7 +408,13 @@ class TruncatedNormal(Distribution):
         return _truncnorm_draw(u, self.mu, self.sigma, self.lo, self.hi)
 
     def _log_prob(self, x):
-        k = self._k if self._k is not None else _truncnorm_k(self.mu, self.sigma, self.lo, self.hi)
+        if self._k is not None:
+            k = self._k
+        else:
+            ps = (self.mu, self.sigma, self.lo, self.hi)
+            bb = _tn_hi_end(*ps)
+            e_hi = _log_erfc_signed(bb)
+            k = _truncnorm_k(*ps, bb, _log_erfc_signed(_tn_lo_end(*ps)), e_hi, _tn_log_phi_hi(bb, e_hi))
         return _truncnorm_lp(x, self.mu, self.sigma, self.lo, self.hi, k)
 
 

@@ -12,7 +12,8 @@ from ..special.fuse import as_float, fused
 from ..special.gamma import bd0_fast, lgamma_pos, stirlerr_big
 from . import support
 from ._common import HALF_LOG_2PI, LOG_2PI, std_normal
-from ._linalg import chol_logdet, chol_ok, cholesky, tri_solve
+from ._linalg import chol_ok, cholesky, tri_solve
+from .wishart import _eye, _log_diag
 from .base import Distribution
 from .gamma_sampler import gamma_full
 
@@ -46,24 +47,16 @@ def _on_simplex(sx, k):
     return mx.abs(sx - 1.0) <= 1e-5 * k + 1e-6
 
 
-@fused
-def _dir_direct_terms(x, alpha):
-    x = as_float(x)
+def _direct_term(x, alpha):
+    """(alpha - 1) log x, with the right limits at x = 0 and -inf at x < 0."""
     am1 = alpha - 1.0
     t = mx.where(x > 0, am1 * mx.log(x), mx.where(am1 == 0, 0.0, mx.where(am1 < 0, mx.inf, -mx.inf)))
     return mx.where(x >= 0, t, -mx.inf)
 
 
 @fused
-def _dir_direct_terms_lg(x, alpha):
-    return _dir_direct_terms.raw(x, alpha) - lgamma_pos(alpha)
-
-
-@fused
-def _dir_loader_terms(x, k, n):
-    """stirlerr(k) + log(k)/2 + bd0(k, n x) per component (k >= 10)."""
-    x = as_float(x)
-    return mx.where(x >= 0, (stirlerr_big(k) + 0.5 * mx.log(k)) + bd0_fast(k, n * x), mx.inf)
+def _dir_direct_terms(x, alpha):
+    return _direct_term(as_float(x), alpha)
 
 
 @fused
@@ -74,16 +67,16 @@ def _dir_bd0_terms(x, k, n):
 
 @fused
 def _dir_finish_host(sdirect, sx, c, k):
-    return mx.where(_on_simplex(sx, k), sdirect + c, -mx.inf)
+    return mx.where(_on_simplex(sx, k), sdirect + c, -mx.inf)[..., 0]
 
 
 @fused
 def _dir_loader_finish_host(sterms, sx, n, c, k):
-    return mx.where(_on_simplex(sx, k), (c - sterms) + n * (sx - 1.0), -mx.inf)
+    return mx.where(_on_simplex(sx, k), (c - sterms) + n * (sx - 1.0), -mx.inf)[..., 0]
 
 
 def _dir_host_consts(a: np.ndarray):
-    """(loader?, c) from a host alpha of shape (K,)."""
+    """(loader?, c, n) from a host alpha of shape (K,)."""
     k = a.shape[-1]
     if np.all(a >= _BIG):
         kk = a - 1.0
@@ -95,39 +88,51 @@ def _dir_host_consts(a: np.ndarray):
 
 
 @fused
-def _dir_kk(alpha):
-    return mx.maximum(alpha - 1.0, _BIG - 1.0)
+def _dir_direct_lg(x, alpha):
+    """(alpha_i - 1) log x_i - lgamma(alpha_i) per component."""
+    return _direct_term(as_float(x), alpha) - lgamma_pos(alpha)
+
+
+@fused
+def _dir_terms_arrays(x, alpha, a0, amin, direct, k):
+    """Per component: the direct term, or where every alpha >= 11 Loader's
+    stirlerr(k_i) + log(k_i)/2 + bd0(k_i, n x_i) (k_i = alpha_i - 1, n = sum k_i)."""
+    x = as_float(x)
+    kk = mx.maximum(alpha - 1.0, _BIG - 1.0)  # finite in rows that use the direct form
+    n = mx.maximum(a0 - k, k * (_BIG - 1.0))
+    loader = mx.where(x >= 0, (stirlerr_big(kk) + 0.5 * mx.log(kk)) + bd0_fast(kk, n * x), mx.inf)
+    return mx.where(amin >= _BIG, loader, direct)
 
 
 def _dir_finish_for(k: int):
-    """The array-parameter finishing kernel for K categories (K is baked in: the sum below is unrolled)."""
+    """The array-parameter finishing kernel for K categories (K baked in: the sum below is unrolled)."""
     f = _FINISH.get(k)
     if f is None:
-        def finish(alpha_big, s_direct, a0, s_loader, n, sx):
-            direct = s_direct + lgamma_pos(a0)
+        def finish(s, lg_a0, a0, amin, sx):
+            n = mx.maximum(a0 - k, k * (_BIG - 1.0))
             ratio = 0.0  # sum_{j=1}^{K-1} log(n + j)
             for j in range(1, k):
                 ratio = ratio + mx.log(n + float(j))
-            loader = ((ratio + stirlerr_big(n)) + (0.5 * mx.log(n) - 0.5 * (k - 1.0) * LOG_2PI)) - s_loader + n * (sx - 1.0)
-            return mx.where(_on_simplex(sx, float(k)), mx.where(alpha_big, loader, direct), -mx.inf)
+            loader = ((ratio + stirlerr_big(n)) + (0.5 * mx.log(n) - 0.5 * (k - 1.0) * LOG_2PI)) - s + n * (sx - 1.0)
+            return mx.where(_on_simplex(sx, float(k)), mx.where(amin >= _BIG, loader, s + lg_a0), -mx.inf)[..., 0]
 
         f = _FINISH[k] = fused(finish)
     return f
+
+
+_lgamma_kernel = fused(lambda a: lgamma_pos(a))
 
 
 _FINISH: dict = {}
 
 
 def _dirichlet_lp_arrays(x, alpha):
-    x = as_float(x if isinstance(x, mx.array) else mx.array(x))
     k = alpha.shape[-1]
-    kk = _dir_kk(alpha)
-    sums = mx.sum(mx.stack(mx.broadcast_arrays(x, alpha, kk), axis=0), axis=-1)  # [3, ...]
-    sx, a0, n = sums[0], sums[1], sums[2]
-    s_direct = mx.sum(_dir_direct_terms_lg(x, alpha), axis=-1)
-    s_loader = mx.sum(_dir_loader_terms(x, kk, n[..., None]), axis=-1)
-    alpha_big = mx.all(alpha >= _BIG, axis=-1)
-    return _dir_finish_for(k)(alpha_big, s_direct, a0, s_loader, n, sx)
+    a0 = mx.sum(alpha, axis=-1, keepdims=True)
+    amin = mx.min(alpha, axis=-1, keepdims=True)
+    terms = _dir_terms_arrays(x, alpha, a0, amin, _dir_direct_lg(x, alpha), float(k))
+    s = mx.sum(terms, axis=-1, keepdims=True)
+    return _dir_finish_for(k)(s, _lgamma_kernel(a0), a0, amin, mx.sum(x, axis=-1, keepdims=True))
 
 
 class Dirichlet(Distribution):
@@ -169,11 +174,11 @@ class Dirichlet(Distribution):
         x = x if isinstance(x, mx.array) else mx.array(x)
         loader, c, n = self._host
         k = float(self.alpha.shape[-1])
-        sx = mx.sum(x, axis=-1)
+        sx = mx.sum(x, axis=-1, keepdims=True)
         if loader:
             kk = self.alpha - 1.0
-            return _dir_loader_finish_host(mx.sum(_dir_bd0_terms(x, kk, n), axis=-1), sx, n, c, k)
-        return _dir_finish_host(mx.sum(_dir_direct_terms(x, self.alpha), axis=-1), sx, c, k)
+            return _dir_loader_finish_host(mx.sum(_dir_bd0_terms(x, kk, n), axis=-1, keepdims=True), sx, n, c, k)
+        return _dir_finish_host(mx.sum(_dir_direct_terms(x, self.alpha), axis=-1, keepdims=True), sx, c, k)
 
 
 # -- multivariate normal -----------------------------------------------------------------------
@@ -263,8 +268,8 @@ class MVN(Distribution):
             neg_half_logdet = self._c if getattr(self, "_c", None) is not None else self._c_arr
             return _mvn_finish_host(mx.sum(mx.square(y), axis=-1), neg_half_logdet, d)
         y = tri_solve(self.scale_tril, _mvn_diff(x, self.mean)[..., None])[..., 0]
-        sq = mx.sum(y * y, axis=-1)
-        half_logdet = 0.5 * chol_logdet(self.scale_tril)
+        sq = mx.sum(mx.square(y), axis=-1)
+        half_logdet = mx.sum(_log_diag(self.scale_tril, _eye(self.mean.shape[-1])), axis=(-2, -1))
         return _mvn_finish(sq, half_logdet, d)
 
 

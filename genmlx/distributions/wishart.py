@@ -33,8 +33,18 @@ _LOG_PI = math.log(math.pi)
 def mvlgamma(a, p: int):
     """Multivariate log-gamma: log Gamma_p(a) = p(p-1)/4 log pi + sum_j lgamma(a - j/2)."""
     a = a if isinstance(a, mx.array) else mx.array(a, dtype=mx.float32)
-    j = mx.arange(p, dtype=mx.float32) * 0.5
-    return p * (p - 1) / 4.0 * _LOG_PI + mx.sum(lgamma_pos(a[..., None] - j), axis=-1)
+    return _mvlg_kernel(a[..., None], _half_steps(p)).sum(axis=-1) + p * (p - 1) / 4.0 * _LOG_PI
+
+
+_mvlg_kernel = fused(lambda a, j: lgamma_pos(a - j))
+_STEPS: dict = {}
+
+
+def _half_steps(p: int) -> mx.array:
+    j = _STEPS.get(p)
+    if j is None:
+        j = _STEPS[p] = mx.array(np.arange(p, dtype=np.float32) * 0.5)  # a constant: no graph node
+    return j
 
 
 @fused
@@ -77,6 +87,16 @@ def _wishart_finish(half_logdet_x, tr, dev, df, p, c):
 def _inv_wishart_finish(half_logdet_x, tr, dev, df, p, c):
     ok = (dev <= 0) & mx.isfinite(half_logdet_x)
     return mx.where(ok, c - ((df + p + 1.0) * half_logdet_x + 0.5 * tr), -mx.inf)
+
+
+@fused
+def _wishart_c(df, half_logdet_v, mvlg, p):
+    return -(df * (0.5 * p * _LN2 + half_logdet_v) + mvlg)
+
+
+@fused
+def _inv_wishart_c(df, half_logdet_psi, mvlg, p):
+    return df * (half_logdet_psi - 0.5 * p * _LN2) - mvlg
 
 
 def _mvlgamma_host(a: float, p: int) -> float:
@@ -168,7 +188,8 @@ class Wishart(_WishartBase):
             c = -(0.5 * self.df * (p * _LN2 + logdet_v) + mvlg)
         else:
             m = tri_solve(self.scale_tril, lx)
-            c = -(0.5 * self.df * (p * _LN2 + chol_logdet(self.scale_tril)) + mvlgamma(0.5 * self.df, p))
+            half_logdet_v = mx.sum(_log_diag(self.scale_tril, _eye(p)), axis=(-2, -1))
+            c = _wishart_c(self.df, half_logdet_v, mvlgamma(0.5 * self.df, p), float(p))
         tr = mx.sum(mx.square(m), axis=(-2, -1))
         return _wishart_finish(half_logdet_x, tr, dev, self.df, float(p), c)
 
@@ -193,7 +214,8 @@ class InvWishart(_WishartBase):
             _, logdet_psi, mvlg = self._host
             c = 0.5 * self.df * (logdet_psi - p * _LN2) - mvlg
         else:
-            c = 0.5 * self.df * (chol_logdet(lpsi) - p * _LN2) - mvlgamma(0.5 * self.df, p)
+            half_logdet_psi = mx.sum(_log_diag(lpsi, _eye(p)), axis=(-2, -1))
+            c = _inv_wishart_c(self.df, half_logdet_psi, mvlgamma(0.5 * self.df, p), float(p))
         return _inv_wishart_finish(half_logdet_x, tr, dev, self.df, float(p), c)
 
 

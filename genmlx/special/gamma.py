@@ -104,11 +104,12 @@ def bd0_raw(x, m):
 
 
 def bd0_fast(x, m):
-    """bd0 for x > 0 (depth 6): x log(x/m) - (x - m), log(x/m) = log1p((x - m)/m) near m."""
+    """bd0 for x >= 0 (depth 7): x log(x/m) - (x - m), log(x/m) = log1p((x - m)/m) near m."""
     d = x - m
     v = d / m
-    # the max() keeps the unused branch finite (so gradients stay finite) when x <= 0
-    lr = mx.where(v > -0.5, mx.log1p(v), mx.log(mx.maximum(x, 1e-37)) - mx.log(m))
+    # both branches stay finite for every x >= 0 (the max()es), so a masked use (x = 0, a count's
+    # edge) back-propagates zeros, not 0 * inf = NaN
+    lr = mx.where(v > -0.5, mx.log1p(mx.maximum(v, -0.5)), mx.log(mx.maximum(x, 1e-37)) - mx.log(m))
     return x * lr - d
 
 

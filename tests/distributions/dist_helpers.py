@@ -10,17 +10,15 @@ _RECT = re.compile(r'^\{ (\d+) \[label ="([^"]+)", shape=rectangle\]', re.MULTIL
 
 
 def graph_nodes(*arrays) -> list:
-    """Primitive nodes (rectangles of mx.export_to_dot) of the unevaluated graph behind `arrays`.
+    """Labels of the primitive applications (rectangles of mx.export_to_dot) behind `arrays`, unevaluated.
 
-    Counted here independently of genmlx.memory, as issue 3 asks.
+    Counted here independently of genmlx.memory, as issue 3 asks. Every rectangle
+    line is one application: a compiled function called twice shares one
+    primitive object (the same id is printed twice), so ids must not be deduplicated.
     """
     buf = io.StringIO()
     mx.export_to_dot(buf, *arrays)
-    seen = {}
-    for node_id, label in _RECT.findall(buf.getvalue()):
-        seen[node_id] = label
-    return list(seen.values())
-
+    return [label for _, label in _RECT.findall(buf.getvalue())]
 
 
 def f32(a):
