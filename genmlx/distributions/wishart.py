@@ -55,7 +55,7 @@ def _sym_dev(x, xt):
 @fused
 def _log_diag(lx, eye):
     """log of the Cholesky factor's diagonal (0 off the diagonal); NaN/-inf where the factorization failed."""
-    return mx.where(eye, mx.log(lx), 0.0)
+    return mx.log(mx.where(eye, lx, 1.0))  # log 1 = 0 off the diagonal; finite gradients there
 
 
 def _eye(p: int) -> mx.array:
