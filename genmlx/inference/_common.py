@@ -164,82 +164,37 @@ def _check(a: Trace, b: Trace) -> None:
 def select_trace(accept: mx.array, new: Trace, old: Trace, *, lane_axis: bool = False) -> Trace:
     """`new` where `accept` else `old`: lazily by `mx.where` when the structures agree, else on the host.
 
-    Every leaf that differs (choice values, scores, the sites' distribution
-    parameters) gets one `where` node; equal leaves (the same array object in
-    both traces, e.g. observations) cost nothing.
-
     Args:
         accept: a boolean scalar (or `[C]` per chain with `lane_axis=True`).
         lane_axis: leaves carry a leading chain axis; `accept` is broadcast along it.
     """
     try:
         _check(new, old)
-        m = _Merge(accept, lane_axis)
-        out = m.trace(new, old)
-        m.finish()
-        return out
+        return _Merge(accept, lane_axis).trace(new, old)
     except _Mismatch:
         if lane_axis:
             raise ValueError("select_trace: per-chain selection needs traces of the same structure") from None
         return new if driver.host(accept) else old
 
 
-def _where_all(acc, news, olds):
-    out = []
-    for a, b in zip(news, olds):
-        c = acc.reshape(acc.shape + (1,) * (a.ndim - acc.ndim)) if a.ndim > acc.ndim else acc
-        out.append(mx.where(c, a, b))
-    return out
-
-
-
-class _Slot:
-    __slots__ = ("i",)
-
-    def __init__(self, i: int):
-        self.i = i
-
-
 class _Merge:
-    """Builds the selected trace with placeholders, then fills them with the `where` outputs."""
-
-    __slots__ = ("accept", "lanes", "memo", "news", "olds", "made")
+    __slots__ = ("accept", "lanes", "memo")
 
     def __init__(self, accept, lanes: bool):
         self.accept = accept
         self.lanes = lanes
         self.memo: dict = {}
-        self.news: list = []
-        self.olds: list = []
-        self.made: list = []  # (object, attribute names) holding placeholders
-
-    def finish(self) -> None:
-        if not self.news:
-            return
-        outs = _where_all(self.accept, self.news, self.olds)
-        fill = lambda x: _fill(x, outs)
-        for obj, names in self.made:
-            if isinstance(obj, Trace):
-                for n in names:
-                    object.__setattr__(obj, n, fill(getattr(obj, n)))
-            else:
-                d = obj.__dict__
-                for n in names:
-                    d[n] = fill(d[n])
 
     def trace(self, new: Trace, old: Trace) -> Trace:
         if new is old:
             return new
         score = self.value(new.score, old.score)
-        retval = self.value(new.retval, old.retval)
         if new.sites is None:
-            t = Trace(self.dist(new.gen_fn, old.gen_fn), new.args, retval, score, None, (), new.batch, new.aux)
-        else:
-            sites = {p: self.trace(s, old.sites[p]) for p, s in new.sites.items()}
-            t = Trace(new.gen_fn, self.value(new.args, old.args), retval, score, sites, self.checks(new.checks),
-                      new.batch, new.aux)
-        self.made.append((t, ("retval", "score", "args")))
-        return t
+            return Trace(self.dist(new.gen_fn, old.gen_fn), new.args, self.value(new.retval, old.retval), score,
+                         None, (), new.batch, new.aux)
+        sites = {p: self.trace(s, old.sites[p]) for p, s in new.sites.items()}
+        return Trace(new.gen_fn, self.value(new.args, old.args), self.value(new.retval, old.retval), score,
+                     sites, self.checks(new.checks), new.batch, new.aux)
 
     def dist(self, a, b):
         # A site's distribution holds array parameters computed from other choices (the
@@ -256,7 +211,6 @@ class _Merge:
         d = type(a).__new__(type(a))
         d.__dict__.update(da)
         d.__dict__.update(changed)
-        self.made.append((d, tuple(changed)))
         return d
 
     def checks(self, cs: tuple) -> tuple:
@@ -275,12 +229,13 @@ class _Merge:
             if not isinstance(b, mx.array) or a.shape != b.shape or a.dtype != b.dtype:
                 raise _Mismatch
             k = (id(a), id(b))
-            slot = self.memo.get(k)
-            if slot is None:
-                slot = self.memo[k] = _Slot(len(self.news))
-                self.news.append(a)
-                self.olds.append(b)
-            return slot
+            out = self.memo.get(k)
+            if out is None:
+                acc = self.accept
+                if self.lanes and a.ndim > 1:
+                    acc = acc.reshape(acc.shape + (1,) * (a.ndim - 1))
+                out = self.memo[k] = (mx.where(acc, a, b), a, b)
+            return out[0]
         if isinstance(a, (tuple, list)):
             if type(a) is not type(b) or len(a) != len(b):
                 raise _Mismatch
@@ -298,17 +253,6 @@ class _Merge:
             _check(a, b)
             return self.trace(a, b)
         raise _Mismatch  # an opaque object that differs: only the host can choose
-
-
-def _fill(x, outs):
-    if isinstance(x, _Slot):
-        return outs[x.i]
-    if isinstance(x, (tuple, list)) and any(isinstance(v, (_Slot, tuple, list, dict)) for v in x):
-        vals = [_fill(v, outs) for v in x]
-        return type(x)(*vals) if hasattr(x, "_fields") else type(x)(vals)
-    if isinstance(x, dict):
-        return {k: _fill(v, outs) for k, v in x.items()}
-    return x
 
 
 def _accept(key, log_alpha):
