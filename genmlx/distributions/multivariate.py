@@ -94,33 +94,39 @@ def _dir_direct_lg(x, alpha):
 
 
 @fused
-def _dir_terms_arrays(x, alpha, a0, amin, direct, k):
+def _dir_terms_arrays(x, alpha, n, amin, direct):
     """Per component: the direct term, or where every alpha >= 11 Loader's
     stirlerr(k_i) + log(k_i)/2 + bd0(k_i, n x_i) (k_i = alpha_i - 1, n = sum k_i)."""
     x = as_float(x)
     kk = mx.maximum(alpha - 1.0, _BIG - 1.0)  # finite in rows that use the direct form
-    n = mx.maximum(a0 - k, k * (_BIG - 1.0))
-    loader = mx.where(x >= 0, (stirlerr_big(kk) + 0.5 * mx.log(kk)) + bd0_fast(kk, n * x), mx.inf)
-    return mx.where(amin >= _BIG, loader, direct)
+    loader = (stirlerr_big(kk) + 0.5 * mx.log(kk)) + bd0_fast(kk, n * x)
+    big = amin >= _BIG
+    return mx.where(big & (x >= 0), loader, mx.where(big, mx.inf, direct))
 
 
 def _dir_finish_for(k: int):
     """The array-parameter finishing kernel for K categories (K baked in: the sum below is unrolled)."""
     f = _FINISH.get(k)
     if f is None:
-        def finish(s, lg_a0, a0, amin, sx):
-            n = mx.maximum(a0 - k, k * (_BIG - 1.0))
+        def finish(s, lg_a0, n, amin, sx):
             ratio = 0.0  # sum_{j=1}^{K-1} log(n + j)
             for j in range(1, k):
                 ratio = ratio + mx.log(n + float(j))
             loader = ((ratio + stirlerr_big(n)) + (0.5 * mx.log(n) - 0.5 * (k - 1.0) * LOG_2PI)) - s + n * (sx - 1.0)
-            return mx.where(_on_simplex(sx, float(k)), mx.where(amin >= _BIG, loader, s + lg_a0), -mx.inf)[..., 0]
+            lp = mx.where(amin >= _BIG, loader, s + lg_a0)
+            return (lp + mx.where(_on_simplex(sx, float(k)), 0.0, -mx.inf))[..., 0]
 
         f = _FINISH[k] = fused(finish)
     return f
 
 
 _lgamma_kernel = fused(lambda a: lgamma_pos(a))
+
+
+@fused
+def _dir_n(a0, k):
+    """n = sum(alpha) - K (exact where every alpha >= 11; a harmless value elsewhere)."""
+    return mx.maximum(a0 - k, k * (_BIG - 1.0))
 
 
 _FINISH: dict = {}
@@ -130,9 +136,10 @@ def _dirichlet_lp_arrays(x, alpha):
     k = alpha.shape[-1]
     a0 = mx.sum(alpha, axis=-1, keepdims=True)
     amin = mx.min(alpha, axis=-1, keepdims=True)
-    terms = _dir_terms_arrays(x, alpha, a0, amin, _dir_direct_lg(x, alpha), float(k))
+    n = _dir_n(a0, float(k))
+    terms = _dir_terms_arrays(x, alpha, n, amin, _dir_direct_lg(x, alpha))
     s = mx.sum(terms, axis=-1, keepdims=True)
-    return _dir_finish_for(k)(s, _lgamma_kernel(a0), a0, amin, mx.sum(x, axis=-1, keepdims=True))
+    return _dir_finish_for(k)(s, _lgamma_kernel(a0), n, amin, mx.sum(x, axis=-1, keepdims=True))
 
 
 class Dirichlet(Distribution):

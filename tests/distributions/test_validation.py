@@ -1,0 +1,129 @@
+"""Invalid parameters raise a ValueError naming the distribution and the parameter (and, inside a
+model, the trace address); array parameters are checked lazily, at the driver's materialization."""
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import genmlx as gm
+from genmlx import dist
+
+BAD = [
+    (lambda: dist.normal(0.0, 0.0), "normal", "sigma"),
+    (lambda: dist.normal(0.0, -1.0), "normal", "sigma"),
+    (lambda: dist.normal(math.nan, 1.0), "normal", "mu"),
+    (lambda: dist.normal(math.inf, 1.0), "normal", "mu"),
+    (lambda: dist.uniform(1.0, 1.0), "uniform", "high"),
+    (lambda: dist.bernoulli(1.5), "bernoulli", "p"),
+    (lambda: dist.bernoulli(-0.1), "bernoulli", "p"),
+    (lambda: dist.beta(0.0, 1.0), "beta", "a"),
+    (lambda: dist.beta(1.0, -2.0), "beta", "b"),
+    (lambda: dist.gamma(-1.0, 1.0), "gamma", "shape"),
+    (lambda: dist.gamma(1.0, 0.0), "gamma", "rate"),
+    (lambda: dist.exponential(0.0), "exponential", "rate"),
+    (lambda: dist.laplace(0.0, -1.0), "laplace", "scale"),
+    (lambda: dist.cauchy(0.0, 0.0), "cauchy", "scale"),
+    (lambda: dist.poisson(-1.0), "poisson", "rate"),
+    (lambda: dist.binomial(-1, 0.5), "binomial", "n"),
+    (lambda: dist.binomial(2.5, 0.5), "binomial", "n"),
+    (lambda: dist.binomial(10, 1.5), "binomial", "p"),
+    (lambda: dist.geometric(0.0), "geometric", "p"),
+    (lambda: dist.lognormal(0.0, -1.0), "lognormal", "sigma"),
+    (lambda: dist.inv_gamma(0.0, 1.0), "inv_gamma", "shape"),
+    (lambda: dist.inv_gamma(1.0, -1.0), "inv_gamma", "scale"),
+    (lambda: dist.student_t(0.0, 0.0, 1.0), "student_t", "df"),
+    (lambda: dist.student_t(1.0, 0.0, 0.0), "student_t", "scale"),
+    (lambda: dist.categorical([]), "categorical", "logits"),
+    (lambda: dist.categorical([math.nan, 1.0]), "categorical", "logits"),
+    (lambda: dist.categorical([-math.inf, -math.inf]), "categorical", "logits"),
+    (lambda: dist.dirichlet([1.0]), "dirichlet", "alpha"),
+    (lambda: dist.dirichlet([1.0, 0.0]), "dirichlet", "alpha"),
+    (lambda: dist.mvn([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]]), "mvn", "cov"),
+    (lambda: dist.mvn([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]]), "mvn", "cov"),
+    (lambda: dist.mvn([0.0, 0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]]), "mvn", "shapes"),
+    (lambda: dist.neg_binomial(0.0, 0.5), "neg_binomial", "r"),
+    (lambda: dist.neg_binomial(1.0, 0.0), "neg_binomial", "p"),
+    (lambda: dist.discrete_uniform(3, 1), "discrete_uniform", "hi"),
+    (lambda: dist.discrete_uniform(0.5, 3), "discrete_uniform", "lo"),
+    (lambda: dist.truncated_normal(0.0, 1.0, 2.0, 1.0), "truncated_normal", "hi"),
+    (lambda: dist.truncated_normal(0.0, -1.0, 0.0, 1.0), "truncated_normal", "sigma"),
+    (lambda: dist.von_mises(0.0, -1.0), "von_mises", "kappa"),
+    (lambda: dist.wrapped_cauchy(0.0, 1.0), "wrapped_cauchy", "rho"),
+    (lambda: dist.wrapped_normal(0.0, 0.0), "wrapped_normal", "sigma"),
+    (lambda: dist.wishart(1.0, [[1.0, 0.0], [0.0, 1.0]]), "wishart", "df"),
+    (lambda: dist.wishart(3.0, [[1.0, 2.0], [2.0, 1.0]]), "wishart", "scale"),
+    (lambda: dist.inv_wishart(3.0, [[1.0, 0.0]]), "inv_wishart", "scale"),
+    (lambda: dist.mixture([dist.normal(0.0, 1.0)], [0.0, 1.0]), "mixture", "logits"),
+    (lambda: dist.mixture([], []), "mixture", "components"),
+    (lambda: dist.iid(dist.normal(0.0, 1.0), 0), "iid", "n"),
+    (lambda: dist.normal(mx.zeros((2,)), mx.ones((3,))), "normal", "shapes"),
+]
+
+
+@pytest.mark.parametrize("make, name, param", BAD, ids=[f"{b[1]}-{b[2]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_python_parameter_raises_naming_distribution_and_parameter(make, name, param):
+    with pytest.raises(ValueError) as e:
+        make()
+    msg = str(e.value)
+    assert name in msg and param in msg, msg
+
+
+@pytest.mark.parametrize("make, name, param", BAD, ids=[f"{b[1]}-{b[2]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_parameter_inside_a_model_names_the_trace_address(make, name, param):
+    @gm.gen
+    def model():
+        return gm.trace(("sub", "site"), make())
+
+    with pytest.raises(ValueError) as e:
+        model.simulate(())
+    msg = str(e.value)
+    assert name in msg and param in msg and "site" in msg, msg
+
+
+ARRAY_BAD = [
+    (lambda: dist.normal(0.0, mx.array([1.0, -1.0])), "normal", "sigma"),
+    (lambda: dist.beta(mx.array(0.0), 1.0), "beta", "a"),
+    (lambda: dist.gamma(2.0, mx.array([1.0, 0.0])), "gamma", "rate"),
+    (lambda: dist.poisson(mx.array(-2.0)), "poisson", "rate"),
+    (lambda: dist.bernoulli(mx.array([0.5, 1.2])), "bernoulli", "p"),
+    (lambda: dist.dirichlet(mx.array([1.0, -1.0])), "dirichlet", "alpha"),
+    (lambda: dist.mvn(mx.zeros((2,)), mx.array([[1.0, 2.0], [2.0, 1.0]])), "mvn", "cov"),
+    (lambda: dist.wishart(mx.array(0.5), mx.eye(2)), "wishart", "df"),
+    (lambda: dist.uniform(mx.array(2.0), mx.array(1.0)), "uniform", "high"),
+]
+
+
+@pytest.mark.parametrize("make, name, param", ARRAY_BAD, ids=[f"{b[1]}-{b[2]}" for b in ARRAY_BAD])
+def test_bad_array_parameter_is_checked_lazily_and_named(make, name, param):
+    d = make()  # no error, no eval at construction
+    with pytest.raises(ValueError) as e:
+        d.validate()
+    assert name in str(e.value) and param in str(e.value)
+
+    @gm.gen
+    def model():
+        return gm.trace("z", make())
+
+    tr = model.simulate(())  # the hot path does not evaluate the check
+    with pytest.raises(ValueError) as e:
+        gm.memory.materialize(tr)
+    assert name in str(e.value) and param in str(e.value) and "'z'" in str(e.value)
+
+
+def test_valid_array_parameters_cost_no_eval_and_pass_at_materialization():
+    @gm.gen
+    def model(s):
+        return gm.trace("x", dist.normal(0.0, s))
+
+    tr = model.simulate((mx.array(2.0),))
+    gm.memory.materialize(tr)
+    assert tr.checks  # the check travels with the trace
+
+
+def test_value_shape_mismatch_with_parameters_raises():
+    with pytest.raises(ValueError):
+        mx.eval(dist.normal(mx.zeros((3,)), 1.0).log_prob(mx.zeros((4,))))
+    with pytest.raises(ValueError):
+        dist.product(dist.normal(0.0, 1.0), dist.normal(0.0, 1.0)).log_prob(mx.zeros((3,)))
