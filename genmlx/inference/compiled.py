@@ -13,8 +13,10 @@ evaluate while compiling). The function is traced once per (model, selection,
 K, thin, leaf shapes); later steps reuse it.
 
 Same chain: with the same keys, the compiled kernel makes the same
-proposals and the same accept decisions as K calls of `mh_step`
-(tests/inference/test_compiled.py checks this). The compiled graph fuses
+proposals and the same accept decisions as K calls of `mh_step`, and
+`compiled_mh(..., key=k)` keeps the same traces as `mh(..., key=k)` when
+`burn` and `n_samples * thin` are multiples of K (iteration i uses the i-th key
+of the same split; tests/inference/test_compiled.py checks both). The compiled graph fuses
 elementwise operations, which may change a floating-point result in its last
 bits; a proposal whose acceptance probability sits exactly on the uniform's
 value could then decide differently, and the chains would part from there.
@@ -43,8 +45,9 @@ class CompiledMH:
     """K fused MH iterations on traces shaped like `template` (a static-structure model).
 
     `kernel(keys [K, 2], trace) -> (trace, samples, stats)`: `samples` is a
-    trace whose changed leaves are stacked `[K // thin, ...]` (None when
-    `thin > K`), `stats` holds `accepted` and `accept_prob` of shape `[K]`.
+    trace whose changed leaves are stacked `[K // thin, ...]` (the states after
+    iterations 0, thin, 2 thin, ... of the block), `stats` holds `accepted` and
+    `accept_prob` of shape `[K]`.
     """
 
     def __init__(self, template: Trace, selection, k: int, thin: int = 1):
@@ -69,7 +72,7 @@ class CompiledMH:
                 oks.append(c.ok)
                 if self._check_error is None:
                     self._check_error = c.error
-            if (j + 1) % self.thin == 0:
+            if j % self.thin == 0:  # the state after iterations 0, thin, 2 thin, ... of the block
                 kept.append(tr)
         out = self._flatten(tr)
         if len(out) != self.n_leaves:
@@ -177,8 +180,15 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     burn_steps = math.ceil(burn / k)
     n_steps = burn_steps + math.ceil(n_samples / per_block)
 
+    # Iteration i uses the i-th of split(k_run, iterations): the keys `mh` gives its driver
+    # steps, so mh and compiled_mh with the same key run the same chain.
+    all_keys = mx.random.split(k_run, n_steps * k).reshape(n_steps, k, 2)
+    mx.eval(all_keys)
+    counter = [0]
+
     def step(key_, state):
-        keys = mx.random.split(key_, k)
+        keys = all_keys[counter[0]]
+        counter[0] += 1
         new, samples, stats = kernel(keys, state)
         return driver.Step(new, samples, stats)
 

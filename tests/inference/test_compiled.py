@@ -122,3 +122,13 @@ def test_compiled_memory_flat_under_budget():
         infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=1000, iterations_per_step=10, key=mx.random.key(0),
                           callback=rec)
     rec.assert_flat()
+
+
+@pytest.mark.parametrize("thin", [1, 2])
+def test_compiled_mh_equals_mh_with_the_same_key(thin):
+    kw = dict(selection=gm.select("slope", "intercept"), n_samples=40, burn=20, thin=thin, key=mx.random.key(8))
+    a = infer.mh(linreg, (XS,), OBS, **kw)
+    b = infer.compiled_mh(linreg, (XS,), OBS, iterations_per_step=10, **kw)
+    assert b.stats["accepted"] == a.stats["accepted"]
+    assert b.traces.values("slope") == pytest.approx(a.values("slope"), rel=1e-5, abs=1e-6)
+    assert b.state["intercept"].item() == pytest.approx(a.state["intercept"].item(), rel=1e-5)
