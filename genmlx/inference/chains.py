@@ -12,7 +12,6 @@ The model must vectorize (no Python decision on a random value; see
 
 from __future__ import annotations
 
-import math
 
 import mlx.core as mx
 import numpy as np

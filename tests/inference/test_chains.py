@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import mlx.core as mx
-import numpy as np
 import pytest
 
 import genmlx as gm
 from genmlx import dist, events
 from genmlx import inference as infer
 from genmlx.inference.chains import mh_chains_step
-from genmlx.inference.mh import mh_step
 from genmlx.vectorize import lane
 from memory_flat import FlatRecorder
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import mlx.core as mx
 import numpy as np
