@@ -97,14 +97,15 @@ class Trace:
         # A trace also holds its args, aux and (at a choice) its distribution's array
         # parameters; under vectorization these are lazy outputs of the batched pass, and
         # a materialization that missed them would let their graphs grow step after step.
-        yield self.args
+        if self.args:
+            yield self.args
         if self.aux is not None:
             yield self.aux
         if self.sites is not None:
             yield from self.sites.values()
         elif getattr(self.gen_fn, "_is_distribution", False):
             for v in getattr(self.gen_fn, "__dict__", {}).values():
-                if isinstance(v, (mx.array, list, tuple)):
+                if type(v) is mx.array or (isinstance(v, (list, tuple)) and v):
                     yield v
 
     def _genmlx_tree(self):
