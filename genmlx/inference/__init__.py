@@ -28,7 +28,7 @@ _WHERE = {
     # gradient-based MCMC
     "mala": "mala", "hmc": "hmc", "nuts": "nuts",
     # particle methods
-    "smc": "smc", "csmc": "csmc", "vsmc": "vsmc", "smcp3": "smcp3",
+    "smc": "smc", "csmc": "csmc", "csmc_kernel": "csmc", "vsmc": "vsmc", "smcp3": "smcp3",
     "systematic": "resampling", "residual": "resampling", "stratified": "resampling", "multinomial": "resampling",
     # variational inference and learning
     "vi": "vi", "elbo": "elbo", "iwelbo": "elbo", "programmable_vi": "elbo",

@@ -211,3 +211,13 @@ def test_importing_the_submodules_keeps_the_public_functions():
     for name in ("smc", "vsmc", "csmc", "smcp3"):
         mod = importlib.import_module(f"genmlx.inference.{name}")
         assert callable(getattr(infer, name)) and getattr(infer, name) is getattr(mod, name)
+
+
+def test_every_public_name_imports():
+    import importlib
+
+    for mod in ("smc", "vsmc", "csmc", "smcp3", "resampling"):
+        m = importlib.import_module(f"genmlx.inference.{mod}")
+        for name in m.__all__:
+            assert getattr(m, name) is not None, (mod, name)
+    assert infer.csmc_kernel is importlib.import_module("genmlx.inference.csmc").csmc_kernel

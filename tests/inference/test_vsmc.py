@@ -168,3 +168,16 @@ def test_memory_is_flat_under_the_metal_budget(ulg):
                        callback=rec)
     rec.assert_flat()
     assert math.isfinite(r.log_ml) and r.stats["syncs"] == 0
+
+
+def test_custom_kernel_gets_the_batched_trace_and_its_stats_are_averaged(ulg):
+    args, obs = unfold_sequence(data(3))
+    seen = []
+
+    def kernel(key, tr):
+        seen.append(tr.batch)
+        return tr, {"accepted": mx.arange(8) < 2}
+
+    r = infer.vsmc(ulg, args, obs, n_particles=8, rejuvenation=kernel, key=mx.random.key(0))
+    assert seen == [8, 8, 8]
+    assert r.stats["rejuvenation_accepted"] == [0.25, 0.25, 0.25] and r.stats["acceptance_rate"] == 0.25
