@@ -61,6 +61,11 @@ def open_uniform(u):
     return u * (1.0 - 2.0 ** -24) + 2.0 ** -25
 
 
+@mx.compile
+def _uniforms(key, shape):
+    return open_uniform(mx.random.uniform(shape=shape, key=key))  # bits + one fused conversion
+
+
 _normals = mx.compile(std_normal_from_uniform)
 
 
@@ -103,7 +108,7 @@ def _finish(z, margin, ub, a, d, c, boost):
 def _draw(key, a, shape, rounds, boost):
     k = rounds
     n_u = 2 * k + (1 if boost in (-1, 2) else 0)
-    u = open_uniform(mx.random.uniform(shape=(n_u,) + shape, key=key))
+    u = _uniforms(key, (n_u,) + tuple(shape))
     d, c = _prep(a, boost)
     z = _normals(u[:k])
     margin = _accept(z, u[k:2 * k], d, c)  # > 0: the round accepts

@@ -67,12 +67,21 @@ def _dir_bd0_terms(x, k, n):
 
 @fused
 def _dir_finish_host(sdirect, sx, c, k):
-    return mx.where(_on_simplex(sx, k), sdirect + c, -mx.inf)[..., 0]
+    # sdirect is NaN where x_i = 0 meets both alpha_i < 1 (+inf) and alpha_j > 1 (-inf): density 0
+    ok = _on_simplex(sx, k) & ~mx.isnan(sdirect)
+    return mx.where(ok, sdirect + c, -mx.inf)[..., 0]
 
 
 @fused
-def _dir_loader_finish_host(sterms, sx, n, c, k):
-    return mx.where(_on_simplex(sx, k), (c - sterms) + n * (sx - 1.0), -mx.inf)[..., 0]
+def _dir_dev(x, mean):
+    return as_float(x) - mean
+
+
+@fused
+def _dir_loader_finish_host(sterms, sdev, n, c, c_mean, k):
+    # sum(x) - 1 = sum(x - mean) + (sum(mean) - 1): the deviations sum without rounding to 1e-7
+    sxm1 = sdev + c_mean
+    return mx.where(_on_simplex(sxm1 + 1.0, k), (c - sterms) + n * sxm1, -mx.inf)[..., 0]
 
 
 def _dir_host_consts(a: np.ndarray):
@@ -114,7 +123,8 @@ def _dir_finish_for(k: int):
                 ratio = ratio + mx.log(n + float(j))
             loader = ((ratio + stirlerr_big(n)) + (0.5 * mx.log(n) - 0.5 * (k - 1.0) * LOG_2PI)) - s + n * (sx - 1.0)
             lp = mx.where(amin >= _BIG, loader, s + lg_a0)
-            return (lp + mx.where(_on_simplex(sx, float(k)), 0.0, -mx.inf))[..., 0]
+            ok = _on_simplex(sx, float(k)) & ~mx.isnan(s)
+            return mx.where(ok, lp, -mx.inf)[..., 0]
 
         f = _FINISH[k] = fused(finish)
     return f
@@ -161,6 +171,9 @@ class Dirichlet(Distribution):
             if not (np.all(a > 0) and np.all(np.isfinite(a))):
                 self._fail(ValueError(f"dirichlet: parameter alpha must be > 0 and finite, got {alpha!r}"))
             self._host = _dir_host_consts(a) if self._invalid is None and a.ndim == 1 else None
+            if self._host is not None and self._host[0]:
+                m32 = (a / a.sum()).astype(np.float32)
+                self._mean = (mx.array(m32), float(np.sum(m32.astype(np.float64)) - 1.0))
             self.alpha = mx.array(a.astype(np.float32))
         else:
             self._host = None
@@ -181,10 +194,12 @@ class Dirichlet(Distribution):
         x = x if isinstance(x, mx.array) else mx.array(x)
         loader, c, n = self._host
         k = float(self.alpha.shape[-1])
-        sx = mx.sum(x, axis=-1, keepdims=True)
         if loader:
             kk = self.alpha - 1.0
-            return _dir_loader_finish_host(mx.sum(_dir_bd0_terms(x, kk, n), axis=-1, keepdims=True), sx, n, c, k)
+            mean, c_mean = self._mean
+            sdev = mx.sum(_dir_dev(x, mean), axis=-1, keepdims=True)
+            return _dir_loader_finish_host(mx.sum(_dir_bd0_terms(x, kk, n), axis=-1, keepdims=True), sdev, n, c, c_mean, k)
+        sx = mx.sum(x, axis=-1, keepdims=True)
         return _dir_finish_host(mx.sum(_dir_direct_terms(x, self.alpha), axis=-1, keepdims=True), sx, c, k)
 
 
