@@ -78,10 +78,17 @@ def _weight_error(algorithm: str, t: int, obs, lse) -> Exception:
     )
 
 
-def check_inputs(algorithm: str, args_seq, observations_seq, n_particles, ess_threshold) -> tuple[list, list]:
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def check_inputs(algorithm: str, args_seq, observations_seq, n_particles, ess_threshold,
+                 rejuvenation_steps: int = 1) -> tuple[list, list]:
     """Validate the common inputs; returns (args list, observation choicemaps)."""
-    if isinstance(n_particles, bool) or not isinstance(n_particles, int) or n_particles < 1:
+    if not _count(n_particles):
         raise ValueError(f"{algorithm}: n_particles must be an int >= 1, got {n_particles!r}")
+    if not _count(rejuvenation_steps):
+        raise ValueError(f"{algorithm}: rejuvenation_steps must be an int >= 1, got {rejuvenation_steps!r}")
     if isinstance(args_seq, (str, bytes)) or not isinstance(args_seq, Sequence):
         raise TypeError(f"{algorithm}: args_seq must be a sequence of args tuples, got {type(args_seq).__name__}")
     if isinstance(observations_seq, (str, bytes, dict)) or not isinstance(observations_seq, Sequence):
@@ -316,7 +323,7 @@ def smc(
         `ess`, `resampled`, `log_weight`, `rejuvenation_*`; `acceptance_rate`,
         `syncs`, `duration_s`, ...
     """
-    args_seq, obs = check_inputs("smc", args_seq, observations_seq, n_particles, ess_threshold)
+    args_seq, obs = check_inputs("smc", args_seq, observations_seq, n_particles, ess_threshold, rejuvenation_steps)
     scheme = get_scheme(resample)
     if vectorized is None:
         from .vsmc import prefers_vectorized
@@ -328,8 +335,6 @@ def smc(
         return vsmc(model, args_seq, obs, n_particles, resample=resample, ess_threshold=ess_threshold,
                     rejuvenation=rejuvenation, rejuvenation_steps=rejuvenation_steps, key=key,
                     callback=callback, progress=progress)
-    if isinstance(rejuvenation_steps, bool) or not isinstance(rejuvenation_steps, int) or rejuvenation_steps < 1:
-        raise ValueError(f"smc: rejuvenation_steps must be an int >= 1, got {rejuvenation_steps!r}")
     kernel = rejuvenation_kernel(model, rejuvenation)
     res = run_filter(
         algorithm="smc", model=model, n_steps=len(args_seq), n_particles=n_particles,

@@ -104,14 +104,12 @@ def smcp3(
     Returns:
         InferenceResult as `smc`'s.
     """
-    args_seq, obs = check_inputs("smcp3", args_seq, observations_seq, n_particles, ess_threshold)
+    args_seq, obs = check_inputs("smcp3", args_seq, observations_seq, n_particles, ess_threshold, rejuvenation_steps)
     scheme = get_scheme(resample)
     if forward is None:
         raise TypeError("smcp3: forward must be a generative function (the forward proposal)")
     _check_gf(forward, "forward")
     _check_gf(backward, "backward")
-    if isinstance(rejuvenation_steps, bool) or not isinstance(rejuvenation_steps, int) or rejuvenation_steps < 1:
-        raise ValueError(f"smcp3: rejuvenation_steps must be an int >= 1, got {rejuvenation_steps!r}")
     kernel = rejuvenation_kernel(model, rejuvenation)
     res = run_filter(
         algorithm="smcp3", model=model, n_steps=len(args_seq), n_particles=n_particles,

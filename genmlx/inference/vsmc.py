@@ -151,10 +151,8 @@ def vsmc(
     Needs a model with the vectorized GFI (`vgenerate`, `vupdate`,
     `vregenerate` for Selection rejuvenation); `unfold` models make each step O(1).
     """
-    args_seq, obs = check_inputs("vsmc", args_seq, observations_seq, n_particles, ess_threshold)
+    args_seq, obs = check_inputs("vsmc", args_seq, observations_seq, n_particles, ess_threshold, rejuvenation_steps)
     scheme = get_scheme(resample)
-    if isinstance(rejuvenation_steps, bool) or not isinstance(rejuvenation_steps, int) or rejuvenation_steps < 1:
-        raise ValueError(f"vsmc: rejuvenation_steps must be an int >= 1, got {rejuvenation_steps!r}")
     n = n_particles
 
     def advance(key, tr, t):
