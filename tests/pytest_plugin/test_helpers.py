@@ -137,3 +137,72 @@ def test_plugin_modules_import_only_stdlib_and_pytest_at_top_level():
             else:
                 continue
             assert roots <= allowed, f"{name} imports {roots - allowed} at module level"
+
+
+def test_incremental_census_equals_a_full_scan_at_every_step():
+    """Young-generation scans plus weak references give the same counts as scanning everything."""
+    import gc
+    import random
+
+    import mlx.core as mx
+
+    from genmlx.memory import count_nodes
+    from genmlx_observe.pytest_plugin.census import Census, postpone_old_collections, restore_collections
+
+    rng = random.Random(0)
+    kept: dict[int, mx.array] = {}
+    acc = mx.array(0.0)
+    mx.eval(acc)
+    store: list = []
+    census = Census(store)
+    postpone_old_collections()
+    try:
+        for step in range(60):
+            for _ in range(rng.randrange(5)):  # new arrays, some kept for later steps
+                kept[rng.randrange(40)] = mx.array(float(step))
+            for k in rng.sample(sorted(kept), min(len(kept), rng.randrange(3))):  # old ones die
+                del kept[k]
+            cycle = {"a": [mx.array(1.0), mx.array(2.0)]}  # young cyclic garbage
+            cycle["self"] = cycle
+            del cycle
+            store.append({"x": mx.array(float(step))})  # kept for the caller: never counted
+            if step % 7 == 3:
+                acc += 1.0  # in place, on an old array: one more pending node
+            live, pending, _ = census.take(None)
+            everything = [a for a in gc.get_objects() if type(a) is mx.array]
+            outside = [a for a in everything if id(a) not in census.store_ids]
+            assert live == len(outside), step
+            assert pending == count_nodes(*outside), step
+            del everything, outside
+        assert census.full_censuses == 1  # only the first census scanned the heap
+        assert pending == 9  # the in-place accumulator's graph, seen although the array is old
+    finally:
+        restore_collections()
+        census.close()
+
+
+def test_collections_are_restored_and_foreign_collections_force_a_full_scan():
+    import gc
+
+    import mlx.core as mx
+
+    from genmlx.inference import driver
+    from genmlx.inference.driver import Step
+    from genmlx_observe.pytest_plugin.growth import TestRecorder
+
+    def step(key, s):
+        if s[1] % 50 == 0:
+            gc.collect()  # the code under test collects: the next census must not trust generations
+        return Step((s[0] + mx.random.normal(key=key), s[1] + 1))
+
+    before = gc.get_threshold()
+    rec = TestRecorder(marks.Settings(True, 0.1, 0.1, 10, 5, None))
+    rec.start()
+    try:
+        driver.run(step, (mx.array(0.0), 1), 300, algorithm="test")
+    finally:
+        rec.stop()
+    assert gc.get_threshold() == before
+    (loop,) = rec.loops
+    assert loop.wrapper_growth == 0.0 and loop.pending_growth == 0.0
+    assert 6 <= loop.full_censuses <= 8  # the first census, and one after each gc.collect() in the loop
