@@ -177,6 +177,25 @@ def select_trace(accept: mx.array, new: Trace, old: Trace, *, lane_axis: bool = 
         return new if driver.host(accept) else old
 
 
+def _same_dist(a, b) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    da, db = getattr(a, "__dict__", None), getattr(b, "__dict__", None)
+    if da is None or db is None or da.keys() != db.keys():
+        return False
+    for k, v in da.items():
+        if k.startswith("_"):
+            continue  # validation bookkeeping, not parameters
+        w = db[k]
+        if v is w:
+            continue
+        if isinstance(v, mx.array) or isinstance(w, mx.array) or v != w:
+            return False
+    return True
+
+
 class _Merge:
     __slots__ = ("accept", "lanes", "memo")
 
@@ -188,6 +207,8 @@ class _Merge:
     def trace(self, new: Trace, old: Trace) -> Trace:
         if new is old:
             return new
+        if new.sites is None and new.retval is old.retval and _same_dist(new.gen_fn, old.gen_fn):
+            return old  # same value, same parameters: same log density, nothing to select
         score = self.value(new.score, old.score)
         if new.sites is None:
             return Trace(self.dist(new.gen_fn, old.gen_fn), new.args, self.value(new.retval, old.retval), score,
