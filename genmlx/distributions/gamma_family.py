@@ -20,7 +20,7 @@ from ..special.gamma import bd0_fast, lbeta_mixed, lbeta_small, lgamma_pos, stir
 from . import support
 from ._common import LOG_2PI, POS
 from .base import Distribution, batch_shape
-from .gamma_sampler import gamma_full
+from .gamma_sampler import gamma_full, other_key
 
 __all__ = ["Gamma", "InvGamma", "Beta", "gamma", "inv_gamma", "beta"]
 
@@ -260,9 +260,8 @@ class Beta(Distribution):
         self._host = _host_consts(self, _beta_host, self.a, self.b)
 
     def _sample(self, key, shape):
-        k1, k2 = mx.random.split(key)
         full = shape + batch_shape(self.a, self.b)
-        return _sigmoid_diff(gamma_full(k1, self.a, shape, full), gamma_full(k2, self.b, shape, full))
+        return _sigmoid_diff(gamma_full(key, self.a, shape, full), gamma_full(other_key(key), self.b, shape, full))
 
     def _log_prob(self, x):
         if self._host is not None:
