@@ -221,7 +221,7 @@ def test_opt_out_and_switch_off(gate):
 
 
 def test_cycles_that_die_old_do_not_fake_a_leak(gate):
-    """Each step drops a reference cycle holding 10 arrays after it reached the oldest GC generation."""
+    """Each step drops a reference cycle holding 5 arrays after it reached the oldest GC generation."""
     gate.pytester.makepyfile(
         """
         import mlx.core as mx
@@ -231,13 +231,13 @@ def test_cycles_that_die_old_do_not_fake_a_leak(gate):
 
         def step(key, s):
             out = loops.clean(key, s)
-            cycle = {"arrays": [mx.array(1.0) for _ in range(10)]}
+            cycle = {"arrays": [mx.array(1.0) for _ in range(5)]}
             cycle["self"] = cycle
             HOLD[0] = cycle  # the previous cycle is garbage now, and old: a census promoted it
             return out
 
         def test_cycles(leak_gate):
-            loops.run(step, n=300)
+            loops.run(step, n=200)
             (loop,) = leak_gate.loops
             assert loop.wrapper_growth > 1  # the cheap censuses see the garbage pile up...
             assert loop.confirm_growth[0] < 0.1  # ...the exact end census does not
@@ -409,3 +409,39 @@ def test_real_mh_keeping_traces(gate):
         """
     )
     gate.run().assert_outcomes(passed=2)
+
+
+def test_real_model_leaking_one_array_per_execution_fails(gate):
+    try:
+        from genmlx.inference import mh  # noqa: F401
+    except (ImportError, AttributeError):
+        pytest.skip("genmlx.inference.mh is not there yet")
+    gate.pytester.makepyfile(
+        """
+        import mlx.core as mx
+        import genmlx as gm
+        from genmlx import dist
+        from genmlx import inference as infer
+
+        SEEN = []
+
+        @gm.gen
+        def model():
+            mu = gm.trace("mu", dist.normal(0.0, 1.0))
+            SEEN.append(mx.array(1.0))  # a "debugging" list that outlives every execution
+            gm.trace("y", dist.normal(mu, 1.0))
+            return mu
+
+        def test_mh_on_leaky_model():
+            infer.mh(model, (), {"y": 0.3}, selection=gm.select("mu"), n_samples=300, key=mx.random.key(0))
+        """
+    )
+    result = gate.run("--leak-gate-json=gate.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "wrapper growth 1.00 arrays/iteration over 300 iterations exceeds limit 0.10",
+        "*trace sites by buffers*",
+        "*'mu'*normal*",
+    ])
+    (loop,) = [r for r in gate.entries()["test_mh_on_leaky_model"]["loops"] if r["algorithm"] == "mh"]
+    assert loop["wrapper_growth"] == 1.0 and loop["verdict"] == "leak"
