@@ -15,17 +15,25 @@ The algorithm is Stan's (Hoffman & Gelman 2014 as revised by Betancourt 2017,
 * a subtree is invalid when any of its energy errors exceeds 1000 (NaN too):
   the iteration is `diverging` and stops.
 
-How it runs on MLX. Host decisions are made once per doubling, not per leaf:
-a new subtree of 2^j leapfrog steps is computed as a chain of compiled
-leapfrog calls, then one compiled function checks all its aligned subtrees at
-once (vectorized over the leaves), finds the first leaf at which Stan's
-recursion would have stopped, draws the multinomial proposal and merges the
-subtree into the trajectory; one counted sync (`driver.host`) reads the stop
-flag. So syncs per iteration = doublings (less one when the maximum depth is
-reached). The statistics are Stan's: `num_steps` counts the leapfrog steps
-the recursive algorithm takes (its last subtree may stop early), while
-`n_grad_evals` counts the gradients actually computed (the last subtree is
-always computed whole); `tree_depth` is the number of valid doublings.
+How it runs on MLX. Host decisions are made once per doubling, never per
+leaf. The directions and the multinomial uniforms of an iteration are drawn
+on the host (a NumPy generator seeded from the run's key), so each new
+subtree of 2^j leapfrog steps is known in advance and built as a lazy chain of
+compiled leapfrog calls (the momentum is drawn from the step's key inside the
+first one). One counted sync (`driver.host`) evaluates the chain; the tree
+logic then runs in float64 NumPy on the leaves' momenta and log densities:
+all aligned subtrees are checked at once (each check is a contiguous range of
+leaves, so a prefix sum gives every rho), the first leaf at which Stan's
+recursion would have stopped is found, the proposal is drawn, the subtree is
+merged. The chosen draw and the trajectory's ends stay MLX arrays. The first
+doublings of an iteration are built before its first sync when the previous
+iteration went deep (its doublings less two): fewer syncs for a few gradients
+wasted when the trajectory stops earlier. So syncs per iteration are at most
+the doublings. The statistics are Stan's: `num_steps` counts the leapfrog
+steps the recursive algorithm takes (its last subtree may stop early), while
+`n_grad_evals` counts the gradients actually computed (a subtree is always
+computed whole); `tree_depth` is the number of valid doublings and
+`doublings` the number built.
 
 Warm-up (`burn`): dual averaging of the step size toward mean acceptance
 statistic `target_accept` (0.8) and Stan's windowed diagonal mass matrix
@@ -55,7 +63,7 @@ class NUTSState(NamedTuple):
     adaptation: Adaptation
     i: int  # iterations done
     rng: np.random.Generator  # host draws (directions, multinomial uniforms), seeded from the run's key
-    speculate: int  # doublings to build before the first sync (the last iteration's, less one)
+    speculate: int  # doublings to build before the first sync (the last iteration's, less two)
 
 
 _RANGES: dict = {}
@@ -290,7 +298,7 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
         a = st.adaptation
         z, lp, g, stats = transition(k, st.rng, st.z, st.logp, st.grad, a.step_size, a.inv_mass, st.speculate)
         a2 = adapt(a, plan, st.i, z, mx.array(stats["accept_prob"], dtype=mx.float32)) if st.i < burn else a
-        return driver.Step(NUTSState(z, lp, g, a2, st.i + 1, st.rng, max(1, stats["doublings"] - 1)), z,
+        return driver.Step(NUTSState(z, lp, g, a2, st.i + 1, st.rng, max(1, stats["doublings"] - 2)), z,
                            {**stats, "step_size": a.step_size})
 
     res = driver.run(step, state, burn + n_samples * thin, algorithm=alg, model=model.name, key=s.key,
