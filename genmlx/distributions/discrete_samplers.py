@@ -23,7 +23,7 @@ import numpy as np
 from ..special.fuse import as_float, fused
 from ..special.gamma import bd0_raw, stirlerr_raw
 from ._common import LOG_2PI, uniform01
-from .gamma_sampler import FAIL_PROB
+from .gamma_sampler import COMPACT_MIN, FAIL_PROB, capacity
 
 __all__ = ["poisson_draw", "binomial_draw", "pois_raw", "binom_raw", "TERMS", "rounds_needed"]
 
@@ -93,28 +93,74 @@ def _ptrs_round(u, v, lam):
     return mx.where(quick | (~bad & test), kk, -1.0)
 
 
-def _ptrs_rounds(lam_min) -> int:
+def _ptrs_reject(lam_min) -> float:
+    """Bound of PTRS's one-round rejection probability at rates >= lam_min (measured, see module doc)."""
     if lam_min is None or lam_min < 20:
-        rej = 0.25
-    elif lam_min < 50:
-        rej = 0.205
-    elif lam_min < 100:
-        rej = 0.17
-    elif lam_min < 1000:
-        rej = 0.15
-    else:
-        rej = 0.125
-    return rounds_needed(rej)
+        return 0.25
+    if lam_min < 50:
+        return 0.205
+    if lam_min < 100:
+        return 0.17
+    if lam_min < 1000:
+        return 0.15
+    return 0.125
 
 
-def _rejection(key, rounds, shape, round_fn, fallback_fn, *params):
-    """First accepted round of `round_fn(u, v, *params)` (-1 = rejected), else the fallback."""
-    uv = uniform01(key, (rounds, 2) + shape)
-    acc = round_fn(uv[:, 0], uv[:, 1], *params)  # [rounds, *shape]
+def _ptrs_rounds(lam_min) -> int:
+    return rounds_needed(_ptrs_reject(lam_min))
+
+
+def _first_accepted(acc):
+    """acc: [rounds, n] (-1 = rejected) -> (first accepted value or -1, any accepted)."""
     ok = acc >= 0
     first = mx.argmax(ok, axis=0, keepdims=True)
-    pick = mx.take_along_axis(acc, first, axis=0)[0]
-    return mx.where(mx.any(ok, axis=0), pick, fallback_fn(uv[rounds - 1, 0], *params))
+    return mx.take_along_axis(acc, first, axis=0)[0], mx.any(ok, axis=0)
+
+
+def _rejection(key, rounds, shape, round_fn, fallback_fn, *params, reject=0.3):
+    """First accepted round of `round_fn(u, v, *params)` (-1 = rejected), else the fallback.
+
+    Batches of at least COMPACT_MIN lanes run in three stages without a host sync: one
+    round for every lane, one round for the lanes it rejected, the remaining rounds for
+    the lanes still rejected; each later stage gathers its lanes by a cumulative sum into
+    `capacity(n, reject)` slots (expected count + 10 standard deviations), so the work is
+    about (1 + r + r^2 (K - 2)) rounds per lane instead of K. Exact: slots depend only on
+    which lanes failed, never on the later draws.
+    """
+    shape = tuple(shape)
+    size = 1
+    for n in shape:
+        size *= n
+    if size < COMPACT_MIN or rounds < 3:
+        uv = uniform01(key, (rounds, 2) + shape)
+        pick, any_ok = _first_accepted(round_fn(uv[:, 0], uv[:, 1], *params))
+        return mx.where(any_ok, pick, fallback_fn(uv[rounds - 1, 0], *params))
+    flat = [mx.broadcast_to(p, shape).reshape(size) if isinstance(p, mx.array) and p.ndim else p for p in params]
+    keys = mx.random.split(key, 3)
+    # stage 1: every lane, one round
+    uv = uniform01(keys[0], (2, size))
+    out = round_fn(uv[0], uv[1], *flat)  # -1 where rejected
+    fallback = fallback_fn(uv[0], *flat)
+    lanes = mx.arange(size, dtype=mx.int32)
+    n_prev = size
+    valid = None
+    for stage, r in ((1, 1), (2, rounds - 2)):
+        fail = (valid & (out[lanes] < 0)) if stage > 1 else out < 0  # unused slots never fail
+        cap = capacity(n_prev, reject)
+        rank = mx.cumsum(fail.astype(mx.int32)) - 1
+        pos = mx.where(fail & (rank < cap), rank, cap)
+        # the lane ids of the failing slots, -1 in unused slots (mapped to a dump row)
+        nxt = (mx.zeros((cap + 1,), dtype=mx.int32).at[pos].add(lanes + 1) - 1)[:cap]
+        valid = nxt >= 0
+        safe = mx.where(valid, nxt, 0)
+        ps = [p[safe] if isinstance(p, mx.array) and p.ndim else p for p in flat]
+        uv = uniform01(keys[stage], (r, 2, cap))
+        got, _ = _first_accepted(round_fn(uv[:, 0], uv[:, 1], *ps))
+        write = mx.where(valid & (got >= 0), nxt, size)  # dump row for unused slots and rejections
+        out = mx.concatenate([out, mx.array([-1.0], dtype=out.dtype)]).at[write].add(
+            mx.where(write < size, got + 1.0, 0.0))[:size]
+        lanes, n_prev = safe, cap
+    return mx.where(out >= 0, out, fallback).reshape(shape)
 
 
 @fused
@@ -129,10 +175,12 @@ def poisson_draw(key, lam, shape: tuple) -> mx.array:
     if not isinstance(lam, mx.array):
         if lam < SMALL_MEAN:
             return _invert(uniform01(k1, shape), _pois_invert_pmf(lam))
-        return _rejection(k2, _ptrs_rounds(lam), shape, _ptrs_round, _ptrs_fallback, lam).astype(mx.int32)
+        return _rejection(k2, _ptrs_rounds(lam), shape, _ptrs_round, _ptrs_fallback, lam,
+                          reject=_ptrs_reject(lam)).astype(mx.int32)
     lam = as_float(lam)
     small = _invert(uniform01(k1, shape), _pois_invert_pmf(lam))
-    big = _rejection(k2, _ptrs_rounds(None), shape, _ptrs_round, _ptrs_fallback, mx.maximum(lam, SMALL_MEAN))
+    big = _rejection(k2, _ptrs_rounds(None), shape, _ptrs_round, _ptrs_fallback, mx.maximum(lam, SMALL_MEAN),
+                     reject=0.25)
     return mx.where(lam < SMALL_MEAN, small, big.astype(mx.int32))
 
 
@@ -183,8 +231,8 @@ def binomial_draw(key, n, p, shape: tuple) -> mx.array:
         if n * pp < SMALL_MEAN:
             x = _invert(uniform01(k1, shape), _binom_invert_pmf(n, pp))
         else:
-            x = _rejection(k2, rounds_needed(0.30 if n * pp < 100 else 0.20), shape, _btrs_round, _btrs_fallback,
-                           n, pp).astype(mx.int32)
+            rej = 0.30 if n * pp < 100 else 0.20
+            x = _rejection(k2, rounds_needed(rej), shape, _btrs_round, _btrs_fallback, n, pp, reject=rej).astype(mx.int32)
         return (int(n) - x) if flip else x
     n = as_float(mx.array(n) if not isinstance(n, mx.array) else n)
     p = as_float(mx.array(p) if not isinstance(p, mx.array) else p)
@@ -192,6 +240,6 @@ def binomial_draw(key, n, p, shape: tuple) -> mx.array:
     pp = mx.where(flip, 1.0 - p, p)
     small = _invert(uniform01(k1, shape), _binom_invert_pmf(n, pp))
     nb = mx.maximum(n, SMALL_MEAN / mx.maximum(pp, 1e-30))  # harmless values where the small branch is used
-    big = _rejection(k2, rounds_needed(0.30), shape, _btrs_round, _btrs_fallback, nb, mx.maximum(pp, 1e-30))
+    big = _rejection(k2, rounds_needed(0.30), shape, _btrs_round, _btrs_fallback, nb, mx.maximum(pp, 1e-30), reject=0.30)
     x = mx.where(n * pp < SMALL_MEAN, small, big.astype(mx.int32))
     return mx.where(flip, n.astype(mx.int32) - x, x)
