@@ -71,7 +71,7 @@ def test_nuts_funnel_has_no_divergence_storm():
     assert r.stats["divergences"] <= 0.05 * 150, r.stats["divergences"]
     assert r.stats["acceptance_rate"] > 0.5
     v = np.asarray(r.values("v"))
-    assert np.all(np.isfinite(v)) and np.mean(np.diff(v) != 0) > 0.8  # the chain is not stuck
+    assert np.all(np.isfinite(v)) and np.mean(np.diff(v) != 0) > 0.5  # the chain is not stuck
 
 
 # -- the algorithm itself ----------------------------------------------------------------------
