@@ -20,6 +20,7 @@ from ..gfi import as_choicemap
 from ..trace import Trace
 from . import driver
 from ._common import _bad_score, check_count, finish_stats, resolve_selection, run_name, scalar_paths, select_trace, split_key
+from .mh import summarize_mcmc
 from .result import InferenceResult
 
 __all__ = ["mh_chains", "mh_chains_step"]
@@ -71,7 +72,8 @@ def mh_chains(model, args: tuple, observations=None, *, selection=None, n_chains
 
     res = driver.run(step, vtr, burn + n_samples * thin, algorithm="mh_chains", model=run_name(model), key=k_run,
                      params={"n_chains": c, "n_samples": n_samples, "burn": burn, "thin": thin}, burn=burn,
-                     thin=thin, callback=callback, progress=progress, chain=0)
+                     thin=thin, callback=callback, progress=progress, chain=0,
+                     summarize=summarize_mcmc)
     stats = finish_stats(res, res.samples, scalar_paths(lane(vtr, 0), sel, obs), chains_axis=True)
     acc = stats.get("accepted")
     if acc:

@@ -35,7 +35,7 @@ from ..tree import flatten
 from ..vectorize import _pack_top, _unpack
 from . import driver
 from ._common import check_count, finish_stats, init_trace, resolve_selection, run_name, scalar_paths, split_key
-from .mh import mh_step
+from .mh import mh_step, summarize_mcmc
 from .result import InferenceResult
 
 __all__ = ["compiled_mh", "CompiledMH", "StackedTraces"]
@@ -194,7 +194,8 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
 
     res = driver.run(step, tr, n_steps, algorithm="compiled_mh", model=run_name(model), key=k_run,
                      params={"n_samples": n_samples, "burn": burn, "thin": thin, "iterations_per_step": k},
-                     burn=burn_steps, iterations_per_step=k, callback=callback, progress=progress)
+                     burn=burn_steps, iterations_per_step=k, callback=callback, progress=progress,
+                     summarize=summarize_mcmc)
     traces = StackedTraces(kernel, res.samples, per_block, min(n_samples, len(res.samples) * per_block))
     stats = finish_stats(res)
     stats["iterations_per_step"] = k

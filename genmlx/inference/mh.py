@@ -28,7 +28,7 @@ from ..selection import Selection
 from ..trace import Trace
 from . import driver
 from ._common import (
-    check_count, finish_stats, init_trace, mh_accept, resolve_selection, run_name, scalar_paths, select_trace,
+    _flatten_numbers, check_count, finish_stats, init_trace, mh_accept, resolve_selection, run_name, scalar_paths, select_trace,
     split_key,
 )
 from .result import InferenceResult
@@ -86,14 +86,15 @@ def run_chain(algorithm: str, kernel: Callable, trace: Trace, n_samples: int, *,
     res = driver.run(
         step, trace, burn + n_samples * thin, algorithm=algorithm, model=run_name(trace.gen_fn), key=key,
         params={"n_samples": n_samples, "burn": burn, "thin": thin, **(params or {})}, burn=burn, thin=thin,
-        callback=callback, progress=progress, summarize=_summarize,
+        callback=callback, progress=progress, summarize=summarize_mcmc,
     )
     return InferenceResult(res.samples, finish_stats(res, res.samples, summary_paths), state=res.state)
 
 
-def _summarize(r: driver.RunResult) -> dict:
-    acc = r.stats.get("accepted")
-    return {"acceptance_rate": sum(map(float, acc)) / len(acc)} if acc else {}
+def summarize_mcmc(r: driver.RunResult) -> dict:
+    """The run's final diagnostics for `RunEnded` (acceptance rate over all iterations and chains)."""
+    flat = _flatten_numbers(r.stats.get("accepted") or [])
+    return {"acceptance_rate": sum(flat) / len(flat)} if flat else {}
 
 
 def mh(model, args: tuple, observations=None, *, selection=None, n_samples: int, burn: int = 0, thin: int = 1,
