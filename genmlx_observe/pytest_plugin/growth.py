@@ -102,7 +102,7 @@ class LoopRecord:
     census_s: float = 0.0
     loop_s: float = 0.0
     confirm_growth: list | None = None  # [arrays, nodes] per iteration, first point to an exact end census
-    verdict: str = "running"  # "ok", "leak", "too short", "running"
+    verdict: str = "running"  # "ok", "leak", "too short", "raised" (not judged), "running"
     error: str | None = None
 
     @property
@@ -175,7 +175,9 @@ class _Loop:
             else:
                 rec.wrapper_growth, rec.pending_growth, rec.verdict = w, p, "ok"
                 rec.state_growth = slope(xs, [pt[3] for pt in pts])
-                if w > self.settings.limit or p > self.settings.pending_limit:
+                if error is not None:  # e.g. a budget test expecting ResourceLimitExceeded
+                    rec.verdict = "raised"
+                elif w > self.settings.limit or p > self.settings.pending_limit:
                     self._confirm(state)
         rec.full_censuses = self.census.full_censuses
         self.census.close()

@@ -52,7 +52,7 @@ def judge(loops: list[dict], sites: list[dict], settings) -> dict:
     Returns a plain dict: the worst growths, `failures` (one line each, worst
     first within each kind) and `message` (the one-line longrepr, or None).
     """
-    judged = [r for r in loops if r["wrapper_growth"] is not None]
+    judged = [r for r in loops if r["wrapper_growth"] is not None and r["verdict"] != "raised"]
     failures: list[str] = []
     worst_w = max(judged, key=lambda r: r["wrapper_growth"], default=None)
     worst_p = max(judged, key=lambda r: r["pending_growth"], default=None)

@@ -445,3 +445,27 @@ def test_real_model_leaking_one_array_per_execution_fails(gate):
     ])
     (loop,) = [r for r in gate.entries()["test_mh_on_leaky_model"]["loops"] if r["algorithm"] == "mh"]
     assert loop["wrapper_growth"] == 1.0 and loop["verdict"] == "leak"
+
+
+def test_loop_that_raises_is_reported_not_judged(gate):
+    gate.pytester.makepyfile(
+        """
+        import pytest
+        import loops
+
+        def test_expects_the_error(leak_gate):
+            leaky = loops.leaky(per_step=3)
+
+            def step(key, s):
+                if len(loops.LEAK) >= 600:
+                    raise MemoryError("budget")
+                return leaky(key, s)
+
+            with pytest.raises(MemoryError):
+                loops.run(step, n=400)
+            (loop,) = leak_gate.loops
+            assert loop.verdict == "raised" and loop.wrapper_growth == 3.0
+            assert loop.error == "MemoryError: budget"
+        """
+    )
+    gate.run().assert_outcomes(passed=1)
