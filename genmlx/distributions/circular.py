@@ -69,7 +69,7 @@ def _bf_params(kappa):
     return delta
 
 
-def _bf_theta(u, delta):
+def _bf_theta(u, delta):  # noqa: D401
     """The proposal's angle acos(W) in [0, pi] and 1 - W, W = (1 + s z) / (s + z), z = cos(pi u)."""
     half = 0.5 * math.pi * u
     sh = mx.sin(half)
@@ -84,21 +84,28 @@ def _bf_theta(u, delta):
 
 @fused
 def _bf_round(u, v, kappa, delta):
-    """One proposal: the angle in [0, pi] where accepted, -1 where rejected."""
-    theta, one_m_w = _bf_theta(u, delta)
+    """One proposal from u (its top bit the sign: an exact split of one uniform), v for the test.
+
+    Returns the signed angle encoded as theta in [0, pi] (negative side) or 4 + theta
+    (positive side) where accepted, -1 where rejected (see _vm_decode)."""
+    pos = u >= 0.5
+    uz = mx.where(pos, 2.0 * u - 1.0, 2.0 * u)
+    theta, one_m_w = _bf_theta(uz, delta)
     y = kappa * (delta + one_m_w)
     acc = ((y * (2.0 - y) - v) > 0) | ((mx.log(y / v) + 1.0) - y >= 0)
-    return mx.where(acc, theta, -1.0)
+    return mx.where(acc, mx.where(pos, 4.0 + theta, theta), -1.0)
 
 
 @fused
-def _bf_fallback(u, delta):
-    return _bf_theta(u, delta)[0]
+def _bf_fallback(u, kappa, delta):
+    pos = u >= 0.5
+    theta = _bf_theta(mx.where(pos, 2.0 * u - 1.0, 2.0 * u), delta)[0]
+    return mx.where(pos, 4.0 + theta, theta)
 
 
 @fused
-def _vm_finish(theta, su, mu, kappa, uu):
-    t = mx.where(su < 0.5, -theta, theta)
+def _vm_decode(code, mu, kappa, uu):
+    t = mx.where(code >= 4.0, code - 4.0, -code)
     t = mx.where(kappa < 1e-8, math.pi * (2.0 * uu - 1.0), t)
     return _wrap(mu + t)
 
@@ -119,23 +126,14 @@ class VonMises(Distribution):
         self._log_norm = (LOG_2PI + host.log_i0(self.kappa) - self.kappa) if host_ok else None
 
     def _sample(self, key, shape):
+        from .discrete_samplers import _rejection
+
         full = shape + batch_shape(self.mu, self.kappa)
-        k = VON_MISES_ROUNDS
-        u = uniform01(key, (k, 2) + full)
-        # the first uniform's top bit is the sign, the rest a fresh uniform (exactly)
-        u0 = u[:, 0]
-        sign_u = u0
-        uz = mx.where(u0 < 0.5, 2.0 * u0, 2.0 * u0 - 1.0)
-        delta = _bf_params(self.kappa)
-        th = _bf_round(uz, u[:, 1], self.kappa, delta)  # [k, *full]
-        ok = th >= 0
-        first = mx.argmax(ok, axis=0, keepdims=True)
-        pick = mx.take_along_axis(th, first, axis=0)[0]
-        su = mx.take_along_axis(sign_u, first, axis=0)[0]
-        # fallback (all rounds rejected, probability <= 1.1e-7): the last proposal's angle
-        fallback = _bf_fallback(uz[k - 1], delta)
-        theta = mx.where(mx.any(ok, axis=0), pick, fallback)
-        return _vm_finish(theta, su, self.mu, self.kappa, u[0, 1])
+        k1, k2 = mx.random.split(key)
+        kappa = self.kappa
+        delta = _bf_params(kappa)
+        code = _rejection(k1, VON_MISES_ROUNDS, full, _bf_round, _bf_fallback, kappa, delta, reject=VON_MISES_REJECT)
+        return _vm_decode(code, self.mu, kappa, uniform01(k2, full))
 
     def _log_prob(self, x):
         log_norm = self._log_norm if self._log_norm is not None else _von_mises_log_norm(self.kappa)

@@ -44,19 +44,22 @@ def _gamma_c(a, b):
     return mx.where(a < _BIG, direct, loader)
 
 
-def _gamma_value(x, a, b, k, c):
-    """k = a - 1 where a >= 11 (any value >= 10 elsewhere)."""
+def _gamma_value(x, a, b, k, c, branch="both"):
+    """k = a - 1 where a >= 11 (any value >= 10 elsewhere). `branch`: the host knows which form applies."""
     bx = b * x
-    direct = ((a - 1.0) * mx.log(x) - bx) + c
-    loader = c - bd0_fast(k, bx)
     edge = mx.where(x == 0, mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, mx.log(b), -mx.inf)), -mx.inf)
     pos = x > 0
+    if branch == "direct":
+        return mx.where(pos, ((a - 1.0) * mx.log(x) - bx) + c, edge)
+    loader = c - bd0_fast(k, bx)
+    if branch == "loader":
+        return mx.where(pos, loader, edge)
+    direct = ((a - 1.0) * mx.log(x) - bx) + c
     return mx.where(pos & (a >= _BIG), loader, mx.where(pos, direct, edge))
 
 
-@fused
-def _gamma_lp_host(x, a, b, k, c):
-    return _gamma_value(as_float(x), a, b, k, c)
+_gamma_lp_host = {br: fused(lambda x, a, b, k, c, br=br: _gamma_value(as_float(x), a, b, k, c, br))
+                  for br in ("direct", "loader")}
 
 
 _gamma_c_fused = fused(_gamma_c)
@@ -101,23 +104,26 @@ class Gamma(Distribution):
 
     def _log_prob(self, x):
         if self._host is not None:
-            return _gamma_lp_host(x, self.shape, self.rate, *self._host)
+            return _gamma_lp_host["direct" if self.shape < _BIG else "loader"](x, self.shape, self.rate, *self._host)
         return _gamma_lp(x, self.shape, self.rate)
 
 
-def _inv_gamma_value(x, a, s, k, c):
+def _inv_gamma_value(x, a, s, k, c, branch="both"):
     pos = x > 0
     y = 1.0 / x
     sy = s * y
     lx = mx.log(x)
-    direct = (c - sy) - (a + 1.0) * lx  # gamma(1/x; a, s) - 2 log x
+    if branch == "direct":
+        return mx.where(pos, (c - sy) - (a + 1.0) * lx, -mx.inf)  # gamma(1/x; a, s) - 2 log x
     loader = (c - 2.0 * lx) - bd0_fast(k, sy)
+    if branch == "loader":
+        return mx.where(pos, loader, -mx.inf)
+    direct = (c - sy) - (a + 1.0) * lx
     return mx.where(pos & (a >= _BIG), loader, mx.where(pos, direct, -mx.inf))
 
 
-@fused
-def _inv_gamma_lp_host(x, a, s, k, c):
-    return _inv_gamma_value(as_float(x), a, s, k, c)
+_inv_gamma_lp_host = {br: fused(lambda x, a, s, k, c, br=br: _inv_gamma_value(as_float(x), a, s, k, c, br))
+                      for br in ("direct", "loader")}
 
 
 @fused
@@ -153,7 +159,8 @@ class InvGamma(Distribution):
 
     def _log_prob(self, x):
         if self._host is not None:
-            return _inv_gamma_lp_host(x, self.shape, self.scale, *self._host)
+            return _inv_gamma_lp_host["direct" if self.shape < _BIG else "loader"](
+                x, self.shape, self.scale, *self._host)
         return _inv_gamma_lp(x, self.shape, self.scale)
 
 
@@ -166,9 +173,16 @@ def _beta_c_host(a: float, b: float) -> float:
     return (math.log(n + 1.0) + st(n) - st(k) - st(nk)) - 0.5 * (host.LOG_2PI + math.log(k) + math.log(nk) - math.log(n))
 
 
-def _beta_value(x, a, b, k, nk, n, c):
+def _beta_value(x, a, b, k, nk, n, c, branch="both"):
     """k = a - 1, nk = b - 1, n = k + nk where a, b >= 11 (any values >= 10 elsewhere)."""
     direct = ((a - 1.0) * mx.log(x) + (b - 1.0) * mx.log1p(-x)) + c
+    inner = (x > 0) & (x < 1)
+    if branch == "direct":
+        at0 = mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, mx.log(b), -mx.inf))
+        at1 = mx.where(b < 1.0, mx.inf, mx.where(b == 1.0, mx.log(a), -mx.inf))
+        return mx.where(inner, direct, mx.where(x == 0, at0, mx.where(x == 1, at1, -mx.inf)))
+    if branch == "loader":  # a, b >= 11: zero density at both ends
+        return mx.where(inner, (c - bd0_fast(k, n * x)) - bd0_fast(nk, n * (1.0 - x)), -mx.inf)
     # (a + b - 1) binomial(a - 1; a + b - 2, x), Loader's form (bd0's linear terms absorb
     # the rounding of n x and n (1 - x), so they stay)
     loader = (c - bd0_fast(k, n * x)) - bd0_fast(nk, n * (1.0 - x))
@@ -179,9 +193,8 @@ def _beta_value(x, a, b, k, nk, n, c):
     return mx.where(inner & (a >= _BIG) & (b >= _BIG), loader, mx.where(inner, direct, edge))
 
 
-@fused
-def _beta_lp_host(x, a, b, k, nk, n, c):
-    return _beta_value(as_float(x), a, b, k, nk, n, c)
+_beta_lp_host = {br: fused(lambda x, a, b, k, nk, n, c, br=br: _beta_value(as_float(x), a, b, k, nk, n, c, br))
+                 for br in ("direct", "loader")}
 
 
 _lbeta_small = fused(lbeta_small)
@@ -265,7 +278,8 @@ class Beta(Distribution):
 
     def _log_prob(self, x):
         if self._host is not None:
-            return _beta_lp_host(x, self.a, self.b, *self._host)
+            branch = "direct" if (self.a < _BIG or self.b < _BIG) else "loader"
+            return _beta_lp_host[branch](x, self.a, self.b, *self._host)
         return _beta_lp(x, self.a, self.b)
 
 
