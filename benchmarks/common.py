@@ -229,7 +229,7 @@ def _ratios(a: list[float], a_per, b: list[float], b_per) -> dict:
 
 
 def paired(benchmark, target: Callable[[], Any], baselines: Mapping[str, Baseline], *, rounds: int,
-           per: int | Callable[[Any], int], unit: str, warmup: bool = True, steady: bool = False,
+           per: int | Callable[[Any], int], unit: str, warmup: bool | str = True, steady: bool = False,
            info: Mapping[str, Any] | None = None):
     """Benchmark `target` with pytest-benchmark; time each baseline in the same rounds.
 
@@ -243,7 +243,8 @@ def paired(benchmark, target: Callable[[], Any], baselines: Mapping[str, Baselin
             given as a bare fn does the same number of units.
         unit: the unit's name, for the report.
         warmup: call everything once first (compilation, caches); the
-            first-call times go to `extra_info["first_call_s"]`.
+            first-call times go to `extra_info["first_call_s"]`. "baselines":
+            only the floors (for a target that compiles on every call anyway).
         steady: also measure the target's steady state (driver steps after
             each run's first, per iteration: `StepTimes`), giving the ratios
             `steady_of_min` and `steady_paired_median` against each baseline
@@ -259,8 +260,11 @@ def paired(benchmark, target: Callable[[], Any], baselines: Mapping[str, Baselin
     mem = PeakMemory()
     first: dict[str, float] = {}
     warm_result = None
+    sides = [("genmlx", target), *((k, v[0] if isinstance(v, tuple) else v) for k, v in baselines.items())]
+    if warmup == "baselines" and not callable(per):
+        sides = sides[1:]
     if warmup or callable(per):
-        for name, fn in [("genmlx", target), *((k, v[0] if isinstance(v, tuple) else v) for k, v in baselines.items())]:
+        for name, fn in sides:
             gc.collect()
             t0 = timer()
             out = fn()

@@ -1,0 +1,158 @@
+"""Metropolis-Hastings: the dynamic handler path and the fused multi-iteration kernel (issue 8).
+
+Run: python -m pytest benchmarks/test_bench_mh.py --benchmark-only
+
+Models: Beta-Bernoulli and the 5-site regression; the selection is every
+latent (genmlx's default), resampled from its prior. Against the plain-MLX
+floors of `floors.mh_step` (the same proposal, accept rule and kept values):
+
+* `infer.mh` (one driver step per iteration) vs the eager floor (one
+  `mx.eval` per iteration) and the floor with its step `mx.compile`d;
+* `infer.compiled_mh` (K = 50 iterations fused per driver step, randomness
+  from K keys per step) vs the same K-iteration kernel written in MLX.
+
+Per iteration; `steady` ratios leave out each run's first driver step (where
+`compiled_mh` traces and compiles its kernel: it does so on every call, see
+`first_call_s` and docs/benchmarks.md). Targets: dynamic MH within 1.5x of
+the eager floor, the fused path within 1.3x of the fused floor.
+
+Also: instrumentation overhead of genmlx_observe on these loops (detached,
+metrics only, spans at the default sampling, a span per step), as ratios
+against the detached run of the same round.
+"""
+
+from __future__ import annotations
+
+import statistics
+from contextlib import nullcontext
+
+import mlx.core as mx
+import pytest
+
+from benchmarks import floors as F
+from benchmarks.common import size
+from genmlx import inference as infer
+
+MODELS = ["beta_bernoulli", "regression5"]
+N_DYNAMIC = size(1_000, 20_000)
+N_FUSED = size(2_000, 20_000)
+K = 50  # compiled_mh's default iterations per step
+
+
+def _mh_info(res) -> dict:
+    st = res.stats
+    it = st.get("iterations") or 1
+    return {"syncs_per_iteration": st.get("syncs", 0) / it, "evals_per_iteration": st.get("steps", it) / it,
+            "acceptance_rate": st.get("acceptance_rate"), "iterations": it}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_mh_dynamic(pair, record, cases, model):
+    c = cases[model]
+    key = mx.random.key(3)
+    n = N_DYNAMIC
+    step = F.mh_step(c.floor)
+    step_c = mx.compile(step)
+    st, ll = F.mh_init(c.floor, key)
+
+    def genmlx():
+        return infer.mh(c.model, c.args, c.obs, n_samples=n, key=key)
+
+    res = pair(genmlx, {"floor_eager": lambda: F.mh_eager(step, st, ll, key, n),
+                        "floor_compiled_step": lambda: F.mh_eager(step_c, st, ll, key, n)},
+               rounds=2, per=n, unit="iteration", steady=True,
+               info={"group": "mh", "model": model, "algorithm": "mh", "variant": "dynamic",
+                     "targets": [{"name": f"dynamic MH within 1.5x of the eager plain-MLX floor ({model})",
+                                  "ratio": "floor_eager", "statistic": "steady_paired_median", "max": 1.5}]})
+    record(**_mh_info(res))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_mh_fused(pair, record, cases, model):
+    c = cases[model]
+    key = mx.random.key(4)
+    n = N_FUSED
+    kernel = F.mh_fused_kernel(F.mh_step(c.floor), K)
+    st, ll = F.mh_init(c.floor, key)
+
+    def genmlx():
+        return infer.compiled_mh(c.model, c.args, c.obs, n_samples=n, iterations_per_step=K, key=key)
+
+    # compiled_mh traces and compiles its kernel on every call: a genmlx warm-up would not help
+    res = pair(genmlx, {"floor_fused": lambda: F.mh_fused(kernel, K, st, ll, key, n)},
+               rounds=2, per=n, unit="iteration", steady=True, warmup="baselines",
+               info={"group": "mh", "model": model, "algorithm": "compiled_mh", "variant": f"fused K={K}",
+                     "iterations_per_step": K,
+                     "targets": [{"name": f"fused MH (K = {K}) within 1.3x of the compiled plain-MLX floor ({model})",
+                                  "ratio": "floor_fused", "statistic": "steady_paired_median", "max": 1.3}]})
+    record(**_mh_info(res))
+
+
+# -- instrumentation overhead ------------------------------------------------------------------
+
+def _configs() -> dict:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from prometheus_client import CollectorRegistry
+
+    import genmlx_observe as go
+
+    class Discard(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self):
+            pass
+
+    def tracer():
+        tp = TracerProvider()
+        tp.add_span_processor(BatchSpanProcessor(Discard()))
+        return tp
+
+    def metrics():
+        return {"meter_provider": MeterProvider(metric_readers=[InMemoryMetricReader()]), "registry": CollectorRegistry()}
+
+    return {
+        "detached": lambda: nullcontext(),
+        "metrics_only": lambda: go.observe(step_spans=False, **metrics()),
+        "spans_default": lambda: go.observe(tracer_provider=tracer(), **metrics()),
+        "span_per_step": lambda: go.observe(tracer_provider=tracer(), sample_every=1, **metrics()),
+    }
+
+
+OBS_ROUNDS = 3
+
+
+@pytest.mark.parametrize("algorithm", ["mh"])
+def test_instrumentation_overhead(benchmark, record, cases, algorithm):
+    """Per-iteration time observed / detached (same round), median over rounds; no timed assertion."""
+    c = cases["beta_bernoulli"]
+    configs = _configs()
+    n = size(300, 2_000) if algorithm == "mh" else size(2_000, 20_000)
+    timer = benchmark._timer
+    key = mx.random.key(5)
+
+    def run():
+        if algorithm == "mh":
+            return infer.mh(c.model, c.args, c.obs, n_samples=n, key=key)
+        return infer.compiled_mh(c.model, c.args, c.obs, n_samples=n, iterations_per_step=K, key=key)
+
+    run()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in configs}
+
+    def measure():
+        for r in range(OBS_ROUNDS):
+            names = list(configs) if r % 2 == 0 else list(configs)[::-1]
+            for name in names:
+                with configs[name]():
+                    t0 = timer()
+                    run()
+                    times[name].append((timer() - t0) / n)
+
+    benchmark.pedantic(measure, rounds=1)
+    ratios = {k: statistics.median(a / b for a, b in zip(v, times["detached"])) for k, v in times.items()}
+    record(group="instrumentation", model="beta_bernoulli", algorithm=algorithm, unit="iteration", per=n,
+           per_iteration_s={k: statistics.median(v) for k, v in times.items()}, overhead_ratios=ratios,
+           round_times_s=times)
