@@ -48,6 +48,7 @@ from typing import NamedTuple
 import mlx.core as mx
 import numpy as np
 
+from ..memory import ResourceLimitExceeded
 from . import driver
 from ._gradient import check_int, check_positive, check_step_size, finish, setup, summarize
 from .adaptation import Adaptation, adapt, init_adaptation, schedule
@@ -176,6 +177,18 @@ def _rows(x) -> np.ndarray:
     return np.array([np.asarray(v) for v in x], dtype=np.float64)
 
 
+def _sync(x) -> bool:
+    """One counted sync; True when evaluating raised (a LAPACK failure on a numerically singular
+    matrix, say): the caller treats the subtree as divergent. The budget's error is never swallowed."""
+    try:
+        driver.host(x)
+        return False
+    except ResourceLimitExceeded:
+        raise
+    except RuntimeError:
+        return True
+
+
 def nuts_transition(value_and_grad, max_depth: int = 10):
     """`transition(key, rng, z, logp, grad, step, inv_mass, speculate) -> (z, logp, grad, stats)`.
 
@@ -223,12 +236,17 @@ def nuts_transition(value_and_grad, max_depth: int = 10):
                 ends[d] = (leaves[0][-1], leaves[1][-1], leaves[2][-1])
                 grads += 1 << jj
                 built.append((jj, leaves, _fetch(leaves[1]), _fetch(leaves[3])))
+            failed = _sync((built, r0, lp, inv_mass) if tree is None else built)
             if tree is None:  # the first sync also brings the initial momentum
-                driver.host((built, r0, lp, inv_mass))
+                if failed:
+                    driver.host(r0)
                 tree = Tree(np.asarray(r0, dtype=np.float64), float(np.asarray(lp)),
                             np.asarray(inv_mass, dtype=np.float64))
-            else:
-                driver.host(built)
+            if failed:  # the density raised on some leaf: one divergent leaf, as Stan does
+                tree.n_steps += 1
+                tree.diverging = True
+                j = built[0][0] + 1
+                break
             for jj, leaves, r, lps in built:
                 stop = tree.add(bool(dirs[jj]), leaves, _rows(r), _rows(lps), float(u[1, jj]), float(u[2, jj]))
                 if stop:

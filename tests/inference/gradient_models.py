@@ -156,3 +156,48 @@ def values_of(result) -> dict:
     out = {a: result.values(a) for a in result.traces[0].get_choices().addresses()} if result.traces else {}
     out.update({k: v for k, v in result.stats.items() if isinstance(v, list)})
     return out
+
+
+# Gamma-Poisson (positive: exp transform): lam ~ Gamma(3, rate 1), y ~ Poisson(lam) -> Gamma(3 + sum y, 1 + n)
+GP_DATA = [2, 4, 3, 5]
+GP_OBS = {f"y{i}": y for i, y in enumerate(GP_DATA)}
+_GA, _GB = 3.0 + sum(GP_DATA), 1.0 + len(GP_DATA)
+GP_POST = {"lam": (_GA / _GB, math.sqrt(_GA) / _GB)}
+
+
+@gm.gen
+def gamma_poisson():
+    lam = gm.trace("lam", dist.gamma(3.0, 1.0))
+    for i in range(len(GP_DATA)):
+        gm.trace(f"y{i}", dist.poisson(lam))
+
+
+# Dirichlet-categorical (simplex: stick-breaking): p ~ Dir(1, 1, 1), y ~ Cat(p) -> Dir(1 + counts)
+DC_DATA = [0, 0, 1, 0, 2, 0]
+DC_OBS = {f"y{i}": y for i, y in enumerate(DC_DATA)}
+DC_ALPHA = np.array([1.0 + DC_DATA.count(k) for k in range(3)])
+
+
+@gm.gen
+def dirichlet_categorical():
+    p = gm.trace("p", dist.dirichlet(mx.array([1.0, 1.0, 1.0])))
+    for i in range(len(DC_DATA)):
+        gm.trace(f"y{i}", dist.categorical(mx.log(p)))
+
+
+# von Mises near the wrap point (circular: wrapping); E cos(x - mu) = I1(kappa) / I0(kappa)
+VM_MU, VM_KAPPA = 3.0, 2.0
+
+
+@gm.gen
+def von_mises_model():
+    gm.trace("theta", dist.von_mises(VM_MU, VM_KAPPA))
+
+
+# Wishart (positive definite: Cholesky with exp'd diagonal): E W = df * I, Var W_ii = 2 df
+WI_DF = 5.0
+
+
+@gm.gen
+def wishart_model():
+    gm.trace("w", dist.wishart(WI_DF, mx.eye(2)))

@@ -15,9 +15,10 @@ from genmlx.inference import driver
 from genmlx.inference.transforms import unconstrained_logdensity
 
 from .gradient_models import (
-    BB_OBS, BB_POST, CORR_POST, FUNNEL_ADDRS, LR_CORR, LR_OBS, LR_POST, NN_OBS, NN_POST, RHO, XS,
-    assert_flat_run, beta_bernoulli, check_posterior, corr, corr_tolerance, correlated, funnel, linreg,
-    normal_normal, values_of,
+    BB_OBS, BB_POST, CORR_POST, DC_ALPHA, DC_OBS, FUNNEL_ADDRS, GP_OBS, GP_POST, LR_CORR, LR_OBS, LR_POST, NN_OBS,
+    NN_POST, RHO, VM_KAPPA, VM_MU, WI_DF, XS, assert_flat_run, beta_bernoulli, check_posterior, corr,
+    corr_tolerance, correlated, dirichlet_categorical, funnel, gamma_poisson, linreg, normal_normal, values_of,
+    von_mises_model, wishart_model,
 )
 
 nuts_mod = importlib.import_module("genmlx.inference.nuts")
@@ -247,3 +248,49 @@ def test_nuts_memory_flat_under_budget_with_adaptation(full_stress):
                                                      key=mx.random.key(13), callback=cb), burn)
     assert len(res.traces) == n and len(rec.warm.points) >= 10 and len(rec.samp.points) >= 10
     assert res.stats["final_step_size"] != 0.1  # adaptation ran during the measured warm-up
+
+
+# -- constrained addresses with the library's distributions ------------------------------------
+
+@pytest.mark.statistical
+def test_nuts_positive_address_gamma_poisson():
+    r = infer.nuts(gamma_poisson, (), GP_OBS, addresses=["lam"], n_samples=600, burn=200, key=mx.random.key(20))
+    check_posterior(r, GP_POST)
+    assert min(r.values("lam")) > 0
+
+
+@pytest.mark.statistical
+def test_nuts_simplex_address_dirichlet_categorical():
+    r = infer.nuts(dirichlet_categorical, (), DC_OBS, addresses=["p"], n_samples=500, burn=200, key=mx.random.key(21))
+    p = np.asarray(r.values("p"))  # [draws, 3], each row on the simplex
+    assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5) and np.all(p > 0)
+    a0 = DC_ALPHA.sum()
+    mean, sd = DC_ALPHA / a0, np.sqrt(DC_ALPHA * (a0 - DC_ALPHA) / (a0 * a0 * (a0 + 1)))
+    for k in range(3):
+        ess = r.stats["ess_bulk"][("p", k)]
+        assert abs(p[:, k].mean() - mean[k]) < 4 * sd[k] / math.sqrt(ess), (k, p[:, k].mean(), mean[k], ess)
+
+
+@pytest.mark.statistical
+def test_nuts_circular_address_von_mises_across_the_wrap_point():
+    from scipy.special import i0, i1
+
+    r = infer.nuts(von_mises_model, (), {}, addresses=["theta"], n_samples=1000, burn=300, key=mx.random.key(22))
+    th = np.asarray(r.values("theta"))
+    assert np.all((th >= -math.pi) & (th < math.pi))
+    assert np.mean(th < 0) > 0.1  # mass on both sides of +-pi: the chain crossed the wrap point
+    c = np.cos(th - VM_MU)
+    want = i1(VM_KAPPA) / i0(VM_KAPPA)
+    ess = r.stats["ess_bulk"]["theta"]  # of theta itself: a conservative stand-in for cos's ESS
+    assert abs(c.mean() - want) < 4 * c.std() / math.sqrt(min(ess, len(c)) / 4)
+
+
+@pytest.mark.statistical
+def test_nuts_positive_definite_address_wishart():
+    r = infer.nuts(wishart_model, (), {}, addresses=["w"], n_samples=800, burn=300, key=mx.random.key(23))
+    w = np.asarray(r.values("w"))  # [draws, 2, 2]
+    assert np.allclose(w, np.swapaxes(w, 1, 2), atol=1e-4) and np.all(np.linalg.eigvalsh(w) > 0)
+    sd_diag, sd_off = math.sqrt(2 * WI_DF), math.sqrt(WI_DF)
+    for (i, j), want, sd in (((0, 0), WI_DF, sd_diag), ((1, 1), WI_DF, sd_diag), ((0, 1), 0.0, sd_off)):
+        ess = r.stats["ess_bulk"][("w", 2 * i + j)]
+        assert abs(w[:, i, j].mean() - want) < 4 * sd / math.sqrt(ess), ((i, j), w[:, i, j].mean(), ess)
