@@ -137,9 +137,13 @@ COMPACT_MIN = 256  # batches at least this large draw their later rounds only fo
 
 
 def capacity(m: int, q: float) -> int:
-    """Lanes reserved for the second stage: the expected failures plus 10 standard deviations and 32."""
+    """Lanes reserved for the second stage: the expected failures plus 10 standard deviations and 32.
+
+    Not clipped to m: for small batches a few idle slots cost less than a stage shape equal to the
+    batch's (whose compiled kernels would then be shared between stages, which confuses graph
+    counts keyed on primitive ids)."""
     mean = m * q
-    return int(min(m, math.ceil(mean + 10.0 * math.sqrt(mean + 1.0) + 32)))
+    return int(math.ceil(mean + 10.0 * math.sqrt(mean + 1.0) + 32))
 
 
 def _draw_compact(key, a, shape, rounds, boost, q):
