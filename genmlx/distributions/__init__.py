@@ -12,12 +12,13 @@ from . import support
 from .base import Distribution, batch_shape, shape_of
 from .circular import VonMises, WrappedCauchy, WrappedNormal, von_mises, wrapped_cauchy, wrapped_normal
 from .combinators import IID, Delta, Mixture, Product, delta, iid, mixture, product
-from .continuous import (Cauchy, Exponential, Laplace, LogNormal, Normal, StudentT, TruncatedNormal, Uniform,
-                         cauchy, exponential, laplace, lognormal, normal, student_t, truncated_normal, uniform)
+from .continuous import (Cauchy, Exponential, Laplace, LogNormal, Normal, StudentT, Uniform, cauchy, exponential,
+                         laplace, lognormal, normal, student_t, uniform)
 from .discrete import (Bernoulli, Binomial, Categorical, DiscreteUniform, Geometric, NegBinomial, Poisson,
                        bernoulli, binomial, categorical, discrete_uniform, geometric, neg_binomial, poisson)
 from .gamma_family import Beta, Gamma, InvGamma, beta, gamma, inv_gamma
 from .multivariate import MVN, Dirichlet, dirichlet, mvn
+from .truncated import TruncatedNormal, truncated_normal
 from .wishart import InvWishart, Wishart, inv_wishart, wishart
 
 __all__ = [

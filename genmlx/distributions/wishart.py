@@ -20,7 +20,7 @@ from ..special.fuse import fused
 from ..special.gamma import lgamma_pos
 from . import support
 from ._common import std_normal
-from ._linalg import chol_logdet, chol_ok, cholesky, mT, tri_inv, tri_solve
+from ._linalg import chol_ok, cholesky, mT, tri_inv, tri_solve
 from .base import Distribution
 from .gamma_sampler import gamma_full
 

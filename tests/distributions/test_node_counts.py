@@ -8,7 +8,6 @@ The same table is published in docs/distributions.md.
 """
 
 import mlx.core as mx
-import numpy as np
 import pytest
 
 import genmlx as gm

@@ -4,7 +4,6 @@ model, the trace address); array parameters are checked lazily, at the driver's 
 import math
 
 import mlx.core as mx
-import numpy as np
 import pytest
 
 import genmlx as gm
