@@ -34,7 +34,7 @@ from genmlx.distributions._common import std_normal  # the normal sampler dist.n
 from genmlx.distributions.gamma_sampler import log_gamma_draw  # the gamma sampler dist.beta uses
 
 __all__ = [
-    "normal_lp", "beta22", "BetaBernoulli", "Regression", "ParticleFilter", "mh_eager", "mh_fused",
+    "normal_lp", "beta22", "BetaBernoulli", "Regression", "ParticleFilter", "mh_eager", "mh_fused", "mh_upfront",
     "HMC", "funnel_logp", "regression_logp", "gradient_chain",
 ]
 
@@ -209,6 +209,49 @@ def mh_fused(kernel: Callable, k: int, state, ll, key, n: int):
     for i in range(steps):
         ks = mx.random.split(keys[i], k)
         state, ll, stacked, accs = kernel(ks, state, ll)
+        mx.eval(state, ll, stacked, accs)
+        blocks.append((stacked, accs))
+    return state, blocks
+
+
+def mh_upfront_kernel(model, k: int) -> Callable:
+    """K iterations compiled, all randomness drawn up front in one call of each sampler.
+
+    Not genmlx's random-number layout (K proposals from one key, not one key
+    per iteration, so not the same chain as K `mh_step` calls); with prior
+    proposals the K likelihoods do not depend on the chain and are computed
+    as one [K] batch. Informational: what MLX itself can do for this chain.
+    """
+
+    def kernel(key, state, ll):
+        k1, k2 = mx.random.split(key)
+        if isinstance(model, BetaBernoulli):
+            props = (model.prior(k1, (k,)),)
+            lls = model.loglik(props[0])
+        else:
+            props = model.prior(k1, (k,))
+            lls = model.loglik(*props)
+        lu = mx.log(mx.random.uniform(shape=(k,), key=k2))
+        outs, accs = [], []
+        for j in range(k):
+            acc = lu[j] < lls[j] - ll
+            state = tuple(mx.where(acc, p[j], s) for p, s in zip(props, state))
+            ll = mx.where(acc, lls[j], ll)
+            outs.append(state)
+            accs.append(acc)
+        stacked = tuple(mx.stack([o[i] for o in outs]) for i in range(len(state)))
+        return state, ll, stacked, mx.stack(accs)
+
+    return mx.compile(kernel)
+
+
+def mh_upfront(kernel: Callable, k: int, state, ll, key, n: int):
+    steps = n // k
+    keys = mx.random.split(key, steps)
+    mx.eval(keys)
+    blocks = []
+    for i in range(steps):
+        state, ll, stacked, accs = kernel(keys[i], state, ll)
         mx.eval(state, ll, stacked, accs)
         blocks.append((stacked, accs))
     return state, blocks

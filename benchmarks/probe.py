@@ -16,19 +16,66 @@
   pending nodes they are handed before evaluating them: the graph one step
   builds, i.e. the buffers it creates. The probe patches the driver module's
   `mx` and `host` for the duration of the call only (`patched`).
+
+Only `genmlx` is imported (not the observability plugin, whose optional
+dependencies a GPU box may lack): `kept_array_ids` follows the same rule as
+the leak gate's (genmlx_observe.pytest_plugin.growth).
 """
 
 from __future__ import annotations
 
 import gc
+import math
+import types
 from contextlib import contextmanager
 from typing import Any
 
-import genmlx as gm
-from genmlx.inference import driver
-from genmlx_observe.pytest_plugin.growth import kept_array_ids, slope
+import mlx.core as mx
 
-__all__ = ["LoopProbe", "slope"]
+import genmlx as gm
+from genmlx.distributions.base import Distribution
+from genmlx.gfi import GenerativeFunction
+from genmlx.inference import driver
+
+__all__ = ["LoopProbe", "slope", "kept_array_ids"]
+
+_ATOMS = frozenset((int, float, bool, str, bytes, complex, type(None)))
+_CODE = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.CodeType,
+         types.FrameType, types.GeneratorType, types.CellType)
+
+
+def kept_array_ids(roots: Any, ids: set[int], visited: set[int] | None = None) -> None:
+    """Add the id of every `mx.array` reachable from `roots` (Python's own references).
+
+    Stops at program objects the results do not own: modules, classes,
+    functions, code, and generative functions other than distributions (a
+    distribution object recorded at a site holds that site's parameters).
+    """
+    visited = set() if visited is None else visited
+    stack = list(roots) if type(roots) in (list, tuple) else [roots]
+    while stack:
+        o = stack.pop()
+        t = type(o)
+        if t is mx.array:
+            ids.add(id(o))
+            continue
+        if t in _ATOMS or isinstance(o, _CODE):
+            continue
+        if isinstance(o, GenerativeFunction) and not isinstance(o, Distribution):
+            continue
+        i = id(o)
+        if i in visited:
+            continue
+        visited.add(i)
+        stack.extend(gc.get_referents(o))
+
+
+def slope(xs: list, ys: list) -> float:
+    """Least-squares slope of ys against xs (NaN with fewer than two distinct xs)."""
+    n = len(xs)
+    sx, sy = sum(xs), sum(ys)
+    den = n * sum(x * x for x in xs) - sx * sx
+    return (n * sum(x * y for x, y in zip(xs, ys)) - sx * sy) / den if den else math.nan
 
 
 class _CountingMx:

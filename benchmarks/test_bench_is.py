@@ -21,7 +21,7 @@ from benchmarks.common import size
 from genmlx import inference as infer
 
 MODELS = ["beta_bernoulli", "regression100"]
-VEC_ROUNDS = {1_000: 7, 100_000: 3}
+VEC_ROUNDS = {1_000: 7, 100_000: 5}
 SEQ_N = {"beta_bernoulli": size(200, 1_000), "regression100": size(40, 1_000)}
 
 

@@ -9,7 +9,10 @@ floors of `floors.mh_step` (the same proposal, accept rule and kept values):
 * `infer.mh` (one driver step per iteration) vs the eager floor (one
   `mx.eval` per iteration) and the floor with its step `mx.compile`d;
 * `infer.compiled_mh` (K = 50 iterations fused per driver step, randomness
-  from K keys per step) vs the same K-iteration kernel written in MLX.
+  from K keys per step) vs the same K-iteration kernel written in MLX, and
+  (informational) a kernel that draws the K proposals and uniforms in one
+  call each and batches their likelihoods (`floors.mh_upfront_kernel`: not
+  the same chain, what MLX can do for an independence sampler).
 
 Per iteration; `steady` ratios leave out each run's first driver step (where
 `compiled_mh` traces and compiles its kernel: it does so on every call, see
@@ -34,8 +37,8 @@ from benchmarks.common import size
 from genmlx import inference as infer
 
 MODELS = ["beta_bernoulli", "regression5"]
-N_DYNAMIC = size(1_000, 20_000)
-N_FUSED = size(2_000, 20_000)
+N_DYNAMIC = size(500, 20_000)
+N_FUSED = size(1_500, 20_000)
 K = 50  # compiled_mh's default iterations per step
 
 
@@ -60,7 +63,7 @@ def test_mh_dynamic(pair, record, cases, model):
 
     res = pair(genmlx, {"floor_eager": lambda: F.mh_eager(step, st, ll, key, n),
                         "floor_compiled_step": lambda: F.mh_eager(step_c, st, ll, key, n)},
-               rounds=2, per=n, unit="iteration", steady=True,
+               rounds=size(6, 3), per=n, unit="iteration", steady=True,
                info={"group": "mh", "model": model, "algorithm": "mh", "variant": "dynamic",
                      "targets": [{"name": f"dynamic MH within 1.5x of the eager plain-MLX floor ({model})",
                                   "ratio": "floor_eager", "statistic": "steady_paired_median", "max": 1.5}]})
@@ -73,14 +76,16 @@ def test_mh_fused(pair, record, cases, model):
     key = mx.random.key(4)
     n = N_FUSED
     kernel = F.mh_fused_kernel(F.mh_step(c.floor), K)
+    upfront = F.mh_upfront_kernel(c.floor, K)
     st, ll = F.mh_init(c.floor, key)
 
     def genmlx():
         return infer.compiled_mh(c.model, c.args, c.obs, n_samples=n, iterations_per_step=K, key=key)
 
     # compiled_mh traces and compiles its kernel on every call: a genmlx warm-up would not help
-    res = pair(genmlx, {"floor_fused": lambda: F.mh_fused(kernel, K, st, ll, key, n)},
-               rounds=2, per=n, unit="iteration", steady=True, warmup="baselines",
+    res = pair(genmlx, {"floor_fused": lambda: F.mh_fused(kernel, K, st, ll, key, n),
+                        "floor_fused_upfront": lambda: F.mh_upfront(upfront, K, st, ll, key, n)},
+               rounds=3, per=n, unit="iteration", steady=True, warmup="baselines",
                info={"group": "mh", "model": model, "algorithm": "compiled_mh", "variant": f"fused K={K}",
                      "iterations_per_step": K,
                      "targets": [{"name": f"fused MH (K = {K}) within 1.3x of the compiled plain-MLX floor ({model})",
@@ -91,6 +96,7 @@ def test_mh_fused(pair, record, cases, model):
 # -- instrumentation overhead ------------------------------------------------------------------
 
 def _configs() -> dict:
+    pytest.importorskip("opentelemetry.sdk", reason="genmlx_observe's OpenTelemetry SDK is not installed")
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
@@ -122,7 +128,7 @@ def _configs() -> dict:
     }
 
 
-OBS_ROUNDS = 3
+OBS_ROUNDS = 5
 
 
 @pytest.mark.parametrize("algorithm", ["mh"])

@@ -156,7 +156,7 @@ def coin(mu):
 
 
 def _growth_runs(cases):
-    bb, lr5, funnel = cases["beta_bernoulli"], cases["regression5"], cases["funnel"]
+    bb, lr5 = cases["beta_bernoulli"], cases["regression5"]
     ys = M.ssm100()
     n = size(300, 1_000)
 
@@ -183,8 +183,8 @@ def _growth_runs(cases):
                                        key=k(6), callback=cb), {"every": 10, "warmup": 80}),
         "hmc": (lambda cb: infer.hmc(lr5.model, lr5.args, lr5.obs, addresses=lr5.addresses, n_samples=n, burn=50,
                                      key=k(7), callback=cb), {"every": 10, "warmup": 80}),
-        "nuts": (lambda cb: infer.nuts(funnel.model, funnel.args, funnel.obs, addresses=funnel.addresses,
-                                       n_samples=n // 2, burn=50, key=k(8), callback=cb), {"every": 5, "warmup": 70}),
+        "nuts": (lambda cb: infer.nuts(lr5.model, lr5.args, lr5.obs, addresses=lr5.addresses, n_samples=n, burn=50,
+                                       key=k(8), callback=cb), {"every": 10, "warmup": 80}),
         "smc": (lambda cb: infer.smc(M.ssm, *M.ssm_sequence(ys[:50]), n_particles=10, vectorized=False, key=k(9),
                                      callback=cb), {"every": 2, "warmup": 10, "exclude_state": True}),
         "vsmc": (lambda cb: infer.smc(M.ssm_unfold, *M.ssm_unfold_sequence(ys), n_particles=200, key=k(10),
