@@ -40,7 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     def option(flag, ini, help, ini_type="string", ini_default=None, **kw):
         _FLAGS[ini] = flag
         group.addoption(flag, dest=ini, help=f"{help} [ini: {ini}]", **kw)
-        parser.addini(ini, help, type=ini_type, default=ini_default)
+        parser.addini(ini, help.replace("%%", "%"), type=ini_type, default=ini_default)
 
     group.addoption("--no-leak-gate", dest="genmlx_no_leak_gate", action="store_true", default=None,
                     help="do not gate tests by default (tests with a limit_* marker still are) "
@@ -194,8 +194,8 @@ class LeakGate:
         rec.stop()
         settings = item.stash[_SETTINGS]
         verdict = report.judge([r.to_dict() for r in rec.loops], rec.tap.ranked(), settings)
-        entry = {"nodeid": item.nodeid, "worker": os.environ.get("PYTEST_XDIST_WORKER"), **verdict,
-                 "leaked": False}
+        worker = getattr(self.config, "workerinput", {}).get("workerid")
+        entry = {"nodeid": item.nodeid, "worker": worker, **verdict, "leaked": False}
         if verdict["message"] is not None:
             memory = None
             if rep.passed:

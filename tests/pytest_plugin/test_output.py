@@ -125,8 +125,9 @@ def test_xdist_run_aggregates_results(gate):
     assert sum(t["leaked"] for t in tests) == 2
 
 
-def test_benchmark_tests_are_not_slowed_by_the_census(gate):
+def test_benchmark_tests_are_not_slowed_by_the_census(gate, monkeypatch):
     pytest.importorskip("pytest_benchmark")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # else pytest-benchmark turns itself off
     gate.pytester.makepyfile(
         """
         import pytest
