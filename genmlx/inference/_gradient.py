@@ -1,4 +1,4 @@
-"""Plumbing shared by MALA, HMC and NUTS: argument checks, setup, traces, result statistics."""
+"""Plumbing shared by MALA, HMC and NUTS (and used by VI): argument checks, setup, traces, result statistics."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from . import driver
 from .result import InferenceResult
 from .transforms import unconstrained_logdensity
 
-__all__ = ["check_int", "check_step_size", "Setup", "setup", "value_and_grad", "build_traces", "finish"]
+__all__ = ["check_int", "check_positive", "check_step_size", "Setup", "setup", "value_and_grad", "build_traces", "finish",
+           "summarize"]
 
 
 def check_int(algorithm: str, name: str, value: Any, minimum: int) -> int:

@@ -28,7 +28,8 @@ from typing import NamedTuple
 import mlx.core as mx
 
 __all__ = ["DualAveraging", "Welford", "Adaptation", "slow_windows", "da_init", "da_update",
-           "welford_init", "welford_update", "regularized_variance", "init_adaptation", "adapt"]
+           "welford_init", "welford_update", "regularized_variance", "init_adaptation", "adapt", "Schedule",
+           "schedule"]
 
 GAMMA, T0, KAPPA = 0.05, 10.0, 0.75
 
@@ -158,8 +159,7 @@ def adapt(a: Adaptation, plan: Schedule, i: int, z, accept_prob) -> Adaptation:
                 inv_mass = regularized_variance(w)
                 w = welford_init(inv_mass.shape[0])
                 if plan.step_size:
-                    da = da_init(step)
-                    da = DualAveraging(da.x, da.x_bar, da.s_bar, mx.log(10.0 * step), da.count)
+                    da = da_init(step)  # restart: mu = log(10 * the current step size)
             break
     if plan.step_size and i == plan.burn - 1:
         step = mx.exp(da.x_bar)
