@@ -11,7 +11,6 @@ import pytest
 from scipy import stats as sps
 
 from genmlx import inference as infer
-from genmlx.inference import driver
 from genmlx.inference.transforms import unconstrained_logdensity
 
 from .gradient_models import (
