@@ -66,6 +66,7 @@ class StepEnded(NamedTuple):
     store: Any  # same object as RunStarted.store
     live_arrays: int | None  # the driver's census, when it took one this step
     pending_nodes: int | None
+    state: Any = None  # the algorithm's state after the step (what the loop carries, not a leak)
 
 
 class RunEnded(NamedTuple):

@@ -183,7 +183,7 @@ def run(
                     events.StepEnded(
                         run_id, algorithm, model, i, i * iterations_per_step, iterations_per_step,
                         time.perf_counter() - t0, _syncs - s0, "warmup" if warm else "sampling",
-                        stats, chain, samples, live, pending,
+                        stats, chain, samples, live, pending, state,
                     )
                 )
             if callback is not None:
