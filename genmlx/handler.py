@@ -277,6 +277,9 @@ class UpdateHandler(Handler):
                 if old is not None:
                     _discard_trace(old, path, self.discard)
             elif old is not None and old.sites is None:
+                if _same_params(old.gen_fn, obj):  # unchanged site: reuse its score, no new graph
+                    self.record(path, obj, old)
+                    return old.retval
                 v = old.retval
             else:
                 v = obj._sample(self.keys(), ())
@@ -346,6 +349,9 @@ class RegenerateHandler(Handler):
                 if old is not None:
                     self.ro = _acc(self.ro, old.score)
             else:
+                if _same_params(old.gen_fn, obj):  # unchanged site: reuse its score, no new graph
+                    self.record(path, obj, old)
+                    return old.retval
                 v = old.retval
                 lp = obj._log_prob(v)
             st = Trace(obj, (), v, lp)
@@ -382,6 +388,32 @@ def _same_fn(a, b) -> bool:
     """The callee at an address is unchanged: the same object, or an equal combinator built anew
     (`gm.trace("v", gm.switch(f, g), k)` makes a new, equal Switch on every run)."""
     return a is b or (type(a) is type(b) and a == b)
+
+
+def _same_params(a, b) -> bool:
+    """Same distribution type with the very same parameters (arrays by identity, numbers by value).
+
+    Then a retained site's old score is still exact, and reusing it keeps an
+    update's graph proportional to what changed (SMC on a growing dynamic
+    model would otherwise re-score every earlier site at every step).
+    """
+    if type(a) is not type(b):
+        return False
+    da, db = a.__dict__, b.__dict__
+    if da.keys() != db.keys():
+        return False
+    for k, x in da.items():
+        if k[0] == "_":
+            continue
+        y = db[k]
+        if x is y:
+            continue
+        if type(x) is float and type(y) is float and x == y:
+            continue
+        if type(x) is int and type(y) is int and x == y:
+            continue
+        return False
+    return True
 
 
 def _discard_trace(old: Trace, path: Path, out: dict) -> None:
