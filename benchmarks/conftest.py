@@ -28,7 +28,7 @@ import pytest
 from benchmarks import floors as F
 from benchmarks import models as M
 from benchmarks.common import FULL, PeakMemory, clock_name, device_description, device_tag, paired, primary_clock
-from benchmarks.summary import judge
+from benchmarks.summary import judge, trim_data
 
 OWN_MODULES = {"test_bench_is.py", "test_bench_mh.py", "test_bench_smc.py", "test_bench_hmc_nuts.py",
                "test_bench_nodes.py"}
@@ -99,6 +99,7 @@ def record(benchmark):
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
+    trim_data(output_json)
     rows = judge(output_json.get("benchmarks", []))
     output_json["genmlx"] = {
         "device": device_description(),

@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-__all__ = ["judge", "target_value"]
+__all__ = ["judge", "target_value", "trim_data", "MAX_DATA"]
+
+MAX_DATA = 100  # raw per-round timings kept per benchmark in the JSON
 
 
 def target_value(bench: dict, t: dict) -> float | None:
@@ -46,3 +48,16 @@ def judge(benchmarks: Iterable[dict]) -> list[dict[str, Any]]:
                 "met": v is not None and v <= t["max"],
             })
     return rows
+
+
+def trim_data(output_json: dict, max_data: int = MAX_DATA) -> None:
+    """Drop the raw per-round timings of benchmarks with more than `max_data` rounds (in place).
+
+    pytest-benchmark's `--benchmark-json` stores every round; the memory and
+    observability micro-benchmarks run 10^5 rounds (30 MB of JSON). Their
+    statistics stay; this suite's paired timings live in `extra_info`.
+    """
+    for b in output_json.get("benchmarks", []):
+        st = b.get("stats")
+        if isinstance(st, dict) and len(st.get("data") or ()) > max_data:
+            st["data_dropped"] = len(st.pop("data"))
