@@ -47,7 +47,7 @@ class Handler:
     """Base handler: records sites, accumulates score, owns the key stream."""
 
     op = "simulate"
-    __slots__ = ("gen_fn", "keys", "sites", "score", "weight", "checks", "hits")
+    __slots__ = ("gen_fn", "keys", "sites", "score", "weight", "checks", "hits", "checked")
 
     def __init__(self, gen_fn, keys: KeyStream):
         self.gen_fn = gen_fn
@@ -57,6 +57,7 @@ class Handler:
         self.weight = None
         self.checks: list = []
         self.hits = 0  # constrained leaves consumed (to detect unknown constraint addresses)
+        self.checked = None  # (array id, requirement) pairs already checked in this execution
 
     def __enter__(self):
         _stack.append(self)
@@ -80,7 +81,9 @@ class Handler:
 
     def dist_checks(self, path: Path, d) -> None:
         if d._lazy_checks:
-            self.checks.extend(d.deferred_checks(_prefix[-1] + path))
+            if self.checked is None:
+                self.checked = set()
+            self.checks.extend(d.deferred_checks(_prefix[-1] + path, self.checked))
 
     def visit(self, path: Path, obj, args: tuple):  # pragma: no cover - abstract
         raise NotImplementedError

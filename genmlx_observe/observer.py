@@ -84,7 +84,7 @@ class Observer:
 
     def on_step(self, e) -> None:
         # One unpack instead of a dozen attribute lookups: this runs at every step.
-        run_id, _, _, step, _, n, duration, syncs, phase, st, _, _, live, _ = e
+        run_id, _, _, step, _, n, duration, syncs, phase, st, _, _, live = e[:13]
         r = self._runs.get(run_id)
         if r is None:  # the run started before we subscribed
             return

@@ -122,11 +122,21 @@ class Distribution(GenerativeFunction):
             desc = ", ".join(f"{k} {tuple(s)}" for k, s in shapes.items())
             self._fail(ValueError(f"{self.name}: parameter shapes do not broadcast: {desc}"))
 
-    def deferred_checks(self, path=None) -> list:
-        """Lazy validity checks of array parameters (evaluated by the driver's materialization)."""
+    def deferred_checks(self, path=None, seen: set | None = None) -> list:
+        """Lazy validity checks of array parameters (evaluated by the driver's materialization).
+
+        `seen` (kept by the handler for one execution) skips a check already made
+        on the same array for the same requirement: ten `bernoulli(p)` sites
+        sharing one `p` cost one check, not ten.
+        """
         where = f" (at trace address {from_path(path)!r})" if path else ""
         out = []
         for name, must, v, ok in self._lazy_checks:
+            if seen is not None:
+                key = (id(v), type(self), name, must)
+                if key in seen:
+                    continue
+                seen.add(key)
             cond = mx.all(ok(v))
             out.append(DeferredCheck(cond, _err(f"{self.name}: parameter {name} must be {must}{where}")))
         return out

@@ -56,10 +56,22 @@ _NODE = re.compile(r"^\{ (\d+) \[label", re.MULTILINE)
 _STACK_SIZES = (1 << 30, 256 << 20, 64 << 20)
 
 
-def _export_ids(arrays: list) -> set[int]:
+def _export_ids(arrays: list) -> set:
+    """Node keys of one export: `(id, k)` for the k-th node printed with primitive id `id`.
+
+    Two calls of one compiled function share their `Compiled` primitive, so
+    distinct nodes can print the same id: keying by occurrence keeps them
+    apart, and set differences then count per-id differences.
+    """
     buf = io.StringIO()
     mx.export_to_dot(buf, *arrays)
-    return set(map(int, _NODE.findall(buf.getvalue())))
+    seen: dict[int, int] = {}
+    keys = set()
+    for i in map(int, _NODE.findall(buf.getvalue())):
+        k = seen.get(i, 0)
+        seen[i] = k + 1
+        keys.add((i, k))
+    return keys
 
 
 class _Exporter:
@@ -127,9 +139,9 @@ def _arrays(obj: Any) -> list[mx.array]:
     return arrays_in(obj)
 
 
-def pending_node_ids(*arrays: mx.array) -> set[int]:
-    """Ids of the unevaluated primitives reachable from `arrays` (deduplicated)."""
-    ids: set[int] = set()
+def pending_node_ids(*arrays: mx.array) -> set:
+    """Keys of the unevaluated primitives reachable from `arrays` (deduplicated)."""
+    ids: set = set()
     for i in range(0, len(arrays), CHUNK):
         ids |= _exporter.ids(list(arrays[i : i + CHUNK]))
     return ids

@@ -183,3 +183,14 @@ def test_counting_keeps_no_array_alive():
     pending_nodes()
     del y
     assert ref() is None
+
+
+def test_nodes_sharing_a_primitive_object_are_counted_once_each():
+    # MLX reuses one RandomBits primitive object across draws: the DOT output
+    # prints the same id for distinct nodes (different inputs and outputs).
+    keys = [mx.random.key(i) for i in range(3)]
+    draws = [mx.random.normal(shape=(2,), key=k) for k in keys]
+    one = count_nodes(draws[0])
+    assert one > 0
+    assert count_nodes(*draws) == 3 * one
+    assert nodes_added(draws[:1], draws) == 2 * one
