@@ -211,17 +211,6 @@ def test_collections_are_restored_and_foreign_collections_force_a_full_scan():
     assert 6 <= loop.full_censuses <= 8  # the first census, and one after each gc.collect() in the loop
 
 
-def _package_init_is_heavy() -> bool:
-    init = PLUGIN_DIR.parent / "__init__.py"
-    return any(
-        isinstance(node, (ast.Import, ast.ImportFrom)) for node in ast.parse(init.read_text()).body
-        if not (isinstance(node, ast.ImportFrom) and node.module == "__future__")
-    )
-
-
-@pytest.mark.xfail(_package_init_is_heavy(), strict=False,
-                   reason="genmlx_observe/__init__.py imports its exporters eagerly: every pytest run of the "
-                          "environment pays for them when the plugin loads (see docs/pytest-plugin.md)")
 def test_loading_the_entry_point_imports_no_exporter_and_not_genmlx(tmp_path):
     import subprocess
 
