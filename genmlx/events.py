@@ -82,6 +82,7 @@ class RunEnded(NamedTuple):
     summary: dict[str, Any]  # final diagnostics: acceptance_rate, ess_bulk, r_hat, log_ml, ...
     error: BaseException | None
     chain: int
+    state: Any = None  # the algorithm's final state
 
 
 class SiteHandled(NamedTuple):

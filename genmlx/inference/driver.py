@@ -210,7 +210,7 @@ def run(
             events.emit_run_end(
                 events.RunEnded(
                     run_id, algorithm, model, result.steps, result.iterations, result.syncs,
-                    result.duration_s, summary, error, chain,
+                    result.duration_s, summary, error, chain, result.state,
                 )
             )
     return result
