@@ -104,7 +104,8 @@ def test_far_from_the_limit_checks_are_rate_limited_near_it_every_check_measures
         measured = [r for r in results if r is not None]
         assert results[0] is not None  # the first check sweeps
         assert len(measured) == status["measures"] + status["sweeps"] < 3000
-        assert all(r[0] >= 1 and r[1] == 0 for r in measured)
+        # pending nodes stay what they were (other tests in the process may hold lazy arrays)
+        assert all(r[0] >= 1 and r[1] == measured[0][1] for r in measured)
     held = [mx.array(float(i)) for i in range(200)]
     base = used_now()
     with budget(limit=base * 3 // 2):  # usage at two thirds of the limit
