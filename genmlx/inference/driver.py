@@ -215,14 +215,3 @@ def run(
             )
     return result
 
-
-def emit_one_shot(algorithm: str, model: str, params: Mapping[str, Any], fn: Callable[[], Any]):
-    """Run a non-iterative algorithm (e.g. vectorized importance sampling) as one driver step."""
-    box = {}
-
-    def step(key, state):
-        box["out"] = fn(key)
-        return Step(state=None, sample=box["out"], stats={})
-
-    res = run(step, None, 1, algorithm=algorithm, model=model, params=params)
-    return res
