@@ -1,80 +1,85 @@
 """Inference: `from genmlx import inference as infer`.
 
 Every algorithm runs through the one loop driver (`driver.run`) and returns an
-`InferenceResult`. Names resolve lazily to the module that defines them, so
-importing this package costs nothing until an algorithm is used.
+`InferenceResult`. Each name below is imported from the module that defines it.
 """
 
-from __future__ import annotations
-
-import importlib
-import sys
-import types
-
+from . import driver
 from .result import InferenceResult
+from .adev import adev_grad
+from .amortized import amortized_proposal
+from .chains import mh_chains
+from .compiled import compiled_mh
+from .csmc import csmc, csmc_kernel
+from .diagnostics import acceptance_rate, ess_bulk, ess_tail, mcse, particle_ess, r_hat, summary
+from .elbo import elbo, iwelbo, programmable_vi
+from .elliptical import elliptical_slice, elliptical_slice_step
+from .gibbs import gibbs, gibbs_step
+from .hmc import hmc
+from .importance import importance_resampling, importance_sampling
+from .involutive import involutive_mh, involutive_mh_step
+from .kernels import chain, collect, cycle, mix, repeat, run_kernel
+from .learning import adam, sgd, train, wake_sleep
+from .mala import mala, mala_chains
+from .mh import custom_mh_step, mh, mh_custom, mh_step
+from .nuts import nuts
+from .resampling import multinomial, residual, stratified, systematic
+from .smc import smc
+from .smcp3 import smcp3
+from .vi import vi
+from .vsmc import vsmc
 
-_WHERE = {
-    # importance sampling
-    "importance_sampling": "importance", "importance_resampling": "importance",
-    # Metropolis-Hastings family and kernels
-    "mh": "mh", "mh_step": "mh", "mh_custom": "mh", "custom_mh_step": "mh",
-    "gibbs": "gibbs", "gibbs_step": "gibbs",
-    "involutive_mh": "involutive", "involutive_mh_step": "involutive",
-    "elliptical_slice": "elliptical", "elliptical_slice_step": "elliptical",
-    "chain": "kernels", "repeat": "kernels", "cycle": "kernels", "mix": "kernels",
-    "run_kernel": "kernels", "collect": "kernels",
-    "mh_chains": "chains", "mala_chains": "mala",
-    "compiled_mh": "compiled",
-    # gradient-based MCMC
-    "mala": "mala", "hmc": "hmc", "nuts": "nuts",
-    # particle methods
-    "smc": "smc", "csmc": "csmc", "csmc_kernel": "csmc", "vsmc": "vsmc", "smcp3": "smcp3",
-    "systematic": "resampling", "residual": "resampling", "stratified": "resampling", "multinomial": "resampling",
-    # variational inference and learning
-    "vi": "vi", "elbo": "elbo", "iwelbo": "elbo", "programmable_vi": "elbo",
-    "adev_grad": "adev", "train": "learning", "adam": "learning", "sgd": "learning",
-    "wake_sleep": "learning", "amortized_proposal": "amortized",
-    # diagnostics
-    "r_hat": "diagnostics", "ess_bulk": "diagnostics", "ess_tail": "diagnostics",
-    "mcse": "diagnostics", "particle_ess": "diagnostics", "acceptance_rate": "diagnostics",
-    "summary": "diagnostics",
-}
-
-__all__ = ["InferenceResult", "driver", *_WHERE]
-
-
-def __getattr__(name: str):
-    if name == "driver":
-        return importlib.import_module(".driver", __name__)
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'genmlx.inference' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
-
-
-class _Package(types.ModuleType):
-    """Keeps `infer.smc` the function when submodule `genmlx.inference.smc` is imported.
-
-    Importing a submodule binds it as an attribute of the package *after* the
-    submodule ran, which would shadow the function of the same name (`smc`,
-    `mh`, `vi`, ...) for everyone once any code imported the submodule directly.
-    """
-
-    def __setattr__(self, name, value):
-        if (
-            isinstance(value, types.ModuleType)
-            and _WHERE.get(name) == name
-            and value.__name__ == f"{__name__}.{name}"
-            and hasattr(value, name)
-        ):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__all__ = [
+    "InferenceResult",
+    "driver",
+    "importance_sampling",
+    "importance_resampling",
+    "mh",
+    "mh_step",
+    "mh_custom",
+    "custom_mh_step",
+    "gibbs",
+    "gibbs_step",
+    "involutive_mh",
+    "involutive_mh_step",
+    "elliptical_slice",
+    "elliptical_slice_step",
+    "chain",
+    "repeat",
+    "cycle",
+    "mix",
+    "run_kernel",
+    "collect",
+    "mh_chains",
+    "mala_chains",
+    "compiled_mh",
+    "mala",
+    "hmc",
+    "nuts",
+    "smc",
+    "csmc",
+    "csmc_kernel",
+    "vsmc",
+    "smcp3",
+    "systematic",
+    "residual",
+    "stratified",
+    "multinomial",
+    "vi",
+    "elbo",
+    "iwelbo",
+    "programmable_vi",
+    "adev_grad",
+    "train",
+    "adam",
+    "sgd",
+    "wake_sleep",
+    "amortized_proposal",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
+    "mcse",
+    "particle_ess",
+    "acceptance_rate",
+    "summary",
+]
