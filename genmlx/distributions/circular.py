@@ -15,8 +15,9 @@ from ..special import host
 from ..special.bessel import i0e_raw
 from ..special.fuse import as_float, fused
 from . import support
-from ._common import FINITE, HALF_LOG_2PI, LOG_2PI, POS, std_normal, uniform01
+from ._common import FINITE, HALF_LOG_2PI, LOG_2PI, uniform01
 from .base import Distribution, batch_shape
+from .location_scale import LocationScale
 from .gamma_sampler import FAIL_PROB
 
 __all__ = ["VonMises", "WrappedCauchy", "WrappedNormal", "von_mises", "wrapped_cauchy", "wrapped_normal",
@@ -225,23 +226,17 @@ def _wrapped_normal_draw(z, mu, sigma):
     return _wrap(mu + sigma * z)
 
 
-class WrappedNormal(Distribution):
+class WrappedNormal(LocationScale):
     """Wrapped normal(mu, sigma): a Normal(mu, sigma) angle wrapped to [-pi, pi)."""
 
     name = "wrapped_normal"
     support = support.circular
+    params = ("mu", "sigma")
+    draw = staticmethod(_wrapped_normal_draw)
+    lp = staticmethod(_wrapped_normal_lp)
 
     def __init__(self, mu, sigma):
-        super().__init__()
-        self.mu = self._param("mu", mu, *FINITE)
-        self.sigma = self._param("sigma", sigma, *POS)
-        self._check_shapes(mu=self.mu, sigma=self.sigma)
-
-    def _sample(self, key, shape):
-        return _wrapped_normal_draw(std_normal(key, shape + batch_shape(self.mu, self.sigma)), self.mu, self.sigma)
-
-    def _log_prob(self, x):
-        return _wrapped_normal_lp(x, self.mu, self.sigma)
+        super().__init__(mu, sigma)
 
 
 von_mises = VonMises

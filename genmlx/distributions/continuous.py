@@ -18,6 +18,7 @@ from ..special.gamma import bd0_raw, stirlerr_raw
 from . import support
 from ._common import FINITE, HALF_LOG_2PI, POS, std_normal, uniform01
 from .base import Distribution, batch_shape
+from .location_scale import LocationScale
 from .gamma_sampler import gamma_full
 
 __all__ = ["Normal", "Uniform", "Exponential", "Laplace", "Cauchy", "LogNormal", "StudentT",
@@ -42,24 +43,17 @@ def _affine(z, loc, scale):
     return loc + scale * z
 
 
-class Normal(Distribution):
+class Normal(LocationScale):
     """Normal(mu, sigma), sigma the standard deviation."""
 
     name = "normal"
     support = support.real
+    params = ("mu", "sigma")
+    draw = staticmethod(_affine)
+    lp = staticmethod(_normal_lp)
 
     def __init__(self, mu, sigma):
-        super().__init__()
-        self.mu = self._param("mu", mu, *FINITE)
-        self.sigma = self._param("sigma", sigma, *POS)
-        self._check_shapes(mu=self.mu, sigma=self.sigma)
-
-    def _sample(self, key, shape):
-        z = std_normal(key, shape + batch_shape(self.mu, self.sigma))
-        return _affine(z, self.mu, self.sigma)
-
-    def _log_prob(self, x):
-        return _normal_lp(x, self.mu, self.sigma)
+        super().__init__(mu, sigma)
 
 
 # -- uniform ------------------------------------------------------------------------------
@@ -138,23 +132,18 @@ def _laplace_draw(u, loc, scale):
     return loc - scale * mx.where(h < 0, -1.0, 1.0) * mx.log1p(-2.0 * mx.abs(h))
 
 
-class Laplace(Distribution):
+class Laplace(LocationScale):
     """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale)."""
 
     name = "laplace"
     support = support.real
+    params = ("loc", "scale")
+    noise = staticmethod(uniform01)
+    draw = staticmethod(_laplace_draw)
+    lp = staticmethod(_laplace_lp)
 
     def __init__(self, loc, scale):
-        super().__init__()
-        self.loc = self._param("loc", loc, *FINITE)
-        self.scale = self._param("scale", scale, *POS)
-        self._check_shapes(loc=self.loc, scale=self.scale)
-
-    def _sample(self, key, shape):
-        return _laplace_draw(uniform01(key, shape + batch_shape(self.loc, self.scale)), self.loc, self.scale)
-
-    def _log_prob(self, x):
-        return _laplace_lp(x, self.loc, self.scale)
+        super().__init__(loc, scale)
 
 
 @fused
@@ -173,23 +162,18 @@ def _cauchy_draw(u, loc, scale):
     return loc + scale * mx.tan(math.pi * (u - 0.5))
 
 
-class Cauchy(Distribution):
+class Cauchy(LocationScale):
     """Cauchy(loc, scale)."""
 
     name = "cauchy"
     support = support.real
+    params = ("loc", "scale")
+    noise = staticmethod(uniform01)
+    draw = staticmethod(_cauchy_draw)
+    lp = staticmethod(_cauchy_lp)
 
     def __init__(self, loc, scale):
-        super().__init__()
-        self.loc = self._param("loc", loc, *FINITE)
-        self.scale = self._param("scale", scale, *POS)
-        self._check_shapes(loc=self.loc, scale=self.scale)
-
-    def _sample(self, key, shape):
-        return _cauchy_draw(uniform01(key, shape + batch_shape(self.loc, self.scale)), self.loc, self.scale)
-
-    def _log_prob(self, x):
-        return _cauchy_lp(x, self.loc, self.scale)
+        super().__init__(loc, scale)
 
 
 # -- lognormal ------------------------------------------------------------------------------
@@ -209,23 +193,17 @@ def _exp_affine(z, loc, scale):
     return mx.exp(loc + scale * z)
 
 
-class LogNormal(Distribution):
+class LogNormal(LocationScale):
     """LogNormal(mu, sigma): log x ~ Normal(mu, sigma)."""
 
     name = "lognormal"
     support = support.positive
+    params = ("mu", "sigma")
+    draw = staticmethod(_exp_affine)
+    lp = staticmethod(_lognormal_lp)
 
     def __init__(self, mu, sigma):
-        super().__init__()
-        self.mu = self._param("mu", mu, *FINITE)
-        self.sigma = self._param("sigma", sigma, *POS)
-        self._check_shapes(mu=self.mu, sigma=self.sigma)
-
-    def _sample(self, key, shape):
-        return _exp_affine(std_normal(key, shape + batch_shape(self.mu, self.sigma)), self.mu, self.sigma)
-
-    def _log_prob(self, x):
-        return _lognormal_lp(x, self.mu, self.sigma)
+        super().__init__(mu, sigma)
 
 
 # -- Student-t ------------------------------------------------------------------------------
