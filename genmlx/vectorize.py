@@ -29,6 +29,8 @@ batched trace keeps the caller's args object.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from typing import Any, Callable, NamedTuple
 
 import mlx.core as mx
@@ -41,6 +43,7 @@ from .trace import Trace
 from .tree import flatten
 
 __all__ = [
+    "BatchedTraces",
     "VectorizationError", "vsimulate", "vgenerate", "vupdate", "vregenerate",
     "lane", "batching", "vmap_tree",
 ]
@@ -264,3 +267,30 @@ def lane(trace: Trace, i: int) -> Trace:
     leaves, rebuild = flatten(_pack_top(trace))
     node = rebuild([x[i] for x in leaves])
     return _unpack(node, trace.args, None, trace.checks)
+
+
+class BatchedTraces(Sequence):
+    """The N particles of one vectorized trace, as scalar `Trace` views made on access (`lane`)."""
+
+    def __init__(self, batched: Trace, n: int):
+        self.batched = batched
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(f"particle index {i} out of range for {self.n} particles")
+        return lane(self.batched, i)
+
+    def values(self, addr) -> mx.array:
+        """The batched value `[N, ...]` at `addr` (no unbatching)."""
+        return self.batched[addr]
+
+    def __repr__(self) -> str:
+        return f"BatchedTraces({self.n} particles of {getattr(self.batched.gen_fn, 'name', '?')})"

@@ -14,14 +14,13 @@ log p(observations) without bias in p (not in log p); the particle ESS is
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import mlx.core as mx
 import numpy as np
 
 from ..gfi import as_choicemap
 from ..rng import KeyStream
-from ..trace import Trace
+from ..vectorize import BatchedTraces
 from . import driver
 from ._common import _bad_score, check_count, finish_stats, run_name, split_key
 from .diagnostics import particle_ess
@@ -118,30 +117,3 @@ def importance_resampling(model, args: tuple, observations=None, *, n_particles:
     idx = mx.random.categorical(lw, num_samples=n_samples, key=k_pick).tolist() if n_samples else []
     stats = dict(res.stats, indices=idx, n_samples=n_samples)
     return InferenceResult([res.traces[i] for i in idx], stats, log_ml=res.log_ml, state=res.state)
-
-
-# -- vectorized traces as per-particle views ------------------------------------------------------
-
-class BatchedTraces(Sequence):
-    """The N particles of one batched trace, as a sequence of scalar `Trace` views (made on access)."""
-
-    def __init__(self, batched: Trace, n: int):
-        self.batched = batched
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.n))]
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(f"particle index {i} out of range for {self.n} particles")
-        from ..vectorize import lane
-
-        return lane(self.batched, i)
-
-    def __repr__(self) -> str:
-        return f"BatchedTraces({self.batched!r}, n={self.n})"

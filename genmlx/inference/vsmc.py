@@ -19,18 +19,17 @@ indexed); the batched trace itself is `.state.particles` (and `.traces.batched`)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import mlx.core as mx
 
 from ..selection import Selection
 from ..trace import Trace
 from ..tree import flatten
+from ..vectorize import BatchedTraces
 from .resampling import get_scheme
 from .result import InferenceResult
 from .smc import check_inputs, finish, run_filter
 
-__all__ = ["vsmc", "index_trace", "select_traces", "BatchedParticles", "prefers_vectorized"]
+__all__ = ["vsmc", "index_trace", "select_traces", "prefers_vectorized"]
 
 
 def _tree(tr: Trace):
@@ -67,42 +66,9 @@ def select_traces(accept: mx.array, new: Trace, old: Trace, n: int) -> Trace:
     return rebuild(out, new.batch)
 
 
-class BatchedParticles(Sequence):
-    """The N final particles of a vectorized run, unbatched lazily on indexing."""
-
-    def __init__(self, batched: Trace, n: int):
-        self.batched = batched
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.n))]
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(f"particle index {i} out of range for {self.n} particles")
-        return index_trace(self.batched, i, self.n)
-
-    def values(self, addr) -> mx.array:
-        """The batched value `[N, ...]` at `addr` (no unbatching)."""
-        return self.batched[addr]
-
-    def __repr__(self) -> str:
-        return f"BatchedParticles({self.n} particles of {getattr(self.batched.gen_fn, 'name', '?')})"
-
-
 def prefers_vectorized(model) -> bool:
-    """True for `unfold` models when vectorized execution (`genmlx.vectorize`) is available."""
-    if "unfold" not in type(model).__name__.lower():
-        return False
-    try:
-        from .. import vectorize  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True for `unfold` models: their steps batch cleanly (`genmlx.vectorize`)."""
+    return "unfold" in type(model).__name__.lower()
 
 
 def _rejuvenate_batched(model, rejuvenation, sweeps: int, n: int):
@@ -171,4 +137,4 @@ def vsmc(
         params={"n_particles": n, "resample": str(resample), "ess_threshold": ess_threshold,
                 "n_steps": len(args_seq), "vectorized": True},
     )
-    return finish(res, BatchedParticles(res.state.particles, n))
+    return finish(res, BatchedTraces(res.state.particles, n))

@@ -10,7 +10,8 @@ import genmlx as gm
 from genmlx import dist
 from genmlx import inference as infer
 from genmlx.inference.resampling import ZeroLikelihoodError
-from genmlx.inference.vsmc import BatchedParticles, index_trace, prefers_vectorized
+from genmlx.inference.vsmc import index_trace, prefers_vectorized
+from genmlx.vectorize import BatchedTraces
 from genmlx.vectorize import lane
 from memory_flat import FlatRecorder
 
@@ -75,7 +76,7 @@ def test_thousand_particles_match_kalman_tightly(ulg):
         r = infer.vsmc(ulg, args, obs, n_particles=1000, key=mx.random.key(s))
         est.append(r.log_ml)
         fm.append(weighted_mean(r.log_weights, np.array(r.traces.values((29, "x")))))
-        assert isinstance(r.traces, BatchedParticles) and len(r.traces) == 1000
+        assert isinstance(r.traces, BatchedTraces) and len(r.traces) == 1000
     # N=1000, T=30: sd of one log-ML estimate ~0.15 (measured), Jensen bias ~-0.01; mean of 4: SE ~0.08.
     assert abs(np.mean(est) - exact) < 0.3, (est, exact)
     # Filtering mean: posterior sd ~0.45, ESS >= 500 -> MC sd ~0.02 per run.
@@ -86,7 +87,7 @@ def test_smc_picks_the_vectorized_path_for_unfold_models(ulg):
     assert prefers_vectorized(ulg) and not prefers_vectorized(lg)
     args, obs = unfold_sequence(data(4))
     r = infer.smc(ulg, args, obs, n_particles=16, key=mx.random.key(0))
-    assert isinstance(r.traces, BatchedParticles) and r.stats["syncs"] == 0
+    assert isinstance(r.traces, BatchedTraces) and r.stats["syncs"] == 0
     r2 = infer.smc(ulg, args, obs, n_particles=16, vectorized=False, key=mx.random.key(0))
     assert isinstance(r2.traces, list) and r2.stats["syncs"] == 3
 
