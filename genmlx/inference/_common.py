@@ -72,6 +72,30 @@ def init_trace(algorithm: str, model, args: tuple, observations, key) -> tuple[T
     return tr, obs
 
 
+def start_site_chain(algorithm: str, model, args: tuple, observations, addresses, init, key, *,
+                     n_samples: int, burn: int, thin: int):
+    """Validate a per-address kernel's inputs and start its chain (Gibbs, elliptical slice).
+
+    Returns (initial trace, observations, the addresses as a list, their paths, the key for the run).
+    """
+    check_count(algorithm, "n_samples", n_samples, 0)
+    check_count(algorithm, "burn", burn, 0)
+    check_count(algorithm, "thin", thin, 1)
+    addresses = [addresses] if isinstance(addresses, (str, int)) else list(addresses)
+    if not addresses:
+        raise ValueError(f"{algorithm}: addresses is empty (name at least one random choice)")
+    k_init, k_run = split_key(key)
+    if init is None:
+        tr, obs = init_trace(algorithm, model, args, observations, k_init)
+    else:
+        tr, obs = init, as_choicemap(observations)
+    paths = [to_path(a) for a in addresses]
+    for p in paths:
+        if obs.has_value(p):
+            raise ValueError(f"{algorithm}: addresses includes the observed address {from_path(p)!r}")
+    return tr, obs, addresses, paths, k_run
+
+
 def _bad_score(algorithm: str, tr: Trace, obs: ChoiceMap, score: float) -> str:
     bad = []
     leaves = _leaf_scores(tr)

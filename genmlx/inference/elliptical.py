@@ -26,7 +26,7 @@ from ..choicemap import ChoiceMap
 from ..rng import KeyStream
 from ..trace import Trace
 from . import driver
-from ._common import check_count, init_trace, split_key
+from ._common import start_site_chain
 from .mh import run_chain
 from .result import InferenceResult
 
@@ -97,23 +97,9 @@ def elliptical_slice(model, args: tuple, observations=None, *, addresses: Sequen
         ValueError: an address that is not a normal-prior random choice, or that
             is observed; n_samples < 0, burn < 0, thin < 1.
     """
-    check_count("elliptical_slice", "n_samples", n_samples, 0)
-    check_count("elliptical_slice", "burn", burn, 0)
-    check_count("elliptical_slice", "thin", thin, 1)
-    addresses = [addresses] if isinstance(addresses, (str, int)) else list(addresses)
-    if not addresses:
-        raise ValueError("elliptical_slice: addresses is empty")
-    k_init, k_run = split_key(key)
-    if init is None:
-        tr, obs = init_trace("elliptical_slice", model, args, observations, k_init)
-    else:
-        from ..gfi import as_choicemap
-
-        tr, obs = init, as_choicemap(observations)
-    paths = [to_path(a) for a in addresses]
+    tr, obs, addresses, paths, k_run = start_site_chain("elliptical_slice", model, args, observations, addresses, init, key,
+                                                        n_samples=n_samples, burn=burn, thin=thin)
     for p in paths:
-        if obs.has_value(p):
-            raise ValueError(f"elliptical_slice: addresses includes the observed address {from_path(p)!r}")
         _gaussian_site(tr, p)
     return run_chain("elliptical_slice", elliptical_slice_kernel(addresses), tr, n_samples, burn=burn, thin=thin,
                      key=k_run, callback=callback, progress=progress, summary_paths=paths)

@@ -19,11 +19,10 @@ import mlx.core as mx
 
 from ..address import from_path, to_path
 from ..choicemap import ChoiceMap
-from ..gfi import as_choicemap
 from ..rng import KeyStream
 from ..trace import Trace
 from . import driver
-from ._common import check_count, init_trace, same_structure, select_trace, split_key
+from ._common import same_structure, select_trace, start_site_chain
 from .mh import run_chain
 from .result import InferenceResult
 
@@ -110,23 +109,9 @@ def gibbs(model, args: tuple, observations=None, *, addresses: Sequence, n_sampl
         ValueError: an address that is not an unobserved random choice, a site
             whose support is not finite, n_samples < 0, burn < 0, thin < 1.
     """
-    check_count("gibbs", "n_samples", n_samples, 0)
-    check_count("gibbs", "burn", burn, 0)
-    check_count("gibbs", "thin", thin, 1)
-    if isinstance(addresses, (str, int)):
-        addresses = [addresses]  # one address; a list (or tuple) of addresses otherwise
-    addresses = list(addresses)
-    if not addresses:
-        raise ValueError("gibbs: addresses is empty (name at least one discrete random choice)")
-    k_init, k_run = split_key(key)
-    if init is None:
-        tr, obs = init_trace("gibbs", model, args, observations, k_init)
-    else:
-        tr, obs = init, as_choicemap(observations)
-    paths = [to_path(a) for a in addresses]
+    tr, obs, addresses, paths, k_run = start_site_chain("gibbs", model, args, observations, addresses, init, key,
+                                                        n_samples=n_samples, burn=burn, thin=thin)
     for p in paths:
-        if obs.has_value(p):
-            raise ValueError(f"gibbs: addresses includes the observed address {from_path(p)!r}")
         enumerate_support(_site(tr, p).gen_fn, from_path(p))
     return run_chain("gibbs", gibbs_kernel(addresses), tr, n_samples, burn=burn, thin=thin, key=k_run,
                      callback=callback, progress=progress, params={"addresses": [repr(a) for a in addresses]},
