@@ -14,24 +14,9 @@ from genmlx import dist, events
 from genmlx import inference as infer
 from genmlx.inference.gibbs import enumerate_support, gibbs_step
 from memory_flat import FlatRecorder
+from .discrete_models import two_bits, two_bits_posterior as posterior
 
 
-@gm.gen
-def two_bits():
-    a = gm.trace("a", dist.bernoulli(0.3))
-    b = gm.trace("b", dist.bernoulli(mx.where(a == 1, 0.8, 0.2)))
-    gm.trace("c", dist.bernoulli(mx.where(a == b, 0.9, 0.4)))
-
-
-def posterior():
-    joint = {}
-    for a in (0, 1):
-        for b in (0, 1):
-            pa = 0.3 if a else 0.7
-            pb = (0.8 if a else 0.2) if b else (0.2 if a else 0.8)
-            joint[(a, b)] = pa * pb * (0.9 if a == b else 0.4)
-    z = sum(joint.values())
-    return {k: v / z for k, v in joint.items()}
 
 
 @pytest.mark.statistical

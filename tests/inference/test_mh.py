@@ -15,6 +15,7 @@ from genmlx import inference as infer
 from genmlx.inference.diagnostics import mcse
 from genmlx.inference.mh import mh_step
 from memory_flat import FlatRecorder
+from .discrete_models import two_bits, two_bits_posterior
 
 YS = [1.0, 2.0, 0.5]
 BB_DATA = [1, 1, 0, 1, 1, 1, 0, 1, 1, 0]
@@ -146,22 +147,6 @@ def test_mh_prior_proposal_accepts_per_formula():
 
 # -- invariance ---------------------------------------------------------------------------------
 
-@gm.gen
-def two_bits():
-    a = gm.trace("a", dist.bernoulli(0.3))
-    b = gm.trace("b", dist.bernoulli(mx.where(a == 1, 0.8, 0.2)))
-    gm.trace("c", dist.bernoulli(mx.where(a == b, 0.9, 0.4)))
-
-
-def two_bits_posterior():
-    joint = {}
-    for a in (0, 1):
-        for b in (0, 1):
-            pa = 0.3 if a else 0.7
-            pb = (0.8 if a else 0.2) if b else (0.2 if a else 0.8)
-            joint[(a, b)] = pa * pb * (0.9 if a == b else 0.4)
-    z = sum(joint.values())
-    return {k: v / z for k, v in joint.items()}
 
 
 def exact_traces(n, seed):
