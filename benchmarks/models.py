@@ -14,6 +14,9 @@ Use exactly these so that figures compare across runs and with other systems:
 Each model is written the way a genmlx user writes it (`@gm.gen`, one
 `gm.trace` per random choice); the state-space model also as an `unfold`, the
 form whose particle filter is vectorized (`infer.smc` picks `vsmc` for it).
+The 100-point regression and the funnel come in two forms with the same log
+density: one scalar site per observation / coordinate (`linreg`, `funnel`)
+and one vector site (`linreg_vec`, `funnel_vec`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,19 @@ def linreg(xs):
     intercept = gm.trace("intercept", dist.normal(0.0, 10.0))
     for i, x in enumerate(xs):
         gm.trace(("y", i), dist.normal(slope * x + intercept, 1.0))
+    return slope
+
+
+@gm.gen
+def linreg_vec(xs):
+    """The same model with the observations as one vector site `"y"` (xs: an [n] array).
+
+    How n iid observations are written in genmlx (and in GenJAX or NumPyro):
+    one choice scored as the sum of its elements. Same log density as `linreg`.
+    """
+    slope = gm.trace("slope", dist.normal(0.0, 10.0))
+    intercept = gm.trace("intercept", dist.normal(0.0, 10.0))
+    gm.trace("y", dist.normal(slope * xs + intercept, 1.0))
     return slope
 
 
@@ -151,3 +167,14 @@ def funnel():
 
 
 FUNNEL_ADDRESSES = ["v"] + [("x", i) for i in range(FUNNEL_DIM)]
+
+
+@gm.gen
+def funnel_vec():
+    """The funnel with x as one vector site of FUNNEL_DIM values (same log density as `funnel`)."""
+    v = gm.trace("v", dist.normal(0.0, 3.0))
+    gm.trace("x", dist.iid(dist.normal(0.0, mx.exp(v / 2.0)), FUNNEL_DIM))
+    return v
+
+
+FUNNEL_VEC_ADDRESSES = ["v", "x"]

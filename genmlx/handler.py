@@ -173,7 +173,7 @@ class SimulateHandler(Handler):
     def visit(self, path, obj, args):
         if _is_dist(obj):
             v = obj._sample(self.keys(), ())
-            st = Trace(obj, (), v, obj._log_prob(v))
+            st = Trace(obj, (), v, obj._score(v))
             self.dist_checks(path, obj)
         else:
             st = obj._simulate(args, self.keys.child())
@@ -197,9 +197,9 @@ class GenerateHandler(Handler):
                 if c._leaves and c.has_submap(path):
                     raise AddressError(f"constraint under {from_path(_prefix[-1] + path)!r}, but that site is a single choice")
                 v = obj._sample(self.keys(), ())
-                lp = obj._log_prob(v)
+                lp = obj._score(v)
             else:
-                lp = obj._log_prob(v)
+                lp = obj._score(v)
                 self.add_weight(lp)
                 self.hits += 1
             st = Trace(obj, (), v, lp)
@@ -231,7 +231,7 @@ class AssessHandler(Handler):
                     f"assess: address {from_path(_prefix[-1] + path)!r} of {self.gen_fn.name} is not constrained "
                     "(assess needs a value for every random choice)"
                 )
-            st = Trace(obj, (), v, obj._log_prob(v))
+            st = Trace(obj, (), v, obj._score(v))
             self.dist_checks(path, obj)
             self.hits += 1
         else:
@@ -286,7 +286,7 @@ class UpdateHandler(Handler):
                 v = old.retval
             else:
                 v = obj._sample(self.keys(), ())
-                lp = obj._log_prob(v)
+                lp = obj._score(v)
                 self.add_weight(lp)  # fresh: excluded from the weight
                 if old is not None:
                     _discard_trace(old, path, self.discard)
@@ -294,7 +294,7 @@ class UpdateHandler(Handler):
                 self.dist_checks(path, obj)
                 self.record(path, obj, st)
                 return v
-            st = Trace(obj, (), v, obj._log_prob(v))
+            st = Trace(obj, (), v, obj._score(v))
             self.dist_checks(path, obj)
         else:
             sub = c._get_submap_path(path)
@@ -347,7 +347,7 @@ class RegenerateHandler(Handler):
         if _is_dist(obj):
             if old is None or old.sites is not None or self.selection.contains_path(path):
                 v = obj._sample(self.keys(), ())
-                lp = obj._log_prob(v)
+                lp = obj._score(v)
                 self.rn = _acc(self.rn, lp)
                 if old is not None:
                     self.ro = _acc(self.ro, old.score)
@@ -356,7 +356,7 @@ class RegenerateHandler(Handler):
                     self.record(path, obj, old)
                     return old.retval
                 v = old.retval
-                lp = obj._log_prob(v)
+                lp = obj._score(v)
             st = Trace(obj, (), v, lp)
             self.dist_checks(path, obj)
         else:

@@ -160,6 +160,16 @@ class Distribution(GenerativeFunction):
     def _log_prob(self, value) -> mx.array:
         raise NotImplementedError
 
+    def _score(self, value) -> mx.array:
+        """The site score of `value`: its log density summed to a scalar.
+
+        A choice is the whole value, so a distribution with array parameters
+        (`dist.normal(mu_vector, 1.0)`) scores the vector as one choice, as Gen's
+        broadcasted distributions do; `log_prob` stays elementwise.
+        """
+        lp = self._log_prob(value)
+        return lp if lp.ndim == 0 else mx.sum(lp)
+
     # -- public ---------------------------------------------------------------------
     def sample(self, key=None, shape: tuple = ()) -> mx.array:
         """Draw values of batch shape `shape` (+ the parameters' broadcast shape)."""
@@ -187,7 +197,7 @@ class Distribution(GenerativeFunction):
         return ChoiceMap._from_leaves({(): as_value(c)})
 
     def _mk(self, v) -> Trace:
-        return Trace(self, (), v, self._log_prob(v), None, tuple(self.deferred_checks()) if self._lazy_checks else ())
+        return Trace(self, (), v, self._score(v), None, tuple(self.deferred_checks()) if self._lazy_checks else ())
 
     def _simulate(self, args, keys):
         return self._mk(self._sample(keys(), ()))
@@ -219,7 +229,7 @@ class Distribution(GenerativeFunction):
         v = choices.value()
         if v is None:
             raise AddressError(f"assess: the value of {self.name} is not constrained")
-        return self._log_prob(v), v
+        return self._score(v), v
 
     def _project(self, trace, selection):
         return trace.score if selection.is_all() else mx.array(0.0)

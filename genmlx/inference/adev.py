@@ -79,10 +79,10 @@ class _ADEVHandler(SimulateHandler):
             v = obj._sample(self.keys(), ())
             if strategy(obj) == "score":
                 v = mx.stop_gradient(v)
-                lp = obj._log_prob(v)
-                self._add_sf(mx.sum(lp))
+                lp = obj._score(v)
+                self._add_sf(lp)
             else:
-                lp = obj._log_prob(v)
+                lp = obj._score(v)
             st = Trace(obj, (), v, lp)
             self.dist_checks(path, obj)
         elif isinstance(obj, DynamicGenFn):
