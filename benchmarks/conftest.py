@@ -23,6 +23,7 @@ import functools
 import time
 from typing import Any, NamedTuple
 
+import mlx.core as mx
 import pytest
 
 from benchmarks import floors as F
@@ -76,6 +77,8 @@ def cases() -> dict[str, Case]:
                             M.regression_log_evidence(M.LR5_XS, M.LR5_YS)),
         "regression100": Case("regression100", M.linreg, (xs,), M.obs_of(ys), F.Regression(xs, ys),
                               ["slope", "intercept"], M.regression_log_evidence(xs, ys)),
+        "regression100_vec": Case("regression100_vec", M.linreg_vec, (mx.array(xs),), {"y": mx.array(ys)},
+                                  F.Regression(xs, ys), ["slope", "intercept"], M.regression_log_evidence(xs, ys)),
         "funnel": Case("funnel", M.funnel, (), {}, F.funnel_logp(M.FUNNEL_DIM), M.FUNNEL_ADDRESSES),
     }
 
