@@ -80,6 +80,7 @@ def cases() -> dict[str, Case]:
         "regression100_vec": Case("regression100_vec", M.linreg_vec, (mx.array(xs),), {"y": mx.array(ys)},
                                   F.Regression(xs, ys), ["slope", "intercept"], M.regression_log_evidence(xs, ys)),
         "funnel": Case("funnel", M.funnel, (), {}, F.funnel_logp(M.FUNNEL_DIM), M.FUNNEL_ADDRESSES),
+        "funnel_vec": Case("funnel_vec", M.funnel_vec, (), {}, F.funnel_logp(M.FUNNEL_DIM), M.FUNNEL_VEC_ADDRESSES),
     }
 
 
