@@ -119,29 +119,33 @@ class GenerativeFunction(ABC):
         return tr
 
     # -- vectorized -----------------------------------------------------------
-    def vsimulate(self, args: tuple = (), n: int = 1, *, key=None) -> Trace:
-        """N traces in one pass; leaves are [N]-shaped. Equals N scalar runs with split keys."""
+    def vsimulate(self, args: tuple = (), n: int = 1, *, key=None, layout: str = "per_lane") -> Trace:
+        """N traces in one pass; leaves are [N]-shaped. per_lane: equals N scalar runs with split keys.
+
+        `layout="shared"`: one key for all lanes (faster; see `genmlx.vectorize`)."""
         from .vectorize import vsimulate
 
-        return vsimulate(self, self._check_args(args), n, key)
+        return vsimulate(self, self._check_args(args), n, key, layout)
 
-    def vgenerate(self, args: tuple = (), constraints=None, n: int = 1, *, key=None):
-        """N constrained traces in one pass; returns (trace, weights [N])."""
+    def vgenerate(self, args: tuple = (), constraints=None, n: int = 1, *, key=None, layout: str = "per_lane"):
+        """N constrained traces in one pass; returns (trace, weights [N]). `layout` as in `vsimulate`."""
         from .vectorize import vgenerate
 
-        return vgenerate(self, self._check_args(args), self._constraints(constraints), n, key)
+        return vgenerate(self, self._check_args(args), self._constraints(constraints), n, key, layout)
 
-    def vupdate(self, trace: Trace, constraints=None, *, args: tuple | None = None, key=None):
+    def vupdate(self, trace: Trace, constraints=None, *, args: tuple | None = None, key=None,
+                layout: str = "per_lane"):
         """Batched update of a vectorized trace; weights and discard leaves are [N]."""
         from .vectorize import vupdate
 
-        return vupdate(self, trace, self._constraints(constraints), args, key)
+        return vupdate(self, trace, self._constraints(constraints), args, key, layout)
 
-    def vregenerate(self, trace: Trace, selection: Selection, *, args: tuple | None = None, key=None):
+    def vregenerate(self, trace: Trace, selection: Selection, *, args: tuple | None = None, key=None,
+                    layout: str = "per_lane"):
         """Batched regenerate of a vectorized trace; weights are [N]."""
         from .vectorize import vregenerate
 
-        return vregenerate(self, trace, selection, args, key)
+        return vregenerate(self, trace, selection, args, key, layout)
 
     # -- helpers ----------------------------------------------------------------
     def _constraints(self, c) -> ChoiceMap:
