@@ -4,15 +4,36 @@ Every GFI method and inference function takes an optional `key=`. Without one
 they draw from genmlx's own stream, which `seed(n)` resets. The stream lives on
 the host (Python's `random.Random`), so drawing a key creates a constant array,
 never a lazy graph that would grow across calls.
+
+Lane layouts of vectorized execution (`genmlx.vectorize`). Every random draw
+of the built-in distributions goes through `lanewise` (directly or through
+`uniform`, `categorical` and the samplers built on them), which makes the
+two layouts one code path:
+
+* per-lane (`layout="per_lane"`): N lane keys, the body run under `mx.vmap`
+  over them; `lanewise(fn, key, shape)` is `fn(key, shape)` for the lane's
+  own key. Lane i is the scalar run with key i, bit for bit.
+* shared-key (`layout="shared"`, the default of vectorized inference): the
+  body runs under `mx.vmap` over the lane index `mx.arange(N)` with the ONE
+  unbatched key, so key splits happen once for all lanes; `lanewise` draws
+  `(N,) + shape` values from the key and takes row `lane`: one random-bits
+  call and one gather per draw for all lanes, as a plain MLX program drawing
+  N values from one key. Lanes are independent draws and the pass is
+  reproducible with a fixed key, but lane i is not the scalar run of any key.
+  Inside a nested `gm.vmap` the inner lanes have their own (split) keys and
+  the outer lane still picks its row.
 """
 
 from __future__ import annotations
 
 import random as _random
+from contextlib import contextmanager
+from typing import Callable
 
 import mlx.core as mx
 
-__all__ = ["seed", "next_key", "resolve", "KeyStream"]
+__all__ = ["seed", "next_key", "resolve", "KeyStream", "lanewise", "uniform", "categorical", "shared_lanes",
+           "lane_layout"]
 
 _stream = _random.Random(0)
 
@@ -63,3 +84,62 @@ class KeyStream:
             self._key = ks[0].reshape(2)
             self._pool = [k.reshape(2) for k in reversed(ks[1:])]
         return self._pool.pop()
+
+
+# -- lane layouts of vectorized execution (see the module docstring) ------------------------------
+
+_lanes: tuple | None = None  # (N, lane index) while a shared-key vectorized pass traces its body
+
+
+def shared_lanes() -> tuple | None:
+    """(N, lane) inside a shared-key vectorized pass (lane: the traced lane index), else None."""
+    return _lanes
+
+
+@contextmanager
+def lane_layout(lanes: tuple | None):
+    """Run the block with `lanes` = (N, lane index) (shared-key) or None (ordinary draws)."""
+    global _lanes
+    prev = _lanes
+    _lanes = lanes
+    try:
+        yield
+    finally:
+        _lanes = prev
+
+
+def lanewise(fn: Callable, key, shape: tuple, *extra):
+    """`fn(key, shape, *extra)`, a draw whose leading dims are `shape`, made from `key` alone.
+
+    In a shared-key pass: `fn(key, (N,) + shape, *extra)[lane]`. `extra` must not
+    depend on the lane (parameters are applied after the draw).
+    """
+    shape = tuple(shape)
+    if _lanes is None:
+        return fn(key, shape, *extra)
+    n, lane = _lanes
+    return fn(key, (n,) + shape, *extra)[lane]
+
+
+def _uniform(key, shape):
+    return mx.random.uniform(shape=shape, key=key)
+
+
+def uniform(key, shape=()) -> mx.array:
+    """U[0, 1) float32 draws of `shape` (`mx.random.uniform`; lane-aware, see `lanewise`)."""
+    return lanewise(_uniform, key, shape)
+
+
+def _gumbel(key, shape):
+    return mx.random.gumbel(shape=shape, key=key)
+
+
+def categorical(logits, key, shape=None, axis: int = -1) -> mx.array:
+    """`mx.random.categorical(logits, axis, shape, key)`, lane-aware (Gumbel-max in a shared-key pass)."""
+    if _lanes is None:
+        return mx.random.categorical(logits, axis=axis, shape=shape, key=key)
+    logits = mx.moveaxis(logits, axis, -1) if axis not in (-1, logits.ndim - 1) else logits
+    k = logits.shape[-1]
+    out = tuple(logits.shape[:-1]) if shape is None else tuple(shape)
+    g = lanewise(_gumbel, key, out + (k,))
+    return mx.argmax(logits + g, axis=-1)

@@ -37,7 +37,7 @@ import mlx.core as mx
 
 from .checks import DeferredCheck
 from .choicemap import ChoiceMap
-from .rng import KeyStream, resolve
+from .rng import KeyStream, lane_layout, resolve
 from .selection import Selection
 from .trace import Trace
 from .tree import flatten
@@ -181,33 +181,70 @@ def _dedupe(leaves: list) -> tuple[list, list]:
     return uniq, pos
 
 
-def _keys(key, n: int) -> mx.array:
+LAYOUTS = ("per_lane", "shared")
+
+
+def _check_n(n) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n (the number of particles) must be a positive int, got {n!r}")
-    return mx.random.split(resolve(key), n)
+    return n
 
 
-def vsimulate(gf, args: tuple, n: int, key=None) -> Trace:
-    """N traces in one pass; lane i equals `gf.simulate(args, key=split(key, n)[i])`."""
-    keys = _keys(key, n)
+def _keys(key, n: int) -> mx.array:
+    return mx.random.split(resolve(key), _check_n(n))
 
-    def lane_fn(k):
-        tr = gf._simulate(args, KeyStream(k))
+
+class _Lanes:
+    """What the vmapped body of one pass maps over, and the KeyStream of each lane.
+
+    per_lane: the N split keys (lane i's stream starts from key i). shared: the lane
+    index `arange(N)`; every lane's stream starts from the one unbatched key and the
+    samplers draw (N,) + shape and take their row (`rng.lanewise`).
+    """
+
+    __slots__ = ("layout", "n", "key", "xs")
+
+    def __init__(self, key, n, layout):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.layout, self.n = layout, _check_n(n)
+        if layout == "shared":
+            self.key = resolve(key)
+            self.xs = mx.arange(n, dtype=mx.int32)
+        else:
+            self.key = None
+            self.xs = _keys(key, n)
+
+    def run(self, x, fn, *a):
+        """`fn(KeyStream, *a)` for the lane whose mapped input is `x`, under its layout."""
+        if self.key is None:
+            with lane_layout(None):
+                return fn(KeyStream(x), *a)
+        with lane_layout((self.n, x)):
+            return fn(KeyStream(self.key), *a)
+
+
+def vsimulate(gf, args: tuple, n: int, key=None, layout: str = "per_lane") -> Trace:
+    """N traces in one pass; per_lane: lane i equals `gf.simulate(args, key=split(key, n)[i])`."""
+    lanes = _Lanes(key, n, layout)
+
+    def lane_fn(x):
+        tr = lanes.run(x, lambda ks: gf._simulate(args, ks))
         return _pack_top(tr), _checks_out(tr)
 
-    node, cs = vmap_tree(lane_fn, (keys,), gf.name, "vsimulate")
+    node, cs = vmap_tree(lane_fn, (lanes.xs,), gf.name, "vsimulate")
     return _unpack(node, args, n, _reduce_checks(cs))
 
 
-def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None):
+def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None, layout: str = "per_lane"):
     """N constrained traces in one pass; returns (trace with [N] leaves, weights [N])."""
-    keys = _keys(key, n)
+    lanes = _Lanes(key, n, layout)
 
-    def lane_fn(k):
-        tr, w = gf._generate(args, constraints, KeyStream(k))
+    def lane_fn(x):
+        tr, w = lanes.run(x, lambda ks: gf._generate(args, constraints, ks))
         return _pack_top(tr), w, _checks_out(tr)
 
-    node, w, cs = vmap_tree(lane_fn, (keys,), gf.name, "vgenerate")
+    node, w, cs = vmap_tree(lane_fn, (lanes.xs,), gf.name, "vgenerate")
     return _unpack(node, args, n, _reduce_checks(cs)), w
 
 
@@ -221,40 +258,40 @@ def _check_batched(gf, trace, op) -> int:
     return trace.batch
 
 
-def vupdate(gf, trace: Trace, constraints: ChoiceMap, args=None, key=None):
-    """Batched update: lane i equals `gf.update(lane(trace, i), constraints, args=args, key=keys[i])`.
+def vupdate(gf, trace: Trace, constraints: ChoiceMap, args=None, key=None, layout: str = "per_lane"):
+    """Batched update: per_lane, lane i equals `gf.update(lane(trace, i), constraints, args=args, key=keys[i])`.
 
     Returns (trace, weights [N], discard with [N] leaves).
     """
     n = _check_batched(gf, trace, "vupdate")
     old_args = trace.args
     new_args = old_args if args is None else gf._check_args(args)
-    keys = _keys(key, n)
+    lanes = _Lanes(key, n, layout)
 
-    def lane_fn(k, node):
+    def lane_fn(x, node):
         old = _unpack(node, old_args)
-        tr, w, d = gf._update(old, constraints, new_args, KeyStream(k))
+        tr, w, d = lanes.run(x, lambda ks: gf._update(old, constraints, new_args, ks))
         return _pack_top(tr), w, _cm_pack(d), _checks_out(tr)
 
-    node, w, d, cs = vmap_tree(lane_fn, (keys, _pack_top(trace)), gf.name, "vupdate")
+    node, w, d, cs = vmap_tree(lane_fn, (lanes.xs, _pack_top(trace)), gf.name, "vupdate")
     return _unpack(node, new_args, n, _reduce_checks(cs)), w, ChoiceMap._from_leaves(d)
 
 
-def vregenerate(gf, trace: Trace, selection: Selection, args=None, key=None):
-    """Batched regenerate; returns (trace, weights [N]); lane i equals the scalar call with keys[i]."""
+def vregenerate(gf, trace: Trace, selection: Selection, args=None, key=None, layout: str = "per_lane"):
+    """Batched regenerate; returns (trace, weights [N]); per_lane: lane i equals the scalar call with keys[i]."""
     n = _check_batched(gf, trace, "vregenerate")
     if not isinstance(selection, Selection):
         raise TypeError(f"{gf.name}.vregenerate: selection must be a Selection (gm.select(...)), got {type(selection).__name__}")
     old_args = trace.args
     new_args = old_args if args is None else gf._check_args(args)
-    keys = _keys(key, n)
+    lanes = _Lanes(key, n, layout)
 
-    def lane_fn(k, node):
+    def lane_fn(x, node):
         old = _unpack(node, old_args)
-        tr, w = gf._regenerate(old, selection, new_args, KeyStream(k))
+        tr, w = lanes.run(x, lambda ks: gf._regenerate(old, selection, new_args, ks))
         return _pack_top(tr), w, _checks_out(tr)
 
-    node, w, cs = vmap_tree(lane_fn, (keys, _pack_top(trace)), gf.name, "vregenerate")
+    node, w, cs = vmap_tree(lane_fn, (lanes.xs, _pack_top(trace)), gf.name, "vregenerate")
     return _unpack(node, new_args, n, _reduce_checks(cs)), w
 
 

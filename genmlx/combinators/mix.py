@@ -22,6 +22,7 @@ import math
 
 import mlx.core as mx
 
+from .. import rng
 from ..address import AddressError
 from ..choicemap import EMPTY, ChoiceMap
 from ..distributions.base import Distribution
@@ -51,7 +52,7 @@ class _Categorical(Distribution):
         self.logits = lg
 
     def _sample(self, key, shape):
-        return mx.random.categorical(self.logits, shape=shape or None, key=key).astype(mx.int32)
+        return rng.categorical(self.logits, key, shape or None).astype(mx.int32)
 
     def _log_prob(self, k):
         K = self.logits.shape[0]

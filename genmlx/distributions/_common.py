@@ -1,4 +1,9 @@
-"""Shared pieces of the built-in distributions: parameter predicates, random helpers."""
+"""Shared pieces of the built-in distributions: parameter predicates, random helpers.
+
+Every random draw goes through `genmlx.rng.lanewise` (here, in `gamma_sampler`
+and in `rng.uniform` / `rng.categorical`), so the samplers follow the lane
+layout of a vectorized pass (see `genmlx.rng`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import math
 
 import mlx.core as mx
 
+from ..rng import lanewise
 from ..special.normal import std_normal_from_uniform
 from .base import shape_of
 
@@ -55,7 +61,7 @@ def _uniform01(key, shape):
 
 def uniform01(key, shape) -> mx.array:
     """Uniforms in the open interval (0, 1) (log u and log(1 - u) are finite)."""
-    return _uniform01(key, tuple(shape))
+    return lanewise(_uniform01, key, shape)
 
 
 @mx.compile
@@ -66,4 +72,4 @@ def _std_normal(key, shape):
 
 def std_normal(key, shape) -> mx.array:
     """Standard normals by Giles' inverse-CDF polynomial (fused; faster than mx.random.normal)."""
-    return _std_normal(key, tuple(shape))
+    return lanewise(_std_normal, key, shape)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from .. import rng
 from ..choicemap import as_value
 from ..special.fuse import as_float, fused
 from . import support
@@ -133,7 +134,7 @@ class Mixture(Distribution):
         stacked = mx.stack(mx.broadcast_arrays(*draws), axis=0) if len(draws) > 1 else draws[0][None]
         out_shape = stacked.shape[1:]
         batch = out_shape[: len(out_shape) - self.event_ndim]
-        idx = mx.random.categorical(self.logits, axis=-1, shape=batch, key=keys[0])
+        idx = rng.categorical(self.logits, keys[0], batch)
         idx = idx.reshape((1,) + batch + (1,) * self.event_ndim)
         idx = mx.broadcast_to(idx, (1,) + out_shape)
         return mx.take_along_axis(stacked, idx, axis=0)[0]

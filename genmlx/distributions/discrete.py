@@ -13,6 +13,7 @@ import math
 import mlx.core as mx
 import numpy as np
 
+from .. import rng
 from ..special import host
 from ..special.fuse import as_float, fused
 from ..special.gamma import bd0_fast, stirlerr_raw
@@ -55,7 +56,7 @@ class Bernoulli(Distribution):
         self.p = self._param("p", p, *PROB)
 
     def _sample(self, key, shape):
-        return _below(mx.random.uniform(shape=shape + batch_shape(self.p), key=key), self.p)
+        return _below(rng.uniform(key, shape + batch_shape(self.p)), self.p)
 
     def _log_prob(self, x):
         return _bernoulli_lp(x, self.p)
@@ -131,7 +132,7 @@ class Categorical(Distribution):
 
     def _sample(self, key, shape):
         batch = tuple(self.logits.shape[:-1])
-        return mx.random.categorical(self.logits, axis=-1, shape=shape + batch, key=key).astype(mx.int32)
+        return rng.categorical(self.logits, key, shape + batch).astype(mx.int32)
 
     def _log_prob(self, x):
         lp = self._log_probs if self._log_probs is not None else _log_normalize(self.logits)

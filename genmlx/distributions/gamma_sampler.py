@@ -34,6 +34,7 @@ import math
 
 import mlx.core as mx
 
+from ..rng import lanewise, shared_lanes
 from ..special.normal import std_normal_from_uniform
 from .base import shape_of
 
@@ -125,7 +126,13 @@ def _draw(key, a, shape, rounds, boost):
     """Fixed rounds for every lane: one vectorized pass (the path under mx.vmap and for small batches)."""
     k = rounds
     n_u = 2 * k + (1 if boost in (-1, 2) else 0)
-    u = _uniforms(key, (n_u,) + tuple(shape))
+    u = lanewise(_uniforms, key, (n_u,) + tuple(shape))
+    return _draw_from(u, a, rounds, boost)
+
+
+def _draw_from(u, a, rounds, boost):
+    k = rounds
+    n_u = u.shape[0]
     d, c = _prep(a, boost)
     z = _normals(u[:k])
     z1, m1, ok = _select_rounds(z, _accept(z, u[k:2 * k], d, c), k)
@@ -146,7 +153,7 @@ def capacity(m: int, q: float) -> int:
     return int(math.ceil(mean + 10.0 * math.sqrt(mean + 1.0) + 32))
 
 
-def _draw_compact(key, a, shape, rounds, boost, q):
+def _draw_compact(key, a, shape, rounds, boost, q, pick=None):
     """Round 1 for every lane, rounds 2..K only for the lanes round 1 rejected (gathered, no host sync).
 
     The failing lanes are numbered by a cumulative sum and gathered into `capacity(M, q)`
@@ -154,6 +161,9 @@ def _draw_compact(key, a, shape, rounds, boost, q):
     failed, never on the stage-2 draws, so every lane still gets i.i.d. proposals until its
     first acceptance: exact. Lanes beyond the capacity keep their round-1 proposal (the
     fallback) - probability below 1e-20 at these capacities.
+
+    `pick = (n, cols)`: round 1 takes columns `cols` of an n-column draw (the
+    shared-key lanes of `_shared_fn`); `shape` is then `(len(cols),)`.
     """
     shape = tuple(shape)
     m = 1
@@ -161,7 +171,10 @@ def _draw_compact(key, a, shape, rounds, boost, q):
         m *= n
     k1, k2 = mx.random.split(key)
     extra = 1 if boost in (-1, 2) else 0
-    u = _uniforms(k1, (2 + extra, m))
+    if pick is None:
+        u = lanewise(_uniforms, k1, (2 + extra, m))
+    else:
+        u = _uniforms(k1, (2 + extra, pick[0]))[:, pick[1]]
     a_flat = mx.broadcast_to(a, shape).reshape(m) if a.ndim else a
     d, c = _prep(a_flat, boost)
     z = _normals(u[0])
@@ -174,7 +187,7 @@ def _draw_compact(key, a, shape, rounds, boost, q):
     lanes = mx.zeros((cap + 1,), dtype=mx.int32).at[slot].add(mx.arange(m, dtype=mx.int32))[:cap]
     d2, c2 = (d[lanes], c[lanes]) if d.ndim else (d, c)
     k = rounds - 1
-    u2 = _uniforms(k2, (2 * k, cap))
+    u2 = lanewise(_uniforms, k2, (2 * k, cap)) if pick is None else _uniforms(k2, (2 * k, cap))
     z2 = _normals(u2[:k])
     z2s, m2s, ok2 = _select_rounds(z2, _accept(z2, u2[k:], d2, c2), k)
     back = mx.minimum(rank, cap - 1)
@@ -254,6 +267,44 @@ def _lane_fn(rounds: int, boost: int, q: float):
 
 
 _LANES: dict = {}
+
+
+def _shared_fn(rounds: int, boost: int, q: float, n: int):
+    """One log-Gamma(a) draw per lane of a shared-key pass of N = n lanes: `f(key, lane, a)`.
+
+    Scalar semantics: every round for the lane, from row `lane` of (n, rounds) uniforms drawn
+    from `key` (`rng.lanewise`). Under `mx.vmap` over the lane index with one shared key (the
+    shared-key layout) the rule draws as `_draw_compact` does for an [n] batch: round 1 for
+    every lane (column `lane` of one (3, n) draw), the later rounds only for the lanes round 1
+    rejected - the random bits and the work of the plain `log_gamma_draw(key, a, (n,))`.
+    Other batchings (a nested `gm.vmap`'s inner lanes) run the scalar semantics per lane.
+    """
+    fkey = ("shared", rounds, boost, q, n)
+    f = _LANES.get(fkey)
+    if f is not None:
+        return f
+    n_u = 2 * rounds + (1 if boost in (-1, 2) else 0)
+
+    def plain(key, lane, a):
+        return _draw_from(_uniforms(key, (n, n_u))[lane], a, rounds, boost)[0]
+
+    @mx.custom_function
+    def draw(key, lane, a):
+        return plain(key, lane, a)
+
+    @draw.vmap
+    def draw_vmap(inputs, axes):
+        key, lane, a = inputs
+        ka, la, aa = axes
+        if ka is not None or la is None or lane.ndim != 1:
+            return mx.vmap(plain, in_axes=(ka, la, aa))(key, lane, a), 0
+        m = lane.shape[0]
+        ab = mx.moveaxis(a, aa, 0) if aa is not None else a
+        logg, _ = _draw_compact(key, ab, (m,), rounds, boost, q, pick=(n, lane))
+        return logg, 0
+
+    _LANES[fkey] = draw
+    return draw
 _SECOND = mx.array([0x9E3779B9, 0x7F4A7C15], dtype=mx.uint32)
 
 
@@ -297,6 +348,9 @@ def log_gamma_draw(key, a, shape: tuple = (), *, rounds: int | None = None, with
         size *= n
     if full == () and k > 1 and not with_ok:
         q = reject_prob_bound(2.0) if boost < 0 else reject_prob_bound(max(a + boost, 2.0))
+        lanes = shared_lanes()
+        if lanes is not None:
+            return _shared_fn(k, boost, q, lanes[0])(key, lanes[1], arr)
         return _lane_fn(k, boost, q)(key, arr)
     if size >= COMPACT_MIN and k > 1:
         q = reject_prob_bound(2.0) if boost < 0 else reject_prob_bound(max(a + boost, 2.0))

@@ -39,7 +39,7 @@ def log_ml_estimate(log_weights) -> float:
 
 
 def importance_sampling(model, args: tuple, observations=None, *, n_particles: int, vectorized: bool = False,
-                        key=None, callback=None, progress=None) -> InferenceResult:
+                        key=None, callback=None, progress=None, layout: str = "shared") -> InferenceResult:
     """Importance sampling with each site's prior as proposal.
 
     Args:
@@ -47,6 +47,9 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
         vectorized: one `vgenerate` call for all particles (`.traces` is then a
             lazy sequence of per-particle views of one batched trace,
             `.state` the batched trace) instead of N `generate` calls.
+        layout: the lane layout of the vectorized pass (`genmlx.vectorize`):
+            "shared" (default: one key for all particles, the fastest) or
+            "per_lane" (particle i equals the sequential particle of key i).
 
     Returns:
         `InferenceResult` with `.traces` (N traces), `.log_weights` (N floats),
@@ -63,7 +66,7 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
     params = {"n_particles": n, "vectorized": bool(vectorized)}
     if vectorized:
         def vstep(k, state):
-            vtr, w = model.vgenerate(args, obs, n, key=k)
+            vtr, w = model.vgenerate(args, obs, n, key=k, layout=layout)
             return driver.Step(None, (vtr, w), {})
 
         res = driver.run(vstep, None, 1, algorithm=algorithm, model=run_name(model), key=key, params=params,
