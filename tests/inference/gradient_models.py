@@ -201,3 +201,47 @@ WI_DF = 5.0
 @gm.gen
 def wishart_model():
     gm.trace("w", dist.wishart(WI_DF, mx.eye(2)))
+
+
+# -- vector sites: one choice holding several values ---------------------------------------------
+
+@gm.gen
+def linreg_vec(xs):
+    """`linreg` with the observations as one vector site "y" (xs an array): the same log density."""
+    slope = gm.trace("slope", dist.normal(0.0, 10.0))
+    intercept = gm.trace("intercept", dist.normal(0.0, 10.0))
+    gm.trace("y", dist.normal(slope * xs + intercept, 1.0))
+    return slope
+
+
+LR_VEC_ARGS, LR_VEC_OBS = (mx.array(XS),), {"y": mx.array(YS)}
+
+# a vector latent site with a positive support: lam ~ iid Gamma(3, 1) (3 values), y ~ Poisson(lam)
+# (one vector site) -> lam_i | y ~ Gamma(3 + y_i, 2)
+GPV_DATA = [2.0, 0.0, 6.0]
+GPV_POST = [((3.0 + y) / 2.0, math.sqrt(3.0 + y) / 2.0) for y in GPV_DATA]
+
+
+@gm.gen
+def gamma_poisson_vec():
+    lam = gm.trace("lam", dist.iid(dist.gamma(3.0, 1.0), len(GPV_DATA)))
+    gm.trace("y", dist.poisson(lam))
+    return lam
+
+
+def check_vector_posterior(result, addr, post, k: float = K_MCSE, min_ess: float = 50.0) -> None:
+    """`check_posterior` for each element of a vector address ([(mean, sd)] per element)."""
+    v = np.asarray(result.values(addr), dtype=np.float64)
+    for i, (mean, sd) in enumerate(post):
+        ess = result.stats["ess_bulk"][(addr, i)]
+        assert ess >= min_ess, f"{addr}[{i}]: ESS {ess:.0f} < {min_ess}"
+        m_tol, s_tol = k * sd / math.sqrt(ess), k * sd / math.sqrt(2 * ess)
+        assert abs(v[:, i].mean() - mean) < m_tol, f"{addr}[{i}]: mean {v[:, i].mean():.4f} vs {mean:.4f}"
+        assert abs(v[:, i].std(ddof=1) - sd) < s_tol, f"{addr}[{i}]: sd {v[:, i].std(ddof=1):.4f} vs {sd:.4f}"
+
+
+@gm.gen
+def funnel_vec():
+    """`funnel` with x as one iid vector site of FUNNEL_N values: the same log density."""
+    v = gm.trace("v", dist.normal(0.0, 3.0))
+    gm.trace("x", dist.iid(dist.normal(0.0, mx.exp(v / 2)), FUNNEL_N))

@@ -16,7 +16,7 @@ from genmlx.inference.transforms import unconstrained_logdensity
 from .gradient_models import (
     BB_OBS, BB_POST, CORR_POST, FUNNEL_ADDRS, LR_CORR, LR_OBS, LR_POST, NN_OBS, NN_POST, RHO, XS,
     assert_flat_run, beta_bernoulli, check_posterior, corr, corr_tolerance, correlated, funnel, linreg,
-    normal_normal, values_of,
+    normal_normal, values_of, GPV_DATA, GPV_POST, check_vector_posterior, gamma_poisson_vec,
 )
 
 hmc_mod = importlib.import_module("genmlx.inference.hmc")
@@ -35,6 +35,13 @@ def test_hmc_linear_regression_posterior():
     r = infer.hmc(linreg, (XS,), LR_OBS, **LR, n_samples=1500, burn=500, n_leapfrog=10, key=mx.random.key(2))
     check_posterior(r, LR_POST)
     assert abs(corr(r, "slope", "intercept") - LR_CORR) < corr_tolerance(LR_CORR, min(r.stats["ess_bulk"].values()))
+
+
+@pytest.mark.statistical
+def test_hmc_positive_vector_latent_site_gamma_poisson():
+    r = infer.hmc(gamma_poisson_vec, (), {"y": mx.array(GPV_DATA)}, addresses=["lam"], n_samples=1500, burn=500,
+                  n_leapfrog=10, key=mx.random.key(22))
+    check_vector_posterior(r, "lam", GPV_POST)
 
 
 @pytest.mark.statistical

@@ -17,7 +17,8 @@ from .gradient_models import (
     BB_OBS, BB_POST, CORR_POST, DC_ALPHA, DC_OBS, FUNNEL_ADDRS, GP_OBS, GP_POST, LR_CORR, LR_OBS, LR_POST, NN_OBS,
     NN_POST, RHO, VM_KAPPA, VM_MU, WI_DF, XS, assert_flat_run, beta_bernoulli, check_posterior, corr,
     corr_tolerance, correlated, dirichlet_categorical, funnel, gamma_poisson, linreg, normal_normal, values_of,
-    von_mises_model, wishart_model,
+    von_mises_model, wishart_model, GPV_DATA, GPV_POST, LR_VEC_ARGS, LR_VEC_OBS, check_vector_posterior,
+    gamma_poisson_vec, linreg_vec,
 )
 
 nuts_mod = importlib.import_module("genmlx.inference.nuts")
@@ -38,6 +39,23 @@ def test_nuts_linear_regression_posterior():
     check_posterior(r, LR_POST)
     ess = min(r.stats["ess_bulk"].values())
     assert abs(corr(r, "slope", "intercept") - LR_CORR) < corr_tolerance(LR_CORR, ess)
+
+
+@pytest.mark.statistical
+def test_nuts_linear_regression_posterior_with_a_vector_observation_site():
+    r = infer.nuts(linreg_vec, LR_VEC_ARGS, LR_VEC_OBS, **LR, n_samples=1000, burn=500, key=mx.random.key(2))
+    check_posterior(r, LR_POST)
+    ess = min(r.stats["ess_bulk"].values())
+    assert abs(corr(r, "slope", "intercept") - LR_CORR) < corr_tolerance(LR_CORR, ess)
+
+
+@pytest.mark.statistical
+def test_nuts_positive_vector_latent_site_gamma_poisson():
+    """One latent site of 3 positive values (exp transform over the vector), exact Gamma posteriors."""
+    r = infer.nuts(gamma_poisson_vec, (), {"y": mx.array(GPV_DATA)}, addresses=["lam"], n_samples=1000, burn=500,
+                   key=mx.random.key(21))
+    assert np.asarray(r.values("lam")).shape == (1000, 3)
+    check_vector_posterior(r, "lam", GPV_POST)
 
 
 @pytest.mark.statistical

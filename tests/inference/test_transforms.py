@@ -7,6 +7,7 @@ import math
 import mlx.core as mx
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 import genmlx as gm
 from genmlx import dist
@@ -203,3 +204,53 @@ def test_discrete_address_is_a_value_error_naming_it():
     obs = {k: v for k, v in BB_OBS.items() if k != "y3"}
     with pytest.raises(ValueError, match=r"address 'y3' is discrete \(bernoulli"):
         T.unconstrained_logdensity(beta_bernoulli, (), obs, ["p", "y3"])
+
+
+# -- vector sites: one address, a slice of the flat vector ------------------------------------
+
+def test_vector_sites_give_the_per_site_density_and_gradient():
+    """A vector observation site and an iid vector latent site: same log density and gradient as the
+    per-site forms, the latent vector laid out as one slice of the flat vector."""
+    from .gradient_models import FUNNEL_ADDRS, FUNNEL_N, LR_VEC_ARGS, LR_VEC_OBS, funnel, funnel_vec, linreg_vec
+
+    pairs = [
+        (T.unconstrained_logdensity(linreg, (XS,), LR_OBS, ["slope", "intercept"], key=mx.random.key(0)),
+         T.unconstrained_logdensity(linreg_vec, LR_VEC_ARGS, LR_VEC_OBS, ["slope", "intercept"], key=mx.random.key(0)),
+         mx.array([1.7, -0.4])),
+        (T.unconstrained_logdensity(funnel, (), {}, FUNNEL_ADDRS, key=mx.random.key(0)),
+         T.unconstrained_logdensity(funnel_vec, (), {}, ["v", "x"], key=mx.random.key(0)),
+         mx.array(np.linspace(-1.0, 1.5, FUNNEL_N + 1), dtype=mx.float32)),
+    ]
+    for per_site, vec, z in pairs:
+        assert vec.dim == per_site.dim
+        (v1, g1), (v2, g2) = mx.value_and_grad(per_site)(z), mx.compile(mx.value_and_grad(vec))(z)
+        assert v2.item() == pytest.approx(v1.item(), rel=1e-5, abs=1e-4)
+        assert np.allclose(np.asarray(g2), np.asarray(g1), rtol=1e-4, atol=1e-4)
+    fv = pairs[1][1]
+    sites = fv.layout.sites
+    assert [(s.address, s.offset, s.size, s.shape) for s in sites] == [("v", 0, 1, ()), ("x", 1, FUNNEL_N, (FUNNEL_N,))]
+    z = pairs[1][2]
+    vals = fv.to_constrained(z)
+    assert vals["x"].shape == (FUNNEL_N,) and np.allclose(np.asarray(vals["x"]), np.asarray(z[1:]))
+    assert np.allclose(np.asarray(fv.to_unconstrained(vals)), np.asarray(z))
+    zs = mx.stack([z, z * 0.5])  # batched: [N, dim] -> x of shape [N, FUNNEL_N]
+    assert fv.to_constrained(zs)["x"].shape == (2, FUNNEL_N)
+    assert np.allclose(np.asarray(mx.vmap(fv)(zs)), [fv(z).item(), fv(z * 0.5).item()], atol=1e-4)
+
+
+def test_positive_vector_site_gets_an_elementwise_transform_and_its_jacobian():
+    from .gradient_models import GPV_DATA, gamma_poisson_vec
+
+    obs = {"y": mx.array(GPV_DATA)}
+    logp = T.unconstrained_logdensity(gamma_poisson_vec, (), obs, ["lam"], key=mx.random.key(0))
+    assert logp.dim == 3 and logp.layout.sites[0].zshape == (3,)
+    z = mx.array([0.1, -0.5, 1.2])
+    lam = np.exp(np.asarray(z, dtype=np.float64))
+    # log Gamma(3, 1) + log Poisson(y | lam) + log|d lam / dz| (= z), summed over the 3 elements
+    want = sum(sps.gamma(3.0).logpdf(l) + sps.poisson(l).logpmf(y) + zi
+               for l, y, zi in zip(lam, GPV_DATA, np.asarray(z, dtype=np.float64)))
+    assert logp(z).item() == pytest.approx(want, abs=1e-3)
+    # d/dz_i: (3 + y_i) - 2 lam_i
+    g = mx.grad(logp)(z)
+    assert np.allclose(np.asarray(g), [(3 + y) - 2 * l for l, y in zip(lam, GPV_DATA)], atol=1e-3)
+    assert np.allclose(np.asarray(logp.to_constrained(z)["lam"]), lam, rtol=1e-5)
