@@ -33,7 +33,20 @@ the doublings. The statistics are Stan's: `num_steps` counts the leapfrog
 steps the recursive algorithm takes (its last subtree may stop early), while
 `n_grad_evals` counts the gradients actually computed (a subtree is always
 computed whole); `tree_depth` is the number of valid doublings and
-`doublings` the number built.
+`doublings` the number built. The gradients computed beyond `num_steps`
+(the rest of a subtree that stopped early, speculative doublings after the
+stop) are wasted: 0.5-3% of them on the benchmark models; the benchmark
+charges their time to the steps used (cost per `num_steps`).
+
+Tried and measured (CPU, 2 cores; benchmarks/test_bench_hmc_nuts.py), not
+kept: (1) the whole doubling as one compiled MLX function per depth, the tree
+bookkeeping (checks, multinomial draw, merge, masks after a stop) on the
+device and one sync per doubling or per several: 2-3x slower per step than
+this form, because each of the bookkeeping's ~100 small MLX operations costs
+microseconds on the CPU (one doubling of 2 steps evaluated in 520 us against
+2 x 68 us for the gradients), where NumPy on the host costs about 70 us per
+subtree; (2) a subtree's leapfrog steps as one compiled call returning the
+stacked leaves: 1.2-1.4x slower than the chain of compiled single steps.
 
 Warm-up (`burn`): dual averaging of the step size toward mean acceptance
 statistic `target_accept` (0.8) and Stan's windowed diagonal mass matrix
