@@ -6,6 +6,12 @@ evaluation (a host sync) on the hot path, so it records a `DeferredCheck`: a
 lazy boolean array and a function building the error. The checks travel with
 the trace (`Trace.checks`) and `genmlx.memory.materialize` evaluates them in the
 same `mx.eval` as the trace's arrays, raising the first failure.
+
+One execution of a model collapses all its sites' parameter checks into one
+`DeferredCheck` (`collapse`): its `ok` is a single fused node (the
+predicates and their conjunction compiled together), and its error finds the
+failing parameter by re-checking each one (the arrays are evaluated by then)
+and names it with its address.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Callable, NamedTuple
 
 import mlx.core as mx
 
-__all__ = ["DeferredCheck", "raise_failed"]
+__all__ = ["DeferredCheck", "raise_failed", "collapse", "signed_sum", "ok_or_rejected"]
 
 
 class DeferredCheck(NamedTuple):
@@ -27,3 +33,158 @@ def raise_failed(checks) -> None:
     for c in checks:
         if not bool(c.ok.item()):
             raise c.error()
+
+
+# -- fused helpers (one graph node each, compiled per arity and input shapes) --------------------
+
+_CHUNK = 16  # inputs per compiled region (MLX fuses at most 24 distinct inputs per region)
+
+
+def _tree_sum(xs):
+    xs = list(xs)
+    while len(xs) > 1:  # balanced: MLX fuses at most 11 primitives deep
+        nxt = [xs[i] + xs[i + 1] for i in range(0, len(xs) - 1, 2)]
+        if len(xs) % 2:
+            nxt.append(xs[-1])
+        xs = nxt
+    return xs[0]
+
+
+_signed_fns: dict = {}
+
+
+def _signed_fn(npos: int, nneg: int):
+    f = _signed_fns.get((npos, nneg))
+    if f is None:
+        def body(*xs):
+            s = _tree_sum(xs[:npos])
+            return s - _tree_sum(xs[npos:]) if nneg else s
+
+        f = _signed_fns[(npos, nneg)] = mx.compile(body)
+    return f
+
+
+def _arr(x):
+    return x if type(x) is mx.array else mx.array(x, dtype=mx.float32)
+
+
+def signed_sum(pos: list, neg: list = ()):
+    """sum(pos) - sum(neg) as one fused node (a few for long lists). `pos` must not be empty."""
+    if len(pos) + len(neg) > _CHUNK:
+        pos = _chunked(pos)
+        neg = _chunked(neg) if neg else []
+        if len(pos) + len(neg) > _CHUNK:
+            return _signed_fn(1, 1)(signed_sum(pos), signed_sum(neg)) if neg else signed_sum(pos)
+    if len(pos) == 1 and not neg:
+        return _arr(pos[0])
+    return _signed_fn(len(pos), len(neg))(*map(_arr, pos), *map(_arr, neg))
+
+
+def _chunked(xs: list) -> list:
+    while len(xs) > _CHUNK:
+        xs = [signed_sum(xs[i:i + _CHUNK]) for i in range(0, len(xs), _CHUNK)]
+    return xs
+
+
+@mx.compile
+def _ok_or_rejected(ok, accept):
+    return mx.logical_or(ok, mx.logical_not(accept))
+
+
+def ok_or_rejected(ok, accept):
+    """`ok or not accept` as one node: a proposal's checks matter only if it is accepted."""
+    return _ok_or_rejected(ok, accept)
+
+
+# -- collapsing one execution's parameter checks ----------------------------------------------
+
+_pred_fns: dict = {}  # code object -> a representative predicate
+_conj_fns: dict = {}  # tuple of predicates (None: an already-evaluated bool) -> compiled conjunction
+_eager_sigs: set = set()  # signatures whose predicates cannot be compiled
+
+
+def _pred_key(ok):
+    # A predicate without a closure depends only on its code (and module globals): lambdas
+    # written inside a distribution's __init__ are new objects per call but share their code.
+    if getattr(ok, "__closure__", 0) is None and getattr(ok, "__defaults__", 0) is None:
+        return ok.__code__
+    return None
+
+
+def _conj(preds: tuple):
+    f = _conj_fns.get(preds)
+    if f is None:
+        def body(*vs):
+            ps = []
+            for pred, v in zip(preds, vs):
+                p = v if pred is None else pred(v)
+                if not isinstance(p, mx.array):
+                    p = mx.array(bool(p))
+                if p.ndim:
+                    p = mx.all(p)
+                ps.append(p)
+            while len(ps) > 1:
+                nxt = [mx.logical_and(ps[i], ps[i + 1]) for i in range(0, len(ps) - 1, 2)]
+                if len(ps) % 2:
+                    nxt.append(ps[-1])
+                ps = nxt
+            return ps[0]
+
+        f = _conj_fns[preds] = mx.compile(body)
+    return f
+
+
+def _eager(ok, v):
+    p = ok(v)
+    return mx.all(p) if isinstance(p, mx.array) else mx.array(bool(p))
+
+
+def collapse(items: list) -> DeferredCheck:
+    """One check for `items` = [(value, predicate, message), ...]: a fused conjunction of the predicates."""
+    oks = []
+    for i in range(0, len(items), _CHUNK):
+        chunk = items[i:i + _CHUNK]
+        keys = []
+        vals = []
+        for v, ok, _ in chunk:
+            k = _pred_key(ok)
+            if k is not None:
+                f = _pred_fns.get(k)
+                if f is None:
+                    f = _pred_fns[k] = ok
+                keys.append(f)
+                vals.append(v)
+            else:
+                keys.append(None)
+                vals.append(_eager(ok, v))
+        sig = tuple(keys)
+        if sig in _eager_sigs:
+            oks.append(_conj(tuple(None for _ in sig))(*[_eager(ok, v) for v, ok, _ in chunk]))
+            continue
+        try:
+            oks.append(_conj(sig)(*vals))
+        except Exception:  # a predicate that needs a value in Python: check it eagerly
+            _eager_sigs.add(sig)
+            oks.append(_conj(tuple(None for _ in sig))(*[_eager(ok, v) for v, ok, _ in chunk]))
+    ok = oks[0] if len(oks) == 1 else _conj((None,) * len(oks))(*oks)
+    return DeferredCheck(ok, _collapsed_error(items))
+
+
+def _collapsed_error(items: list):
+    def error() -> Exception:
+        for v, ok, msg in items:
+            try:
+                good = bool(_eager(ok, v).item())
+            except Exception:  # a value from inside a transformation (vmap, compile): not recomputable
+                break
+            if not good:
+                return ValueError(msg())
+        else:
+            if len(items) == 1:
+                return ValueError(items[0][2]())
+        msgs = [m() for _, _, m in items]
+        if len(msgs) == 1:
+            return ValueError(msgs[0])
+        return ValueError("a parameter check failed; one of: " + "; ".join(msgs))
+
+    return error

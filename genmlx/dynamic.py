@@ -7,6 +7,7 @@ import inspect
 
 import mlx.core as mx
 
+from .checks import signed_sum
 from .choicemap import ChoiceMap
 from .gfi import GenerativeFunction, check_args
 from .handler import (
@@ -67,7 +68,7 @@ class DynamicGenFn(GenerativeFunction):
             return self.fn(*args)
 
     def _make(self, args, retval, h) -> Trace:
-        return Trace(self, args, retval, h.score if h.score is not None else _zero(), h.sites, tuple(h.checks))
+        return Trace(self, args, retval, signed_sum(h.scores) if h.scores else _zero(), h.sites, h.finish_checks())
 
     def _simulate(self, args, keys):
         h = SimulateHandler(self, keys)
@@ -78,7 +79,7 @@ class DynamicGenFn(GenerativeFunction):
         h = GenerateHandler(self, keys, constraints)
         r = self._run(h, args)
         check_consumed(h, constraints)
-        return self._make(args, r, h), h.weight if h.weight is not None else _zero()
+        return self._make(args, r, h), signed_sum(h.weights) if h.weights else _zero()
 
     def _update(self, trace: Trace, constraints: ChoiceMap, args, keys):
         h = UpdateHandler(self, keys, trace, constraints)
@@ -96,7 +97,7 @@ class DynamicGenFn(GenerativeFunction):
         h = AssessHandler(self, choices)
         r = self._run(h, args)
         check_consumed(h, choices)
-        return (h.score if h.score is not None else _zero()), r
+        return (signed_sum(h.scores) if h.scores else _zero()), r
 
     def _project(self, trace: Trace, selection: Selection):
         w = None

@@ -13,11 +13,14 @@ counted and emitted as `SiteHandled`.
 
 from __future__ import annotations
 
+import sys
+from functools import partial
 from typing import Any
 
 import mlx.core as mx
 
 from . import events
+from .checks import DeferredCheck, collapse, signed_sum
 from .address import AddressError, Path, from_path, to_path
 from .choicemap import EMPTY, ChoiceMap
 from .rng import KeyStream, next_key
@@ -44,18 +47,25 @@ def _site_error(path: Path, gf, e: Exception) -> Exception:
 
 
 class Handler:
-    """Base handler: records sites, accumulates score, owns the key stream."""
+    """Base handler: records sites, accumulates score, owns the key stream.
+
+    Scores and weights are collected as lists and summed once, at the end of
+    the execution, by one fused node (`checks.signed_sum`); the sites' array
+    parameter checks are collected raw and collapsed into one `DeferredCheck`
+    (`checks.collapse`) by `finish_checks`.
+    """
 
     op = "simulate"
-    __slots__ = ("gen_fn", "keys", "sites", "score", "weight", "checks", "hits", "checked")
+    __slots__ = ("gen_fn", "keys", "sites", "scores", "weights", "checks", "items", "hits", "checked")
 
     def __init__(self, gen_fn, keys: KeyStream):
         self.gen_fn = gen_fn
         self.keys = keys
         self.sites: dict[Path, Trace] = {}
-        self.score = None
-        self.weight = None
-        self.checks: list = []
+        self.scores: list = []
+        self.weights: list = []
+        self.checks: list = []  # DeferredChecks of nested calls
+        self.items: list = []  # (array, predicate, message) of this execution's distribution parameters
         self.hits = 0  # constrained leaves consumed (to detect unknown constraint addresses)
         self.checked = None  # (array id, requirement) pairs already checked in this execution
 
@@ -68,22 +78,53 @@ class Handler:
         return False
 
     def add_score(self, s) -> None:
-        self.score = s if self.score is None else self.score + s
+        self.scores.append(s)
 
     def add_weight(self, w) -> None:
-        self.weight = w if self.weight is None else self.weight + w
+        self.weights.append(w)
+
+    @property
+    def score(self):
+        """The sum of the recorded site scores (None before any site)."""
+        return signed_sum(self.scores) if self.scores else None
+
+    @property
+    def weight(self):
+        return signed_sum(self.weights) if self.weights else None
 
     def record(self, path: Path, obj, st: Trace) -> None:
         self.sites[path] = st
-        self.add_score(st.score)
+        self.scores.append(st.score)
         if st.checks:
             self.checks.extend(st.checks)
 
     def dist_checks(self, path: Path, d) -> None:
-        if d._lazy_checks:
+        lazy = d._lazy_checks
+        if lazy:
             if self.checked is None:
                 self.checked = set()
-            self.checks.extend(d.deferred_checks(_prefix[-1] + path, self.checked))
+            seen = self.checked
+            full = None
+            for name, must, v, ok in lazy:
+                key = (id(v), type(d), name, must)
+                if key in seen:
+                    continue
+                seen.add(key)
+                if full is None:
+                    full = _prefix[-1] + path
+                self.items.append((v, ok, partial(_check_message, d.name, name, must, full)))
+
+    def finish_checks(self) -> tuple:
+        """This execution's checks: the nested calls' and one collapsed check of its own sites."""
+        items = self.items
+        if not items:
+            return tuple(self.checks)
+        vec = sys.modules.get("genmlx.vectorize")
+        if vec is not None and vec._depth > 0:  # under mx.vmap: one check each (errors name their site)
+            own = [DeferredCheck(_all(ok(v)), _message_error(m)) for v, ok, m in items]
+        else:
+            own = [collapse(items)]
+        return (*self.checks, *own)
 
     def visit(self, path: Path, obj, args: tuple):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -115,7 +156,7 @@ class Handler:
         from .memory import check_budget
         from .memory.graph import pending_node_ids
 
-        before = [a for a in (self.score, self.weight) if isinstance(a, mx.array)]
+        before = [a for a in (*self.scores, *self.weights) if isinstance(a, mx.array)]
         ids0 = pending_node_ids(*before) if before else set()
         full = _prefix[-1] + path
         _prefix.append(full)
@@ -126,7 +167,7 @@ class Handler:
         finally:
             _prefix.pop()
             _sinks.pop()
-        after = [a for a in (self.score, self.weight) if isinstance(a, mx.array)]
+        after = [a for a in (*self.scores, *self.weights) if isinstance(a, mx.array)]
         st = self.sites[path]
         if isinstance(st.retval, mx.array):
             after.append(st.retval)
@@ -141,6 +182,18 @@ class Handler:
 
 
 _sinks: list = []
+
+
+def _check_message(dist_name, name, must, path) -> str:
+    return f"{dist_name}: parameter {name} must be {must} (at trace address {from_path(path)!r})"
+
+
+def _message_error(msg):
+    return lambda: ValueError(msg())
+
+
+def _all(p):
+    return mx.all(p) if isinstance(p, mx.array) else mx.array(bool(p))
 
 
 def trace(addr, obj, *args) -> Any:
@@ -247,14 +300,10 @@ class AssessHandler(Handler):
         return st.retval
 
 
-def _acc(a, b):
-    return b if a is None else a + b
-
-
 class UpdateHandler(Handler):
     """weight = new score - old score - (log q of freshly sampled choices).
 
-    Computed from the two scores plus a correction (`self.weight` holds it):
+    Computed from the two scores plus a correction (`self.weights` holds its terms):
     a freshly sampled choice adds its log density to the correction, a nested
     call adds the gap between its score change and its own weight. Retained,
     constrained and removed sites need no per-site weight node at all.
@@ -318,9 +367,8 @@ class UpdateHandler(Handler):
                 _discard_trace(old, p, self.discard)
 
     def result_weight(self):
-        new = self.score if self.score is not None else 0.0
-        w = new - self.prev_score
-        return w if self.weight is None else w - self.weight
+        # new score - old score - correction, as one fused node
+        return signed_sum(self.scores or [0.0], [self.prev_score, *self.weights])
 
 
 class RegenerateHandler(Handler):
@@ -339,8 +387,8 @@ class RegenerateHandler(Handler):
         self.prev = prev.sites
         self.prev_score = prev.score
         self.selection = selection
-        self.rn = None  # new log density of resampled / fresh choices
-        self.ro = None  # old log density of resampled / removed choices
+        self.rn: list = []  # new log density of resampled / fresh choices
+        self.ro: list = []  # old log density of resampled / removed choices
 
     def visit(self, path, obj, args):
         old = self.prev.get(path)
@@ -348,9 +396,9 @@ class RegenerateHandler(Handler):
             if old is None or old.sites is not None or self.selection.contains_path(path):
                 v = obj._sample(self.keys(), ())
                 lp = obj._score(v)
-                self.rn = _acc(self.rn, lp)
+                self.rn.append(lp)
                 if old is not None:
-                    self.ro = _acc(self.ro, old.score)
+                    self.ro.append(old.score)
             else:
                 if _same_params(old.gen_fn, obj):  # unchanged site: reuse its score, no new graph
                     self.record(path, obj, old)
@@ -366,25 +414,18 @@ class RegenerateHandler(Handler):
                 self.add_weight(st.score - old.score - w)
             else:
                 st = obj._simulate(args, self.keys.child())
-                self.rn = _acc(self.rn, st.score)
+                self.rn.append(st.score)
                 if old is not None:
-                    self.ro = _acc(self.ro, old.score)
+                    self.ro.append(old.score)
         self.record(path, obj, st)
         return st.retval
 
     def result_weight(self):
-        for p, old in self.prev.items():
-            if p not in self.sites:
-                self.ro = _acc(self.ro, old.score)
-        new = self.score if self.score is not None else 0.0
-        w = new - self.prev_score
-        if self.rn is not None:
-            w = w - self.rn
-        if self.ro is not None:
-            w = w + self.ro
-        if self.weight is not None:
-            w = w - self.weight
-        return w
+        sites = self.sites
+        ro = self.ro + [old.score for p, old in self.prev.items() if p not in sites]
+        # (new score - old score) - new density of resampled + old density of resampled - nested
+        # corrections, as one fused node
+        return signed_sum([*(self.scores or [0.0]), *ro], [self.prev_score, *self.rn, *self.weights])
 
 
 def _same_fn(a, b) -> bool:

@@ -21,7 +21,7 @@ class Trace:
     `[N]`-shaped leaves. Treat traces as values: they are never mutated.
     """
 
-    __slots__ = ("gen_fn", "args", "retval", "score", "sites", "checks", "batch", "aux", "_choices")
+    __slots__ = ("gen_fn", "args", "retval", "score", "sites", "checks", "batch", "aux", "_choices", "_ready")
 
     def __init__(self, gen_fn, args: tuple, retval: Any, score: mx.array,
                  sites: Mapping[Path, "Trace"] | None = None, checks: tuple = (),
@@ -36,6 +36,7 @@ class Trace:
         s(self, "batch", batch)
         s(self, "aux", aux)  # combinator-specific static data (e.g. a switch's branch index)
         s(self, "_choices", None)
+        s(self, "_ready", False)  # set by the loop driver once every array in it is evaluated and checked
 
     def __setattr__(self, name, value):
         raise AttributeError("Trace is immutable: use the GFI (update, regenerate) to make a new one")

@@ -16,17 +16,89 @@ import mlx.core as mx
 __all__ = ["arrays_and_checks", "flatten", "unflatten", "map_arrays"]
 
 
-def arrays_and_checks(obj) -> tuple[list, list]:
-    """All arrays and deferred checks reachable from `obj` (each object visited once)."""
+def arrays_and_checks(obj, traces: list | None = None) -> tuple[list, list]:
+    """All arrays and deferred checks reachable from `obj` (each object visited once).
+
+    A Trace marked ready (`mark_ready`: all its arrays already evaluated and its
+    checks passed; traces are immutable) is skipped with everything under it.
+    With `traces`, the walked Traces are appended to it (to mark them after
+    the evaluation).
+    """
     arrays: list = []
     checks: list = []
     seen: set = set()
-    _walk(obj, arrays, checks, seen)
+    _walk(obj, arrays, checks, seen, traces)
     return arrays, checks
 
 
-def _walk(o, arrays, checks, seen) -> None:
-    if o is None or isinstance(o, (int, float, str, bool)):
+def mark_ready(traces: list) -> None:
+    """Mark traces whose arrays are all evaluated and whose checks passed: later walks skip them."""
+    for t in traces:
+        _set(t, "_ready", True)
+
+
+_set = object.__setattr__
+_Trace = None
+
+
+def _walk_trace(t, arrays, checks, seen, traces) -> None:
+    # The common case of the driver's walk, written out: a Trace (see Trace._genmlx_arrays).
+    if t._ready:
+        return
+    oid = id(t)
+    if oid in seen:
+        return
+    seen.add(oid)
+    if traces is not None:
+        traces.append(t)
+    x = t.score
+    if type(x) is mx.array:
+        arrays.append(x)
+    elif x is not None:
+        _walk(x, arrays, checks, seen, traces)
+    x = t.retval
+    if type(x) is mx.array:
+        arrays.append(x)
+    elif x is not None:
+        _walk(x, arrays, checks, seen, traces)
+    if t.args:
+        _walk(t.args, arrays, checks, seen, traces)
+    if t.aux is not None:
+        _walk(t.aux, arrays, checks, seen, traces)
+    sites = t.sites
+    if sites is not None:
+        T = _Trace
+        for st in sites.values():
+            if type(st) is T:
+                _walk_trace(st, arrays, checks, seen, traces)
+            else:
+                _walk(st, arrays, checks, seen, traces)
+    elif getattr(t.gen_fn, "_is_distribution", False):
+        for v in getattr(t.gen_fn, "__dict__", {}).values():
+            if type(v) is mx.array:
+                arrays.append(v)
+            elif isinstance(v, (list, tuple)) and v:
+                _walk(v, arrays, checks, seen, traces)
+    if t.checks:
+        checks.extend(t.checks)
+
+
+def _walk(o, arrays, checks, seen, traces=None) -> None:
+    global _Trace
+    t = type(o)
+    if t is mx.array:
+        arrays.append(o)
+        return
+    if o is None or t in (int, float, str, bool):
+        return
+    if _Trace is None:
+        from .trace import Trace as _T
+
+        _Trace = _T
+    if t is _Trace:
+        _walk_trace(o, arrays, checks, seen, traces)
+        return
+    if isinstance(o, (int, float, str, bool)):
         return
     if isinstance(o, mx.array):
         arrays.append(o)
@@ -37,16 +109,16 @@ def _walk(o, arrays, checks, seen) -> None:
     seen.add(oid)
     if isinstance(o, (list, tuple)):
         for x in o:
-            _walk(x, arrays, checks, seen)
+            _walk(x, arrays, checks, seen, traces)
         return
     if isinstance(o, dict):
         for x in o.values():
-            _walk(x, arrays, checks, seen)
+            _walk(x, arrays, checks, seen, traces)
         return
     f = getattr(o, "_genmlx_arrays", None)
     if f is not None:
         for x in f():
-            _walk(x, arrays, checks, seen)
+            _walk(x, arrays, checks, seen, traces)
         cs = getattr(o, "checks", None)
         if cs:
             checks.extend(cs)

@@ -19,7 +19,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..address import from_path, to_path
-from ..checks import DeferredCheck
+from ..checks import DeferredCheck, ok_or_rejected
 from ..choicemap import ChoiceMap
 from ..gfi import as_choicemap
 from ..rng import resolve
@@ -188,12 +188,15 @@ def _check(a: Trace, b: Trace) -> None:
 def select_trace(accept: mx.array, new: Trace, old: Trace, *, lane_axis: bool = False) -> Trace:
     """`new` where `accept` else `old`: lazily by `mx.where` when the structures agree, else on the host.
 
+    Only what differs is merged: a sub-trace (or site) shared by both is kept as
+    is, a site whose value and parameters are the same objects keeps the old
+    site, and a distribution parameter is selected only where it changed.
+
     Args:
         accept: a boolean scalar (or `[C]` per chain with `lane_axis=True`).
         lane_axis: leaves carry a leading chain axis; `accept` is broadcast along it.
     """
     try:
-        _check(new, old)
         return _Merge(accept, lane_axis).trace(new, old)
     except _Mismatch:
         if lane_axis:
@@ -220,57 +223,103 @@ def _same_dist(a, b) -> bool:
     return True
 
 
+_ARRAY = mx.array
+
+
 class _Merge:
-    __slots__ = ("accept", "lanes", "memo")
+    __slots__ = ("accept", "lanes", "memo", "rejected")
 
     def __init__(self, accept, lanes: bool):
         self.accept = accept
         self.lanes = lanes
         self.memo: dict = {}
+        self.rejected = None
 
     def trace(self, new: Trace, old: Trace) -> Trace:
+        # Structure checks (a mismatch raises _Mismatch: the host decides) interleaved with the merge.
         if new is old:
             return new
-        if new.sites is None and new.retval is old.retval and _same_dist(new.gen_fn, old.gen_fn):
-            return old  # same value, same parameters: same log density, nothing to select
-        score = self.value(new.score, old.score)
-        if new.sites is None:
-            return Trace(self.dist(new.gen_fn, old.gen_fn), new.args, self.value(new.retval, old.retval), score,
-                         None, (), new.batch, new.aux)
-        sites = {p: self.trace(s, old.sites[p]) for p, s in new.sites.items()}
-        return Trace(new.gen_fn, self.value(new.args, old.args), self.value(new.retval, old.retval), score,
-                     sites, self.checks(new.checks), new.batch, new.aux)
+        if new.batch != old.batch:
+            raise _Mismatch
+        ns, os_ = new.sites, old.sites
+        if ns is None:
+            if os_ is not None:
+                raise _Mismatch
+            g, h = new.gen_fn, old.gen_fn
+            if type(g) is not type(h):
+                raise _Mismatch
+            d = self.dist(g, h)
+            nv, ov = new.retval, old.retval
+            if nv is ov:
+                if d is None:
+                    return old  # same value, same parameters: same log density, nothing to select
+                v = nv
+            else:
+                v = self.value(nv, ov)
+            if d is None:
+                d = g
+            return Trace(d, new.args, v, self.value(new.score, old.score), None, (), new.batch, new.aux)
+        if os_ is None or new.gen_fn is not old.gen_fn or ns.keys() != os_.keys() or new.aux != old.aux:
+            raise _Mismatch
+        sites = {}
+        T = Trace
+        for p, s in ns.items():
+            o = os_[p]
+            if s is o:
+                sites[p] = s
+            elif type(s) is T and type(o) is T:
+                sites[p] = self.trace(s, o)
+            else:
+                raise _Mismatch
+        return Trace(new.gen_fn, self.value(new.args, old.args), self.value(new.retval, old.retval),
+                     self.value(new.score, old.score), sites, self.checks(new.checks), new.batch, new.aux)
 
     def dist(self, a, b):
-        # A site's distribution holds array parameters computed from other choices (the
-        # prior mean of a child, say): select those too, so the kept trace is all old or all new.
+        """The merged distribution, or None when `a` and `b` have the same parameters.
+
+        A site's distribution holds array parameters computed from other choices (the
+        prior mean of a child, say): those are selected too, so the kept trace is all
+        old or all new.
+        """
         if a is b:
-            return a
+            return None
         da, db = getattr(a, "__dict__", None), getattr(b, "__dict__", None)
-        if da is None or db is None or type(a) is not type(b):
+        if da is None or db is None or da.keys() != db.keys():
             return a
-        changed = {k: self.value(v, db[k]) for k, v in da.items()
-                   if isinstance(v, mx.array) and isinstance(db.get(k), mx.array) and v is not db[k]}
-        if not changed:
-            return a
+        changed = None
+        other = False
+        for k, v in da.items():
+            w = db[k]
+            if v is w:
+                continue
+            if type(v) is _ARRAY and type(w) is _ARRAY:
+                if changed is None:
+                    changed = {}
+                changed[k] = self.value(v, w)
+            elif k[0] != "_" and not other:
+                other = isinstance(v, _ARRAY) or isinstance(w, _ARRAY) or v != w
+        if changed is None:
+            return a if other else None
         d = type(a).__new__(type(a))
-        d.__dict__.update(da)
-        d.__dict__.update(changed)
+        dd = d.__dict__
+        dd.update(da)
+        dd.update(changed)
         return d
 
     def checks(self, cs: tuple) -> tuple:
         # A proposal's parameter checks matter only if it is accepted.
         if not cs:
             return ()
-        rejected = mx.logical_not(self.accept)
         if self.lanes:
+            rejected = mx.logical_not(self.accept)
             return tuple(DeferredCheck(mx.all(mx.logical_or(c.ok, rejected)), c.error) for c in cs)
-        return tuple(DeferredCheck(mx.logical_or(c.ok, rejected), c.error) for c in cs)
+        acc = self.accept
+        return tuple(DeferredCheck(ok_or_rejected(c.ok, acc), c.error) for c in cs)
 
     def value(self, a, b):
         if a is b:
             return a
-        if isinstance(a, mx.array):
+        if type(a) is _ARRAY or isinstance(a, mx.array):
             if not isinstance(b, mx.array) or a.shape != b.shape or a.dtype != b.dtype:
                 raise _Mismatch
             k = (id(a), id(b))
@@ -295,7 +344,6 @@ class _Merge:
                 raise _Mismatch
             return a
         if isinstance(a, Trace) and isinstance(b, Trace):
-            _check(a, b)
             return self.trace(a, b)
         raise _Mismatch  # an opaque object that differs: only the host can choose
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import mlx.core as mx
 
 from .. import events, rng
-from ..tree import arrays_and_checks
+from ..tree import arrays_and_checks, mark_ready
 
 __all__ = ["Step", "RunResult", "run", "host", "sync_count"]
 
@@ -158,12 +158,16 @@ def run(
                 out = Step(*out)
             warm = i < burn
             keep = out.sample is not None and not warm and (i - burn) % thin == 0
-            arrays, checks = arrays_and_checks((out.state, out.sample if keep else None, out.stats))
+            # Traces already materialized by an earlier step (unchanged parts of the state)
+            # are skipped; everything new is evaluated here and marked.
+            walked: list = []
+            arrays, checks = arrays_and_checks((out.state, out.sample if keep else None, out.stats), walked)
             mx.eval(arrays, [c.ok for c in checks])
             if checks:
                 from ..checks import raise_failed
 
                 raise_failed(checks)
+            mark_ready(walked)
             state = out.state
             if keep:
                 samples.append(out.sample)
