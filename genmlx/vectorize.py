@@ -29,6 +29,7 @@ batched trace keeps the caller's args object.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from typing import Any, Callable, NamedTuple
@@ -236,8 +237,17 @@ def vsimulate(gf, args: tuple, n: int, key=None, layout: str = "per_lane") -> Tr
     return _unpack(node, args, n, _reduce_checks(cs))
 
 
-def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None, layout: str = "per_lane"):
-    """N constrained traces in one pass; returns (trace with [N] leaves, weights [N])."""
+def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None, layout: str = "per_lane",
+              compiled: bool = False):
+    """N constrained traces in one pass; returns (trace with [N] leaves, weights [N]).
+
+    `compiled=True`: the pass is `mx.compile`d once per (gf, structure of args,
+    constraint addresses and shapes, n, layout) and reused (see `_compiled_vgenerate`).
+    """
+    if compiled:
+        out = _compiled_vgenerate(gf, args, constraints, n, key, layout)
+        if out is not None:
+            return out
     lanes = _Lanes(key, n, layout)
 
     def lane_fn(x):
@@ -246,6 +256,117 @@ def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None, layout:
 
     node, w, cs = vmap_tree(lane_fn, (lanes.xs,), gf.name, "vgenerate")
     return _unpack(node, args, n, _reduce_checks(cs)), w
+
+
+# -- compiled passes -------------------------------------------------------------------------
+
+_COMPILED: "OrderedDict[tuple, Any]" = OrderedDict()
+_COMPILED_MAX = 32  # cached compiled passes (least recently used dropped)
+_UNCOMPILABLE = object()
+
+
+class _NoSig(Exception):
+    pass
+
+
+def _sig(o, arrays: list):
+    """A hashable signature of `o`'s structure (array shapes and dtypes, Python values); arrays collected."""
+    t = type(o)
+    if t is mx.array:
+        arrays.append(o)
+        return ("A", tuple(o.shape), o.dtype)
+    if o is None or t in (int, float, str, bool):
+        return (t, o)
+    if t in (list, tuple):
+        return (t, tuple(_sig(x, arrays) for x in o))
+    if t is dict:
+        return (t, tuple((k, _sig(v, arrays)) for k, v in o.items()))
+    try:
+        hash(o)
+    except TypeError:
+        raise _NoSig from None
+    return ("obj", o)
+
+
+def _fill(o, it):
+    """`o` with its arrays replaced, in `_sig` order, by the next items of `it`."""
+    t = type(o)
+    if t is mx.array:
+        return next(it)
+    if t in (list, tuple):
+        return t(_fill(x, it) for x in o)
+    if t is dict:
+        return {k: _fill(v, it) for k, v in o.items()}
+    return o
+
+
+def _compiled_vgenerate(gf, args, constraints: ChoiceMap, n: int, key, layout: str):
+    """`vgenerate` through a cached `mx.compile` of the whole vectorized pass, or None if not cacheable.
+
+    The compiled function takes (key, the arrays of args, the constraint values) and
+    returns every array of the packed trace, the weights and the checks' predicates; the
+    Python structure around them (distributions, addresses, check messages) is the one
+    recorded when it was traced. So a cache hit runs no Python model code at all: the
+    model must build the same trace structure for the same signature (no Python state
+    read from outside its args), as `mx.compile` requires.
+    """
+    arrays: list = []
+    leaves = constraints._leaves
+    try:
+        sig = (gf, _sig(args, arrays), tuple((p, tuple(v.shape), v.dtype) if type(v) is mx.array else (p, _NoSig)
+                                               for p, v in leaves.items()), n, layout)
+        if any(x[1] is _NoSig for x in sig[2]):
+            return None
+        hash(sig)
+    except (_NoSig, TypeError):
+        return None
+    entry = _COMPILED.get(sig)
+    if entry is _UNCOMPILABLE:
+        return None
+    key = resolve(key)
+    cvals = list(leaves.values())
+    if entry is None:
+        paths = tuple(leaves)
+        box: dict = {}
+        na = len(arrays)
+
+        def fn(k, *xs):
+            a = _fill(args, iter(xs[:na]))
+            cm = ChoiceMap._from_leaves(dict(zip(paths, xs[na:])))
+            tr, w = vgenerate(gf, a, cm, n, k, layout)
+            # the checks leave as one predicate vector (one output, one check to read)
+            oks = [mx.stack([c.ok for c in tr.checks])] if tr.checks else []
+            out, rb = flatten((_pack_top(tr), oks, w))
+            box["rebuild"], box["errors"] = rb, [c.error for c in tr.checks]
+            return out
+
+        entry = (mx.compile(fn), box)
+        try:
+            outs = entry[0](key, *arrays, *cvals)
+        except VectorizationError:
+            raise
+        except Exception:  # something mx.compile cannot trace: the plain pass (which raises its own errors)
+            _COMPILED[sig] = _UNCOMPILABLE
+            return None
+        _COMPILED[sig] = entry
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    else:
+        _COMPILED.move_to_end(sig)
+        outs = entry[0](key, *arrays, *cvals)
+    box = entry[1]
+    node, oks, w = box["rebuild"](outs)
+    checks = (DeferredCheck(mx.all(oks[0]), _first_error(oks[0], box["errors"])),) if oks else ()
+    return _unpack(node, args, n, checks), w
+
+
+def _first_error(oks: mx.array, errors: list):
+    """The error of the first False entry of the (evaluated) predicate vector `oks`."""
+
+    def error():
+        return errors[oks.tolist().index(False)]()
+
+    return error
 
 
 def _check_batched(gf, trace, op) -> int:

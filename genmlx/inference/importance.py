@@ -20,6 +20,7 @@ import numpy as np
 
 from ..gfi import as_choicemap
 from ..rng import KeyStream
+from .. import vectorize
 from ..vectorize import BatchedTraces
 from . import driver
 from ._common import _bad_score, check_count, finish_stats, run_name, split_key
@@ -65,8 +66,11 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
     algorithm = "importance_vectorized" if vectorized else "importance"
     params = {"n_particles": n, "vectorized": bool(vectorized)}
     if vectorized:
+        args_c, obs_c = model._check_args(args), model._constraints(obs)
+
         def vstep(k, state):
-            vtr, w = model.vgenerate(args, obs, n, key=k, layout=layout)
+            # shared layout: one cached mx.compile of the whole pass (vectorize._compiled_vgenerate)
+            vtr, w = vectorize.vgenerate(model, args_c, obs_c, n, k, layout, compiled=layout == "shared")
             return driver.Step(None, (vtr, w), {})
 
         res = driver.run(vstep, None, 1, algorithm=algorithm, model=run_name(model), key=key, params=params,
