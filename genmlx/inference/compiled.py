@@ -2,15 +2,17 @@
 
 The trace's array leaves (`genmlx.tree.flatten`) go into a compiled function
 that runs K selection-MH iterations (`mh_step`, the lazy `mx.where` accept)
-and returns the new leaves, the `[K]` accept statistics and the leaves of
-every `thin`-th iteration stacked along a new axis. The randomness is drawn up
+and returns the new leaves, the `[K]` accept statistics and the values of the
+changed choices of every `thin`-th iteration stacked along a new axis (a kept
+trace is rebuilt from its choices on access). The randomness is drawn up
 front: the step's K keys are an input. One driver step = K iterations
 (`iterations_per_step=K` in the driver's events), one `mx.eval`, no sync.
 
 Requirements: a static-structure model — the same sites with the same shapes
 every iteration, and no Python decision on a random value (MLX cannot
 evaluate while compiling). The function is traced once per (model, selection,
-K, thin, leaf shapes); later steps reuse it.
+K, thin, args, trace structure and leaf shapes); later steps and later calls reuse
+it (`kernel_for` keeps the last 16 kernels).
 
 Same chain: with the same keys, the compiled kernel makes the same
 proposals and the same accept decisions as K calls of `mh_step`, and
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 import mlx.core as mx
 
 from ..checks import DeferredCheck
+from ..choicemap import ChoiceMap
 from ..trace import Trace
 from ..tree import flatten
 from ..vectorize import _pack_top, _unpack
@@ -38,16 +41,19 @@ from ._common import check_count, finish_stats, init_trace, resolve_selection, r
 from .mh import mh_step, summarize_mcmc
 from .result import InferenceResult
 
-__all__ = ["compiled_mh", "CompiledMH", "StackedTraces"]
+__all__ = ["compiled_mh", "CompiledMH", "StackedTraces", "kernel_for"]
 
 
 class CompiledMH:
     """K fused MH iterations on traces shaped like `template` (a static-structure model).
 
-    `kernel(keys [K, 2], trace) -> (trace, samples, stats)`: `samples` is a
-    trace whose changed leaves are stacked `[K // thin, ...]` (the states after
-    iterations 0, thin, 2 thin, ... of the block), `stats` holds `accepted` and
-    `accept_prob` of shape `[K]`.
+    `kernel(keys [K, 2], trace) -> (trace, samples, stats)`: `samples` is the
+    new trace with the values of its changed choices stacked `[K // thin, ...]`
+    (the states after iterations 0, thin, 2 thin, ... of the block; scores and
+    parameters are those of the last state: `view` rebuilds a whole trace),
+    `stats` holds `accepted` and `accept_prob` of shape `[K]`. Only what the
+    result needs leaves the compiled function: the new state's leaves, the
+    stacked choice values, the statistics and one check flag.
     """
 
     def __init__(self, template: Trace, selection, k: int, thin: int = 1):
@@ -55,21 +61,24 @@ class CompiledMH:
         self.thin = check_count("compiled_mh", "thin", thin, 1)
         self.selection = selection
         self.args = template.args
+        self.gen_fn = template.gen_fn
         leaves, self._rebuild_node = flatten(_pack_top(template))
         self.n_leaves = len(leaves)
-        self.stacked_mask: list | None = None
+        self.paths = list(template.get_choices().paths()) if template.sites is not None else []
+        self.stacked_paths: list | None = None  # the choices whose values change (set when traced)
         self._check_error = None
         self._fn = mx.compile(self._body)
 
     def _body(self, keys, *leaves):
         tr = self._rebuild(leaves)
+        ins = set(map(id, leaves))
         accs, probs, oks, kept = [], [], [], []
         for j in range(self.k):
             tr, st = mh_step(keys[j], tr, self.selection)
             accs.append(st["accepted"])
             probs.append(st["accept_prob"])
             for c in tr.checks:
-                oks.append(c.ok)
+                oks.append(c.ok if c.ok.ndim == 0 else mx.all(c.ok))
                 if self._check_error is None:
                     self._check_error = c.error
             if j % self.thin == 0:  # the state after iterations 0, thin, 2 thin, ... of the block
@@ -77,14 +86,10 @@ class CompiledMH:
         out = self._flatten(tr)
         if len(out) != self.n_leaves:
             raise ValueError("compiled_mh: the trace changed structure during an iteration (needs a static-structure model)")
-        ins = set(map(id, leaves))
-        mask = [id(x) not in ins for x in out]
-        self.stacked_mask = mask
-        stacked = []
-        if kept:
-            cols = [self._flatten(t) for t in kept]
-            stacked = [mx.stack([c[i] for c in cols]) for i, m in enumerate(mask) if m]
-        ok = mx.all(mx.stack(oks)) if oks else mx.array(True)
+        paths = [p for p in self.paths if id(tr._find(p).retval) not in ins]
+        self.stacked_paths = paths
+        stacked = [mx.stack([t._find(p).retval for t in kept]) for p in paths] if kept else []
+        ok = _all_of(oks) if oks else mx.array(True)
         return [*out, mx.stack(accs), mx.stack(probs), ok, *stacked]
 
     # Traces cross mx.compile as plain trees that include each site's distribution
@@ -110,16 +115,116 @@ class CompiledMH:
         acc, prob, ok = outs[n], outs[n + 1], outs[n + 2]
         checks = (DeferredCheck(ok, self._check_error),) if self._check_error is not None else ()
         new = self._rebuild(outs[:n], checks)
-        samples = None
-        if len(outs) > n + 3:
-            it = iter(outs[n + 3:])
-            samples = self._rebuild([next(it) if m else x for x, m in zip(outs[:n], self.stacked_mask)])
+        samples = _Block(new, dict(zip(self.stacked_paths, outs[n + 3:])))
         return new, samples, {"accepted": acc, "accept_prob": prob}
 
-    def view(self, samples: Trace, i: int) -> Trace:
-        """Iteration `i` of a stacked `samples` trace, as an ordinary trace."""
-        leaves = self._flatten(samples)
-        return self._rebuild([x[i] if m else x for x, m in zip(leaves, self.stacked_mask)])
+    def view(self, samples: "_Block", i: int) -> Trace:
+        """Iteration `i` of a block of kept states, as an ordinary trace (re-scored from its choices)."""
+        choices = {p: samples.values[p][i] if p in samples.values else samples.last._find(p).retval
+                   for p in self.paths}
+        tr, _ = self.gen_fn.generate(self.args, ChoiceMap._from_leaves(choices), key=_VIEW_KEY)
+        return tr
+
+
+_VIEW_KEY = mx.random.key(0)  # generate with every choice constrained draws nothing
+
+
+def _all_of(oks: list):
+    return oks[0] if len(oks) == 1 else mx.all(mx.stack(oks))
+
+
+class _Block:
+    """One driver step's kept states: the last state and the stacked values of the changed choices."""
+
+    __slots__ = ("last", "values")
+
+    def __init__(self, last: Trace, values: dict):
+        self.last, self.values = last, values
+
+    def _genmlx_arrays(self):
+        yield self.last
+        yield from self.values.values()
+
+    def _find(self, p):
+        v = self.values.get(p)
+        st = self.last._find(p)
+        return st if v is None else Trace(st.gen_fn, st.args, v, st.score)
+
+    @property
+    def sites(self):
+        return {p: self._find(p) for p in self.last.sites}
+
+
+_cache: dict = {}
+_CACHE_SIZE = 16
+
+
+def _static_key(x):
+    """A hashable stand-in for a static part of a trace's structure (arrays: shape and dtype)."""
+    if isinstance(x, mx.array):
+        return ("a", tuple(x.shape), x.dtype)
+    if isinstance(x, (list, tuple)):
+        return (type(x), tuple(_static_key(y) for y in x))
+    if isinstance(x, dict):
+        return (type(x), tuple((k, _static_key(v)) for k, v in x.items()))
+    try:
+        hash(x)
+        return (type(x), x)
+    except TypeError:
+        return ("id", id(x))
+
+
+def _args_key(x):
+    # args are baked into the compiled function: arrays by identity (the entry keeps them alive)
+    if isinstance(x, mx.array):
+        return ("a", id(x))
+    if isinstance(x, (list, tuple)):
+        return (type(x), tuple(_args_key(y) for y in x))
+    if isinstance(x, dict):
+        return (type(x), tuple((k, _args_key(v)) for k, v in x.items()))
+    try:
+        hash(x)
+        return (type(x), x)
+    except TypeError:
+        return ("id", id(x))
+
+
+def _structure_key(tr: Trace):
+    g = tr.gen_fn
+    if tr.sites is None:
+        d = getattr(g, "__dict__", {})
+        return (type(g), _static_key(tr.retval), tuple((k, _static_key(v)) for k, v in d.items() if k[0] != "_"
+                                                        or isinstance(v, mx.array)))
+    return (id(g), _static_key(tr.retval) if isinstance(tr.retval, mx.array) else None, tr.aux if _hashable(tr.aux) else id(tr.aux),
+            tuple((p, _structure_key(st)) for p, st in tr.sites.items()))
+
+
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+        return True
+    except TypeError:
+        return False
+
+
+def kernel_for(template: Trace, selection, k: int, thin: int) -> CompiledMH:
+    """A `CompiledMH` for traces shaped like `template`, reused across calls (its compiled function
+    is traced once per model, selection, K, thin, args and trace structure)."""
+    try:
+        key = (id(template.gen_fn), selection._paths, selection._all, selection._neg, k, thin,
+               _args_key(template.args), _structure_key(template))
+        hash(key)
+    except TypeError:
+        return CompiledMH(template, selection, k, thin)
+    hit = _cache.get(key)
+    if hit is not None and hit.gen_fn is template.gen_fn:
+        _cache[key] = _cache.pop(key)  # most recently used last
+        return hit
+    kern = CompiledMH(template, selection, k, thin)
+    _cache[key] = kern
+    while len(_cache) > _CACHE_SIZE:
+        _cache.pop(next(iter(_cache)))
+    return kern
 
 
 class StackedTraces(Sequence):
@@ -147,6 +252,8 @@ class StackedTraces(Sequence):
 
         p = to_path(path)
         vals = [blk._find(p).retval for blk in self.blocks]
+        if vals and vals[0].ndim == self.blocks[0].last._find(p).retval.ndim:  # a value no iteration changes
+            vals = [mx.broadcast_to(v, (self.per_block, *v.shape)) for v in vals]
         return mx.concatenate(vals)[: self.n].tolist() if vals else []
 
 
@@ -175,7 +282,7 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     k_init, k_run = split_key(key)
     tr, obs = init_trace("compiled_mh", model, args, observations, k_init)
     sel = resolve_selection("compiled_mh", tr, obs, selection)
-    kernel = CompiledMH(tr, sel, k, thin)
+    kernel = kernel_for(tr, sel, k, thin)
     per_block = k // thin
     burn_steps = math.ceil(burn / k)
     n_steps = burn_steps + math.ceil(n_samples / per_block)
