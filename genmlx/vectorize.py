@@ -10,6 +10,19 @@ key alone). `vgenerate`, `vupdate` and `vregenerate` work the same way
 (constraints and new args are shared by all lanes; `vupdate`/`vregenerate`
 take a batched trace and map over its leaves).
 
+Lane layouts (`layout=` on each of them; see `genmlx.rng`): the above is
+`"per_lane"`, the default here. `"shared"` maps over the lane index
+`arange(n)` instead and gives every lane's KeyStream the ONE unbatched key;
+the samplers draw `(n,) + shape` from it and take row `lane`
+(`rng.lanewise`), so key splits happen once and random bits cost what N
+values drawn from one key cost. Shared-key guarantees: the same key gives the
+same pass bit for bit, lanes are independent draws of the model, nested
+`gm.vmap` / `gm.switch` / `gm.mix` work; lane i is not the scalar run of any
+key. Vectorized importance sampling uses it, through `vgenerate(...,
+compiled=True)`: one `mx.compile` of the whole pass, cached per (gen fn, args
+structure, constraint addresses and shapes, n, layout), with the arrays of
+args and the constraint values as inputs (`_compiled_vgenerate`).
+
 What cannot be batched: Python deciding something from the value of an array
 (an `if`/`while` on a random choice, `.item()`, `int()`/`float()`/`bool()` of an
 array, a NumPy conversion). MLX refuses to evaluate during a transformation;
