@@ -2,8 +2,11 @@
 
 Run: python -m pytest benchmarks/test_bench_is.py --benchmark-only
 
-Models: Beta-Bernoulli (10 observations) and the 100-point regression; the
-prior is the proposal. Vectorized: N = 1,000 and 100,000 particles in one
+Models: Beta-Bernoulli (10 observations) and the 100-point regression, the
+latter in both forms: one scalar site per observation (`regression100`,
+102 sites) and one vector observation site (`regression100_vec`); the prior
+is the proposal. Vectorized IS runs the shared-key lane layout (one key for
+all particles) as one cached `mx.compile` of the whole pass. Vectorized: N = 1,000 and 100,000 particles in one
 `vgenerate` (one driver step), against the same sampler written directly in
 MLX for N lanes, eager and `mx.compile`d. Sequential: one particle per driver
 step; the floor evaluates one particle per `mx.eval` too. Cost per particle
@@ -20,9 +23,9 @@ from benchmarks import floors as F
 from benchmarks.common import size
 from genmlx import inference as infer
 
-MODELS = ["beta_bernoulli", "regression100"]
+MODELS = ["beta_bernoulli", "regression100", "regression100_vec"]
 VEC_ROUNDS = {1_000: 7, 100_000: 5}
-SEQ_N = {"beta_bernoulli": size(200, 1_000), "regression100": size(40, 1_000)}
+SEQ_N = {"beta_bernoulli": size(200, 1_000), "regression100": size(40, 1_000), "regression100_vec": size(200, 1_000)}
 
 
 def _is_info(res, case) -> dict:
