@@ -94,8 +94,19 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
         state = None
     _check_weights(lw, traces, obs)
     stats = finish_stats(res)
-    stats.update(ess=particle_ess(lw), n_particles=n)
-    return InferenceResult(traces, stats, log_weights=lw.tolist(), log_ml=log_ml_estimate(lw), state=state)
+    log_ml, ess = _log_ml_and_ess(lw)
+    stats.update(ess=ess, n_particles=n)
+    return InferenceResult(traces, stats, log_weights=lw.tolist(), log_ml=log_ml, state=state)
+
+
+def _log_ml_and_ess(lw: np.ndarray) -> tuple[float, float]:
+    """`log_ml_estimate(lw)` and `particle_ess(lw)` from one exponentiation (float64)."""
+    top = lw.max()
+    if not np.isfinite(top):
+        return log_ml_estimate(lw), particle_ess(lw)
+    e = np.exp(lw - top)
+    s1 = e.sum()
+    return float(top + math.log(s1) - math.log(lw.size)), float(s1 * s1 / np.dot(e, e))
 
 
 def _check_weights(lw: np.ndarray, traces, obs) -> None:
