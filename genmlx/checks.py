@@ -170,7 +170,16 @@ def collapse(items: list) -> DeferredCheck:
     return DeferredCheck(ok, _collapsed_error(items))
 
 
+def _listing(msgs: list) -> Exception:
+    texts = [m() for m in msgs]
+    if len(texts) == 1:
+        return ValueError(texts[0])
+    return ValueError("a parameter check failed; one of: " + "; ".join(texts))
+
+
 def _collapsed_error(items: list):
+    msgs = [m for _, _, m in items]
+
     def error() -> Exception:
         for v, ok, msg in items:
             try:
@@ -182,9 +191,9 @@ def _collapsed_error(items: list):
         else:
             if len(items) == 1:
                 return ValueError(items[0][2]())
-        msgs = [m() for _, _, m in items]
-        if len(msgs) == 1:
-            return ValueError(msgs[0])
-        return ValueError("a parameter check failed; one of: " + "; ".join(msgs))
+        return _listing(msgs)
 
+    # The same error without the checked arrays (for a check whose arrays are transformation
+    # tracers, e.g. inside mx.compile: keeping them would keep their graph alive).
+    error.static = lambda: _listing(msgs)
     return error

@@ -74,10 +74,10 @@ def _walk_trace(t, arrays, checks, seen, traces) -> None:
             else:
                 _walk(st, arrays, checks, seen, traces)
     elif getattr(t.gen_fn, "_is_distribution", False):
-        for v in getattr(t.gen_fn, "__dict__", {}).values():
+        for k, v in getattr(t.gen_fn, "__dict__", {}).items():
             if type(v) is mx.array:
                 arrays.append(v)
-            elif isinstance(v, (list, tuple)) and v:
+            elif k != "_lazy_checks" and isinstance(v, (list, tuple)) and v:  # (its arrays are parameters)
                 _walk(v, arrays, checks, seen, traces)
     if t.checks:
         checks.extend(t.checks)

@@ -89,6 +89,15 @@ class Distribution(GenerativeFunction):
     # -- parameters -------------------------------------------------------------
     def _param(self, name: str, value, ok: Callable[[Any], Any] | None = None, must: str = "", *, keep_int=False):
         """Convert and validate one parameter; `ok(x)` returns a bool (or bool array)."""
+        t = type(value)
+        if t is mx.array:  # the hot path inside models: a parameter computed from other choices
+            if ok is not None:
+                self._lazy_checks.append((name, must, value, ok))
+            return value
+        if t is float:
+            if ok is not None and not (value == value and ok(value)):
+                self._fail(ValueError(f"{self.name}: parameter {name} must be {must}, got {value!r}"))
+            return value
         if isinstance(value, bool) or (not isinstance(value, (int, float, mx.array)) and not hasattr(value, "__array__") and not isinstance(value, (list, tuple))):
             self._fail(ValueError(f"{self.name}: parameter {name} must be a number or array, got {type(value).__name__} {value!r}"))
             return value
@@ -115,6 +124,12 @@ class Distribution(GenerativeFunction):
 
     def _check_shapes(self, **params) -> None:
         """Raise (or defer) a ValueError naming the parameters whose shapes do not broadcast."""
+        nd = 0
+        for v in params.values():
+            if type(v) is mx.array and v.ndim:
+                nd += 1
+        if nd < 2:  # numbers and scalars broadcast with anything
+            return
         shapes = {k: (v.shape if isinstance(v, mx.array) else ()) for k, v in params.items()}
         try:
             mx.broadcast_shapes(*shapes.values())

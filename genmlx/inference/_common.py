@@ -224,6 +224,7 @@ def _same_dist(a, b) -> bool:
 
 
 _ARRAY = mx.array
+_where = mx.where
 
 
 class _Merge:
@@ -258,7 +259,16 @@ class _Merge:
                 v = self.value(nv, ov)
             if d is None:
                 d = g
-            return Trace(d, new.args, v, self.value(new.score, old.score), None, (), new.batch, new.aux)
+            a, b = new.score, old.score
+            if a is b:
+                sc = a
+            elif type(a) is _ARRAY and type(b) is _ARRAY and not self.lanes:  # a site's own score: no memo
+                if a.shape != b.shape or a.dtype != b.dtype:
+                    raise _Mismatch
+                sc = _where(self.accept, a, b)
+            else:
+                sc = self.value(a, b)
+            return Trace(d, new.args, v, sc, None, (), new.batch, new.aux)
         if os_ is None or new.gen_fn is not old.gen_fn or ns.keys() != os_.keys() or new.aux != old.aux:
             raise _Mismatch
         sites = {}

@@ -79,8 +79,8 @@ class CompiledMH:
             probs.append(st["accept_prob"])
             for c in tr.checks:
                 oks.append(c.ok if c.ok.ndim == 0 else mx.all(c.ok))
-                if self._check_error is None:
-                    self._check_error = c.error
+                if self._check_error is None:  # (never one that holds the body's tracer arrays)
+                    self._check_error = getattr(c.error, "static", c.error)
             if j % self.thin == 0:  # the state after iterations 0, thin, 2 thin, ... of the block
                 kept.append(tr)
         out = self._flatten(tr)
