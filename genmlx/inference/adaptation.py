@@ -18,6 +18,11 @@ and dual averaging restarts from the current step size.
 Everything here is plain MLX arithmetic: the updates stay lazy and the loop
 driver evaluates them with the step (no host sync). Which window an iteration
 falls in is decided on the host from its index alone.
+
+`HostAdaptation` / `host_adapt` are the same updates on the host (Python
+floats, float64 NumPy for the Welford sums), for samplers whose acceptance
+statistic and position are on the host anyway (NUTS): a few microseconds per
+iteration where the lazy form costs a compiled call and an evaluation.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import math
 from typing import NamedTuple
 
 import mlx.core as mx
+import numpy as np
 
 __all__ = ["DualAveraging", "Welford", "Adaptation", "slow_windows", "da_init", "da_update",
            "welford_init", "welford_update", "regularized_variance", "init_adaptation", "adapt", "Schedule",
-           "schedule"]
+           "schedule", "HostAdaptation", "host_init_adaptation", "host_adapt"]
 
 GAMMA, T0, KAPPA = 0.05, 10.0, 0.75
 
@@ -164,3 +170,100 @@ def adapt(a: Adaptation, plan: Schedule, i: int, z, accept_prob) -> Adaptation:
     if plan.step_size and i == plan.burn - 1:
         step = mx.exp(da.x_bar)
     return Adaptation(step, inv_mass, da, w)
+
+
+# -- the same, on the host ------------------------------------------------------------------------
+
+class HostAdaptation:
+    """Adaptation state on the host. `step_size` (float) and `inv_mass` (tuple of float32-representable
+    floats) are what the sampler uses; `step_mx` / `inv_mass_mx` the same values as MLX arrays (made once
+    per change). Treat as immutable: `host_adapt` returns a new one."""
+
+    __slots__ = ("step_size", "inv_mass", "step_mx", "neg_step_mx", "inv_mass_mx", "da", "welford")
+
+    def __init__(self, step_size: float, inv_mass: tuple, da: tuple, welford: tuple | None, inv_mass_mx=None,
+                 step_mx=None, neg_step_mx=None):
+        self.step_size = step_size
+        self.inv_mass = inv_mass
+        self.step_mx = mx.array(step_size, dtype=mx.float32) if step_mx is None else step_mx
+        self.neg_step_mx = mx.array(-step_size, dtype=mx.float32) if neg_step_mx is None else neg_step_mx
+        self.inv_mass_mx = mx.array(inv_mass, dtype=mx.float32) if inv_mass_mx is None else inv_mass_mx
+        self.da = da  # (x, x_bar, s_bar, mu, count) as floats
+        self.welford = welford  # (n, mean, m2): float64 NumPy; None: empty
+
+    def _genmlx_arrays(self):  # for the driver's walk: the arrays it holds
+        return (self.step_mx, self.neg_step_mx, self.inv_mass_mx)
+
+
+def _f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0.0 else (-math.inf if x == 0.0 else math.nan)
+
+
+def _host_da_init(step_size: float) -> tuple:
+    x = _log(_f32(step_size))
+    return (x, 0.0, 0.0, math.log(10.0) + x, 0.0)
+
+
+def host_init_adaptation(step_size: float, dim: int) -> HostAdaptation:
+    return HostAdaptation(_f32(step_size), (1.0,) * dim, _host_da_init(step_size), None)
+
+
+def _host_da_update(da: tuple, accept_prob: float, target: float) -> tuple:
+    x, x_bar, s_bar, mu, count = da
+    count += 1.0
+    a = 0.0 if accept_prob != accept_prob else min(accept_prob, 1.0)
+    eta = 1.0 / (count + T0)
+    s_bar = (1.0 - eta) * s_bar + eta * (target - a)
+    x = mu - s_bar * math.sqrt(count) / GAMMA
+    w = count ** -KAPPA
+    x_bar = (1.0 - w) * x_bar + w * x
+    return (x, x_bar, s_bar, mu, count)
+
+
+def _exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def host_adapt(a: HostAdaptation, plan: Schedule, i: int, z, accept_prob: float) -> HostAdaptation:
+    """`adapt` on the host: the state after warm-up iteration `i` (0-based) produced position `z`
+    (an evaluated MLX array, or anything NumPy reads)."""
+    if i >= plan.burn:
+        return a
+    step, inv_mass, da, w = a.step_size, a.inv_mass, a.da, a.welford
+    inv_mass_mx = a.inv_mass_mx
+    if plan.step_size:
+        da = _host_da_update(da, accept_prob, plan.target)
+        step = _exp(da[0])
+    for start, end in plan.windows:
+        if start <= i < end:
+            zh = np.asarray(z, dtype=np.float64).reshape(-1)
+            if w is None:
+                w = (1.0, zh.copy(), np.zeros_like(zh))
+            else:
+                n, mean, m2 = w
+                n += 1.0
+                d = zh - mean
+                mean = mean + d / n
+                w = (n, mean, m2 + d * (zh - mean))
+            if i == end - 1:
+                n, _, m2 = w
+                var = m2 / max(n - 1.0, 1.0)
+                im = ((n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))).astype(np.float32)
+                inv_mass, inv_mass_mx = tuple(im.astype(np.float64).tolist()), mx.array(im)
+                w = None
+                if plan.step_size:
+                    da = _host_da_init(step)  # restart: mu = log(10 * the current step size)
+            break
+    if plan.step_size and i == plan.burn - 1:
+        step = _exp(da[1])
+    step = _f32(step)
+    same = step == a.step_size
+    return HostAdaptation(step, inv_mass, da, w, inv_mass_mx,
+                          a.step_mx if same else None, a.neg_step_mx if same else None)

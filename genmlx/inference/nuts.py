@@ -55,7 +55,10 @@ statistic `target_accept` (0.8) and Stan's windowed diagonal mass matrix
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
+import operator
 from typing import NamedTuple
 
 import mlx.core as mx
@@ -64,7 +67,7 @@ import numpy as np
 from ..memory import ResourceLimitExceeded
 from . import driver
 from ._gradient import check_int, check_positive, check_step_size, finish, setup, summarize
-from .adaptation import Adaptation, adapt, init_adaptation, schedule
+from .adaptation import HostAdaptation, host_adapt, host_init_adaptation, schedule
 from .hmc import DIVERGENCE, leapfrog
 
 __all__ = ["nuts", "NUTSState", "Tree", "nuts_transition"]
@@ -74,7 +77,7 @@ class NUTSState(NamedTuple):
     z: mx.array
     logp: mx.array
     grad: mx.array
-    adaptation: Adaptation
+    adaptation: HostAdaptation
     i: int  # iterations done
     rng: np.random.Generator  # host draws (directions, multinomial uniforms), seeded from the run's key
     speculate: int  # doublings to build before the first sync (the last iteration's, less two)
@@ -107,87 +110,173 @@ def _subtree_checks(n: int):
     return got
 
 
+_mul, _add = operator.mul, operator.add
+
+
+def _dot(a, b) -> float:
+    return sum(map(_mul, a, b))
+
+
+_INF = math.inf
+_NP_FROM = 128  # a subtree of n leaves in dimension d is done in NumPy from n * (d + 6) = this on (measured)
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 700.0 else _INF
+
+
+def _ladd(a, b) -> list:
+    return list(map(_add, a, b))
+
+
+def _logaddexp(a: float, b: float) -> float:
+    return max(a, b) + math.log1p(math.exp(-abs(a - b))) if a != b else a + _LOG2
+
+
+_LOG2 = math.log(2.0)
+
+
 class Tree:
     """The trajectory so far, on the host: its two ends, summed momentum, total weight, current draw.
 
-    Leaf states stay MLX arrays (fed back to the leapfrog as they are); the
-    weights and criteria are computed in float64 NumPy from the momenta and
-    log densities.
+    Leaf states stay MLX arrays (fed back to the leapfrog as they are). The
+    weights and criteria are computed in float64 on the host: a subtree of n
+    leaves in dimension d in plain Python floats (rows as lists) while
+    n * (d + 6) < `_NP_FROM` (most iterations' subtrees: there a NumPy call
+    costs more than the arithmetic), else in NumPy, vectorized over its
+    aligned ranges (prefix sums of the momenta). The ends and the summed
+    momentum are lists, or NumPy vectors in dimensions where even one leaf
+    goes to NumPy.
     """
 
-    __slots__ = ("ends", "rho", "log_w", "draw", "sum_metro", "n_steps", "diverging", "depth", "h0", "inv_mass")
+    __slots__ = ("ends", "rho", "log_w", "draw", "sum_metro", "n_steps", "diverging", "depth", "h0", "inv_mass",
+                 "inv_mass_np", "cost", "vec_np")
 
-    def __init__(self, r0: np.ndarray, lp0: float, inv_mass: np.ndarray):
-        self.inv_mass = inv_mass
-        self.ends = [(r0, r0 * inv_mass)] * 2  # (r, p#) at the left and right ends
+    def __init__(self, r0, lp0: float, inv_mass):
+        d = len(inv_mass)
+        self.cost = d + 6
+        self.vec_np = self.cost >= _NP_FROM
+        self.inv_mass = inv_mass = [float(v) for v in inv_mass]
+        self.inv_mass_np = np.array(inv_mass, dtype=np.float64)
+        if self.vec_np:
+            r0 = np.asarray(r0, dtype=np.float64).reshape(-1)
+            p0 = r0 * self.inv_mass_np
+            self.h0 = -float(lp0) + 0.5 * float(r0 @ p0)
+        else:
+            r0 = [float(v) for v in r0]
+            p0 = list(map(_mul, r0, inv_mass))
+            self.h0 = -float(lp0) + 0.5 * _dot(r0, p0)
+        self.ends = ((r0, p0), (r0, p0))  # (r, p#) at the left and right ends
         self.rho = r0
-        self.h0 = -lp0 + 0.5 * float(r0 @ (r0 * inv_mass))
         self.log_w = 0.0  # the initial point's weight exp(H0 - H0)
         self.draw = None
         self.sum_metro, self.n_steps, self.diverging, self.depth = 0.0, 0, False, 0
 
-    def add(self, forward: bool, leaves, r: np.ndarray, lp: np.ndarray, u_take: float, u_pick: float) -> bool:
-        """Fold in a new subtree (MLX leaves (z, r, g, logp) in build order, with its momenta and log
-        densities on the host); True when the trajectory must stop."""
+    def uses_numpy(self, n: int) -> bool:
+        """Whether a subtree of n leaves is done in NumPy (its rows are then best fetched as one array)."""
+        return n * self.cost >= _NP_FROM
+
+    def _sub_py(self, r: list, lp: list):
+        """Stan's recursion over the leaves in build order, in Python floats: (count of leaves taken, log
+        weights, divergent) at the first divergent leaf or failed check; else (None, log weights, summed momentum,
+        (r, p#) of the first leaf, (r, p#) of the last)."""
+        h0, im = self.h0, self.inv_mass
+        p = [list(map(_mul, x, im)) for x in r]
+        log_w = []
+        stack = []  # completed aligned blocks: (size, first leaf, rho)
+        for e in range(len(r)):
+            h = 0.5 * sum(map(_mul, r[e], p[e])) - lp[e]
+            lw = h0 - h if h == h else -_INF  # a NaN energy: an infinite error
+            log_w.append(lw)
+            if -lw > DIVERGENCE:
+                return e + 1, log_w, True
+            rho, a, s = r[e], e, 1
+            while stack and stack[-1][0] == s:
+                _, a0, rho_l = stack.pop()
+                m = a  # the first leaf of the right half
+                rho_r = rho
+                rho = list(map(_add, rho_l, rho_r))
+                pa, pe = p[a0], p[e]
+                e1 = list(map(_add, rho_l, r[m]))
+                e2 = list(map(_add, r[m - 1], rho_r))
+                if not (sum(map(_mul, pa, rho)) > 0 and sum(map(_mul, pe, rho)) > 0
+                        and sum(map(_mul, pa, e1)) > 0 and sum(map(_mul, p[m], e1)) > 0
+                        and sum(map(_mul, p[m - 1], e2)) > 0 and sum(map(_mul, pe, e2)) > 0):
+                    return e + 1, log_w, False
+                a, s = a0, 2 * s
+            stack.append((s, a, rho))
+        return None, log_w, stack[0][2], (r[0], p[0]), (r[-1], p[-1])
+
+    def _sub_np(self, r, lp):
+        """`_sub_py` in NumPy: the checks of all aligned ranges at once, the first failure located after."""
+        r = np.asarray(r, dtype=np.float64)
         n = r.shape[0]
-        p = r * self.inv_mass
+        p = r * self.inv_mass_np
         with np.errstate(invalid="ignore", over="ignore"):
-            h = 0.5 * np.einsum("ij,ij->i", r, p) - lp
+            h = 0.5 * np.einsum("ij,ij->i", r, p) - np.asarray(lp, dtype=np.float64)
             h[np.isnan(h)] = np.inf
             log_w = self.h0 - h
-            fail = -log_w > DIVERGENCE
-            div = fail.any()
+            div = -log_w > DIVERGENCE
+            fail = div.copy()
             if n > 1:
                 lo, hi, end = _subtree_checks(n)
                 c = np.concatenate([np.zeros((1, r.shape[1])), np.cumsum(r, axis=0)])
                 rho = c[hi + 1] - c[lo]
                 ok = (np.einsum("ij,ij->i", p[lo], rho) > 0) & (np.einsum("ij,ij->i", p[hi], rho) > 0)
-                fail = fail.copy()
                 fail[end[~ok]] = True
-            if fail.any():
-                cnt = int(np.argmax(fail)) + 1
-                self.n_steps += cnt
-                self.sum_metro += float(np.sum(np.exp(np.minimum(log_w[:cnt], 0.0))))
-                self.diverging = self.diverging or bool(div and (-log_w[:cnt] > DIVERGENCE).any())
-                return True  # an invalid subtree (divergent, or turning inside): its draw is not used
-            self.n_steps += n
-            self.sum_metro += float(np.sum(np.exp(np.minimum(log_w, 0.0))))
-            top = float(np.max(log_w))
-            cum = np.cumsum(np.exp(log_w - top))
-            lw_sub = top + math.log(cum[-1])
-            k = min(int(np.searchsorted(cum, u_pick * cum[-1], side="right")), n - 1)
-        first, last = (r[0], p[0]), (r[n - 1], p[n - 1])
+        if fail.any():
+            cnt = int(np.argmax(fail)) + 1
+            return cnt, log_w[:cnt].tolist(), bool(div[cnt - 1])
         rho_sub = r.sum(axis=0)
+        if self.vec_np:
+            return None, log_w.tolist(), rho_sub, (r[0], p[0]), (r[-1], p[-1])
+        (r0, r1), (p0, p1) = r[[0, -1]].tolist(), p[[0, -1]].tolist()
+        return None, log_w.tolist(), rho_sub.tolist(), (r0, p0), (r1, p1)
+
+    def add(self, forward: bool, leaves, r, lp, u_take: float, u_pick: float) -> bool:
+        """Fold in a new subtree (MLX leaves (z, r, g, logp) in build order, with its momenta (rows) and log
+        densities on the host: lists, or NumPy arrays); True when the trajectory must stop."""
+        n = len(r)
+        if self.uses_numpy(n):
+            out = self._sub_np(r, lp)
+        else:
+            if isinstance(r, np.ndarray):
+                r, lp = r.tolist(), np.asarray(lp).tolist()
+            out = self._sub_py(r, lp)
+        if out[0] is not None:  # an invalid subtree (divergent, or turning inside): its draw is not used
+            cnt, log_w, div = out
+            self.n_steps += cnt
+            self.sum_metro += sum(_exp(min(x, 0.0)) for x in log_w[:cnt])
+            self.diverging = self.diverging or div
+            return True
+        _, log_w, rho_sub, first, last = out
+        self.n_steps += n
+        self.sum_metro += sum(_exp(min(x, 0.0)) for x in log_w)
+        top = max(log_w)
+        cum = list(itertools.accumulate(_exp(x - top) for x in log_w))
+        total = cum[-1]
+        lw_sub = top + math.log(total)
+        k = min(bisect.bisect_right(cum, u_pick * total), n - 1)
         (ol, orr), rho_old = self.ends, self.rho
         if forward:  # backward part (bl, br, rho_b), forward part (fl, fr, rho_f)
             bl, br, fl, fr, rho_b, rho_f = ol, orr, first, last, rho_old, rho_sub
         else:
             bl, br, fl, fr, rho_b, rho_f = last, first, ol, orr, rho_sub, rho_old
-        rho = rho_b + rho_f
-        e1, e2 = rho_b + fl[0], rho_f + br[0]
-        persist = (bl[1] @ rho > 0 and fr[1] @ rho > 0 and bl[1] @ e1 > 0 and fl[1] @ e1 > 0
-                   and br[1] @ e2 > 0 and fr[1] @ e2 > 0)
+        vadd, vdot = (np.add, np.dot) if self.vec_np else (_ladd, _dot)
+        rho = vadd(rho_b, rho_f)
+        e1, e2 = vadd(rho_b, fl[0]), vadd(rho_f, br[0])
+        persist = (vdot(bl[1], rho) > 0 and vdot(fr[1], rho) > 0 and vdot(bl[1], e1) > 0 and vdot(fl[1], e1) > 0
+                   and vdot(br[1], e2) > 0 and vdot(fr[1], e2) > 0)
         if u_take <= 0.0 or math.log(u_take) < lw_sub - self.log_w:  # biased progressive sampling
             self.draw = (leaves[0][k], leaves[3][k], leaves[2][k])
-        self.log_w = float(np.logaddexp(self.log_w, lw_sub))
+        self.log_w = _logaddexp(self.log_w, lw_sub)
         self.rho = rho
-        self.ends = [bl, fr]
+        self.ends = (bl, fr)
         self.depth += 1
         return not persist
 
 
-_STACK_FROM = 8  # from this many leaves, stacking in MLX beats converting leaf by leaf
-
-
-def _fetch(xs: list):
-    """What the host needs of a list of leaf arrays: a stacked array (evaluated with the sync) or the list."""
-    return mx.stack(xs) if len(xs) >= _STACK_FROM else xs
-
-
-def _rows(x) -> np.ndarray:
-    if isinstance(x, mx.array):
-        return np.asarray(x, dtype=np.float64)
-    return np.array([np.asarray(v) for v in x], dtype=np.float64)
+_STACK_FROM = 64  # from this many leaves, the momenta and log densities are stacked in MLX (one array each)
 
 
 def _sync(x) -> bool:
@@ -210,7 +299,9 @@ def nuts_transition(value_and_grad, max_depth: int = 10):
     any sync; the momentum comes from `key` inside the first compiled
     leapfrog call. The first `speculate` doublings are built before the first
     sync (their leaves are wasted if the trajectory stops earlier); after
-    that, one sync per doubling.
+    that, one sync per doubling. `step` and `inv_mass` are MLX arrays, or a
+    `HostAdaptation` passed as `step` (inv_mass None): its host copies then
+    spare the conversions.
     """
     lf = mx.compile(leapfrog(value_and_grad))
     step_fn = leapfrog(value_and_grad)
@@ -221,10 +312,13 @@ def nuts_transition(value_and_grad, max_depth: int = 10):
 
     first = mx.compile(first)
 
-    def transition(key, rng, z, lp, g, step, inv_mass, speculate: int = 1):
-        u = rng.random((3, max_depth))
-        dirs = u[0] < 0.5
-        neg = -step
+    def transition(key, rng, z, lp, g, step, inv_mass=None, speculate: int = 1):
+        if inv_mass is None:  # a HostAdaptation
+            pos, neg, im_mx, im_host = step.step_mx, step.neg_step_mx, step.inv_mass_mx, step.inv_mass
+        else:
+            pos, neg, im_mx, im_host = step, -step, inv_mass, None
+        u = rng.random((3, max_depth)).tolist()
+        dirs, u_take, u_pick = u
         ends = {}  # direction -> (z, r, g) at that end of the trajectory (MLX)
         tree = r0 = None
         grads = j = 0
@@ -232,36 +326,56 @@ def nuts_transition(value_and_grad, max_depth: int = 10):
         stop = False
         while not stop:
             built = []
+            need = []
             for jj in range(j, min(j + batch, max_depth)):
-                d = bool(dirs[jj])
-                eps = step if d else neg
+                d = dirs[jj] < 0.5
+                eps = pos if d else neg
                 if jj == 0:
-                    *leaf, r0 = first(key, z, g, eps, inv_mass)
+                    zc, rc, gc, lpc, r0 = first(key, z, g, eps, im_mx)
                     ends[True] = ends[False] = (z, r0, g)
-                    leaves = ([leaf[0]], [leaf[1]], [leaf[2]], [leaf[3]])
+                    leaves = ([zc], [rc], [gc], [lpc])
+                    need += [rc, lpc, r0]
                 else:
                     zc, rc, gc = ends[d]
-                    leaves = ([], [], [], [])
+                    zs, rs, gs, lps = leaves = ([], [], [], [])
                     for _ in range(1 << jj):
-                        zc, rc, gc, lpc = lf(zc, rc, gc, eps, inv_mass)
-                        for acc, x in zip(leaves, (zc, rc, gc, lpc)):
-                            acc.append(x)
-                ends[d] = (leaves[0][-1], leaves[1][-1], leaves[2][-1])
+                        zc, rc, gc, lpc = lf(zc, rc, gc, eps, im_mx)
+                        zs.append(zc)
+                        rs.append(rc)
+                        gs.append(gc)
+                        lps.append(lpc)
+                    if len(rs) >= _STACK_FROM:
+                        fetch = (mx.stack(rs), mx.stack(lps))
+                        need += fetch
+                    else:
+                        fetch = None
+                        need += rs
+                        need += lps
+                ends[d] = (zc, rc, gc)
                 grads += 1 << jj
-                built.append((jj, leaves, _fetch(leaves[1]), _fetch(leaves[3])))
-            failed = _sync((built, r0, lp, inv_mass) if tree is None else built)
+                built.append((jj, d, leaves, fetch if jj else None))
+            if tree is None:
+                need += [lp]
+                if im_host is None:
+                    need.append(im_mx)
+            failed = _sync(need)
             if tree is None:  # the first sync also brings the initial momentum
                 if failed:
                     driver.host(r0)
-                tree = Tree(np.asarray(r0, dtype=np.float64), float(np.asarray(lp)),
-                            np.asarray(inv_mass, dtype=np.float64))
+                tree = Tree(r0.tolist(), lp.item(), im_mx.tolist() if im_host is None else im_host)
             if failed:  # the density raised on some leaf: one divergent leaf, as Stan does
                 tree.n_steps += 1
                 tree.diverging = True
                 j = built[0][0] + 1
                 break
-            for jj, leaves, r, lps in built:
-                stop = tree.add(bool(dirs[jj]), leaves, _rows(r), _rows(lps), float(u[1, jj]), float(u[2, jj]))
+            for jj, d, leaves, fetch in built:
+                if fetch is not None:
+                    r, lps = np.asarray(fetch[0]), np.asarray(fetch[1])
+                elif tree.uses_numpy(1 << jj):
+                    r, lps = np.stack([np.asarray(x) for x in leaves[1]]), [x.item() for x in leaves[3]]
+                else:
+                    r, lps = [x.tolist() for x in leaves[1]], [x.item() for x in leaves[3]]
+                stop = tree.add(d, leaves, r, lps, u_take[jj], u_pick[jj])
                 if stop:
                     break
             j = built[-1][0] + 1
@@ -323,12 +437,12 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     mx.eval(lp0, g0)
     plan = schedule(burn, adapt_step_size, adapt_mass, target)
     rng = np.random.default_rng(np.asarray(s.aux_key).tolist())
-    state = NUTSState(s.z0, lp0, g0, init_adaptation(step_size, s.logp.dim), 0, rng, 1)
+    state = NUTSState(s.z0, lp0, g0, host_init_adaptation(step_size, s.logp.dim), 0, rng, 1)
 
     def step(k, st: NUTSState):
         a = st.adaptation
-        z, lp, g, stats = transition(k, st.rng, st.z, st.logp, st.grad, a.step_size, a.inv_mass, st.speculate)
-        a2 = adapt(a, plan, st.i, z, mx.array(stats["accept_prob"], dtype=mx.float32)) if st.i < burn else a
+        z, lp, g, stats = transition(k, st.rng, st.z, st.logp, st.grad, a, None, st.speculate)
+        a2 = host_adapt(a, plan, st.i, z, stats["accept_prob"]) if st.i < burn else a
         return driver.Step(NUTSState(z, lp, g, a2, st.i + 1, st.rng, max(1, stats["doublings"] - 2)), z,
                            {**stats, "step_size": a.step_size})
 
@@ -340,4 +454,4 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     a = res.state.adaptation
     return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin,
                   acceptance="accept_prob",
-                  extra={"final_step_size": a.step_size.item(), "inv_mass": a.inv_mass.tolist()})
+                  extra={"final_step_size": a.step_size, "inv_mass": list(a.inv_mass)})
