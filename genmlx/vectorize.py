@@ -57,7 +57,7 @@ from .trace import Trace
 from .tree import flatten
 
 __all__ = [
-    "BatchedTraces",
+    "BatchedTraces", "vgenerate_values", "trace_of_values",
     "VectorizationError", "vsimulate", "vgenerate", "vupdate", "vregenerate",
     "lane", "batching", "vmap_tree",
 ]
@@ -323,13 +323,65 @@ def _compiled_vgenerate(gf, args, constraints: ChoiceMap, n: int, key, layout: s
     model must build the same trace structure for the same signature (no Python state
     read from outside its args), as `mx.compile` requires.
     """
+    return _cached_pass("trace", gf, args, constraints, n, key, layout)
+
+
+def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layout: str = "shared"):
+    """The lean compiled pass: (values of the unconstrained choices {path: [N]}, weights [N], checks).
+
+    The same pass as `vgenerate(..., compiled=True)` returning only what importance
+    sampling needs (the floor's outputs: particles and weights): the per-site scores
+    and distribution parameters are not outputs, so the compiled graph fuses across
+    sites. `trace_of_values` makes the full batched trace of these particles. None when
+    the pass cannot be compiled and cached (then use `vgenerate`).
+    """
+    return _cached_pass("values", gf, args, constraints, n, key, layout)
+
+
+def trace_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
+                    layout: str = "shared") -> Trace:
+    """The batched trace with `constraints` and the per-lane choice `values` ({path: [N, ...]}).
+
+    Every choice is given, so nothing is drawn: lane i is `generate(args, constraints
+    + values[i])`'s trace, its choices exactly `values[i]`. Compiled and cached like
+    `vgenerate(..., compiled=True)`; the arrays are left unevaluated (lazy).
+    """
+    got = _cached_pass("given", gf, args, constraints, n, key, layout, values)
+    if got is not None:
+        return got
+    return _vgenerate_given(gf, args, constraints, values, n, key, layout)
+
+
+def _vgenerate_given(gf, args, constraints: ChoiceMap, given: dict, n: int, key, layout: str) -> Trace:
+    lanes = _Lanes(key, n, layout)
+    paths = tuple(given)
+    base = dict(constraints._leaves)
+
+    def lane_fn(x, vs):
+        cm = ChoiceMap._from_leaves({**base, **dict(zip(paths, vs))})
+        tr, _ = lanes.run(x, lambda ks: gf._generate(args, cm, ks))
+        return _pack_top(tr), _checks_out(tr)
+
+    node, cs = vmap_tree(lane_fn, (lanes.xs, list(given.values())), gf.name, "vgenerate")
+    return _unpack(node, args, n, _reduce_checks(cs))
+
+
+def _leaf_sig(leaves: dict) -> tuple:
+    out = []
+    for p, v in leaves.items():
+        if type(v) is not mx.array:
+            raise _NoSig
+        out.append((p, tuple(v.shape), v.dtype))
+    return tuple(out)
+
+
+def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layout: str, given: dict | None = None):
+    """One cached `mx.compile` of a vectorized pass (mode "trace", "values" or "given"), or None."""
     arrays: list = []
     leaves = constraints._leaves
+    given = given or {}
     try:
-        sig = (gf, _sig(args, arrays), tuple((p, tuple(v.shape), v.dtype) if type(v) is mx.array else (p, _NoSig)
-                                               for p, v in leaves.items()), n, layout)
-        if any(x[1] is _NoSig for x in sig[2]):
-            return None
+        sig = (mode, gf, _sig(args, arrays), _leaf_sig(leaves), _leaf_sig(given), n, layout)
         hash(sig)
     except (_NoSig, TypeError):
         return None
@@ -337,25 +389,33 @@ def _compiled_vgenerate(gf, args, constraints: ChoiceMap, n: int, key, layout: s
     if entry is _UNCOMPILABLE:
         return None
     key = resolve(key)
-    cvals = list(leaves.values())
+    inputs = [key, *arrays, *leaves.values(), *given.values()]
     if entry is None:
-        paths = tuple(leaves)
+        paths, gpaths = tuple(leaves), tuple(given)
         box: dict = {}
-        na = len(arrays)
+        na, nc = len(arrays), len(leaves)
 
         def fn(k, *xs):
             a = _fill(args, iter(xs[:na]))
-            cm = ChoiceMap._from_leaves(dict(zip(paths, xs[na:])))
-            tr, w = vgenerate(gf, a, cm, n, k, layout)
+            cm = ChoiceMap._from_leaves(dict(zip(paths, xs[na:na + nc])))
+            if mode == "given":
+                tr, w = _vgenerate_given(gf, a, cm, dict(zip(gpaths, xs[na + nc:])), n, k, layout), None
+            else:
+                tr, w = vgenerate(gf, a, cm, n, k, layout)
             # the checks leave as one predicate vector (one output, one check to read)
             oks = [mx.stack([c.ok for c in tr.checks])] if tr.checks else []
-            out, rb = flatten((_pack_top(tr), oks, w))
+            if mode == "values":
+                lat = {p: v for p, v in tr.get_choices()._leaves.items() if p not in cm._leaves}
+                out, rb = flatten((list(lat.values()), oks, w))
+                box["paths"] = tuple(lat)
+            else:
+                out, rb = flatten((_pack_top(tr), oks, w))
             box["rebuild"], box["errors"] = rb, [c.error for c in tr.checks]
             return out
 
         entry = (mx.compile(fn), box)
         try:
-            outs = entry[0](key, *arrays, *cvals)
+            outs = entry[0](*inputs)
         except VectorizationError:
             raise
         except Exception:  # something mx.compile cannot trace: the plain pass (which raises its own errors)
@@ -366,11 +426,14 @@ def _compiled_vgenerate(gf, args, constraints: ChoiceMap, n: int, key, layout: s
             _COMPILED.popitem(last=False)
     else:
         _COMPILED.move_to_end(sig)
-        outs = entry[0](key, *arrays, *cvals)
+        outs = entry[0](*inputs)
     box = entry[1]
-    node, oks, w = box["rebuild"](outs)
+    first, oks, w = box["rebuild"](outs)
     checks = (DeferredCheck(mx.all(oks[0]), _first_error(oks[0], box["errors"])),) if oks else ()
-    return _unpack(node, args, n, checks), w
+    if mode == "values":
+        return dict(zip(box["paths"], first)), w, checks
+    tr = _unpack(first, args, n, checks)
+    return tr if mode == "given" else (tr, w)
 
 
 def _first_error(oks: mx.array, errors: list):

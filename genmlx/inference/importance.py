@@ -18,6 +18,7 @@ import math
 import mlx.core as mx
 import numpy as np
 
+from ..checks import raise_failed
 from ..gfi import as_choicemap
 from ..rng import KeyStream
 from .. import vectorize
@@ -68,14 +69,26 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
     if vectorized:
         args_c, obs_c = model._check_args(args), model._constraints(obs)
 
+        checks: list = []
+
         def vstep(k, state):
-            # shared layout: one cached mx.compile of the whole pass (vectorize._compiled_vgenerate)
-            vtr, w = vectorize.vgenerate(model, args_c, obs_c, n, k, layout, compiled=layout == "shared")
-            return driver.Step(None, (vtr, w), {})
+            if layout == "shared":
+                # the lean compiled pass: particle values and weights only (vectorize.vgenerate_values)
+                got = vectorize.vgenerate_values(model, args_c, obs_c, n, k, layout)
+                if got is not None:
+                    vals, w, cs = got
+                    checks[:] = cs
+                    return driver.Step(None, (k, vals, w, [c.ok for c in cs]), {})
+            vtr, w = vectorize.vgenerate(model, args_c, obs_c, n, k, layout)
+            return driver.Step(None, (k, vtr, w, []), {})
 
         res = driver.run(vstep, None, 1, algorithm=algorithm, model=run_name(model), key=key, params=params,
                          callback=callback, progress=progress)
-        vtr, w = res.samples[0]
+        k, vtr, w, _ = res.samples[0]
+        if isinstance(vtr, dict):
+            raise_failed(checks)
+            # the batched trace of these particles, made from their values (lazy: evaluated on access)
+            vtr = vectorize.trace_of_values(model, args_c, obs_c, vtr, n, k, layout)
         lw = np.asarray(w, dtype=np.float64).ravel()
         traces = BatchedTraces(vtr, n)
         state = vtr
