@@ -54,7 +54,7 @@ from .choicemap import ChoiceMap
 from .rng import KeyStream, lane_layout, resolve
 from .selection import Selection
 from .trace import Trace
-from .tree import flatten
+from .tree import _spec, flatten
 
 __all__ = [
     "BatchedTraces", "vgenerate_values", "trace_of_values",
@@ -404,13 +404,14 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
                 tr, w = vgenerate(gf, a, cm, n, k, layout)
             # the checks leave as one predicate vector (one output, one check to read)
             oks = [mx.stack([c.ok for c in tr.checks])] if tr.checks else []
+            out: list = []
             if mode == "values":
                 lat = {p: v for p, v in tr.get_choices()._leaves.items() if p not in cm._leaves}
-                out, rb = flatten((list(lat.values()), oks, w))
+                spec = _spec((list(lat.values()), oks, w), out)
                 box["paths"] = tuple(lat)
             else:
-                out, rb = flatten((_pack_top(tr), oks, w))
-            box["rebuild"], box["errors"] = rb, [c.error for c in tr.checks]
+                spec = _spec((_pack_top(tr), oks, w), out)
+            box["rebuild"], box["errors"] = _builder(spec), [c.error for c in tr.checks]
             return out
 
         entry = (mx.compile(fn), box)
@@ -428,12 +429,38 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
         _COMPILED.move_to_end(sig)
         outs = entry[0](*inputs)
     box = entry[1]
-    first, oks, w = box["rebuild"](outs)
+    first, oks, w = box["rebuild"](iter(outs))
     checks = (DeferredCheck(mx.all(oks[0]), _first_error(oks[0], box["errors"])),) if oks else ()
     if mode == "values":
         return dict(zip(box["paths"], first)), w, checks
     tr = _unpack(first, args, n, checks)
     return tr if mode == "given" else (tr, w)
+
+
+def _builder(spec) -> Callable:
+    """`tree._build(spec, it)` as a tree of closures made once (no per-node dispatch on every rebuild)."""
+    kind = spec[0]
+    if kind == "leaf":
+        return next
+    if kind == "static":
+        v = spec[1]
+        return lambda it: v
+    if kind == "obj":
+        rb, f = spec[1], _builder(spec[2])
+        return lambda it: rb(f(it))
+    if kind == "dict":
+        cls, items = spec[1], [(k, _builder(x)) for k, x in spec[2]]
+        if cls is dict:
+            return lambda it: {k: f(it) for k, f in items}
+        return lambda it: cls((k, f(it)) for k, f in items)
+    cls, fs = spec[1], [_builder(x) for x in spec[2]]
+    if kind == "named":
+        return lambda it: cls(*[f(it) for f in fs])
+    if cls is list:
+        return lambda it: [f(it) for f in fs]
+    if cls is tuple:
+        return lambda it: tuple([f(it) for f in fs])
+    return lambda it: cls([f(it) for f in fs])
 
 
 def _first_error(oks: mx.array, errors: list):
