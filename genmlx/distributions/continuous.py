@@ -34,7 +34,7 @@ _SQRT1_2 = math.sqrt(0.5)
 
 @fused
 def _normal_lp(x, mu, sigma):
-    z = (as_float(x) - mu) / sigma
+    z = (mu - as_float(x)) / sigma  # mu first: under mx.vmap a batched mu keeps its batch axis (no transpose); z*z same bits
     return (-0.5 * z) * z - (mx.log(sigma) + HALF_LOG_2PI)
 
 
