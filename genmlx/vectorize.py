@@ -327,15 +327,28 @@ def _compiled_vgenerate(gf, args, constraints: ChoiceMap, n: int, key, layout: s
 
 
 def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layout: str = "shared"):
-    """The lean compiled pass: (values of the unconstrained choices {path: [N]}, weights [N], checks).
+    """The lean compiled pass: (values of the unconstrained choices {path: [N]}, weights [N]).
 
     The same pass as `vgenerate(..., compiled=True)` returning only what importance
-    sampling needs (the floor's outputs: particles and weights): the per-site scores
-    and distribution parameters are not outputs, so the compiled graph fuses across
-    sites. `trace_of_values` makes the full batched trace of these particles. None when
-    the pass cannot be compiled and cached (then use `vgenerate`).
+    sampling needs (the floor's outputs: particles and weights): the per-site scores,
+    distribution parameters and parameter checks are not outputs, so the compiled graph
+    fuses across sites (an array parameter that is also checked would be materialized
+    for its two consumers). The caller must evaluate `checks_of_values` (the checks of
+    the same particles, a separate compiled pass) before trusting the weights;
+    `trace_of_values` makes the full batched trace of these particles. None when the
+    pass cannot be compiled and cached (then use `vgenerate`).
     """
     return _cached_pass("values", gf, args, constraints, n, key, layout)
+
+
+def checks_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
+                     layout: str = "shared") -> tuple:
+    """The parameter checks (one DeferredCheck over all lanes, or none) of the trace `trace_of_values` makes.
+
+    A compiled pass returning only the check predicates, so their evaluation costs one
+    fused pass over the parameters, not the whole trace. None if it cannot be compiled.
+    """
+    return _cached_pass("checks", gf, args, constraints, n, key, layout, values)
 
 
 def trace_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
@@ -398,7 +411,7 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
         def fn(k, *xs):
             a = _fill(args, iter(xs[:na]))
             cm = ChoiceMap._from_leaves(dict(zip(paths, xs[na:na + nc])))
-            if mode == "given":
+            if mode in ("given", "checks"):
                 tr, w = _vgenerate_given(gf, a, cm, dict(zip(gpaths, xs[na + nc:])), n, k, layout), None
             else:
                 tr, w = vgenerate(gf, a, cm, n, k, layout)
@@ -407,8 +420,10 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
             out: list = []
             if mode == "values":
                 lat = {p: v for p, v in tr.get_choices()._leaves.items() if p not in cm._leaves}
-                spec = _spec((list(lat.values()), oks, w), out)
+                spec = _spec((list(lat.values()), [], w), out)
                 box["paths"] = tuple(lat)
+            elif mode == "checks":
+                spec = _spec(([], oks, None), out)
             else:
                 spec = _spec((_pack_top(tr), oks, w), out)
             box["rebuild"], box["errors"] = _builder(spec), [c.error for c in tr.checks]
@@ -432,7 +447,9 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
     first, oks, w = box["rebuild"](iter(outs))
     checks = (DeferredCheck(mx.all(oks[0]), _first_error(oks[0], box["errors"])),) if oks else ()
     if mode == "values":
-        return dict(zip(box["paths"], first)), w, checks
+        return dict(zip(box["paths"], first)), w
+    if mode == "checks":
+        return checks
     tr = _unpack(first, args, n, checks)
     return tr if mode == "given" else (tr, w)
 

@@ -75,9 +75,10 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
             if layout == "shared":
                 # the lean compiled pass: particle values and weights only (vectorize.vgenerate_values)
                 got = vectorize.vgenerate_values(model, args_c, obs_c, n, k, layout)
-                if got is not None:
-                    vals, w, cs = got
-                    checks[:] = cs
+                cs = None if got is None else vectorize.checks_of_values(model, args_c, obs_c, got[0], n, k, layout)
+                if cs is not None:
+                    vals, w = got
+                    checks[:] = cs  # evaluated by the driver in the same mx.eval as the particles
                     return driver.Step(None, (k, vals, w, [c.ok for c in cs]), {})
             vtr, w = vectorize.vgenerate(model, args_c, obs_c, n, k, layout)
             return driver.Step(None, (k, vtr, w, []), {})

@@ -290,7 +290,7 @@ def test_lean_is_pass_traces_hold_exactly_the_weighted_particles():
                                     key=mx.random.key(4))
     cm = beta_bernoulli._constraints(gm.choicemap(obs))
     k = mx.random.split(mx.random.key(4), 1)[0]  # the driver's one step key
-    vals, w, _ = V.vgenerate_values(beta_bernoulli, (len(BB_DATA),), cm, 500, k)
+    vals, w = V.vgenerate_values(beta_bernoulli, (len(BB_DATA),), cm, 500, k)
     assert np.array_equal(np.array(res.traces.values("p")), np.array(vals[("p",)]))
     assert np.allclose(np.array(w, np.float64), res.log_weights, rtol=1e-6, atol=1e-6)
     for i in (0, 123, 499):
@@ -328,3 +328,16 @@ def test_lean_is_pass_with_switch_and_vmap_sites():
         tr = res.traces[i]
         assert tr.score.item() == pytest.approx(m.assess((), tr.get_choices())[0].item(), rel=1e-5, abs=1e-5)
         assert tr.get_subtrace("obs").score.item() == pytest.approx(res.log_weights[i], rel=1e-5, abs=1e-5)
+
+
+def test_lean_is_pass_still_reports_invalid_parameters_of_latent_sites():
+    """The lean pass has no checks; the separate checks pass must still raise (a latent site's sigma < 0)."""
+
+    @gm.gen
+    def bad():
+        s = gm.trace("s", dist.normal(0.0, 1.0))
+        x = gm.trace("x", dist.normal(0.0, s))  # latent: its score is not in the IS weight
+        gm.trace("y", dist.normal(0.0 * x, 1.0))
+
+    with pytest.raises(ValueError, match="sigma"):
+        infer.importance_sampling(bad, (), {"y": 0.5}, n_particles=100, vectorized=True, key=mx.random.key(0))
