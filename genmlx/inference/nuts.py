@@ -21,11 +21,14 @@ on the host (a NumPy generator seeded from the run's key), so each new
 subtree of 2^j leapfrog steps is known in advance and built as a lazy chain of
 compiled leapfrog calls (the momentum is drawn from the step's key inside the
 first one). One counted sync (`driver.host`) evaluates the chain; the tree
-logic then runs in float64 NumPy on the leaves' momenta and log densities:
-all aligned subtrees are checked at once (each check is a contiguous range of
-leaves, so a prefix sum gives every rho), the first leaf at which Stan's
-recursion would have stopped is found, the proposal is drawn, the subtree is
-merged. The chosen draw and the trajectory's ends stay MLX arrays. The first
+logic then runs in float64 on the host, on the leaves' momenta and log
+densities: for a small subtree (n leaves in dimension d, n * (d + 6) < 128:
+most of the benchmark models' subtrees) as Stan's recursion in plain Python
+floats, stopping at the first failed check; for a larger one in NumPy, all
+aligned subtrees checked at once (each check is a contiguous range of leaves,
+so a prefix sum gives every rho) and the first leaf at which the recursion
+would have stopped located after. Then the proposal is drawn and the subtree
+merged (Python floats). The chosen draw and the trajectory's ends stay MLX arrays. The first
 doublings of an iteration are built before its first sync when the previous
 iteration went deep (its doublings less two): fewer syncs for a few gradients
 wasted when the trajectory stops earlier. So syncs per iteration are at most
@@ -47,10 +50,22 @@ microseconds on the CPU (one doubling of 2 steps evaluated in 520 us against
 2 x 68 us for the gradients), where NumPy on the host costs about 70 us per
 subtree; (2) a subtree's leapfrog steps as one compiled call returning the
 stacked leaves: 1.2-1.4x slower than the chain of compiled single steps.
+Kept: the bookkeeping in Python floats below the size threshold (NumPy's
+per-call cost, ~1-2 us, times ~30 calls per subtree, was most of it: 87 ->
+20 us per iteration on regression100_vec), leaves read leaf by leaf
+(`tolist`, 0.2 us each) rather than stacked in MLX (an extra graph node,
+~15-30 us per evaluation) below 64 leaves, and warm-up adaptation on the host
+(`adaptation.host_adapt`: the acceptance statistic and the draw are on the
+host already; the lazy form cost a compiled call plus an evaluation per
+iteration). Host time per iteration outside the syncs (graph building
+included), fixed step size, same chain: 435 -> 215 us (regression100_vec,
+12.6 steps), 623 -> 500 us (funnel_vec, 25 steps). Each `mx.eval` costs
+~20 us of CPU and each graph node ~4 us on this CPU; a compiled leapfrog call
+~10 us to build (the floor pays it too).
 
 Warm-up (`burn`): dual averaging of the step size toward mean acceptance
 statistic `target_accept` (0.8) and Stan's windowed diagonal mass matrix
-(`adaptation`).
+(`adaptation`, its host form).
 """
 
 from __future__ import annotations

@@ -116,9 +116,12 @@ def _stan_build(r, p, log_w, lo, depth, done):
     return persist, rho, pb, pe, rb, re
 
 
+@pytest.mark.parametrize("path", ["python", "numpy"])
 @pytest.mark.parametrize("seed", range(40))
-def test_subtree_checks_match_stans_recursion(seed):
-    """The vectorized checks stop a subtree at the same leaf, and merge it the same way, as Stan's recursion."""
+def test_subtree_checks_match_stans_recursion(seed, path, monkeypatch):
+    """Both forms of the checks (Python floats for small subtrees, NumPy over all aligned ranges for large
+    ones) stop a subtree at the same leaf, and merge it the same way, as Stan's recursion."""
+    monkeypatch.setattr(nuts_mod, "_NP_FROM", 10**9 if path == "python" else 1)
     rng = np.random.default_rng(seed)
     depth, d = int(rng.integers(0, 6)), int(rng.integers(1, 4))
     n = 1 << depth
@@ -152,6 +155,27 @@ def test_subtree_checks_match_stans_recursion(seed):
                and _crit(br[1], fr[1], rho_f + br[0]))
     assert stop == (not persist) and tree.depth == 1
     assert np.allclose(tree.rho, tot)
+    assert tree.sum_metro == pytest.approx(np.sum(np.exp(np.minimum(log_w, 0.0))))
+
+
+def test_host_adaptation_matches_the_lazy_one():
+    """NUTS adapts on the host (`host_adapt`): the same step sizes and mass matrices as `adapt` (float32)."""
+    from genmlx.inference import adaptation as ad
+
+    rng = np.random.default_rng(0)
+    burn = 200
+    plan = ad.schedule(burn, True, True, 0.8)
+    a, h = ad.init_adaptation(0.1, 3), ad.host_init_adaptation(0.1, 3)
+    for i in range(burn):
+        z = mx.array((rng.normal(size=3) * [1.0, 2.0, 3.0]).astype(np.float32))
+        ap = float(rng.uniform(0.6, 1.0))
+        a = ad.adapt(a, plan, i, z, mx.array(ap, dtype=mx.float32))
+        h = ad.host_adapt(h, plan, i, z, ap)
+        mx.eval(a)
+        assert h.step_size == pytest.approx(a.step_size.item(), rel=1e-4)
+        assert np.allclose(h.inv_mass, np.asarray(a.inv_mass), rtol=1e-5)
+        assert np.allclose(np.asarray(h.inv_mass_mx), np.asarray(a.inv_mass), rtol=1e-5)
+        assert h.step_mx.item() == h.step_size and h.neg_step_mx.item() == -h.step_size
 
 
 def test_one_transition_leaves_the_exact_posterior_invariant():
