@@ -94,7 +94,7 @@ class Handler:
 
     def record(self, path: Path, obj, st: Trace) -> None:
         self.sites[path] = st
-        self.scores.append(st.score)
+        self.add_score(st.score)
         if st.checks:
             self.checks.extend(st.checks)
 
@@ -157,6 +157,7 @@ class Handler:
         from .memory.graph import pending_node_ids
 
         before = [a for a in (*self.scores, *self.weights) if isinstance(a, mx.array)]
+        n_scores, n_weights = len(self.scores), len(self.weights)
         ids0 = pending_node_ids(*before) if before else set()
         full = _prefix[-1] + path
         _prefix.append(full)
@@ -172,6 +173,9 @@ class Handler:
         if isinstance(st.retval, mx.array):
             after.append(st.retval)
         nodes = len(pending_node_ids(*after) - ids0)
+        # The score and weight are summed by fused nodes at the end of the execution: each site
+        # owns the nodes its term adds to those sums.
+        nodes += _sum_nodes(len(self.scores)) - _sum_nodes(n_scores) + _sum_nodes(len(self.weights)) - _sum_nodes(n_weights)
         breakdown = {from_path(e.address): e.nodes for e in sink} if sink else {"site": nodes}
         ev = events.SiteHandled(full, getattr(obj, "name", type(obj).__name__), self.op, nodes, breakdown)
         if _sinks:
@@ -182,6 +186,16 @@ class Handler:
 
 
 _sinks: list = []
+
+
+def _sum_nodes(n: int) -> int:
+    """Graph nodes `checks.signed_sum` makes for n terms (chunks of 16, then their sum)."""
+    if n <= 1:
+        return 0
+    if n <= 16:
+        return 1
+    chunks = [min(16, n - i) for i in range(0, n, 16)]
+    return sum(1 for c in chunks if c > 1) + _sum_nodes(len(chunks))
 
 
 def _check_message(dist_name, name, must, path) -> str:

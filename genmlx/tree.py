@@ -77,7 +77,7 @@ def _walk_trace(t, arrays, checks, seen, traces) -> None:
         for k, v in getattr(t.gen_fn, "__dict__", {}).items():
             if type(v) is mx.array:
                 arrays.append(v)
-            elif k != "_lazy_checks" and isinstance(v, (list, tuple)) and v:  # (its arrays are parameters)
+            elif isinstance(v, (list, tuple)) and v:  # (under vmap, _lazy_checks holds its own lazy arrays)
                 _walk(v, arrays, checks, seen, traces)
     if t.checks:
         checks.extend(t.checks)
