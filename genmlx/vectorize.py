@@ -288,7 +288,9 @@ def _sig(o, arrays: list):
     if t is mx.array:
         arrays.append(o)
         return ("A", tuple(o.shape), o.dtype)
-    if o is None or t in (int, float, str, bool):
+    if t is float:
+        return (t, o.hex())  # exact: -0.0 and 0.0 differ, a NaN equals itself
+    if o is None or t in (int, str, bool):
         return (t, o)
     if t in (list, tuple):
         return (t, tuple(_sig(x, arrays) for x in o))
@@ -301,10 +303,13 @@ def _sig(o, arrays: list):
     return ("obj", o)
 
 
+_HOLE = object()  # where an array was, in a cached pass's skeleton of its args (which holds no arrays)
+
+
 def _fill(o, it):
-    """`o` with its arrays replaced, in `_sig` order, by the next items of `it`."""
+    """`o` with its arrays (or `_HOLE`s) replaced, in `_sig` order, by the next items of `it`."""
     t = type(o)
-    if t is mx.array:
+    if t is mx.array or o is _HOLE:
         return next(it)
     if t in (list, tuple):
         return t(_fill(x, it) for x in o)
@@ -407,9 +412,10 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
         paths, gpaths = tuple(leaves), tuple(given)
         box: dict = {}
         na, nc = len(arrays), len(leaves)
+        skeleton = _fill(args, iter([_HOLE] * na))  # the cache keeps no array of this call alive
 
         def fn(k, *xs):
-            a = _fill(args, iter(xs[:na]))
+            a = _fill(skeleton, iter(xs[:na]))
             cm = ChoiceMap._from_leaves(dict(zip(paths, xs[na:na + nc])))
             if mode in ("given", "checks"):
                 tr, w = _vgenerate_given(gf, a, cm, dict(zip(gpaths, xs[na + nc:])), n, k, layout), None
