@@ -120,7 +120,7 @@ def _log_ml_and_ess(lw: np.ndarray) -> tuple[float, float]:
         return log_ml_estimate(lw), particle_ess(lw)
     e = np.exp(lw - top)
     s1 = e.sum()
-    return float(top + math.log(s1) - math.log(lw.size)), float(s1 * s1 / np.dot(e, e))
+    return float(top + math.log(s1) - math.log(lw.size)), float(s1 * s1 / np.sum(e * e))
 
 
 def _check_weights(lw: np.ndarray, traces, obs) -> None:
