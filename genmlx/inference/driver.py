@@ -26,7 +26,7 @@ import mlx.core as mx
 from .. import events, rng
 from ..tree import arrays_and_checks, mark_ready
 
-__all__ = ["Step", "RunResult", "run", "host", "sync_count"]
+__all__ = ["Step", "Decide", "RunResult", "run", "host", "sync_count"]
 
 
 class Step(NamedTuple):
@@ -35,6 +35,22 @@ class Step(NamedTuple):
     state: Any  # the algorithm's new state (arrays are materialized by the driver)
     sample: Any = None  # what to keep for the caller (None keeps nothing)
     stats: Mapping[str, Any] = {}  # sampler statistics: arrays, numbers; shape [K] for K iterations
+
+
+class Decide(NamedTuple):
+    """A state chosen by the step's one `mx.eval`: `new` if `accept` (a 0-d bool array) else `old`.
+
+    An MH step on its own (not inside a fused kernel) returns this instead of
+    merging the two traces leaf by leaf with `mx.where`: the driver evaluates
+    `accept` with everything else and then reads it, so the choice costs no
+    graph nodes and no extra sync. `old` must be materialized (the previous
+    state); `new` is evaluated whether it is accepted or not, as a merge would,
+    and its failed parameter checks are raised only if it is accepted.
+    """
+
+    accept: Any
+    new: Any
+    old: Any
 
 
 class RunResult(NamedTuple):
@@ -161,16 +177,25 @@ def run(
             # Traces already materialized by an earlier step (unchanged parts of the state)
             # are skipped; everything new is evaluated here and marked.
             walked: list = []
-            arrays, checks = arrays_and_checks((out.state, out.sample if keep else None, out.stats), walked)
+            new_state, sample = out.state, out.sample if keep else None
+            decide = isinstance(new_state, Decide)
+            pending = (new_state.accept, new_state.new) if decide else new_state
+            if sample is out.state and decide:
+                sample = None
+            arrays, checks = arrays_and_checks((pending, sample, out.stats), walked)
             mx.eval(arrays, [c.ok for c in checks])
+            if decide:  # a rejected proposal's parameters are not the run's business
+                new_state = new_state.new if new_state.accept.item() else new_state.old
+                if new_state is not out.state.new:
+                    checks = ()
             if checks:
                 from ..checks import raise_failed
 
                 raise_failed(checks)
             mark_ready(walked)
-            state = out.state
+            state = new_state
             if keep:
-                samples.append(out.sample)
+                samples.append(state if out.sample is out.state else out.sample)
             stats = {k: _to_python(v) for k, v in out.stats.items()}
             for k, v in stats.items():
                 h = history.get(k)

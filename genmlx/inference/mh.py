@@ -1,10 +1,13 @@
 """Metropolis-Hastings: the prior as proposal over a selection, and custom proposals.
 
-Both run through the one loop driver, one iteration per driver step. The
-accept decision stays lazy (`mx.where(accept, new, old)` leaf by leaf, see
-`_common.select_trace`) whenever the proposal keeps the trace's structure, so
-a static-structure model costs no host sync per iteration; a dynamic model
-whose proposal visits other sites falls back to one counted sync.
+Both run through the one loop driver, one iteration per driver step. `mh`
+and `mh_custom` hand the driver the proposal and its lazy accept flag
+(`driver.Decide`): the driver evaluates them in its one `mx.eval` of the step
+and then keeps the new or the old trace, so the choice costs no graph nodes
+and no extra sync, whatever the proposal does to the trace's structure. The
+kernels for composition (`mh_step`, `mh_kernel`, used inside kernel
+combinators and the fused `compiled_mh`) keep the decision lazy instead:
+`mx.where(accept, new, old)` leaf by leaf (`_common.select_trace`).
 
 Math (selection MH, Gen's `mh(trace, selection)`): resample the selected
 choices from their priors with `regenerate`, whose weight is the change in log
@@ -38,10 +41,25 @@ __all__ = ["mh", "mh_step", "mh_kernel", "mh_custom", "custom_mh_step", "custom_
 
 def mh_step(key, trace: Trace, selection: Selection) -> tuple[Trace, dict]:
     """One MH iteration resampling `selection` from its prior. A kernel: `(key, trace) -> (trace, stats)`."""
+    accept, new, stats = _propose(key, trace, selection)
+    return select_trace(accept, new, trace), stats
+
+
+def _propose(key, trace: Trace, selection: Selection):
     ks = KeyStream(key)
     new, w = trace.gen_fn._regenerate(trace, selection, trace.args, ks)
     accept, stats = mh_accept(ks(), w)
-    return select_trace(accept, new, trace), stats
+    return accept, new, stats
+
+
+def _driver_kernel(propose: Callable, *extra) -> Callable:
+    """A kernel for `run_chain` alone: the driver picks `new` or the old trace after its one eval."""
+
+    def kernel(key, trace):
+        accept, new, stats = propose(key, trace, *extra)
+        return driver.Decide(accept, new, trace), stats
+
+    return kernel
 
 
 def mh_kernel(selection: Selection) -> Callable:
@@ -56,12 +74,17 @@ def mh_kernel(selection: Selection) -> Callable:
 
 def custom_mh_step(key, trace: Trace, proposal, proposal_args: tuple = ()) -> tuple[Trace, dict]:
     """One MH iteration with a custom proposal generative function of `(trace, *proposal_args)`."""
+    accept, new, stats = _propose_custom(key, trace, proposal, proposal_args)
+    return select_trace(accept, new, trace), stats
+
+
+def _propose_custom(key, trace: Trace, proposal, proposal_args: tuple):
     ks = KeyStream(key)
     ptr = proposal._simulate((trace, *proposal_args), ks.child())
     new, w, discard = trace.gen_fn._update(trace, ptr.get_choices(), trace.args, ks.child())
     bwd, _ = proposal._assess((new, *proposal_args), discard)
     accept, stats = mh_accept(ks(), w - ptr.score + bwd)
-    return select_trace(accept, new, trace), stats
+    return accept, new, stats
 
 
 def custom_mh_kernel(proposal, proposal_args: tuple = ()) -> Callable:
@@ -122,7 +145,7 @@ def mh(model, args: tuple, observations=None, *, selection=None, n_samples: int,
             zero density under the model.
     """
     return _mcmc("mh", model, args, observations, selection, n_samples, burn, thin, key, init, callback, progress,
-                 lambda sel: mh_kernel(sel))
+                 lambda sel: _driver_kernel(_propose, sel))
 
 
 def mh_custom(model, args: tuple, observations=None, *, proposal, proposal_args: tuple = (), n_samples: int,
@@ -136,7 +159,7 @@ def mh_custom(model, args: tuple, observations=None, *, proposal, proposal_args:
     if not hasattr(proposal, "_simulate"):
         raise TypeError(f"mh_custom: proposal must be a generative function (@gm.gen), got {type(proposal).__name__}")
     return _mcmc("mh_custom", model, args, observations, None, n_samples, burn, thin, key, init, callback, progress,
-                 lambda sel: custom_mh_kernel(proposal, tuple(proposal_args)))
+                 lambda sel: _driver_kernel(_propose_custom, proposal, tuple(proposal_args)))
 
 
 def _mcmc(algorithm, model, args, observations, selection, n_samples, burn, thin, key, init, callback, progress,
