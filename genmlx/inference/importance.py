@@ -3,7 +3,12 @@
 Sequential: one `generate` per driver step (one particle per step), so a run
 of N particles has flat memory whatever N is — the seed's version built N
 traces with no materialization and ran out of Metal buffers. Vectorized: one
-`model.vgenerate(args, observations, N)` call, one driver step.
+driver step for all N particles. With the default shared-key layout
+(`genmlx.vectorize`) it evaluates two cached compiled passes in one `mx.eval`:
+the particles' values and weights (`vectorize.vgenerate_values`) and their
+parameter checks (`checks_of_values`); the batched trace is then made from the
+values (`trace_of_values`, lazy). With `layout="per_lane"`: one
+`vgenerate(args, observations, N)`, particle i equal to the sequential one of key i.
 
 Math: particle i has log weight w_i = log p(observations | latents_i) (the
 `generate` weight); log_ml = logsumexp(w) - log N estimates
