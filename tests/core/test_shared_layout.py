@@ -112,7 +112,7 @@ def test_shared_and_per_lane_layouts_differ_but_both_are_reproducible():
 
 # -- every distribution family at a scalar site under the shared layout ---------------------------
 
-from tests.distributions.test_samplers import CONTINUOUS, DISCRETE, _chi2_pvalue  # noqa: E402
+from distributions.test_samplers import CONTINUOUS, DISCRETE, _chi2_pvalue  # noqa: E402  (the module pytest already imported)
 
 
 @pytest.mark.parametrize("name, d, cdf", CONTINUOUS, ids=[c[0] for c in CONTINUOUS])
