@@ -121,6 +121,18 @@ def lanewise(fn: Callable, key, shape: tuple, *extra):
     return fn(key, (n,) + shape, *extra)[lane]
 
 
+def lane_key(key) -> mx.array:
+    """A key of this lane's own in a shared-key pass (row `lane` of `split(key, N)`); else `key`.
+
+    For samplers that call `mx.random` themselves (user-defined distributions):
+    they then draw distinct values per lane, at the per-lane cost.
+    """
+    if _lanes is None:
+        return key
+    n, lane = _lanes
+    return mx.random.split(key, n)[lane]
+
+
 def _uniform(key, shape):
     return mx.random.uniform(shape=shape, key=key)
 

@@ -40,7 +40,7 @@ from ..address import AddressError, from_path
 from ..checks import DeferredCheck
 from ..choicemap import EMPTY, ChoiceMap, as_value
 from ..gfi import GenerativeFunction
-from ..rng import resolve
+from ..rng import lane_key, resolve
 from ..selection import Selection
 from ..trace import Trace
 from . import support as _support
@@ -85,6 +85,19 @@ class Distribution(GenerativeFunction):
     def __init__(self):
         self._invalid: Exception | None = None
         self._lazy_checks: list = []
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # genmlx's own samplers draw through genmlx.rng (lane-aware). A sampler written
+        # elsewhere may call mx.random directly: in a shared-key vectorized pass it gets a
+        # key of its lane's own, so its lanes still differ (see rng.lane_key).
+        own = cls.__dict__.get("_sample")
+        if own is not None and not cls.__module__.startswith("genmlx."):
+            def _sample(self, key, shape, _own=own):
+                return _own(self, lane_key(key), shape)
+
+            _sample.__doc__, _sample.__name__ = own.__doc__, "_sample"
+            cls._sample = _sample
 
     # -- parameters -------------------------------------------------------------
     def _param(self, name: str, value, ok: Callable[[Any], Any] | None = None, must: str = "", *, keep_int=False):
