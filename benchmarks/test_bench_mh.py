@@ -15,8 +15,8 @@ floors of `floors.mh_step` (the same proposal, accept rule and kept values):
   the same chain, what MLX can do for an independence sampler).
 
 Per iteration; `steady` ratios leave out each run's first driver step (where
-`compiled_mh` traces and compiles its kernel: it does so on every call, see
-`first_call_s` and docs/benchmarks.md). Targets: dynamic MH within 1.5x of
+`compiled_mh` traces and compiles its kernel the first time; the kernel is
+cached across calls by model, selection, K, thin, args and trace structure). Targets: dynamic MH within 1.5x of
 the eager floor, the fused path within 1.3x of the fused floor.
 
 Also: instrumentation overhead of genmlx_observe on these loops (detached,
@@ -82,7 +82,8 @@ def test_mh_fused(pair, record, cases, model):
     def genmlx():
         return infer.compiled_mh(c.model, c.args, c.obs, n_samples=n, iterations_per_step=K, key=key)
 
-    # compiled_mh traces and compiles its kernel on every call: a genmlx warm-up would not help
+    # compiled_mh caches its kernel across calls: the first round's first step compiles it, the
+    # steady statistic leaves each run's first step out
     res = pair(genmlx, {"floor_fused": lambda: F.mh_fused(kernel, K, st, ll, key, n),
                         "floor_fused_upfront": lambda: F.mh_upfront(upfront, K, st, ll, key, n)},
                rounds=3, per=n, unit="iteration", steady=True, warmup="baselines",
