@@ -111,6 +111,34 @@ def _progress(total: int, enabled: bool | None, desc: str):
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
 
 
+def _materialize(out: Step, keep: bool) -> tuple[Any, Any]:
+    """The step's one `mx.eval` (new state, kept sample, stats, deferred checks); returns (state, sample).
+
+    Traces already materialized by an earlier step (unchanged parts of the state)
+    are skipped; everything new is evaluated here and marked. A `Decide` state is
+    resolved after the evaluation.
+    """
+    walked: list = []
+    decide = isinstance(out.state, Decide)
+    sample = out.sample if keep and out.sample is not out.state else None
+    pending = (out.state.accept, out.state.new) if decide else out.state
+    arrays, checks = arrays_and_checks((pending, sample, out.stats), walked)
+    mx.eval(arrays, [c.ok for c in checks])
+    state = out.state
+    if decide:
+        state = state.new if state.accept.item() else state.old
+        if state is not out.state.new:  # a rejected proposal's parameters are not the run's business
+            checks = ()
+    if checks:
+        from ..checks import raise_failed
+
+        raise_failed(checks)
+    mark_ready(walked)
+    if not keep:
+        return state, None
+    return state, (state if out.sample is out.state else out.sample)
+
+
 def run(
     step: Callable[[mx.array, Any], Step],
     state: Any,
@@ -174,29 +202,11 @@ def run(
                 out = Step(*out)
             warm = i < burn
             keep = out.sample is not None and not warm and (i - burn) % thin == 0
-            # Traces already materialized by an earlier step (unchanged parts of the state)
-            # are skipped; everything new is evaluated here and marked.
-            walked: list = []
-            new_state, sample = out.state, out.sample if keep else None
-            decide = isinstance(new_state, Decide)
-            pending = (new_state.accept, new_state.new) if decide else new_state
-            if sample is out.state and decide:
-                sample = None
-            arrays, checks = arrays_and_checks((pending, sample, out.stats), walked)
-            mx.eval(arrays, [c.ok for c in checks])
-            if decide:  # a rejected proposal's parameters are not the run's business
-                new_state = new_state.new if new_state.accept.item() else new_state.old
-                if new_state is not out.state.new:
-                    checks = ()
-            if checks:
-                from ..checks import raise_failed
-
-                raise_failed(checks)
-            mark_ready(walked)
-            state = new_state
-            if keep:
-                samples.append(state if out.sample is out.state else out.sample)
+            state, kept = _materialize(out, keep)
             stats = {k: _to_python(v) for k, v in out.stats.items()}
+            out = None  # (a rejected proposal dies here, before the step's census and events)
+            if keep:
+                samples.append(kept)
             for k, v in stats.items():
                 h = history.get(k)
                 if h is None:
