@@ -20,7 +20,9 @@ from typing import Callable, NamedTuple
 
 import mlx.core as mx
 
-__all__ = ["DeferredCheck", "raise_failed", "collapse", "signed_sum", "ok_or_rejected"]
+from .sums import CHUNK as _CHUNK
+
+__all__ = ["DeferredCheck", "raise_failed", "collapse", "ok_or_rejected"]
 
 
 class DeferredCheck(NamedTuple):
@@ -35,56 +37,7 @@ def raise_failed(checks) -> None:
             raise c.error()
 
 
-# -- fused helpers (one graph node each, compiled per arity and input shapes) --------------------
-
-_CHUNK = 16  # inputs per compiled region (MLX fuses at most 24 distinct inputs per region)
-
-
-def _tree_sum(xs):
-    xs = list(xs)
-    while len(xs) > 1:  # balanced: MLX fuses at most 11 primitives deep
-        nxt = [xs[i] + xs[i + 1] for i in range(0, len(xs) - 1, 2)]
-        if len(xs) % 2:
-            nxt.append(xs[-1])
-        xs = nxt
-    return xs[0]
-
-
-_signed_fns: dict = {}
-
-
-def _signed_fn(npos: int, nneg: int):
-    f = _signed_fns.get((npos, nneg))
-    if f is None:
-        def body(*xs):
-            s = _tree_sum(xs[:npos])
-            return s - _tree_sum(xs[npos:]) if nneg else s
-
-        f = _signed_fns[(npos, nneg)] = mx.compile(body)
-    return f
-
-
-def _arr(x):
-    return x if type(x) is mx.array else mx.array(x, dtype=mx.float32)
-
-
-def signed_sum(pos: list, neg: list = ()):
-    """sum(pos) - sum(neg) as one fused node (a few for long lists). `pos` must not be empty."""
-    if len(pos) + len(neg) > _CHUNK:
-        pos = _chunked(pos)
-        neg = _chunked(neg) if neg else []
-        if len(pos) + len(neg) > _CHUNK:
-            return _signed_fn(1, 1)(signed_sum(pos), signed_sum(neg)) if neg else signed_sum(pos)
-    if len(pos) == 1 and not neg:
-        return _arr(pos[0])
-    return _signed_fn(len(pos), len(neg))(*map(_arr, pos), *map(_arr, neg))
-
-
-def _chunked(xs: list) -> list:
-    while len(xs) > _CHUNK:
-        xs = [signed_sum(xs[i:i + _CHUNK]) for i in range(0, len(xs), _CHUNK)]
-    return xs
-
+# -- fused helpers (one graph node each) ------------------------------------------------------
 
 @mx.compile
 def _ok_or_rejected(ok, accept):

@@ -7,7 +7,7 @@ import inspect
 
 import mlx.core as mx
 
-from .checks import signed_sum
+from .sums import signed_sum
 from .choicemap import ChoiceMap
 from .gfi import GenerativeFunction, check_args
 from .handler import (

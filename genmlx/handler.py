@@ -20,7 +20,8 @@ from typing import Any
 import mlx.core as mx
 
 from . import events
-from .checks import DeferredCheck, collapse, signed_sum
+from .checks import DeferredCheck, collapse
+from .sums import signed_sum
 from .address import AddressError, Path, from_path, to_path
 from .choicemap import EMPTY, ChoiceMap
 from .rng import KeyStream, next_key
@@ -50,7 +51,7 @@ class Handler:
     """Base handler: records sites, accumulates score, owns the key stream.
 
     Scores and weights are collected as lists and summed once, at the end of
-    the execution, by one fused node (`checks.signed_sum`); the sites' array
+    the execution, by one fused node (`sums.signed_sum`); the sites' array
     parameter checks are collected raw and collapsed into one `DeferredCheck`
     (`checks.collapse`) by `finish_checks`.
     """
@@ -189,7 +190,7 @@ _sinks: list = []
 
 
 def _sum_nodes(n: int) -> int:
-    """Graph nodes `checks.signed_sum` makes for n terms (chunks of 16, then their sum)."""
+    """Graph nodes `sums.signed_sum` makes for n terms (chunks of 16, then their sum)."""
     if n <= 1:
         return 0
     if n <= 16:
