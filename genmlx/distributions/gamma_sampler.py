@@ -153,6 +153,18 @@ def capacity(m: int, q: float) -> int:
     return int(math.ceil(mean + 10.0 * math.sqrt(mean + 1.0) + 32))
 
 
+def _compact(fail, m: int, cap: int):
+    """The failing lanes numbered by a cumulative sum and gathered into `cap` slots (no host sync).
+
+    Returns (lanes: the lane index of each slot, use2: lanes that got a slot,
+    back: each lane's slot, for gathering the slots' results back).
+    """
+    rank = mx.cumsum(fail.astype(mx.int32)) - 1
+    use2 = fail & (rank < cap)
+    lanes = mx.zeros((cap + 1,), dtype=mx.int32).at[mx.where(use2, rank, cap)].add(mx.arange(m, dtype=mx.int32))[:cap]
+    return lanes, use2, mx.minimum(rank, cap - 1)
+
+
 def _draw_compact(key, a, shape, rounds, boost, q, pick=None):
     """Round 1 for every lane, rounds 2..K only for the lanes round 1 rejected (gathered, no host sync).
 
@@ -181,16 +193,12 @@ def _draw_compact(key, a, shape, rounds, boost, q, pick=None):
     margin = _accept(z, u[1], d, c)
     fail = margin <= 0
     cap = capacity(m, q)
-    rank = mx.cumsum(fail.astype(mx.int32)) - 1
-    use2 = fail & (rank < cap)
-    slot = mx.where(use2, rank, cap)
-    lanes = mx.zeros((cap + 1,), dtype=mx.int32).at[slot].add(mx.arange(m, dtype=mx.int32))[:cap]
+    lanes, use2, back = _compact(fail, m, cap)
     d2, c2 = (d[lanes], c[lanes]) if d.ndim else (d, c)
     k = rounds - 1
     u2 = lanewise(_uniforms, k2, (2 * k, cap)) if pick is None else _uniforms(k2, (2 * k, cap))
     z2 = _normals(u2[:k])
     z2s, m2s, ok2 = _select_rounds(z2, _accept(z2, u2[k:], d2, c2), k)
-    back = mx.minimum(rank, cap - 1)
     zf = mx.where(use2, z2s[back], z)
     mf = mx.where(use2, m2s[back], margin)
     ok = mx.where(use2, ok2[back], ~fail)
@@ -252,12 +260,9 @@ def _lane_fn(rounds: int, boost: int, q: float):
         m1 = _accept(z1, u1[1], d, c)
         fail = m1 <= 0
         cap = capacity(n, q)
-        rank = mx.cumsum(fail.astype(mx.int32)) - 1
-        use2 = fail & (rank < cap)
-        lanes = mx.zeros((cap + 1,), dtype=mx.int32).at[mx.where(use2, rank, cap)].add(mx.arange(n, dtype=mx.int32))[:cap]
+        lanes, use2, back = _compact(fail, n, cap)
         u2 = mx.vmap(lambda kk: _uniforms(kk, (2 * (k - 1),)))(_second_key(keys[lanes])).T  # [2(K-1), cap]
         zs, ms, _ = stage2(u2, d[lanes] if d.ndim else d, c[lanes] if c.ndim else c)
-        back = mx.minimum(rank, cap - 1)
         z = mx.where(use2, zs[back], z1)
         m = mx.where(use2, ms[back], m1)
         return _finish(z, m, u1[2] if extra else u1[0], ab, d, c, boost), 0
