@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from typing import Any, Mapping
 
 import mlx.core as mx
@@ -9,7 +11,7 @@ import mlx.core as mx
 from .address import Address, AddressError, Path, from_path, to_path
 from .choicemap import ChoiceMap
 
-__all__ = ["Trace"]
+__all__ = ["Trace", "TraceViews"]
 
 
 class Trace:
@@ -138,3 +140,27 @@ def _collect(tr: Trace, prefix: Path, out: dict) -> None:
             out[full] = st.retval
         else:
             _collect(st, full, out)
+
+
+class TraceViews(Sequence):
+    """A read-only sequence of `n` traces, each made on access by `_view(i)` (batched or stacked storage)."""
+
+    noun = "trace"  # as the index error names the items
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(f"{self.noun} index {i} out of range for {self.n} {self.noun}s")
+        return self._view(i)
+
+    def _view(self, i: int) -> "Trace":
+        raise NotImplementedError

@@ -43,7 +43,6 @@ batched trace keeps the caller's args object.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 
 from typing import Any, Callable, NamedTuple
 
@@ -53,7 +52,7 @@ from .checks import DeferredCheck
 from .choicemap import ChoiceMap
 from .rng import KeyStream, lane_layout, resolve
 from .selection import Selection
-from .trace import Trace
+from .trace import Trace, TraceViews
 from .tree import _spec, flatten
 
 __all__ = [
@@ -553,23 +552,16 @@ def lane(trace: Trace, i: int) -> Trace:
     return _unpack(node, trace.args, None, trace.checks)
 
 
-class BatchedTraces(Sequence):
+class BatchedTraces(TraceViews):
     """The N particles of one vectorized trace, as scalar `Trace` views made on access (`lane`)."""
 
+    noun = "particle"
+
     def __init__(self, batched: Trace, n: int):
+        super().__init__(n)
         self.batched = batched
-        self.n = n
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.n))]
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(f"particle index {i} out of range for {self.n} particles")
+    def _view(self, i: int) -> Trace:
         return lane(self.batched, i)
 
     def values(self, addr) -> mx.array:

@@ -27,13 +27,12 @@ value could then decide differently, and the chains would part from there.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import mlx.core as mx
 
 from ..checks import DeferredCheck
 from ..choicemap import ChoiceMap
-from ..trace import Trace
+from ..trace import Trace, TraceViews
 from ..tree import flatten
 from ..vectorize import _pack_top, _unpack
 from . import driver
@@ -227,22 +226,16 @@ def kernel_for(template: Trace, selection, k: int, thin: int) -> CompiledMH:
     return kern
 
 
-class StackedTraces(Sequence):
+class StackedTraces(TraceViews):
     """Kept traces of a compiled run: views into per-step stacked traces, made on access."""
 
+    noun = "sample"
+
     def __init__(self, kernel: CompiledMH, blocks: list, per_block: int, n: int):
-        self.kernel, self.blocks, self.per_block, self.n = kernel, blocks, per_block, n
+        super().__init__(n)
+        self.kernel, self.blocks, self.per_block = kernel, blocks, per_block
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.n))]
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(f"sample index {i} out of range for {self.n} samples")
+    def _view(self, i: int) -> Trace:
         b, j = divmod(i, self.per_block)
         return self.kernel.view(self.blocks[b], j)
 
