@@ -21,7 +21,7 @@ import mlx.core as mx
 
 from . import events
 from .checks import DeferredCheck, collapse
-from .sums import signed_sum
+from .sums import signed_sum, sum_nodes
 from .address import AddressError, Path, from_path, to_path
 from .choicemap import EMPTY, ChoiceMap
 from .rng import KeyStream, next_key
@@ -121,7 +121,7 @@ class Handler:
         if not items:
             return tuple(self.checks)
         vec = sys.modules.get("genmlx.vectorize")
-        if vec is not None and vec._depth > 0:  # under mx.vmap: one check each (errors name their site)
+        if vec is not None and vec.batching():  # under mx.vmap: one check each (errors name their site)
             own = [DeferredCheck(_all(ok(v)), _message_error(m)) for v, ok, m in items]
         else:
             own = [collapse(items)]
@@ -176,7 +176,7 @@ class Handler:
         nodes = len(pending_node_ids(*after) - ids0)
         # The score and weight are summed by fused nodes at the end of the execution: each site
         # owns the nodes its term adds to those sums.
-        nodes += _sum_nodes(len(self.scores)) - _sum_nodes(n_scores) + _sum_nodes(len(self.weights)) - _sum_nodes(n_weights)
+        nodes += sum_nodes(len(self.scores)) - sum_nodes(n_scores) + sum_nodes(len(self.weights)) - sum_nodes(n_weights)
         breakdown = {from_path(e.address): e.nodes for e in sink} if sink else {"site": nodes}
         ev = events.SiteHandled(full, getattr(obj, "name", type(obj).__name__), self.op, nodes, breakdown)
         if _sinks:
@@ -187,16 +187,6 @@ class Handler:
 
 
 _sinks: list = []
-
-
-def _sum_nodes(n: int) -> int:
-    """Graph nodes `sums.signed_sum` makes for n terms (chunks of 16, then their sum)."""
-    if n <= 1:
-        return 0
-    if n <= 16:
-        return 1
-    chunks = [min(16, n - i) for i in range(0, n, 16)]
-    return sum(1 for c in chunks if c > 1) + _sum_nodes(len(chunks))
 
 
 def _check_message(dist_name, name, must, path) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-__all__ = ["signed_sum", "CHUNK"]
+__all__ = ["signed_sum", "sum_nodes", "CHUNK"]
 
 CHUNK = 16  # inputs per compiled region (MLX fuses at most 24 distinct inputs per region)
 
@@ -59,3 +59,13 @@ def _chunked(xs: list) -> list:
     while len(xs) > CHUNK:
         xs = [signed_sum(xs[i:i + CHUNK]) for i in range(0, len(xs), CHUNK)]
     return xs
+
+
+def sum_nodes(n: int) -> int:
+    """Graph nodes `signed_sum` makes for n terms (chunks of CHUNK, then their sum)."""
+    if n <= 1:
+        return 0
+    if n <= CHUNK:
+        return 1
+    chunks = [min(CHUNK, n - i) for i in range(0, n, CHUNK)]
+    return sum(1 for c in chunks if c > 1) + sum_nodes(len(chunks))
