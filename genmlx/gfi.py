@@ -23,7 +23,7 @@ from .rng import KeyStream, resolve
 from .selection import Selection
 from .trace import Trace
 
-__all__ = ["GenerativeFunction", "Score", "Weight", "as_choicemap", "check_args"]
+__all__ = ["GenerativeFunction", "Score", "Weight", "as_choicemap", "check_args", "same_callee"]
 
 Score = mx.array
 Weight = mx.array
@@ -159,3 +159,9 @@ class GenerativeFunction(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def same_callee(a, b) -> bool:
+    """The callee at an address is unchanged: the same object, or an equal combinator built anew
+    (`gm.trace("v", gm.switch(f, g), k)` makes a new, equal Switch on every run)."""
+    return a is b or (type(a) is type(b) and a == b)

@@ -21,6 +21,7 @@ import mlx.core as mx
 
 from . import events
 from .checks import DeferredCheck, collapse
+from .gfi import same_callee
 from .sums import signed_sum, sum_nodes
 from .address import AddressError, Path, from_path, to_path
 from .choicemap import EMPTY, ChoiceMap
@@ -353,7 +354,7 @@ class UpdateHandler(Handler):
         else:
             sub = c._get_submap_path(path)
             self.hits += len(sub)
-            if old is not None and _same_fn(old.gen_fn, obj):
+            if old is not None and same_callee(old.gen_fn, obj):
                 st, w, d = obj._update(old, sub, args, self.keys.child())
                 self.add_weight(st.score - old.score - w)
                 for q, val in d._leaves.items():
@@ -414,7 +415,7 @@ class RegenerateHandler(Handler):
             self.dist_checks(path, obj)
         else:
             sub = self.selection.get_subselection(path)
-            if old is not None and _same_fn(old.gen_fn, obj):
+            if old is not None and same_callee(old.gen_fn, obj):
                 st, w = obj._regenerate(old, sub, args, self.keys.child())
                 self.add_weight(st.score - old.score - w)
             else:
@@ -431,12 +432,6 @@ class RegenerateHandler(Handler):
         # (new score - old score) - new density of resampled + old density of resampled - nested
         # corrections, as one fused node
         return signed_sum([*(self.scores or [0.0]), *ro], [self.prev_score, *self.rn, *self.weights])
-
-
-def _same_fn(a, b) -> bool:
-    """The callee at an address is unchanged: the same object, or an equal combinator built anew
-    (`gm.trace("v", gm.switch(f, g), k)` makes a new, equal Switch on every run)."""
-    return a is b or (type(a) is type(b) and a == b)
 
 
 def _same_params(a, b) -> bool:

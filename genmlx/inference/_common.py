@@ -21,7 +21,7 @@ import numpy as np
 from ..address import from_path, to_path
 from ..checks import DeferredCheck, ok_or_rejected
 from ..choicemap import ChoiceMap
-from ..gfi import as_choicemap
+from ..gfi import as_choicemap, same_callee
 from ..rng import resolve
 from ..selection import Selection
 from ..trace import Trace
@@ -269,7 +269,7 @@ class _Merge:
             else:
                 sc = self.value(a, b)
             return Trace(d, new.args, v, sc, None, (), new.batch, new.aux)
-        if os_ is None or new.gen_fn is not old.gen_fn or ns.keys() != os_.keys() or new.aux != old.aux:
+        if os_ is None or not same_callee(new.gen_fn, old.gen_fn) or ns.keys() != os_.keys() or new.aux != old.aux:
             raise _Mismatch
         sites = {}
         T = Trace

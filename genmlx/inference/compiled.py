@@ -14,6 +14,16 @@ evaluate while compiling). The function is traced once per (model, selection,
 K, thin, args, trace structure and leaf shapes); later steps and later calls reuse
 it (`kernel_for` keeps the last 16 kernels).
 
+The weight of each iteration is computed the way the floor computes it when
+the model is a `@gm.gen` function (nested ones included) of distribution
+sites: the change in log density of the retained sites, with the old one
+carried through the K iterations as one scalar. The resampled sites' prior log
+densities cancel in the regenerate weight and the intermediate states' scores
+are never read, so `mx.compile` drops both from the graph; the block's last
+state is re-scored once from its choices (`generate`). Other models (opaque
+generative functions, combinators) run the regenerate weight as `mh_step`
+does.
+
 Same chain: with the same keys, the compiled kernel makes the same
 proposals and the same accept decisions as K calls of `mh_step`, and
 `compiled_mh(..., key=k)` keeps the same traces as `mh(..., key=k)` when
@@ -32,11 +42,17 @@ import mlx.core as mx
 
 from ..checks import DeferredCheck
 from ..choicemap import ChoiceMap
+from ..distributions.base import Distribution
+from ..dynamic import DynamicGenFn
+from ..rng import KeyStream
+from ..sums import signed_sum
 from ..trace import Trace, TraceViews
 from ..tree import flatten
 from ..vectorize import _pack_top, _unpack
 from . import driver
-from ._common import check_count, finish_stats, init_trace, resolve_selection, run_name, scalar_paths, split_key
+from ._common import (
+    check_count, finish_stats, init_trace, mh_accept, resolve_selection, run_name, scalar_paths, select_trace, split_key,
+)
 from .mh import mh_step, summarize_mcmc
 from .result import InferenceResult
 
@@ -66,14 +82,16 @@ class CompiledMH:
         self.paths = list(template.get_choices().paths()) if template.sites is not None else []
         self.stacked_paths: list | None = None  # the choices whose values change (set when traced)
         self._check_error = None
+        self.lean = _sums_its_sites(template)
         self._fn = mx.compile(self._body)
 
     def _body(self, keys, *leaves):
         tr = self._rebuild(leaves)
         ins = set(map(id, leaves))
         accs, probs, oks, kept = [], [], [], []
+        step = _LeanStep(self.selection) if self.lean else None
         for j in range(self.k):
-            tr, st = mh_step(keys[j], tr, self.selection)
+            tr, st = step(keys[j], tr) if step else mh_step(keys[j], tr, self.selection)
             accs.append(st["accepted"])
             probs.append(st["accept_prob"])
             for c in tr.checks:
@@ -82,7 +100,7 @@ class CompiledMH:
                     self._check_error = getattr(c.error, "static", c.error)
             if j % self.thin == 0:  # the state after iterations 0, thin, 2 thin, ... of the block
                 kept.append(tr)
-        out = self._flatten(tr)
+        out = self._flatten(self._rescored(tr) if step else tr)
         if len(out) != self.n_leaves:
             raise ValueError("compiled_mh: the trace changed structure during an iteration (needs a static-structure model)")
         paths = [p for p in self.paths if id(tr._find(p).retval) not in ins]
@@ -90,6 +108,12 @@ class CompiledMH:
         stacked = [mx.stack([t._find(p).retval for t in kept]) for p in paths] if kept else []
         ok = _all_of(oks) if oks else mx.array(True)
         return [*out, mx.stack(accs), mx.stack(probs), ok, *stacked]
+
+    def _rescored(self, tr: Trace) -> Trace:
+        """`tr` scored anew from its choices: its scores are lean steps' unread, unmerged ones."""
+        choices = {p: tr._find(p).retval for p in self.paths}
+        fresh, _ = self.gen_fn._generate(self.args, ChoiceMap._from_leaves(choices), KeyStream(_VIEW_KEY))
+        return fresh
 
     # Traces cross mx.compile as plain trees that include each site's distribution
     # parameters (vectorize's packing), so rebuilt traces hold current parameters.
@@ -126,6 +150,44 @@ class CompiledMH:
 
 
 _VIEW_KEY = mx.random.key(0)  # generate with every choice constrained draws nothing
+
+
+class _LeanStep:
+    """`mh_step` with the weight as the change in log density of the retained sites.
+
+    The same proposal (`regenerate`, with the keys `mh_step` uses) and the same
+    accept rule; the regenerate weight itself is left unread. The retained
+    sites (a value the proposal kept, by identity) are found on the first
+    iteration; their old log density is carried as one scalar.
+    """
+
+    def __init__(self, selection):
+        self.selection = selection
+        self.retained: list | None = None
+        self.ll = None
+
+    def __call__(self, key, tr: Trace):
+        ks = KeyStream(key)
+        new, _ = tr.gen_fn._regenerate(tr, self.selection, tr.args, ks)
+        if self.retained is None:
+            paths = list(tr.get_choices().paths())
+            self.retained = [p for p in paths if new._find(p).retval is tr._find(p).retval]
+            self.ll = _log_density(tr, self.retained)
+        lln = _log_density(new, self.retained)
+        accept, stats = mh_accept(ks(), lln - self.ll)
+        self.ll = mx.where(accept, lln, self.ll)
+        return select_trace(accept, new, tr), stats
+
+
+def _log_density(tr: Trace, paths: list):
+    return signed_sum([tr._find(p).score for p in paths]) if paths else mx.array(0.0)
+
+
+def _sums_its_sites(tr: Trace) -> bool:
+    """The trace's score is the sum of its distribution sites' scores (`@gm.gen` functions all the way)."""
+    if tr.sites is None:
+        return isinstance(tr.gen_fn, Distribution)
+    return type(tr.gen_fn) is DynamicGenFn and all(_sums_its_sites(st) for st in tr.sites.values())
 
 
 def _all_of(oks: list):
