@@ -22,12 +22,24 @@ import mlx.core as mx
 
 from .sums import CHUNK as _CHUNK
 
-__all__ = ["DeferredCheck", "raise_failed", "collapse", "ok_or_rejected"]
+__all__ = ["DeferredCheck", "GuardedCheck", "raise_failed", "collapse", "ok_or_rejected"]
 
 
 class DeferredCheck(NamedTuple):
     ok: mx.array  # lazy scalar bool: True when the parameter is valid
     error: Callable[[], Exception]  # builds the ValueError naming distribution, parameter, address
+
+
+class GuardedCheck(DeferredCheck):
+    """A check the weight of its `generate` guards: the parameters of constrained sites whose
+    failure leaves the site's log density non-finite at every value (`Distribution._score_guards`).
+
+    While every weight of an execution is finite, its guarded checks hold; a pass that
+    computes weights may leave them unevaluated and evaluate them only when a weight is
+    not finite (vectorized importance sampling's lean pass does).
+    """
+
+    __slots__ = ()
 
 
 def raise_failed(checks) -> None:
@@ -92,8 +104,8 @@ def _eager(ok, v):
     return mx.all(p) if isinstance(p, mx.array) else mx.array(bool(p))
 
 
-def collapse(items: list) -> DeferredCheck:
-    """One check for `items` = [(value, predicate, message), ...]: a fused conjunction of the predicates."""
+def collapse(items: list, kind: type = DeferredCheck) -> DeferredCheck:
+    """One check (of class `kind`) for `items` = [(value, predicate, message), ...]: a fused conjunction."""
     oks = []
     for i in range(0, len(items), _CHUNK):
         chunk = items[i:i + _CHUNK]
@@ -120,7 +132,7 @@ def collapse(items: list) -> DeferredCheck:
             _eager_sigs.add(sig)
             oks.append(_conj(tuple(None for _ in sig))(*[_eager(ok, v) for v, ok, _ in chunk]))
     ok = oks[0] if len(oks) == 1 else _conj((None,) * len(oks))(*oks)
-    return DeferredCheck(ok, _collapsed_error(items))
+    return kind(ok, _collapsed_error(items))
 
 
 def _listing(msgs: list) -> Exception:

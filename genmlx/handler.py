@@ -14,13 +14,14 @@ counted and emitted as `SiteHandled`.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import mlx.core as mx
 
 from . import events
-from .checks import DeferredCheck, collapse
+from .checks import DeferredCheck, GuardedCheck, collapse
 from .gfi import same_callee
 from .sums import signed_sum, sum_nodes
 from .address import AddressError, Path, from_path, to_path
@@ -33,10 +34,27 @@ __all__ = ["trace", "splice", "Handler", "current_handler"]
 
 _stack: list = []
 _prefix: list = [()]  # full path of the call being handled (for site events)
+_given: set = set()  # ids of constraint values that are given latents, not observations (see `given_latents`)
 
 
 def current_handler():
     return _stack[-1] if _stack else None
+
+
+@contextmanager
+def given_latents(values):
+    """Within: a `generate` constrained to these values treats them as given latents, not observations.
+
+    Their parameter checks are then not guarded by the weight (`checks.GuardedCheck`): the
+    weight of a pass that re-scores particles from their values is not the one the caller
+    checked (vectorize.checks_of_values).
+    """
+    ids = {id(v) for v in values} - _given
+    _given.update(ids)
+    try:
+        yield
+    finally:
+        _given.difference_update(ids)
 
 
 def _is_dist(obj) -> bool:
@@ -58,7 +76,7 @@ class Handler:
     """
 
     op = "simulate"
-    __slots__ = ("gen_fn", "keys", "sites", "scores", "weights", "checks", "items", "hits", "checked")
+    __slots__ = ("gen_fn", "keys", "sites", "scores", "weights", "checks", "items", "guarded", "hits", "checked")
 
     def __init__(self, gen_fn, keys: KeyStream):
         self.gen_fn = gen_fn
@@ -68,6 +86,7 @@ class Handler:
         self.weights: list = []
         self.checks: list = []  # DeferredChecks of nested calls
         self.items: list = []  # (array, predicate, message) of this execution's distribution parameters
+        self.guarded: list = []  # the same, for parameters the weight guards (GuardedCheck)
         self.hits = 0  # constrained leaves consumed (to detect unknown constraint addresses)
         self.checked = None  # (array id, requirement) pairs already checked in this execution
 
@@ -100,32 +119,41 @@ class Handler:
         if st.checks:
             self.checks.extend(st.checks)
 
-    def dist_checks(self, path: Path, d) -> None:
+    def dist_checks(self, path: Path, d, constrained: bool = False) -> None:
+        """Collect `d`'s array parameter checks; a constrained site's guarded ones apart (GuardedCheck)."""
         lazy = d._lazy_checks
         if lazy:
             if self.checked is None:
                 self.checked = set()
             seen = self.checked
+            guards = d._score_guards if constrained else ()
             full = None
             for name, must, v, ok in lazy:
-                key = (id(v), type(d), name, must)
+                guarded = name in guards
+                key = (id(v), type(d), name, must, guarded)
                 if key in seen:
                     continue
                 seen.add(key)
                 if full is None:
                     full = _prefix[-1] + path
-                self.items.append((v, ok, partial(_check_message, d.name, name, must, full)))
+                (self.guarded if guarded else self.items).append(
+                    (v, ok, partial(_check_message, d.name, name, must, full)))
 
     def finish_checks(self) -> tuple:
-        """This execution's checks: the nested calls' and one collapsed check of its own sites."""
-        items = self.items
-        if not items:
+        """This execution's checks: the nested calls', one collapsed check of its own sites' parameters
+        and one of its guarded ones."""
+        if not self.items and not self.guarded:
             return tuple(self.checks)
         vec = sys.modules.get("genmlx.vectorize")
-        if vec is not None and vec.batching():  # under mx.vmap: one check each (errors name their site)
-            own = [DeferredCheck(_all(ok(v)), _message_error(m)) for v, ok, m in items]
-        else:
-            own = [collapse(items)]
+        batched = vec is not None and vec.batching()  # under mx.vmap: one check each (errors name their site)
+        own = []
+        for items, kind in ((self.items, DeferredCheck), (self.guarded, GuardedCheck)):
+            if not items:
+                continue
+            if batched:
+                own.extend(kind(_all(ok(v)), _message_error(m)) for v, ok, m in items)
+            else:
+                own.append(collapse(items, kind))
         return (*self.checks, *own)
 
     def visit(self, path: Path, obj, args: tuple):  # pragma: no cover - abstract
@@ -252,6 +280,7 @@ class GenerateHandler(Handler):
         c = self.constraints
         if _is_dist(obj):
             v = c._leaves.get(path) if c._leaves else None
+            constrained = v is not None and id(v) not in _given
             if v is None:
                 if c._leaves and c.has_submap(path):
                     raise AddressError(f"constraint under {from_path(_prefix[-1] + path)!r}, but that site is a single choice")
@@ -262,7 +291,7 @@ class GenerateHandler(Handler):
                 self.add_weight(lp)
                 self.hits += 1
             st = Trace(obj, (), v, lp)
-            self.dist_checks(path, obj)
+            self.dist_checks(path, obj, constrained)
         else:
             sub = c._get_submap_path(path)
             st, w = obj._generate(args, sub, self.keys.child())

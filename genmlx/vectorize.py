@@ -48,8 +48,9 @@ from typing import Any, Callable, NamedTuple
 
 import mlx.core as mx
 
-from .checks import DeferredCheck
+from .checks import DeferredCheck, GuardedCheck
 from .choicemap import ChoiceMap
+from .handler import given_latents
 from .rng import KeyStream, lane_layout, resolve
 from .selection import Selection
 from .trace import Trace, TraceViews
@@ -131,11 +132,11 @@ def _pack_top(tr: Trace) -> _Node:
 
 
 def _checks_out(tr: Trace) -> list:
-    return [DeferredCheck(c.ok, c.error) for c in tr.checks]
+    return [type(c)(c.ok, c.error) for c in tr.checks]
 
 
 def _reduce_checks(cs) -> tuple:
-    return tuple(DeferredCheck(mx.all(c.ok), c.error) for c in cs)
+    return tuple(type(c)(mx.all(c.ok), c.error) for c in cs)
 
 
 def _cm_pack(cm: ChoiceMap) -> dict:
@@ -347,10 +348,13 @@ def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layou
 
 def checks_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
                      layout: str = "shared") -> tuple:
-    """The parameter checks (one DeferredCheck over all lanes, or none) of the trace `trace_of_values` makes.
+    """The unguarded parameter checks (one DeferredCheck over all lanes, or none) of the trace
+    `trace_of_values` makes.
 
     A compiled pass returning only the check predicates, so their evaluation costs one
-    fused pass over the parameters, not the whole trace. None if it cannot be compiled.
+    fused pass over the parameters, not the whole trace. The checks the weights guard
+    (`checks.GuardedCheck`) are left out: they hold while every weight is finite; when one
+    is not, evaluate the full trace's checks. None if it cannot be compiled.
     """
     return _cached_pass("checks", gf, args, constraints, n, key, layout, values)
 
@@ -376,7 +380,8 @@ def _vgenerate_given(gf, args, constraints: ChoiceMap, given: dict, n: int, key,
 
     def lane_fn(x, vs):
         cm = ChoiceMap._from_leaves({**base, **dict(zip(paths, vs))})
-        tr, _ = lanes.run(x, lambda ks: gf._generate(args, cm, ks))
+        with given_latents(vs):  # the given latents' checks are not guarded by this pass's weight
+            tr, _ = lanes.run(x, lambda ks: gf._generate(args, cm, ks))
         return _pack_top(tr), _checks_out(tr)
 
     node, cs = vmap_tree(lane_fn, (lanes.xs, list(given.values())), gf.name, "vgenerate")
@@ -421,7 +426,8 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
             else:
                 tr, w = vgenerate(gf, a, cm, n, k, layout)
             # the checks leave as one predicate vector (one output, one check to read)
-            oks = [mx.stack([c.ok for c in tr.checks])] if tr.checks else []
+            cs = [c for c in tr.checks if not isinstance(c, GuardedCheck)] if mode == "checks" else tr.checks
+            oks = [mx.stack([c.ok for c in cs])] if cs else []
             out: list = []
             if mode == "values":
                 lat = {p: v for p, v in tr.get_choices()._leaves.items() if p not in cm._leaves}
@@ -431,7 +437,7 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
                 spec = _spec(([], oks, None), out)
             else:
                 spec = _spec((_pack_top(tr), oks, w), out)
-            box["rebuild"], box["errors"] = _builder(spec), [c.error for c in tr.checks]
+            box["rebuild"], box["errors"] = _builder(spec), [c.error for c in cs]
             return out
 
         entry = (mx.compile(fn), box)

@@ -81,6 +81,10 @@ class Distribution(GenerativeFunction):
     name = "distribution"
     support = _support.real
     event_ndim = 0  # dimensions of one value (mvn/dirichlet: 1, wishart: 2)
+    # Parameters whose invalid values make the log density NaN or infinite at every value:
+    # at a constrained site the generate weight guards their checks (checks.GuardedCheck).
+    # Each declaration is tested (tests/distributions/test_validation.py).
+    _score_guards: frozenset = frozenset()
 
     def __init__(self):
         self._invalid: Exception | None = None

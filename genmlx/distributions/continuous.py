@@ -49,6 +49,7 @@ class Normal(LocationScale):
     name = "normal"
     support = support.real
     params = ("mu", "sigma")
+    _score_guards = frozenset(params)
     draw = staticmethod(_affine)
     lp = staticmethod(_normal_lp)
 
@@ -138,6 +139,7 @@ class Laplace(LocationScale):
     name = "laplace"
     support = support.real
     params = ("loc", "scale")
+    _score_guards = frozenset(params)
     noise = staticmethod(uniform01)
     draw = staticmethod(_laplace_draw)
     lp = staticmethod(_laplace_lp)
@@ -168,6 +170,7 @@ class Cauchy(LocationScale):
     name = "cauchy"
     support = support.real
     params = ("loc", "scale")
+    _score_guards = frozenset(params)
     noise = staticmethod(uniform01)
     draw = staticmethod(_cauchy_draw)
     lp = staticmethod(_cauchy_lp)
@@ -199,6 +202,7 @@ class LogNormal(LocationScale):
     name = "lognormal"
     support = support.positive
     params = ("mu", "sigma")
+    _score_guards = frozenset(params)
     draw = staticmethod(_exp_affine)
     lp = staticmethod(_lognormal_lp)
 

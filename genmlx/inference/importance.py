@@ -7,7 +7,9 @@ driver step for all N particles. With the default shared-key layout
 (`genmlx.vectorize`) it evaluates two cached compiled passes in one `mx.eval`:
 the particles' values and weights (`vectorize.vgenerate_values`) and their
 parameter checks (`checks_of_values`); the batched trace is then made from the
-values (`trace_of_values`, lazy). With `layout="per_lane"`: one
+values (`trace_of_values`, lazy). The checks an observation's finite log density
+implies (`checks.GuardedCheck`: a normal's mean and scale, say) are read from
+that trace only when some weight is not finite. With `layout="per_lane"`: one
 `vgenerate(args, observations, N)`, particle i equal to the sequential one of key i.
 
 Math: particle i has log weight w_i = log p(observations | latents_i) (the
@@ -91,11 +93,14 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
         res = driver.run(vstep, None, 1, algorithm=algorithm, model=run_name(model), key=key, params=params,
                          callback=callback, progress=progress)
         k, vtr, w, _ = res.samples[0]
+        lw = np.asarray(w, dtype=np.float64).ravel()
         if isinstance(vtr, dict):
             raise_failed(checks)
             # the batched trace of these particles, made from their values (lazy: evaluated on access)
             vtr = vectorize.trace_of_values(model, args_c, obs_c, vtr, n, k, layout)
-        lw = np.asarray(w, dtype=np.float64).ravel()
+            if not np.isfinite(lw).all():  # the guarded checks may fail only here: check them all
+                mx.eval([c.ok for c in vtr.checks])
+                raise_failed(vtr.checks)
         traces = BatchedTraces(vtr, n)
         state = vtr
     else:

@@ -126,3 +126,86 @@ def test_value_shape_mismatch_with_parameters_raises():
         mx.eval(dist.normal(mx.zeros((3,)), 1.0).log_prob(mx.zeros((4,))))
     with pytest.raises(ValueError):
         dist.product(dist.normal(0.0, 1.0), dist.normal(0.0, 1.0)).log_prob(mx.zeros((3,)))
+
+
+# -- guarded checks: parameters whose invalid values leave every log density non-finite --------
+
+import numpy as np  # noqa: E402
+
+from genmlx.checks import DeferredCheck, GuardedCheck  # noqa: E402
+from genmlx.distributions.base import Distribution  # noqa: E402
+
+INVALID = {"finite": [math.nan, math.inf, -math.inf], "> 0 and finite": [0.0, -1.0, math.nan, math.inf]}
+GUARDED = {  # class name: (constructor, valid parameters, values to score)
+    "Normal": (dist.normal, {"mu": 0.3, "sigma": 1.7}, [-2.5, 0.0, 0.3, 4.0]),
+    "Laplace": (dist.laplace, {"loc": 0.3, "scale": 1.7}, [-2.5, 0.0, 0.3, 4.0]),
+    "Cauchy": (dist.cauchy, {"loc": 0.3, "scale": 1.7}, [-2.5, 0.0, 0.3, 4.0]),
+    "LogNormal": (dist.lognormal, {"mu": 0.3, "sigma": 1.7}, [0.05, 1.0, 1.35, 7.0]),
+}
+
+
+def _subclasses(cls):
+    for c in cls.__subclasses__():
+        yield c
+        yield from _subclasses(c)
+
+
+def test_every_score_guard_declaration_is_tested():
+    declared = {c.__name__ for c in _subclasses(Distribution) if c.__dict__.get("_score_guards")}
+    assert declared == set(GUARDED)
+
+
+@pytest.mark.parametrize("cls", sorted(GUARDED))
+def test_an_invalid_guarded_parameter_leaves_every_log_density_non_finite(cls):
+    make, valid, xs = GUARDED[cls]
+    d0 = make(**valid)
+    assert set(type(d0)._score_guards) == set(valid)
+    for name in valid:
+        must = dict((n, m) for n, m, _, _ in make(**{k: mx.array(v) for k, v in valid.items()})._lazy_checks)[name]
+        for bad in INVALID[must]:
+            d = make(**{**{k: mx.array(v) for k, v in valid.items()}, name: mx.array(bad)})
+            lp = np.array(d.log_prob(mx.array(xs)))
+            assert not np.isfinite(lp).any(), (cls, name, bad, lp)
+
+
+@gm.gen
+def scaled():
+    s = gm.trace("s", dist.normal(0.0, 1.0))
+    gm.trace("y", dist.normal(0.0, s))  # s < 0 for about half the particles: an invalid sigma
+
+
+@gm.gen
+def probit():
+    z = gm.trace("z", dist.normal(0.0, 1.0))
+    gm.trace("y", dist.bernoulli(z))  # p outside [0, 1]: not guarded (y = 0 scores log(1 - p), finite)
+
+
+def test_generate_marks_the_constrained_sites_guarded_parameters():
+    tr, _ = scaled.generate((), {"y": 0.5}, key=mx.random.key(0))
+    assert [type(c) for c in tr.checks] == [GuardedCheck]
+    tr = scaled.simulate((), key=mx.random.key(0))
+    assert [type(c) for c in tr.checks] == [DeferredCheck]
+
+
+@pytest.mark.parametrize("layout", ["shared", "per_lane"])
+def test_vectorized_is_raises_a_failed_guarded_check_naming_the_parameter(layout):
+    with pytest.raises(ValueError, match=r"normal: parameter sigma must be > 0 and finite \(at trace address 'y'\)"):
+        gm.inference.importance_sampling(scaled, (), {"y": 0.5}, n_particles=200, vectorized=True,
+                                         key=mx.random.key(1), layout=layout)
+
+
+def test_vectorized_is_raises_a_failed_unguarded_check_of_an_observation():
+    with pytest.raises(ValueError, match=r"bernoulli: parameter p must be in \[0, 1\] \(at trace address 'y'\)"):
+        gm.inference.importance_sampling(probit, (), {"y": False}, n_particles=200, vectorized=True,
+                                         key=mx.random.key(1))
+
+
+def test_the_checks_pass_leaves_out_only_guarded_checks():
+    from genmlx import vectorize as V
+
+    cm = scaled._constraints(gm.choicemap({"y": 0.5}))
+    vals, _ = V.vgenerate_values(scaled, (), cm, 50, mx.random.key(2))
+    assert V.checks_of_values(scaled, (), cm, vals, 50, mx.random.key(2)) == ()
+    cm = probit._constraints(gm.choicemap({"y": False}))
+    vals, _ = V.vgenerate_values(probit, (), cm, 50, mx.random.key(2))
+    assert len(V.checks_of_values(probit, (), cm, vals, 50, mx.random.key(2))) == 1
