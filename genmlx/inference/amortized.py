@@ -39,7 +39,7 @@ from .diagnostics import particle_ess
 from .importance import BatchedTraces, log_ml_estimate
 from ._optim import _check_optimizer, as_params
 from .learning import fit, obs_vector, run_stats
-from .result import InferenceResult
+from .result import Floats, InferenceResult
 
 __all__ = ["amortized_proposal", "AmortizedProposal", "proposal_importance_sampling"]
 
@@ -200,4 +200,4 @@ def proposal_importance_sampling(model, args: tuple, observations, proposal, pro
         lw = np.asarray(res.stats["log_weight"], dtype=np.float64)
     stats = run_stats(res)
     stats.update(ess=particle_ess(lw), n_particles=n)
-    return InferenceResult(traces, stats, log_weights=lw.tolist(), log_ml=log_ml_estimate(lw), state=state)
+    return InferenceResult(traces, stats, log_weights=Floats(lw), log_ml=log_ml_estimate(lw), state=state)

@@ -29,6 +29,7 @@ not inside another driver step.
 from __future__ import annotations
 
 import mlx.core as mx
+import numpy as np
 
 from ..address import AddressError, from_path
 from ..choicemap import ChoiceMap
@@ -149,7 +150,7 @@ def csmc_kernel(model, args_seq, observations_seq, n_particles: int = 10, *, ess
     def kernel(key, trace):
         k1, k2 = mx.split(mx.random.split(key, 2), 2)
         r = csmc(model, args_seq, obs, trace, n_particles, ess_threshold=ess_threshold, key=k1.reshape(2))
-        j = driver.host(mx.random.categorical(mx.array(r.log_weights), key=k2.reshape(2)))
+        j = driver.host(mx.random.categorical(mx.array(np.asarray(r.log_weights, dtype=np.float32)), key=k2.reshape(2)))
         return r.traces[j], {"log_ml": r.log_ml, "changed": j != 0}
 
     return kernel

@@ -33,7 +33,7 @@ from ..vectorize import BatchedTraces
 from . import driver
 from ._common import _bad_score, check_count, finish_stats, run_name, split_key
 from .diagnostics import particle_ess
-from .result import InferenceResult
+from .result import Floats, InferenceResult
 
 __all__ = ["importance_sampling", "importance_resampling", "log_ml_estimate", "BatchedTraces"]
 
@@ -86,13 +86,13 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
                 if cs is not None:
                     vals, w = got
                     checks[:] = cs  # evaluated by the driver in the same mx.eval as the particles
-                    return driver.Step(None, (k, vals, w, [c.ok for c in cs]), {})
+                    return driver.Step(None, (k, vals, w, _weight_sums(w), [c.ok for c in cs]), {})
             vtr, w = vectorize.vgenerate(model, args_c, obs_c, n, k, layout)
-            return driver.Step(None, (k, vtr, w, []), {})
+            return driver.Step(None, (k, vtr, w, _weight_sums(w), []), {})
 
         res = driver.run(vstep, None, 1, algorithm=algorithm, model=run_name(model), key=key, params=params,
                          callback=callback, progress=progress)
-        k, vtr, w, _ = res.samples[0]
+        k, vtr, w, sums, _ = res.samples[0]
         lw = np.asarray(w, dtype=np.float64).ravel()
         if isinstance(vtr, dict):
             raise_failed(checks)
@@ -115,16 +115,29 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
                          summarize=lambda r: {"log_ml": log_ml_estimate(r.stats.get("log_weight", [0.0]))})
         traces = res.samples
         lw = np.asarray(res.stats["log_weight"], dtype=np.float64)
-        state = None
+        state = sums = None
     _check_weights(lw, traces, obs)
     stats = finish_stats(res)
-    log_ml, ess = _log_ml_and_ess(lw)
+    log_ml, ess = _log_ml_and_ess(lw, sums)
     stats.update(ess=ess, n_particles=n)
-    return InferenceResult(traces, stats, log_weights=lw.tolist(), log_ml=log_ml, state=state)
+    return InferenceResult(traces, stats, log_weights=Floats(lw), log_ml=log_ml, state=state)
 
 
-def _log_ml_and_ess(lw: np.ndarray) -> tuple[float, float]:
-    """`log_ml_estimate(lw)` and `particle_ess(lw)` from one exponentiation (float64)."""
+@mx.compile
+def _weight_sums(w):
+    """logsumexp(w) and logsumexp(2 w), on the device with the weights (float32)."""
+    w = w.reshape(-1)
+    return mx.stack([mx.logsumexp(w), mx.logsumexp(2.0 * w)])
+
+
+def _log_ml_and_ess(lw: np.ndarray, sums=None) -> tuple[float, float]:
+    """`log_ml_estimate(lw)` and `particle_ess(lw)`: from the device's `_weight_sums` when given and
+    finite (log_ml = lse(w) - log N, ESS = exp(2 lse(w) - lse(2 w))), else from one float64
+    exponentiation on the host."""
+    if sums is not None:
+        lse, lse2 = (float(x) for x in np.asarray(sums, dtype=np.float64))
+        if math.isfinite(lse) and math.isfinite(lse2):
+            return lse - math.log(lw.size), math.exp(2.0 * lse - lse2)
     top = lw.max()
     if not np.isfinite(top):
         return log_ml_estimate(lw), particle_ess(lw)

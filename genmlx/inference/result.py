@@ -2,10 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["InferenceResult"]
+import numpy as np
+
+__all__ = ["InferenceResult", "Floats"]
+
+
+class Floats(Sequence):
+    """Read-only Python floats backed by one float64 array: a list's behaviour (indexing, slicing,
+    iteration, `==` with a list, `np.asarray`) without making N float objects up front
+    (vectorized importance sampling has 100,000 weights)."""
+
+    __slots__ = ("_a",)
+
+    def __init__(self, values):
+        self._a = np.array(values, dtype=np.float64).ravel()
+        self._a.flags.writeable = False
+
+    def __len__(self) -> int:
+        return self._a.size
+
+    def __getitem__(self, i):
+        return self._a[i].tolist()  # a float, or a list of floats for a slice
+
+    def __iter__(self):
+        return iter(self._a.tolist())
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a if dtype is None else self._a.astype(dtype)
+
+    def tolist(self) -> list:
+        return self._a.tolist()
+
+    def __eq__(self, other):
+        if isinstance(other, Floats):
+            return np.array_equal(self._a, other._a)
+        if isinstance(other, (list, tuple)):
+            return self.tolist() == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        if self._a.size <= 8:
+            return repr(self.tolist())
+        head = ", ".join(repr(x) for x in self._a[:3].tolist())
+        return f"Floats([{head}, ...], n={self._a.size})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -14,7 +57,7 @@ class InferenceResult:
 
     Attributes:
         traces: the kept traces (posterior samples / final particles), a list of `Trace`.
-        log_weights: per-trace log importance weights (plain floats), where they apply.
+        log_weights: per-trace log importance weights (plain floats, a `Floats` sequence), where they apply.
         log_ml: log marginal likelihood estimate (a float), where it applies.
         stats: plain Python numbers and lists, never arrays: `acceptance_rate`,
             per-iteration `accepted`, `accept_prob`, `step_size`, `num_steps`,
@@ -26,7 +69,7 @@ class InferenceResult:
 
     traces: list
     stats: dict
-    log_weights: list | None = None
+    log_weights: Sequence | None = None
     log_ml: float | None = None
     posterior: dict = field(default_factory=dict)
     state: Any = None

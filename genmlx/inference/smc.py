@@ -40,7 +40,7 @@ from ..gfi import as_choicemap
 from ..selection import Selection
 from . import driver
 from .resampling import ZeroLikelihoodError, get_scheme
-from .result import InferenceResult
+from .result import Floats, InferenceResult
 
 __all__ = ["smc", "SMCState", "run_filter", "check_inputs", "rejuvenation_kernel", "prior_mh_kernel"]
 
@@ -259,7 +259,7 @@ def finish(res: driver.RunResult, traces, extra_stats: dict | None = None) -> In
         stats["acceptance_rate"] = sum(acc) / len(acc)
     if extra_stats:
         stats.update(extra_stats)
-    return InferenceResult(traces=traces, stats=stats, log_weights=lw.tolist(), log_ml=log_ml, state=s)
+    return InferenceResult(traces=traces, stats=stats, log_weights=Floats(lw), log_ml=log_ml, state=s)
 
 
 # -- sequential particles ----------------------------------------------------------

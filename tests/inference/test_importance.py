@@ -251,3 +251,34 @@ def test_dirichlet_categorical_exact_evidence_and_posterior():
     for k in range(3):
         m, se = weighted_mean_and_se(theta[:, k], res.log_weights)
         assert abs(m - post[k]) < 4 * se, k
+
+
+def test_log_weights_behave_as_a_list_of_floats():
+    from genmlx.inference.result import Floats
+
+    lw = Floats(np.array([-1.5, 0.25, -np.inf, 2.0]))
+    assert lw == [-1.5, 0.25, -math.inf, 2.0] and len(lw) == 4
+    assert type(lw[1]) is float and lw[-1] == 2.0 and lw[1:3] == [0.25, -math.inf]
+    assert list(lw) == lw.tolist() and max(lw) == 2.0
+    assert np.asarray(lw).dtype == np.float64 and np.array_equal(np.asarray(lw, dtype=np.float32), [-1.5, 0.25, -np.inf, 2.0])
+    assert "n=20" in repr(Floats(np.zeros(20))) and repr(Floats([1.0])) == "[1.0]"
+    with pytest.raises(ValueError):
+        np.asarray(lw)[0] = 0.0  # read-only
+
+
+@pytest.mark.parametrize("layout", ["shared", "per_lane"])
+def test_vectorized_log_ml_and_ess_from_the_device_match_float64(layout):
+    """log_ml and ESS come from logsumexps computed with the weights (float32); float64 on the host agrees."""
+    from genmlx.inference.diagnostics import particle_ess
+
+    res = infer.importance_sampling(_bb_for_device_sums, (), {f"y{i}": y for i, y in enumerate([1, 0, 1, 1])},
+                                    n_particles=20_000, vectorized=True, key=mx.random.key(3), layout=layout)
+    assert res.log_ml == pytest.approx(log_ml_estimate(res.log_weights), abs=1e-5)
+    assert res.stats["ess"] == pytest.approx(particle_ess(res.log_weights), rel=1e-4)
+
+
+@gm.gen
+def _bb_for_device_sums():
+    p = gm.trace("p", dist.beta(2.0, 2.0))
+    for i in range(4):
+        gm.trace(f"y{i}", dist.bernoulli(p))
