@@ -16,7 +16,7 @@ import mlx.core as mx
 
 from ..special.fuse import as_float, fused
 from ..special import host
-from ..special.gamma import bd0_fast, lbeta_mixed, lbeta_small, lgamma_pos, stirlerr_big
+from ..special.gamma import bd0_fast, bd0_logs, lbeta_mixed, lbeta_small, lgamma_pos, stirlerr_big
 from . import support
 from ._common import LOG_2PI, POS
 from .base import Distribution, batch_shape
@@ -173,27 +173,28 @@ def _beta_c_host(a: float, b: float) -> float:
     return (math.log(n + 1.0) + st(n) - st(k) - st(nk)) - 0.5 * (host.LOG_2PI + math.log(k) + math.log(nk) - math.log(n))
 
 
-def _beta_value(x, a, b, k, nk, n, c, branch="both"):
-    """k = a - 1, nk = b - 1, n = k + nk where a, b >= 11 (any values >= 10 elsewhere)."""
-    direct = ((a - 1.0) * mx.log(x) + (b - 1.0) * mx.log1p(-x)) + c
-    inner = (x > 0) & (x < 1)
-    if branch == "direct":
-        at0 = mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, mx.log(b), -mx.inf))
-        at1 = mx.where(b < 1.0, mx.inf, mx.where(b == 1.0, mx.log(a), -mx.inf))
-        return mx.where(inner, direct, mx.where(x == 0, at0, mx.where(x == 1, at1, -mx.inf)))
-    if branch == "loader":  # a, b >= 11: zero density at both ends
-        return mx.where(inner, (c - bd0_fast(k, n * x)) - bd0_fast(nk, n * (1.0 - x)), -mx.inf)
-    # (a + b - 1) binomial(a - 1; a + b - 2, x), Loader's form (bd0's linear terms absorb
-    # the rounding of n x and n (1 - x), so they stay)
-    loader = (c - bd0_fast(k, n * x)) - bd0_fast(nk, n * (1.0 - x))
+def _beta_value(x, a, b, k, nk, n, c, log_kn, log_nkn, branch="both"):
+    """k = a - 1, nk = b - 1, n = k + nk where a, b >= 11 (any values >= 10 elsewhere);
+    log_kn = log(k / n), log_nkn = log(nk / n). log x and log(1 - x) are computed once for both
+    forms (inside bd0, log(k / (n x)) and log(nk / (n (1 - x))))."""
+    lx, l1x = mx.log(x), mx.log1p(-x)
+    direct = ((a - 1.0) * lx + (b - 1.0) * l1x) + c
     inner = (x > 0) & (x < 1)
     at0 = mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, mx.log(b), -mx.inf))
     at1 = mx.where(b < 1.0, mx.inf, mx.where(b == 1.0, mx.log(a), -mx.inf))
     edge = mx.where(x == 0, at0, mx.where(x == 1, at1, -mx.inf))
+    if branch == "direct":
+        return mx.where(inner, direct, edge)
+    # (a + b - 1) binomial(a - 1; a + b - 2, x), Loader's form (bd0's linear terms absorb
+    # the rounding of n x and n (1 - x), so they stay)
+    loader = (c - bd0_logs(k, n * x, log_kn - lx)) - bd0_logs(nk, n * (1.0 - x), log_nkn - l1x)
+    if branch == "loader":  # a, b >= 11: zero density at both ends
+        return mx.where(inner, loader, -mx.inf)
     return mx.where(inner & (a >= _BIG) & (b >= _BIG), loader, mx.where(inner, direct, edge))
 
 
-_beta_lp_host = {br: fused(lambda x, a, b, k, nk, n, c, br=br: _beta_value(as_float(x), a, b, k, nk, n, c, br))
+_beta_lp_host = {br: fused(lambda x, a, b, k, nk, n, c, lkn, lnkn, br=br:
+                           _beta_value(as_float(x), a, b, k, nk, n, c, lkn, lnkn, br))
                  for br in ("direct", "loader")}
 
 
@@ -203,6 +204,9 @@ _lbeta_mixed = fused(lbeta_mixed)
 
 @fused
 def _beta_c_arrays(a, b, l_small, l_mixed):
+    """c from the parameters alone; k = a - 1 and nk = b - 1 clamped to >= 10 like `_host_k`
+    (Loader's form is used only where a, b >= 11: the branch not taken must stay finite, else its
+    derivative makes gradients NaN at a or b = 1)."""
     k = mx.maximum(a - 1.0, _BIG - 1.0)
     nk = mx.maximum(b - 1.0, _BIG - 1.0)
     n = k + nk
@@ -213,38 +217,20 @@ def _beta_c_arrays(a, b, l_small, l_mixed):
 
 
 @fused
-def _beta_loader_half(x, a, b, c):
-    """c - bd0(a - 1, n x): the first half of Loader's form (array parameters).
-
-    k and n - k are clamped to >= 10 like `_host_k` (the form is used only where a, b >= 11):
-    the branch not taken must stay finite, else its derivative makes gradients NaN (a or b = 1).
-    """
+def _beta_lp_arrays(x, a, b, c):
     k = mx.maximum(a - 1.0, _BIG - 1.0)
-    return c - bd0_fast(k, (k + mx.maximum(b - 1.0, _BIG - 1.0)) * as_float(x))
-
-
-@fused
-def _beta_lp_arrays(x, a, b, c, half):
-    x = as_float(x)
-    nk = b - 1.0
-    nkc = mx.maximum(nk, _BIG - 1.0)  # clamped as in `_beta_loader_half`
-    loader = half - bd0_fast(nkc, (mx.maximum(a - 1.0, _BIG - 1.0) + nkc) * (1.0 - x))
-    inner = (x > 0) & (x < 1)
-    direct = ((a - 1.0) * mx.log(x) + nk * mx.log1p(-x)) + c
-    at0 = mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, mx.log(b), -mx.inf))
-    at1 = mx.where(b < 1.0, mx.inf, mx.where(b == 1.0, mx.log(a), -mx.inf))
-    edge = mx.where(x == 0, at0, mx.where(x == 1, at1, -mx.inf))
-    return mx.where(inner & (a >= _BIG) & (b >= _BIG), loader, mx.where(inner, direct, edge))
+    nk = mx.maximum(b - 1.0, _BIG - 1.0)
+    n = k + nk
+    return _beta_value(as_float(x), a, b, k, nk, n, c, mx.log(k / n), mx.log(nk / n))
 
 
 def _beta_lp(x, a, b):
-    c = _beta_c_arrays(a, b, _lbeta_small(a, b), _lbeta_mixed(a, b))
-    return _beta_lp_arrays(x, a, b, c, _beta_loader_half(x, a, b, c))
+    return _beta_lp_arrays(x, a, b, _beta_c_arrays(a, b, _lbeta_small(a, b), _lbeta_mixed(a, b)))
 
 
 def _beta_host(a: float, b: float):
     k, nk = _host_k(a), _host_k(b)
-    return k, nk, k + nk, _beta_c_host(a, b)
+    return k, nk, k + nk, _beta_c_host(a, b), math.log(k / (k + nk)), math.log(nk / (k + nk))
 
 
 def _host_consts(d, fn, *params):

@@ -26,7 +26,7 @@ import mlx.core as mx
 from .fuse import as_float, fused
 
 __all__ = ["lgamma", "digamma", "stirlerr", "bd0", "lbeta", "lbinom",
-           "lgamma_pos", "digamma_pos", "stirlerr_raw", "stirlerr_big", "bd0_raw", "bd0_fast", "log_ratio", "lbeta_raw", "lbeta_small", "lbeta_mixed",
+           "lgamma_pos", "digamma_pos", "stirlerr_raw", "stirlerr_big", "bd0_raw", "bd0_fast", "bd0_logs", "log_ratio", "lbeta_raw", "lbeta_small", "lbeta_mixed",
            "lbinom_raw"]
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -110,6 +110,15 @@ def bd0_fast(x, m):
     # both branches stay finite for every x >= 0 (the max()es), so a masked use (x = 0, a count's
     # edge) back-propagates zeros, not 0 * inf = NaN
     lr = mx.where(v > -0.5, mx.log1p(mx.maximum(v, -0.5)), mx.log(mx.maximum(x, 1e-37)) - mx.log(m))
+    return x * lr - d
+
+
+def bd0_logs(x, m, log_xm):
+    """`bd0_fast` given log(x / m), used where x <= m / 2: a log-density that has log of its value
+    already writes it as log(parameter ratio) - log(value), one transcendental here, not three."""
+    d = x - m
+    v = d / m
+    lr = mx.where(v > -0.5, mx.log1p(mx.maximum(v, -0.5)), log_xm)
     return x * lr - d
 
 

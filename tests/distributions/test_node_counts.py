@@ -21,7 +21,7 @@ EXPECTED = {
     "normal": (1, 1, 1, 1),
     "poisson": (2, 2, 2, 2),
     "gamma": (1, 1, 2, 2),
-    "beta": (1, 1, 5, 5),
+    "beta": (1, 1, 4, 4),
     "student_t": (1, 1, 4, 4),
     "inv_gamma": (1, 1, 2, 2),
     "neg_binomial": (3, 3, 4, 4),
