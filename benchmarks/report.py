@@ -130,6 +130,7 @@ def header(data: dict, source: str) -> str:
             ["run", f"{data.get('datetime', '?')[:19]} UTC, commit {str(commit.get('id', '?'))[:10]}"
                     f"{' (dirty tree)' if commit.get('dirty') else ''}"],
             ["suite wall time", t(g.get("suite_wall_s"))],
+            *([["parts", f"merged from {', '.join(g['parts'])} (`benchmarks.merge`)"]] if g.get("parts") else []),
         ]),
         "",
         "Every ratio is genmlx's time over a plain-MLX floor's, both measured in the same",
