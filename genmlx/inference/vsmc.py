@@ -13,6 +13,14 @@ Rejuvenation: a Selection means prior MH through `vregenerate`, accepted per
 particle with `mx.where` over the leaves (no sync); a kernel is called as
 `kernel(key, batched_trace) -> (batched_trace, stats)` with `[N]` stats.
 
+An `unfold` model filtered one step at a time (each step extends the chain
+by one and observes only the new step; no rejuvenation) runs on
+`ChainParticles` instead: the steps' batched traces and the resampling
+indices, so a step costs the same at t = 1 and t = 1,000 and a resampling
+gathers the chain's state alone; the whole batched trace is assembled once,
+at the end (the same particles, bit for bit). During the run a callback's
+`state.particles` is that `ChainParticles` (`.trace()` assembles it).
+
 `.traces` is a lazy sequence of N ordinary traces (each unbatched when
 indexed); the batched trace itself is `.state.particles` (and `.traces.batched`).
 """
@@ -21,10 +29,12 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from ..memory import materialize
 from ..selection import Selection
 from ..trace import Trace
 from ..tree import flatten
 from ..vectorize import BatchedTraces
+from .chain_particles import ChainParticles, steps_one_at_a_time
 from .resampling import get_scheme
 from .result import InferenceResult
 from .smc import check_inputs, finish, run_filter
@@ -121,20 +131,32 @@ def vsmc(
     scheme = get_scheme(resample)
     n = n_particles
 
+    by_step = rejuvenation is None and steps_one_at_a_time(model, args_seq, obs)
+
     def advance(key, tr, t):
         if t == 0:
             tr, w = model.vgenerate(args_seq[0], obs[0], n, key=key)
+            if by_step:
+                tr = ChainParticles.of_trace(tr, n)
+        elif by_step:
+            tr, w = tr.extend(key, args_seq[t], obs[t])
         else:
             tr, w, _ = model.vupdate(tr, obs[t], args=args_seq[t], key=key)
         return tr, mx.broadcast_to(w, (n,))
 
+    def reindex(tr, idx):
+        return tr.reindex(idx) if by_step else index_trace(tr, idx, n)
+
     res = run_filter(
         algorithm="vsmc", model=model, n_steps=len(args_seq), n_particles=n, advance=advance,
-        ancestors=lambda k, lw: scheme(k, lw, n), reindex=lambda tr, idx: index_trace(tr, idx, n),
+        ancestors=lambda k, lw: scheme(k, lw, n), reindex=reindex,
         ess_threshold=float(ess_threshold), sync=False, observations=obs,
         rejuvenate=_rejuvenate_batched(model, rejuvenation, rejuvenation_steps, n),
         key=key, callback=callback, progress=progress,
         params={"n_particles": n, "resample": str(resample), "ess_threshold": ess_threshold,
                 "n_steps": len(args_seq), "vectorized": True},
     )
+    if by_step:
+        particles = materialize(res.state.particles.trace())  # one evaluation of the gathered history
+        res = res._replace(state=res.state._replace(particles=particles))
     return finish(res, BatchedTraces(res.state.particles, n))

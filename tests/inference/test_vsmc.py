@@ -159,13 +159,14 @@ def test_bad_parameters(ulg, kwargs, match):
 # plugin's gate is switched off for this test: its census reads the driver frame's f_locals,
 # which pins the previous step's state and shows up as growth in FlatRecorder's census.
 @pytest.mark.no_leak_gate
-def test_memory_is_flat_under_the_metal_budget(ulg):
+@pytest.mark.parametrize("rejuvenation", [gm.select((0, "x")), None], ids=["general path", "chain particles"])
+def test_memory_is_flat_under_the_metal_budget(ulg, rejuvenation):
     ys = data(40, seed=4)
     args, obs = unfold_sequence(ys)
     obs = [gm.choicemap(o) for o in obs]
     rec = FlatRecorder(every=4, warmup=8, keep=obs)
     with gm.memory.budget(499_000):
-        r = infer.vsmc(ulg, args, obs, n_particles=200, rejuvenation=gm.select((0, "x")), key=mx.random.key(0),
+        r = infer.vsmc(ulg, args, obs, n_particles=200, rejuvenation=rejuvenation, key=mx.random.key(0),
                        callback=rec)
     rec.assert_flat()
     assert math.isfinite(r.log_ml) and r.stats["syncs"] == 0
@@ -182,3 +183,72 @@ def test_custom_kernel_gets_the_batched_trace_and_its_stats_are_averaged(ulg):
     r = infer.vsmc(ulg, args, obs, n_particles=8, rejuvenation=kernel, key=mx.random.key(0))
     assert seen == [8, 8, 8]
     assert r.stats["rejuvenation_accepted"] == [0.25, 0.25, 0.25] and r.stats["acceptance_rate"] == 0.25
+
+
+# -- an unfold filtered one step at a time: ChainParticles (O(1) per step) -----------------------
+
+def _general_path(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules["genmlx.inference.vsmc"], "steps_one_at_a_time", lambda *a: False)
+
+
+def _leaves(tr):
+    from genmlx.tree import flatten
+    from genmlx.vectorize import _pack_top
+
+    return flatten(_pack_top(tr))[0]
+
+
+@pytest.mark.parametrize("scheme", ["systematic", "multinomial"])
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 1.0])
+def test_chain_particles_equal_the_general_path_bit_for_bit(ulg, monkeypatch, scheme, threshold):
+    from genmlx.inference.chain_particles import steps_one_at_a_time
+
+    args, obs = unfold_sequence(data(T))
+    kw = dict(n_particles=32, resample=scheme, ess_threshold=threshold, key=mx.random.key(9))
+    assert steps_one_at_a_time(ulg, args, [gm.choicemap(o) for o in obs])
+    fast = infer.vsmc(ulg, args, obs, **kw)
+    _general_path(monkeypatch)
+    slow = infer.vsmc(ulg, args, obs, **kw)
+    assert fast.log_ml == slow.log_ml and fast.log_weights == slow.log_weights
+    assert fast.stats["resampled"] == slow.stats["resampled"] and fast.stats["syncs"] == 0
+    a, b = fast.state.particles, slow.state.particles
+    assert a.batch == b.batch == 32 and a.get_args() == b.get_args() and len(a.sites) == len(b.sites) == T
+    la, lb = _leaves(a), _leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):  # values, site scores, distribution parameters, carried states: all gathered alike
+        assert x.shape == y.shape and mx.array_equal(x, y).item()
+    assert mx.allclose(a.score, b.score, rtol=1e-6).item()
+    assert fast.traces[5][(T - 1, "x")].item() == slow.traces[5][(T - 1, "x")].item()
+
+
+def test_chain_particles_cost_the_same_at_every_step(ulg):
+    """The general path's step t walks and gathers the whole history (O(t)); here graph nodes per step stay flat."""
+    from genmlx.inference.chain_particles import ChainParticles
+    from genmlx.memory.graph import pending_node_ids
+
+    args, obs = unfold_sequence(data(40))
+    tr, _ = ulg.vgenerate(args[0], gm.choicemap(obs[0]), 16, key=mx.random.key(0))
+    p = ChainParticles.of_trace(tr, 16)
+    nodes = []
+    for t in range(1, 40):
+        p = p.reindex(mx.random.randint(0, 16, (16,), key=mx.random.key(t)))
+        p, w = p.extend(mx.random.key(100 + t), args[t], gm.choicemap(obs[t]))
+        nodes.append(len(pending_node_ids(p.steps[-1].score, p.carry, w)))
+        mx.eval(p.steps[-1].score, p.carry, w, p.moves[-2])
+    assert max(nodes[1:]) == min(nodes[1:])  # (the first step differs: its carry is the scalar init)
+
+
+def test_other_step_patterns_take_the_general_path(ulg):
+    from genmlx.inference.chain_particles import steps_one_at_a_time
+
+    args, obs = unfold_sequence(data(3))
+    cms = [gm.choicemap(o) for o in obs]
+    assert not steps_one_at_a_time(lg, args, cms)  # not an unfold
+    assert not steps_one_at_a_time(ulg, [args[0], (3, 0.0), (4, 0.0)], cms)  # grows by two
+    assert not steps_one_at_a_time(ulg, [args[0], (2, 0.5), (3, 0.5)], cms)  # init changes: re-runs from step 0
+    assert not steps_one_at_a_time(ulg, args, [cms[0], gm.choicemap({(0, "y"): 0.1, (1, "y"): 0.2}), cms[2]])
+    r = infer.vsmc(ulg, [args[0], (3, 0.0)], [obs[0], {(1, "y"): 0.3, (2, "y"): 0.1}], n_particles=8,
+                   key=mx.random.key(0))  # a step of two: the general path, same contract
+    assert r.state.particles.batch == 8 and len(r.state.particles.sites) == 3
