@@ -93,16 +93,21 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
         res = driver.run(vstep, None, 1, algorithm=algorithm, model=run_name(model), key=key, params=params,
                          callback=callback, progress=progress)
         k, vtr, w, sums, _ = res.samples[0]
-        lw = np.asarray(w, dtype=np.float64).ravel()
+        lse, lse2, finite = (float(x) for x in np.asarray(sums, dtype=np.float64))
         if isinstance(vtr, dict):
             raise_failed(checks)
             # the batched trace of these particles, made from their values (lazy: evaluated on access)
             vtr = vectorize.trace_of_values(model, args_c, obs_c, vtr, n, k, layout)
-            if not np.isfinite(lw).all():  # the guarded checks may fail only here: check them all
+            if not finite:  # the guarded checks may fail only here: check them all
                 mx.eval([c.ok for c in vtr.checks])
                 raise_failed(vtr.checks)
         traces = BatchedTraces(vtr, n)
         state = vtr
+        if finite:  # the weights stay on the device until read (`Floats`)
+            stats = finish_stats(res)
+            stats.update(ess=math.exp(2.0 * lse - lse2), n_particles=n)
+            return InferenceResult(traces, stats, log_weights=Floats(w), log_ml=lse - math.log(n), state=state)
+        lw = np.asarray(w, dtype=np.float64).ravel()
     else:
         model._check_args(args)
 
@@ -115,29 +120,25 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
                          summarize=lambda r: {"log_ml": log_ml_estimate(r.stats.get("log_weight", [0.0]))})
         traces = res.samples
         lw = np.asarray(res.stats["log_weight"], dtype=np.float64)
-        state = sums = None
+        state = None
     _check_weights(lw, traces, obs)
     stats = finish_stats(res)
-    log_ml, ess = _log_ml_and_ess(lw, sums)
+    log_ml, ess = _log_ml_and_ess(lw)
     stats.update(ess=ess, n_particles=n)
     return InferenceResult(traces, stats, log_weights=Floats(lw), log_ml=log_ml, state=state)
 
 
 @mx.compile
 def _weight_sums(w):
-    """logsumexp(w) and logsumexp(2 w), on the device with the weights (float32)."""
+    """[logsumexp(w), logsumexp(2 w), all weights finite], on the device with the weights (float32):
+    a run whose weights are all finite needs no copy of them on the host (log_ml = lse(w) - log N,
+    ESS = exp(2 lse(w) - lse(2 w)))."""
     w = w.reshape(-1)
-    return mx.stack([mx.logsumexp(w), mx.logsumexp(2.0 * w)])
+    return mx.stack([mx.logsumexp(w), mx.logsumexp(2.0 * w), mx.all(mx.isfinite(w)).astype(w.dtype)])
 
 
-def _log_ml_and_ess(lw: np.ndarray, sums=None) -> tuple[float, float]:
-    """`log_ml_estimate(lw)` and `particle_ess(lw)`: from the device's `_weight_sums` when given and
-    finite (log_ml = lse(w) - log N, ESS = exp(2 lse(w) - lse(2 w))), else from one float64
-    exponentiation on the host."""
-    if sums is not None:
-        lse, lse2 = (float(x) for x in np.asarray(sums, dtype=np.float64))
-        if math.isfinite(lse) and math.isfinite(lse2):
-            return lse - math.log(lw.size), math.exp(2.0 * lse - lse2)
+def _log_ml_and_ess(lw: np.ndarray) -> tuple[float, float]:
+    """`log_ml_estimate(lw)` and `particle_ess(lw)` from one exponentiation (float64)."""
     top = lw.max()
     if not np.isfinite(top):
         return log_ml_estimate(lw), particle_ess(lw)

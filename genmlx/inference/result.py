@@ -14,15 +14,26 @@ __all__ = ["InferenceResult", "Floats"]
 class Floats(Sequence):
     """Read-only Python floats backed by one float64 array: a list's behaviour (indexing, slicing,
     iteration, `==` with a list, `np.asarray`) without making N float objects up front
-    (vectorized importance sampling has 100,000 weights)."""
+    (vectorized importance sampling has 100,000 weights). Given an `mx.array`, the values are
+    copied to the host on first use (on a GPU the weights stay there until read)."""
 
-    __slots__ = ("_a",)
+    __slots__ = ("_src", "_host")
 
     def __init__(self, values):
-        self._a = np.array(values, dtype=np.float64).ravel()
-        self._a.flags.writeable = False
+        self._src = values
+        self._host = None
+
+    @property
+    def _a(self) -> np.ndarray:
+        if self._host is None:
+            a = np.array(self._src, dtype=np.float64).ravel()
+            a.flags.writeable = False
+            self._host, self._src = a, None
+        return self._host
 
     def __len__(self) -> int:
+        if self._host is None and hasattr(self._src, "size"):  # an array: its length without a copy
+            return int(self._src.size)
         return self._a.size
 
     def __getitem__(self, i):

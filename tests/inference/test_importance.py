@@ -262,6 +262,8 @@ def test_log_weights_behave_as_a_list_of_floats():
     assert list(lw) == lw.tolist() and max(lw) == 2.0
     assert np.asarray(lw).dtype == np.float64 and np.array_equal(np.asarray(lw, dtype=np.float32), [-1.5, 0.25, -np.inf, 2.0])
     assert "n=20" in repr(Floats(np.zeros(20))) and repr(Floats([1.0])) == "[1.0]"
+    lazy = Floats(mx.array([0.5, -2.0]))  # an MLX array: copied to the host on first use
+    assert len(lazy) == 2 and lazy._host is None and lazy == [0.5, -2.0] and lazy._host is not None
     with pytest.raises(ValueError):
         np.asarray(lw)[0] = 0.0  # read-only
 
@@ -273,6 +275,7 @@ def test_vectorized_log_ml_and_ess_from_the_device_match_float64(layout):
 
     res = infer.importance_sampling(_bb_for_device_sums, (), {f"y{i}": y for i, y in enumerate([1, 0, 1, 1])},
                                     n_particles=20_000, vectorized=True, key=mx.random.key(3), layout=layout)
+    assert res.log_weights._host is None  # all weights finite: nothing copied to the host yet
     assert res.log_ml == pytest.approx(log_ml_estimate(res.log_weights), abs=1e-5)
     assert res.stats["ess"] == pytest.approx(particle_ess(res.log_weights), rel=1e-4)
 
