@@ -47,7 +47,7 @@ def given_latents(values):
 
     Their parameter checks are then not guarded by the weight (`checks.GuardedCheck`): the
     weight of a pass that re-scores particles from their values is not the one the caller
-    checked (vectorize.checks_of_values).
+    checked (compiled_pass.checks_of_values).
     """
     ids = {id(v) for v in values} - _given
     _given.update(ids)

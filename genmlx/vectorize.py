@@ -21,7 +21,7 @@ same pass bit for bit, lanes are independent draws of the model, nested
 key. Vectorized importance sampling uses it, through `vgenerate(...,
 compiled=True)`: one `mx.compile` of the whole pass, cached per (gen fn, args
 structure, constraint addresses and shapes, n, layout), with the arrays of
-args and the constraint values as inputs (`_compiled_vgenerate`).
+args and the constraint values as inputs (`genmlx.compiled_pass`).
 
 What cannot be batched: Python deciding something from the value of an array
 (an `if`/`while` on a random choice, `.item()`, `int()`/`float()`/`bool()` of an
@@ -42,22 +42,19 @@ batched trace keeps the caller's args object.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from typing import Any, Callable, NamedTuple
 
 import mlx.core as mx
 
-from .checks import DeferredCheck, GuardedCheck
 from .choicemap import ChoiceMap
 from .handler import given_latents
 from .rng import KeyStream, lane_layout, resolve
 from .selection import Selection
 from .trace import Trace, TraceViews
-from .tree import _spec, flatten
+from .tree import flatten
 
 __all__ = [
-    "BatchedTraces", "vgenerate_values", "trace_of_values",
+    "BatchedTraces", "vgenerate_given",
     "VectorizationError", "vsimulate", "vgenerate", "vupdate", "vregenerate",
     "lane", "batching", "vmap_tree",
 ]
@@ -255,10 +252,12 @@ def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None, layout:
     """N constrained traces in one pass; returns (trace with [N] leaves, weights [N]).
 
     `compiled=True`: the pass is `mx.compile`d once per (gf, structure of args,
-    constraint addresses and shapes, n, layout) and reused (see `_compiled_vgenerate`).
+    constraint addresses and shapes, n, layout) and reused (`genmlx.compiled_pass`).
     """
     if compiled:
-        out = _compiled_vgenerate(gf, args, constraints, n, key, layout)
+        from .compiled_pass import compiled_vgenerate
+
+        out = compiled_vgenerate(gf, args, constraints, n, key, layout)
         if out is not None:
             return out
     lanes = _Lanes(key, n, layout)
@@ -271,109 +270,8 @@ def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None, layout:
     return _unpack(node, args, n, _reduce_checks(cs)), w
 
 
-# -- compiled passes -------------------------------------------------------------------------
-
-_COMPILED: "OrderedDict[tuple, Any]" = OrderedDict()
-_COMPILED_MAX = 32  # cached compiled passes (least recently used dropped)
-_UNCOMPILABLE = object()
-
-
-class _NoSig(Exception):
-    pass
-
-
-def _sig(o, arrays: list):
-    """A hashable signature of `o`'s structure (array shapes and dtypes, Python values); arrays collected."""
-    t = type(o)
-    if t is mx.array:
-        arrays.append(o)
-        return ("A", tuple(o.shape), o.dtype)
-    if t is float:
-        return (t, o.hex())  # exact: -0.0 and 0.0 differ, a NaN equals itself
-    if o is None or t in (int, str, bool):
-        return (t, o)
-    if t in (list, tuple):
-        return (t, tuple(_sig(x, arrays) for x in o))
-    if t is dict:
-        return (t, tuple((k, _sig(v, arrays)) for k, v in o.items()))
-    try:
-        hash(o)
-    except TypeError:
-        raise _NoSig from None
-    return ("obj", o)
-
-
-_HOLE = object()  # where an array was, in a cached pass's skeleton of its args (which holds no arrays)
-
-
-def _fill(o, it):
-    """`o` with its arrays (or `_HOLE`s) replaced, in `_sig` order, by the next items of `it`."""
-    t = type(o)
-    if t is mx.array or o is _HOLE:
-        return next(it)
-    if t in (list, tuple):
-        return t(_fill(x, it) for x in o)
-    if t is dict:
-        return {k: _fill(v, it) for k, v in o.items()}
-    return o
-
-
-def _compiled_vgenerate(gf, args, constraints: ChoiceMap, n: int, key, layout: str):
-    """`vgenerate` through a cached `mx.compile` of the whole vectorized pass, or None if not cacheable.
-
-    The compiled function takes (key, the arrays of args, the constraint values) and
-    returns every array of the packed trace, the weights and the checks' predicates; the
-    Python structure around them (distributions, addresses, check messages) is the one
-    recorded when it was traced. So a cache hit runs no Python model code at all: the
-    model must build the same trace structure for the same signature (no Python state
-    read from outside its args), as `mx.compile` requires.
-    """
-    return _cached_pass("trace", gf, args, constraints, n, key, layout)
-
-
-def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layout: str = "shared"):
-    """The lean compiled pass: (values of the unconstrained choices {path: [N]}, weights [N]).
-
-    The same pass as `vgenerate(..., compiled=True)` returning only what importance
-    sampling needs (the floor's outputs: particles and weights): the per-site scores,
-    distribution parameters and parameter checks are not outputs, so the compiled graph
-    fuses across sites (an array parameter that is also checked would be materialized
-    for its two consumers). The caller must evaluate `checks_of_values` (the checks of
-    the same particles, a separate compiled pass) before trusting the weights;
-    `trace_of_values` makes the full batched trace of these particles. None when the
-    pass cannot be compiled and cached (then use `vgenerate`).
-    """
-    return _cached_pass("values", gf, args, constraints, n, key, layout)
-
-
-def checks_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
-                     layout: str = "shared") -> tuple:
-    """The unguarded parameter checks (one DeferredCheck over all lanes, or none) of the trace
-    `trace_of_values` makes.
-
-    A compiled pass returning only the check predicates, so their evaluation costs one
-    fused pass over the parameters, not the whole trace. The checks the weights guard
-    (`checks.GuardedCheck`) are left out: they hold while every weight is finite; when one
-    is not, evaluate the full trace's checks. None if it cannot be compiled.
-    """
-    return _cached_pass("checks", gf, args, constraints, n, key, layout, values)
-
-
-def trace_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
-                    layout: str = "shared") -> Trace:
-    """The batched trace with `constraints` and the per-lane choice `values` ({path: [N, ...]}).
-
-    Every choice is given, so nothing is drawn: lane i is `generate(args, constraints
-    + values[i])`'s trace, its choices exactly `values[i]`. Compiled and cached like
-    `vgenerate(..., compiled=True)`; the arrays are left unevaluated (lazy).
-    """
-    got = _cached_pass("given", gf, args, constraints, n, key, layout, values)
-    if got is not None:
-        return got
-    return _vgenerate_given(gf, args, constraints, values, n, key, layout)
-
-
-def _vgenerate_given(gf, args, constraints: ChoiceMap, given: dict, n: int, key, layout: str) -> Trace:
+def vgenerate_given(gf, args, constraints: ChoiceMap, given: dict, n: int, key, layout: str) -> Trace:
+    """`vgenerate` with every unconstrained choice given per lane (`given`: {path: [N, ...]}); nothing is drawn."""
     lanes = _Lanes(key, n, layout)
     paths = tuple(given)
     base = dict(constraints._leaves)
@@ -386,118 +284,6 @@ def _vgenerate_given(gf, args, constraints: ChoiceMap, given: dict, n: int, key,
 
     node, cs = vmap_tree(lane_fn, (lanes.xs, list(given.values())), gf.name, "vgenerate")
     return _unpack(node, args, n, _reduce_checks(cs))
-
-
-def _leaf_sig(leaves: dict) -> tuple:
-    out = []
-    for p, v in leaves.items():
-        if type(v) is not mx.array:
-            raise _NoSig
-        out.append((p, tuple(v.shape), v.dtype))
-    return tuple(out)
-
-
-def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layout: str, given: dict | None = None):
-    """One cached `mx.compile` of a vectorized pass (mode "trace", "values" or "given"), or None."""
-    arrays: list = []
-    leaves = constraints._leaves
-    given = given or {}
-    try:
-        sig = (mode, gf, _sig(args, arrays), _leaf_sig(leaves), _leaf_sig(given), n, layout)
-        hash(sig)
-    except (_NoSig, TypeError):
-        return None
-    entry = _COMPILED.get(sig)
-    if entry is _UNCOMPILABLE:
-        return None
-    key = resolve(key)
-    inputs = [key, *arrays, *leaves.values(), *given.values()]
-    if entry is None:
-        paths, gpaths = tuple(leaves), tuple(given)
-        box: dict = {}
-        na, nc = len(arrays), len(leaves)
-        skeleton = _fill(args, iter([_HOLE] * na))  # the cache keeps no array of this call alive
-
-        def fn(k, *xs):
-            a = _fill(skeleton, iter(xs[:na]))
-            cm = ChoiceMap._from_leaves(dict(zip(paths, xs[na:na + nc])))
-            if mode in ("given", "checks"):
-                tr, w = _vgenerate_given(gf, a, cm, dict(zip(gpaths, xs[na + nc:])), n, k, layout), None
-            else:
-                tr, w = vgenerate(gf, a, cm, n, k, layout)
-            # the checks leave as one predicate vector (one output, one check to read)
-            cs = [c for c in tr.checks if not isinstance(c, GuardedCheck)] if mode == "checks" else tr.checks
-            oks = [mx.stack([c.ok for c in cs])] if cs else []
-            out: list = []
-            if mode == "values":
-                lat = {p: v for p, v in tr.get_choices()._leaves.items() if p not in cm._leaves}
-                spec = _spec((list(lat.values()), [], w), out)
-                box["paths"] = tuple(lat)
-            elif mode == "checks":
-                spec = _spec(([], oks, None), out)
-            else:
-                spec = _spec((_pack_top(tr), oks, w), out)
-            box["rebuild"], box["errors"] = _builder(spec), [c.error for c in cs]
-            return out
-
-        entry = (mx.compile(fn), box)
-        try:
-            outs = entry[0](*inputs)
-        except VectorizationError:
-            raise
-        except Exception:  # something mx.compile cannot trace: the plain pass (which raises its own errors)
-            _COMPILED[sig] = _UNCOMPILABLE
-            return None
-        _COMPILED[sig] = entry
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
-    else:
-        _COMPILED.move_to_end(sig)
-        outs = entry[0](*inputs)
-    box = entry[1]
-    first, oks, w = box["rebuild"](iter(outs))
-    checks = (DeferredCheck(mx.all(oks[0]), _first_error(oks[0], box["errors"])),) if oks else ()
-    if mode == "values":
-        return dict(zip(box["paths"], first)), w
-    if mode == "checks":
-        return checks
-    tr = _unpack(first, args, n, checks)
-    return tr if mode == "given" else (tr, w)
-
-
-def _builder(spec) -> Callable:
-    """`tree._build(spec, it)` as a tree of closures made once (no per-node dispatch on every rebuild)."""
-    kind = spec[0]
-    if kind == "leaf":
-        return next
-    if kind == "static":
-        v = spec[1]
-        return lambda it: v
-    if kind == "obj":
-        rb, f = spec[1], _builder(spec[2])
-        return lambda it: rb(f(it))
-    if kind == "dict":
-        cls, items = spec[1], [(k, _builder(x)) for k, x in spec[2]]
-        if cls is dict:
-            return lambda it: {k: f(it) for k, f in items}
-        return lambda it: cls((k, f(it)) for k, f in items)
-    cls, fs = spec[1], [_builder(x) for x in spec[2]]
-    if kind == "named":
-        return lambda it: cls(*[f(it) for f in fs])
-    if cls is list:
-        return lambda it: [f(it) for f in fs]
-    if cls is tuple:
-        return lambda it: tuple([f(it) for f in fs])
-    return lambda it: cls([f(it) for f in fs])
-
-
-def _first_error(oks: mx.array, errors: list):
-    """The error of the first False entry of the (evaluated) predicate vector `oks`."""
-
-    def error():
-        return errors[oks.tolist().index(False)]()
-
-    return error
 
 
 def _check_batched(gf, trace, op) -> int:

@@ -4,9 +4,9 @@ Sequential: one `generate` per driver step (one particle per step), so a run
 of N particles has flat memory whatever N is — the seed's version built N
 traces with no materialization and ran out of Metal buffers. Vectorized: one
 driver step for all N particles. With the default shared-key layout
-(`genmlx.vectorize`) it evaluates two cached compiled passes in one `mx.eval`:
-the particles' values and weights (`vectorize.vgenerate_values`) and their
-parameter checks (`checks_of_values`); the batched trace is then made from the
+(`genmlx.vectorize`) it evaluates two cached compiled passes in one `mx.eval`
+(`genmlx.compiled_pass`): the particles' values and weights (`vgenerate_values`)
+and their parameter checks (`checks_of_values`); the batched trace is then made from the
 values (`trace_of_values`, lazy). The checks an observation's finite log density
 implies (`checks.GuardedCheck`: a normal's mean and scale, say) are read from
 that trace only when some weight is not finite. With `layout="per_lane"`: one
@@ -28,7 +28,7 @@ import numpy as np
 from ..checks import raise_failed
 from ..gfi import as_choicemap
 from ..rng import KeyStream
-from .. import vectorize
+from .. import compiled_pass, vectorize
 from ..vectorize import BatchedTraces
 from . import driver
 from ._common import _bad_score, check_count, finish_stats, run_name, split_key
@@ -80,9 +80,9 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
 
         def vstep(k, state):
             if layout == "shared":
-                # the lean compiled pass: particle values and weights only (vectorize.vgenerate_values)
-                got = vectorize.vgenerate_values(model, args_c, obs_c, n, k, layout)
-                cs = None if got is None else vectorize.checks_of_values(model, args_c, obs_c, got[0], n, k, layout)
+                # the lean compiled pass: particle values and weights only
+                got = compiled_pass.vgenerate_values(model, args_c, obs_c, n, k, layout)
+                cs = None if got is None else compiled_pass.checks_of_values(model, args_c, obs_c, got[0], n, k, layout)
                 if cs is not None:
                     vals, w = got
                     checks[:] = cs  # evaluated by the driver in the same mx.eval as the particles
@@ -97,7 +97,7 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
         if isinstance(vtr, dict):
             raise_failed(checks)
             # the batched trace of these particles, made from their values (lazy: evaluated on access)
-            vtr = vectorize.trace_of_values(model, args_c, obs_c, vtr, n, k, layout)
+            vtr = compiled_pass.trace_of_values(model, args_c, obs_c, vtr, n, k, layout)
             if not finite:  # the guarded checks may fail only here: check them all
                 mx.eval([c.ok for c in vtr.checks])
                 raise_failed(vtr.checks)

@@ -240,7 +240,7 @@ def test_vectorized_is_log_ml_matches_the_exact_beta_bernoulli_evidence():
     assert abs(per_lane.log_ml - BB_LOG_EVIDENCE) < 0.1
 
 
-# -- the compiled vectorized pass of IS (vectorize._compiled_vgenerate) ----------------------------
+# -- the compiled vectorized pass of IS (genmlx.compiled_pass) ----------------------------------------
 
 
 @gm.gen
@@ -267,9 +267,11 @@ def test_compiled_pass_is_cached_and_takes_observations_and_array_args_as_inputs
         assert lane(comp, 5)["y"].tolist() == ys
         outs.append(wc)
     assert not np.allclose(np.array(outs[0]), np.array(outs[1]))  # new observation values, same compiled pass
-    n_cached = len(V._COMPILED)
+    from genmlx import compiled_pass
+
+    n_cached = len(compiled_pass._COMPILED)
     V.vgenerate(_reg, (xs + 1.0,), gm.choicemap({"y": mx.array([0.0, 0.0, 0.0])}), 64, key, "shared", compiled=True)
-    assert len(V._COMPILED) == n_cached
+    assert len(compiled_pass._COMPILED) == n_cached
 
 
 def test_compiled_pass_reports_invalid_parameters_naming_the_site():
@@ -284,7 +286,7 @@ def test_compiled_pass_reports_invalid_parameters_naming_the_site():
 
 def test_lean_is_pass_traces_hold_exactly_the_weighted_particles():
     """Vectorized IS evaluates only particle values and weights; the trace is made from those values."""
-    from genmlx import vectorize as V
+    from genmlx import compiled_pass as V
 
     obs = {("y", i): float(y) for i, y in enumerate(BB_DATA)}
     res = infer.importance_sampling(beta_bernoulli, (len(BB_DATA),), obs, n_particles=500, vectorized=True,

@@ -201,7 +201,7 @@ def test_vectorized_is_raises_a_failed_unguarded_check_of_an_observation():
 
 
 def test_the_checks_pass_leaves_out_only_guarded_checks():
-    from genmlx import vectorize as V
+    from genmlx import compiled_pass as V
 
     cm = scaled._constraints(gm.choicemap({"y": 0.5}))
     vals, _ = V.vgenerate_values(scaled, (), cm, 50, mx.random.key(2))

@@ -1,0 +1,239 @@
+"""Vectorized passes compiled once and cached: `mx.compile` of a whole `vgenerate`.
+
+`compiled_vgenerate` (what `vgenerate(..., compiled=True)` runs) compiles the
+whole vectorized pass once per (gen fn, structure of args, constraint
+addresses and shapes, n, layout) and keeps the last 32. The compiled function
+takes the key, the arrays of args and the constraint values as inputs and
+returns every array of the packed trace, the weights and the checks'
+predicates; the Python structure around them (distributions, addresses, check
+messages) is the one recorded when it was traced. So a cache hit runs no Python
+model code: the model must build the same trace structure for the same
+signature (no Python state read from outside its args), as `mx.compile`
+requires.
+
+Vectorized importance sampling runs three passes of this kind
+(genmlx.inference.importance): the lean pass (`vgenerate_values`: particle
+values and weights only, so MLX fuses across sites), the checks pass
+(`checks_of_values`: the parameter checks the weights do not guard) and the
+batched trace of the same particles (`trace_of_values`, every choice given).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable
+
+import mlx.core as mx
+
+from .checks import DeferredCheck, GuardedCheck
+from .choicemap import ChoiceMap
+from .rng import resolve
+from .trace import Trace
+from .tree import _spec
+from .vectorize import VectorizationError, _pack_top, _unpack, vgenerate, vgenerate_given
+
+__all__ = ["compiled_vgenerate", "vgenerate_values", "checks_of_values", "trace_of_values"]
+
+_COMPILED: "OrderedDict[tuple, Any]" = OrderedDict()
+_COMPILED_MAX = 32  # cached compiled passes (least recently used dropped)
+_UNCOMPILABLE = object()
+
+
+class _NoSig(Exception):
+    pass
+
+
+def _sig(o, arrays: list):
+    """A hashable signature of `o`'s structure (array shapes and dtypes, Python values); arrays collected."""
+    t = type(o)
+    if t is mx.array:
+        arrays.append(o)
+        return ("A", tuple(o.shape), o.dtype)
+    if t is float:
+        return (t, o.hex())  # exact: -0.0 and 0.0 differ, a NaN equals itself
+    if o is None or t in (int, str, bool):
+        return (t, o)
+    if t in (list, tuple):
+        return (t, tuple(_sig(x, arrays) for x in o))
+    if t is dict:
+        return (t, tuple((k, _sig(v, arrays)) for k, v in o.items()))
+    try:
+        hash(o)
+    except TypeError:
+        raise _NoSig from None
+    return ("obj", o)
+
+
+_HOLE = object()  # where an array was, in a cached pass's skeleton of its args (which holds no arrays)
+
+
+def _fill(o, it):
+    """`o` with its arrays (or `_HOLE`s) replaced, in `_sig` order, by the next items of `it`."""
+    t = type(o)
+    if t is mx.array or o is _HOLE:
+        return next(it)
+    if t in (list, tuple):
+        return t(_fill(x, it) for x in o)
+    if t is dict:
+        return {k: _fill(v, it) for k, v in o.items()}
+    return o
+
+
+def compiled_vgenerate(gf, args, constraints: ChoiceMap, n: int, key, layout: str):
+    """`vgenerate` through a cached `mx.compile` of the whole vectorized pass (see the module
+    docstring), or None if it cannot be compiled and cached."""
+    return _cached_pass("trace", gf, args, constraints, n, key, layout)
+
+
+def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layout: str = "shared"):
+    """The lean compiled pass: (values of the unconstrained choices {path: [N]}, weights [N]).
+
+    The same pass as `compiled_vgenerate` returning only what importance
+    sampling needs (the floor's outputs: particles and weights): the per-site scores,
+    distribution parameters and parameter checks are not outputs, so the compiled graph
+    fuses across sites (an array parameter that is also checked would be materialized
+    for its two consumers). The caller must evaluate `checks_of_values` (the checks of
+    the same particles, a separate compiled pass) before trusting the weights;
+    `trace_of_values` makes the full batched trace of these particles. None when the
+    pass cannot be compiled and cached (then use `vgenerate`).
+    """
+    return _cached_pass("values", gf, args, constraints, n, key, layout)
+
+
+def checks_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
+                     layout: str = "shared") -> tuple:
+    """The unguarded parameter checks (one DeferredCheck over all lanes, or none) of the trace
+    `trace_of_values` makes.
+
+    A compiled pass returning only the check predicates, so their evaluation costs one
+    fused pass over the parameters, not the whole trace. The checks the weights guard
+    (`checks.GuardedCheck`) are left out: they hold while every weight is finite; when one
+    is not, evaluate the full trace's checks. None if it cannot be compiled.
+    """
+    return _cached_pass("checks", gf, args, constraints, n, key, layout, values)
+
+
+def trace_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
+                    layout: str = "shared") -> Trace:
+    """The batched trace with `constraints` and the per-lane choice `values` ({path: [N, ...]}).
+
+    Every choice is given, so nothing is drawn: lane i is `generate(args, constraints
+    + values[i])`'s trace, its choices exactly `values[i]`. Compiled and cached like
+    `compiled_vgenerate`; the arrays are left unevaluated (lazy).
+    """
+    got = _cached_pass("given", gf, args, constraints, n, key, layout, values)
+    if got is not None:
+        return got
+    return vgenerate_given(gf, args, constraints, values, n, key, layout)
+
+
+def _leaf_sig(leaves: dict) -> tuple:
+    out = []
+    for p, v in leaves.items():
+        if type(v) is not mx.array:
+            raise _NoSig
+        out.append((p, tuple(v.shape), v.dtype))
+    return tuple(out)
+
+
+def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layout: str, given: dict | None = None):
+    """One cached `mx.compile` of a vectorized pass (mode "trace", "values" or "given"), or None."""
+    arrays: list = []
+    leaves = constraints._leaves
+    given = given or {}
+    try:
+        sig = (mode, gf, _sig(args, arrays), _leaf_sig(leaves), _leaf_sig(given), n, layout)
+        hash(sig)
+    except (_NoSig, TypeError):
+        return None
+    entry = _COMPILED.get(sig)
+    if entry is _UNCOMPILABLE:
+        return None
+    key = resolve(key)
+    inputs = [key, *arrays, *leaves.values(), *given.values()]
+    if entry is None:
+        paths, gpaths = tuple(leaves), tuple(given)
+        box: dict = {}
+        na, nc = len(arrays), len(leaves)
+        skeleton = _fill(args, iter([_HOLE] * na))  # the cache keeps no array of this call alive
+
+        def fn(k, *xs):
+            a = _fill(skeleton, iter(xs[:na]))
+            cm = ChoiceMap._from_leaves(dict(zip(paths, xs[na:na + nc])))
+            if mode in ("given", "checks"):
+                tr, w = vgenerate_given(gf, a, cm, dict(zip(gpaths, xs[na + nc:])), n, k, layout), None
+            else:
+                tr, w = vgenerate(gf, a, cm, n, k, layout)
+            # the checks leave as one predicate vector (one output, one check to read)
+            cs = [c for c in tr.checks if not isinstance(c, GuardedCheck)] if mode == "checks" else tr.checks
+            oks = [mx.stack([c.ok for c in cs])] if cs else []
+            out: list = []
+            if mode == "values":
+                lat = {p: v for p, v in tr.get_choices()._leaves.items() if p not in cm._leaves}
+                spec = _spec((list(lat.values()), [], w), out)
+                box["paths"] = tuple(lat)
+            elif mode == "checks":
+                spec = _spec(([], oks, None), out)
+            else:
+                spec = _spec((_pack_top(tr), oks, w), out)
+            box["rebuild"], box["errors"] = _builder(spec), [c.error for c in cs]
+            return out
+
+        entry = (mx.compile(fn), box)
+        try:
+            outs = entry[0](*inputs)
+        except VectorizationError:
+            raise
+        except Exception:  # something mx.compile cannot trace: the plain pass (which raises its own errors)
+            _COMPILED[sig] = _UNCOMPILABLE
+            return None
+        _COMPILED[sig] = entry
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    else:
+        _COMPILED.move_to_end(sig)
+        outs = entry[0](*inputs)
+    box = entry[1]
+    first, oks, w = box["rebuild"](iter(outs))
+    checks = (DeferredCheck(mx.all(oks[0]), _first_error(oks[0], box["errors"])),) if oks else ()
+    if mode == "values":
+        return dict(zip(box["paths"], first)), w
+    if mode == "checks":
+        return checks
+    tr = _unpack(first, args, n, checks)
+    return tr if mode == "given" else (tr, w)
+
+
+def _builder(spec) -> Callable:
+    """`tree._build(spec, it)` as a tree of closures made once (no per-node dispatch on every rebuild)."""
+    kind = spec[0]
+    if kind == "leaf":
+        return next
+    if kind == "static":
+        v = spec[1]
+        return lambda it: v
+    if kind == "obj":
+        rb, f = spec[1], _builder(spec[2])
+        return lambda it: rb(f(it))
+    if kind == "dict":
+        cls, items = spec[1], [(k, _builder(x)) for k, x in spec[2]]
+        if cls is dict:
+            return lambda it: {k: f(it) for k, f in items}
+        return lambda it: cls((k, f(it)) for k, f in items)
+    cls, fs = spec[1], [_builder(x) for x in spec[2]]
+    if kind == "named":
+        return lambda it: cls(*[f(it) for f in fs])
+    if cls is list:
+        return lambda it: [f(it) for f in fs]
+    if cls is tuple:
+        return lambda it: tuple([f(it) for f in fs])
+    return lambda it: cls([f(it) for f in fs])
+
+
+def _first_error(oks: mx.array, errors: list):
+    """The error of the first False entry of the (evaluated) predicate vector `oks`."""
+
+    def error():
+        return errors[oks.tolist().index(False)]()
+
+    return error
