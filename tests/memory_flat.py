@@ -42,3 +42,14 @@ class FlatRecorder:
             f"memory not flat: live arrays {live:+.4f}/iteration, pending nodes {pending:+.4f}/iteration "
             f"(limit {max_slope}); census points (iteration, live, pending): {self.points[:3]} ... {self.points[-3:]}"
         )
+
+
+class KeepStore:
+    """An event subscriber pointing a FlatRecorder at the driver's sample store (kept samples are not a leak):
+    `with events.subscribed(KeepStore(rec)): ...`."""
+
+    def __init__(self, rec: FlatRecorder):
+        self.rec = rec
+
+    def on_run_start(self, e):
+        self.rec.keep = e.store

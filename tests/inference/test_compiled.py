@@ -12,7 +12,7 @@ from genmlx import inference as infer
 from genmlx.inference.compiled import CompiledMH
 from genmlx.inference.diagnostics import mcse
 from genmlx.inference.mh import mh_step
-from memory_flat import FlatRecorder
+from memory_flat import FlatRecorder, KeepStore
 
 from core.models import point
 
@@ -110,17 +110,9 @@ def test_bad_input(kw, match):
         infer.compiled_mh(normal_normal, (), NN_OBS, **kw)
 
 
-class _Keep:
-    def __init__(self, rec):
-        self.rec = rec
-
-    def on_run_start(self, e):
-        self.rec.keep = e.store
-
-
 def test_compiled_memory_flat_under_budget():
     rec = FlatRecorder(every=10, warmup=10)
-    with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
+    with gm.memory.budget(499_000), events.subscribed(KeepStore(rec)):
         infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=1000, iterations_per_step=10, key=mx.random.key(0),
                           callback=rec)
     rec.assert_flat()

@@ -11,7 +11,7 @@ import genmlx as gm
 from genmlx import dist, events
 from genmlx import inference as infer
 from genmlx.inference.diagnostics import mcse
-from memory_flat import FlatRecorder
+from memory_flat import FlatRecorder, KeepStore
 
 YS = [1.0, 2.0, 0.5]
 
@@ -90,17 +90,9 @@ def test_bad_input(kw, match):
         infer.elliptical_slice(normal_normal, (), NN_OBS, **kw)
 
 
-class _Keep:
-    def __init__(self, rec):
-        self.rec = rec
-
-    def on_run_start(self, e):
-        self.rec.keep = e.store
-
-
 def test_elliptical_memory_flat_under_budget():
     rec = FlatRecorder(every=40, warmup=40)
-    with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
+    with gm.memory.budget(499_000), events.subscribed(KeepStore(rec)):
         infer.elliptical_slice(normal_normal, (), NN_OBS, addresses=["mu"], n_samples=400, key=mx.random.key(0),
                                callback=rec)
     rec.assert_flat()

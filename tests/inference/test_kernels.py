@@ -12,7 +12,7 @@ from genmlx import inference as infer
 from genmlx.inference.diagnostics import mcse
 from genmlx.inference.elliptical import elliptical_slice_kernel
 from genmlx.inference.mh import mh_kernel
-from memory_flat import FlatRecorder
+from memory_flat import FlatRecorder, KeepStore
 
 
 @gm.gen
@@ -95,17 +95,9 @@ def test_bad_input():
         infer.run_kernel(mh_kernel(gm.select("a")), {"a": 1}, 3)
 
 
-class _Keep:
-    def __init__(self, rec):
-        self.rec = rec
-
-    def on_run_start(self, e):
-        self.rec.keep = e.store
-
-
 def test_run_kernel_memory_flat_under_budget():
     rec = FlatRecorder(every=40, warmup=40)
     k = infer.cycle([mh_kernel(gm.select("a")), mh_kernel(gm.select("b"))])
-    with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
+    with gm.memory.budget(499_000), events.subscribed(KeepStore(rec)):
         infer.run_kernel(k, start(), 400, key=mx.random.key(0), callback=rec)
     rec.assert_flat()

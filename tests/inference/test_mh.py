@@ -14,7 +14,7 @@ from genmlx import dist, events
 from genmlx import inference as infer
 from genmlx.inference.diagnostics import mcse
 from genmlx.inference.mh import mh_step
-from memory_flat import FlatRecorder
+from memory_flat import FlatRecorder, KeepStore
 from .discrete_models import two_bits, two_bits_posterior
 
 YS = [1.0, 2.0, 0.5]
@@ -71,19 +71,9 @@ def linreg_posterior():
     return cov @ x.T @ np.array(LR_YS), cov
 
 
-class _Keep:
-    """Points the recorder at the driver's sample store (kept samples are not a leak)."""
-
-    def __init__(self, rec):
-        self.rec = rec
-
-    def on_run_start(self, e):
-        self.rec.keep = e.store
-
-
 def assert_flat_run(run, every=50, warmup=50):
     rec = FlatRecorder(every=every, warmup=warmup)
-    with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
+    with gm.memory.budget(499_000), events.subscribed(KeepStore(rec)):
         res = run(rec)
     rec.assert_flat()
     return res

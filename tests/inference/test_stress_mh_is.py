@@ -19,7 +19,7 @@ import genmlx as gm
 from genmlx import dist, events
 from genmlx import inference as infer
 from genmlx.inference.diagnostics import mcse
-from memory_flat import FlatRecorder
+from memory_flat import FlatRecorder, KeepStore
 
 pytestmark = pytest.mark.stress
 
@@ -45,18 +45,10 @@ def five_betas():
         gm.trace(f"p{i}", dist.beta(2.0, 2.0))
 
 
-class _Keep:
-    def __init__(self, rec):
-        self.rec = rec
-
-    def on_run_start(self, e):
-        self.rec.keep = e.store
-
-
 def flat(run, n_steps):
     rec = FlatRecorder(every=max(10, n_steps // 40), warmup=max(20, n_steps // 20))
     t0 = time.perf_counter()
-    with gm.memory.budget(499_000), events.subscribed(_Keep(rec)):
+    with gm.memory.budget(499_000), events.subscribed(KeepStore(rec)):
         res = run(rec)
     dt = time.perf_counter() - t0
     rec.assert_flat()
