@@ -194,24 +194,33 @@ def mh_fused_kernel(step: Callable, k: int) -> Callable:
             state, ll, acc = step(keys[j], state, ll)
             outs.append(state)
             accs.append(acc)
-        stacked = tuple(mx.stack([o[i] for o in outs]) for i in range(len(state)))
-        return state, ll, stacked, mx.stack(accs)
+        return state, ll, _stacked(outs), mx.stack(accs)
 
     return mx.compile(kernel)
 
 
 def mh_fused(kernel: Callable, k: int, state, ll, key, n: int):
     """n // K fused steps, one `mx.eval` each; the stacked states are kept."""
+    return _blocks(kernel, k, state, ll, key, n, per_iteration_keys=True)
+
+
+def _blocks(kernel: Callable, k: int, state, ll, key, n: int, per_iteration_keys: bool):
+    """Drive a K-iteration kernel n // K times, one `mx.eval` per block; the stacked states are kept.
+    The kernel gets K keys (one per iteration) or the block's one key."""
     steps = n // k
     keys = mx.random.split(key, steps)
     mx.eval(keys)
     blocks = []
     for i in range(steps):
-        ks = mx.random.split(keys[i], k)
+        ks = mx.random.split(keys[i], k) if per_iteration_keys else keys[i]
         state, ll, stacked, accs = kernel(ks, state, ll)
         mx.eval(state, ll, stacked, accs)
         blocks.append((stacked, accs))
     return state, blocks
+
+
+def _stacked(outs: list) -> tuple:
+    return tuple(mx.stack([o[i] for o in outs]) for i in range(len(outs[0])))
 
 
 def mh_upfront_kernel(model, k: int) -> Callable:
@@ -239,22 +248,14 @@ def mh_upfront_kernel(model, k: int) -> Callable:
             ll = mx.where(acc, lls[j], ll)
             outs.append(state)
             accs.append(acc)
-        stacked = tuple(mx.stack([o[i] for o in outs]) for i in range(len(state)))
-        return state, ll, stacked, mx.stack(accs)
+        return state, ll, _stacked(outs), mx.stack(accs)
 
     return mx.compile(kernel)
 
 
 def mh_upfront(kernel: Callable, k: int, state, ll, key, n: int):
-    steps = n // k
-    keys = mx.random.split(key, steps)
-    mx.eval(keys)
-    blocks = []
-    for i in range(steps):
-        state, ll, stacked, accs = kernel(keys[i], state, ll)
-        mx.eval(state, ll, stacked, accs)
-        blocks.append((stacked, accs))
-    return state, blocks
+    """n // K steps of `mh_upfront_kernel`, one key per block."""
+    return _blocks(kernel, k, state, ll, key, n, per_iteration_keys=False)
 
 
 # -- bootstrap particle filter on the linear-Gaussian state space ------------------------------

@@ -31,12 +31,14 @@ class DeferredCheck(NamedTuple):
 
 
 class GuardedCheck(DeferredCheck):
-    """A check the weight of its `generate` guards: the parameters of constrained sites whose
-    failure leaves the site's log density non-finite at every value (`Distribution._score_guards`).
+    """A check its execution's weight guards: the parameters of a site whose log density is in the
+    weight (a constrained site of `generate`, a retained one of `regenerate`) and whose failure
+    leaves that log density NaN or -inf at every value (`Distribution._score_guards`).
 
-    While every weight of an execution is finite, its guarded checks hold; a pass that
-    computes weights may leave them unevaluated and evaluate them only when a weight is
-    not finite (vectorized importance sampling's lean pass does).
+    While the weight is finite, its guarded checks hold. A pass that computes weights may leave
+    them unevaluated and evaluate them only when a weight is not finite (vectorized importance
+    sampling's lean pass does); an MH proposal that fails one has a NaN or -inf acceptance
+    weight, so it is never accepted (the fused MH kernel does not evaluate them).
     """
 
     __slots__ = ()

@@ -119,14 +119,16 @@ class Handler:
         if st.checks:
             self.checks.extend(st.checks)
 
-    def dist_checks(self, path: Path, d, constrained: bool = False) -> None:
-        """Collect `d`'s array parameter checks; a constrained site's guarded ones apart (GuardedCheck)."""
+    def dist_checks(self, path: Path, d, weighted: bool = False) -> None:
+        """Collect `d`'s array parameter checks; apart (GuardedCheck) the guarded ones of a site whose
+        log density is in this execution's weight (a constrained site of generate, a retained one of
+        regenerate)."""
         lazy = d._lazy_checks
         if lazy:
             if self.checked is None:
                 self.checked = set()
             seen = self.checked
-            guards = d._score_guards if constrained else ()
+            guards = d._score_guards if weighted else ()
             full = None
             for name, must, v, ok in lazy:
                 guarded = name in guards
@@ -434,14 +436,16 @@ class RegenerateHandler(Handler):
                 self.rn.append(lp)
                 if old is not None:
                     self.ro.append(old.score)
+                weighted = False
             else:
                 if _same_params(old.gen_fn, obj):  # unchanged site: reuse its score, no new graph
                     self.record(path, obj, old)
                     return old.retval
                 v = old.retval
                 lp = obj._score(v)
+                weighted = True  # a retained site: its new log density is in the weight
             st = Trace(obj, (), v, lp)
-            self.dist_checks(path, obj)
+            self.dist_checks(path, obj, weighted)
         else:
             sub = self.selection.get_subselection(path)
             if old is not None and same_callee(old.gen_fn, obj):

@@ -322,9 +322,9 @@ class _Merge:
             return ()
         if self.lanes:
             rejected = mx.logical_not(self.accept)
-            return tuple(DeferredCheck(mx.all(mx.logical_or(c.ok, rejected)), c.error) for c in cs)
+            return tuple(type(c)(mx.all(mx.logical_or(c.ok, rejected)), c.error) for c in cs)
         acc = self.accept
-        return tuple(DeferredCheck(ok_or_rejected(c.ok, acc), c.error) for c in cs)
+        return tuple(type(c)(ok_or_rejected(c.ok, acc), c.error) for c in cs)
 
     def value(self, a, b):
         if a is b:

@@ -40,7 +40,7 @@ import math
 
 import mlx.core as mx
 
-from ..checks import DeferredCheck
+from ..checks import DeferredCheck, GuardedCheck
 from ..choicemap import ChoiceMap
 from ..distributions.base import Distribution
 from ..dynamic import DynamicGenFn
@@ -95,6 +95,8 @@ class CompiledMH:
             accs.append(st["accepted"])
             probs.append(st["accept_prob"])
             for c in tr.checks:
+                if isinstance(c, GuardedCheck):  # failed, it made the weight NaN or -inf: rejected
+                    continue
                 oks.append(c.ok if c.ok.ndim == 0 else mx.all(c.ok))
                 if self._check_error is None:  # (never one that holds the body's tracer arrays)
                     self._check_error = getattr(c.error, "static", c.error)

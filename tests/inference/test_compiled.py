@@ -178,3 +178,34 @@ def test_combinator_models_use_the_regenerate_weight():
     a = infer.mh(batched, (), B_OBS, **kw)
     b = infer.compiled_mh(batched, (), B_OBS, iterations_per_step=10, **kw)
     assert b.stats["accepted"] == a.stats["accepted"] and 0 < sum(a.stats["accepted"]) < 30
+
+
+@gm.gen
+def scale_model():
+    s = gm.trace("s", dist.normal(0.0, 1.0))
+    gm.trace("y", dist.normal(0.0, s))  # s < 0: an invalid sigma, guarded by the weight (NaN)
+
+
+@gm.gen
+def probit_model():
+    z = gm.trace("z", dist.normal(0.0, 1.0))
+    gm.trace("y", dist.bernoulli(z))  # z outside [0, 1]: invalid p, not guarded (y = 0 scores log(1 - z))
+
+
+def test_guarded_checks_are_not_evaluated_their_proposals_are_rejected():
+    """About half the proposals have sigma < 0: their weight is NaN, none is accepted, nothing raises."""
+    tr, _ = scale_model.generate((), {"y": 0.3, "s": 1.0}, key=mx.random.key(0))
+    kernel = CompiledMH(tr, gm.select("s"), 50)
+    new, samples, st = kernel(mx.random.split(mx.random.key(3), 50), tr)
+    mx.eval(new, st)
+    assert all(c.ok.item() for c in new.checks)
+    s = np.array(samples.values[("s",)])
+    assert (s > 0).all() and 0 < sum(st["accepted"].tolist()) < 50
+
+
+def test_unguarded_checks_still_raise_when_an_invalid_proposal_is_accepted():
+    tr, _ = probit_model.generate((), {"y": False, "z": 0.5}, key=mx.random.key(0))  # a valid start
+    kernel = CompiledMH(tr, gm.select("z"), 50)
+    new, _, st = kernel(mx.random.split(mx.random.key(1), 50), tr)
+    with pytest.raises(ValueError, match=r"bernoulli: parameter p must be in \[0, 1\] \(at trace address 'y'\)"):
+        gm.memory.materialize(new)
