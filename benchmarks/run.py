@@ -4,7 +4,9 @@
 
 The JSON goes to benchmarks/results/<device tag>.json, the tag naming the
 device MLX runs on (`benchmarks.common.device_tag`: `cpu-<cpu>-<arch>-<n>cores`
-or `gpu-<device name>`), so runs on different machines sit side by side.
+or `gpu-<device name>`), so runs on different machines sit side by side. With
+GENMLX_BENCH_FULL=1 (the issue's workloads) the JSON is <device tag>-full.json
+and the report docs/benchmarks-full.md.
 Nothing here picks a device: MLX's default device is the one measured.
 """
 
@@ -14,13 +16,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import device_tag
+from benchmarks.common import FULL, device_tag
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str]) -> int:
-    out = ROOT / "benchmarks" / "results" / f"{device_tag()}.json"
+    suffix = "-full" if FULL else ""
+    out = ROOT / "benchmarks" / "results" / f"{device_tag()}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
     cmd = [sys.executable, "-m", "pytest", "benchmarks", "-p", "no:cacheprovider", f"--benchmark-json={out}", *argv]
     print(" ".join(cmd), flush=True)
@@ -28,7 +31,7 @@ def main(argv: list[str]) -> int:
     if out.exists():
         from benchmarks.report import main as report
 
-        report([str(out)])
+        report([str(out), "--out", str(ROOT / "docs" / f"benchmarks{suffix}.md")])
     return rc
 
 
