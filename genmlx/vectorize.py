@@ -47,6 +47,7 @@ from typing import Any, Callable, NamedTuple
 import mlx.core as mx
 
 from .choicemap import ChoiceMap
+from . import deferred
 from .handler import given_latents
 from .rng import KeyStream, lane_layout, resolve
 from .selection import Selection
@@ -345,13 +346,21 @@ def lane(trace: Trace, i: int) -> Trace:
 
 
 class BatchedTraces(TraceViews):
-    """The N particles of one vectorized trace, as scalar `Trace` views made on access (`lane`)."""
+    """The N particles of one vectorized trace, as scalar `Trace` views made on access (`lane`).
+
+    `batched` may be given as a `Deferred`: it is made on first use.
+    """
 
     noun = "particle"
 
-    def __init__(self, batched: Trace, n: int):
+    def __init__(self, batched, n: int):
         super().__init__(n)
-        self.batched = batched
+        self._batched = batched
+
+    @property
+    def batched(self) -> Trace:
+        self._batched = deferred.resolve(self._batched)
+        return self._batched
 
     def _view(self, i: int) -> Trace:
         return lane(self.batched, i)

@@ -20,12 +20,14 @@ log p(observations) without bias in p (not in log p); the particle ESS is
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mlx.core as mx
 import numpy as np
 
 from ..checks import raise_failed
+from ..deferred import Deferred
 from ..gfi import as_choicemap
 from ..rng import KeyStream
 from .. import compiled_pass, vectorize
@@ -99,11 +101,12 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
         lse, lse2, finite = _host_weight_sums(w) if sums is None else (float(x) for x in np.asarray(sums, np.float64))
         if isinstance(vtr, dict):
             raise_failed(checks)
-            # the batched trace of these particles, made from their values (lazy: evaluated on access)
-            vtr = compiled_pass.trace_of_values(model, args_c, obs_c, vtr, n, k, layout)
+            # the batched trace of these particles, made from their values when first asked for
+            vtr = Deferred(functools.partial(compiled_pass.trace_of_values, model, args_c, obs_c, vtr, n, k, layout))
             if not finite:  # the guarded checks may fail only here: check them all
-                mx.eval([c.ok for c in vtr.checks])
-                raise_failed(vtr.checks)
+                full = vtr.get()
+                mx.eval([c.ok for c in full.checks])
+                raise_failed(full.checks)
         traces = BatchedTraces(vtr, n)
         state = vtr
         if finite:  # the weights stay on the device until read (`Floats`)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..deferred import Deferred
+
 __all__ = ["InferenceResult", "Floats"]
 
 
@@ -75,7 +77,8 @@ class InferenceResult:
             `diverging`, per-step `ess`, `resampled`, summaries `ess_bulk`,
             `ess_tail`, `r_hat`, ... plus `iterations`, `steps`, `syncs`, `duration_s`.
         posterior: algorithm-specific fitted quantities (VI: addr -> (mean, std)).
-        state: the final algorithm state (for resuming or inspection).
+        state: the final algorithm state (for resuming or inspection); given as a
+            `Deferred`, it is made on first access.
     """
 
     traces: list
@@ -84,6 +87,13 @@ class InferenceResult:
     log_ml: float | None = None
     posterior: dict = field(default_factory=dict)
     state: Any = None
+
+    def __getattribute__(self, name):
+        v = object.__getattribute__(self, name)
+        if name == "state" and type(v) is Deferred:
+            v = v.get()
+            object.__setattr__(self, "state", v)
+        return v
 
     def __len__(self) -> int:
         return len(self.traces)

@@ -285,3 +285,15 @@ def _bb_for_device_sums():
     p = gm.trace("p", dist.beta(2.0, 2.0))
     for i in range(4):
         gm.trace(f"y{i}", dist.bernoulli(p))
+
+
+def test_vectorized_batched_trace_is_made_on_first_use():
+    from genmlx.deferred import Deferred
+    from genmlx.trace import Trace
+
+    res = infer.importance_sampling(_bb_for_device_sums, (), {f"y{i}": y for i, y in enumerate([1, 0, 1, 1])},
+                                    n_particles=300, vectorized=True, key=mx.random.key(3))
+    assert type(object.__getattribute__(res, "state")) is Deferred  # nothing made yet
+    state = res.state
+    assert type(state) is Trace and state.batch == 300 and res.traces.batched is state and res.state is state
+    assert res.traces[7]["p"].item() == state["p"][7].item()
