@@ -89,7 +89,7 @@ class CompiledMH:
         tr = self._rebuild(leaves)
         ins = set(map(id, leaves))
         accs, probs, oks, kept = [], [], [], []
-        step = _LeanStep(self.selection) if self.lean else None
+        step = _LeanStep(self.selection, self.paths) if self.lean else None
         for j in range(self.k):
             tr, st = step(keys[j], tr) if step else mh_step(keys[j], tr, self.selection)
             accs.append(st["accepted"])
@@ -163,8 +163,8 @@ class _LeanStep:
     iteration; their old log density is carried as one scalar.
     """
 
-    def __init__(self, selection):
-        self.selection = selection
+    def __init__(self, selection, paths: list):
+        self.selection, self.paths = selection, paths  # paths: every choice's address
         self.retained: list | None = None
         self.ll = None
 
@@ -172,8 +172,7 @@ class _LeanStep:
         ks = KeyStream(key)
         new, _ = tr.gen_fn._regenerate(tr, self.selection, tr.args, ks)
         if self.retained is None:
-            paths = list(tr.get_choices().paths())
-            self.retained = [p for p in paths if new._find(p).retval is tr._find(p).retval]
+            self.retained = [p for p in self.paths if new._find(p).retval is tr._find(p).retval]
             self.ll = _log_density(tr, self.retained)
         lln = _log_density(new, self.retained)
         accept, stats = mh_accept(ks(), lln - self.ll)

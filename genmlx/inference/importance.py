@@ -109,11 +109,8 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
                 raise_failed(full.checks)
         traces = BatchedTraces(vtr, n)
         state = vtr
-        if finite:  # the weights stay on the device until read (`Floats`)
-            stats = finish_stats(res)
-            stats.update(ess=math.exp(2.0 * lse - lse2), n_particles=n)
-            return InferenceResult(traces, stats, log_weights=Floats(w), log_ml=lse - math.log(n), state=state)
-        lw = np.asarray(w, dtype=np.float64).ravel()
+        # all weights finite: the summaries are already there, the weights stay on the device until read
+        lw = None if finite else np.asarray(w, dtype=np.float64).ravel()
     else:
         model._check_args(args)
 
@@ -127,11 +124,14 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
         traces = res.samples
         lw = np.asarray(res.stats["log_weight"], dtype=np.float64)
         state = None
-    _check_weights(lw, traces, obs)
+    if lw is None:
+        log_ml, ess, weights = lse - math.log(n), math.exp(2.0 * lse - lse2), Floats(w)
+    else:
+        _check_weights(lw, traces, obs)
+        (log_ml, ess), weights = _log_ml_and_ess(lw), Floats(lw)
     stats = finish_stats(res)
-    log_ml, ess = _log_ml_and_ess(lw)
     stats.update(ess=ess, n_particles=n)
-    return InferenceResult(traces, stats, log_weights=Floats(lw), log_ml=log_ml, state=state)
+    return InferenceResult(traces, stats, log_weights=weights, log_ml=log_ml, state=state)
 
 
 @mx.compile
@@ -144,23 +144,21 @@ def _weight_sums(w):
 
 
 def _host_weight_sums(w) -> tuple[float, float, bool]:
-    """`_weight_sums` in NumPy: float32 exponentials, float64 sums."""
+    """`_weight_sums` in NumPy: exponentials in the weights' dtype, float64 sums."""
     a = np.asarray(w).ravel()
     if not np.isfinite(a).all():
         return math.nan, math.nan, False
-    top = float(a.max())
-    e = np.exp(a - np.float32(top))
-    return top + math.log(e.sum(dtype=np.float64)), 2.0 * top + math.log(np.square(e).sum(dtype=np.float64)), True
+    top = a.max()
+    e = np.exp(a - top)
+    return float(top) + math.log(e.sum(dtype=np.float64)), 2.0 * float(top) + math.log(np.square(e).sum(dtype=np.float64)), True
 
 
 def _log_ml_and_ess(lw: np.ndarray) -> tuple[float, float]:
-    """`log_ml_estimate(lw)` and `particle_ess(lw)` from one exponentiation (float64)."""
-    top = lw.max()
-    if not np.isfinite(top):
+    """`log_ml_estimate(lw)` and `particle_ess(lw)`, from one exponentiation when every weight is finite."""
+    lse, lse2, finite = _host_weight_sums(lw)
+    if not finite:
         return log_ml_estimate(lw), particle_ess(lw)
-    e = np.exp(lw - top)
-    s1 = e.sum()
-    return float(top + math.log(s1) - math.log(lw.size)), float(s1 * s1 / np.sum(e * e))
+    return lse - math.log(lw.size), math.exp(2.0 * lse - lse2)
 
 
 def _check_weights(lw: np.ndarray, traces, obs) -> None:
