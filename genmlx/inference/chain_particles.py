@@ -24,7 +24,7 @@ from ..choicemap import ChoiceMap
 from ..combinators import _util as u
 from ..combinators.unfold import Unfold
 from ..trace import Trace
-from ..tree import flatten
+from ..tree import map_arrays
 from ..vectorize import _Lanes, _checks_out, _pack, _reduce_checks, _unpack, vmap_tree
 
 __all__ = ["ChainParticles", "steps_one_at_a_time"]
@@ -119,8 +119,8 @@ def _with_checks(st: Trace, checks: tuple) -> Trace:
 
 
 def _gather(tree, idx, n: int):
-    leaves, rebuild = flatten(tree)
-    return rebuild([x[idx] if isinstance(x, mx.array) and x.ndim >= 1 and x.shape[0] == n else x for x in leaves])
+    """Every array leaf with the particle axis (leading dimension n) at `idx`."""
+    return map_arrays(lambda x: x[idx] if x.ndim >= 1 and x.shape[0] == n else x, tree)
 
 
 def _gather_trace(st: Trace, idx, n: int) -> Trace:
