@@ -85,8 +85,12 @@ def compiled_vgenerate(gf, args, constraints: ChoiceMap, n: int, key, layout: st
     return _cached_pass("trace", gf, args, constraints, n, key, layout)
 
 
-def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layout: str = "shared"):
+def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layout: str = "shared",
+                     summarize: Callable | None = None):
     """The lean compiled pass: (values of the unconstrained choices {path: [N]}, weights [N]).
+
+    With `summarize` (a module-level function of the weights, part of the cache key):
+    (values, weights, summarize(weights)), the summary computed in the same compiled pass.
 
     The same pass as `compiled_vgenerate` returning only what importance
     sampling needs (the floor's outputs: particles and weights): the per-site scores,
@@ -97,7 +101,7 @@ def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layou
     `trace_of_values` makes the full batched trace of these particles. None when the
     pass cannot be compiled and cached (then use `vgenerate`).
     """
-    return _cached_pass("values", gf, args, constraints, n, key, layout)
+    return _cached_pass("values", gf, args, constraints, n, key, layout, summarize=summarize)
 
 
 def checks_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
@@ -136,13 +140,14 @@ def _leaf_sig(leaves: dict) -> tuple:
     return tuple(out)
 
 
-def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layout: str, given: dict | None = None):
-    """One cached `mx.compile` of a vectorized pass (mode "trace", "values" or "given"), or None."""
+def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layout: str, given: dict | None = None,
+                 summarize: Callable | None = None):
+    """One cached `mx.compile` of a vectorized pass (mode "trace", "values", "checks" or "given"), or None."""
     arrays: list = []
     leaves = constraints._leaves
     given = given or {}
     try:
-        sig = (mode, gf, _sig(args, arrays), _leaf_sig(leaves), _leaf_sig(given), n, layout)
+        sig = (mode, gf, _sig(args, arrays), _leaf_sig(leaves), _leaf_sig(given), n, layout, summarize)
         hash(sig)
     except (_NoSig, TypeError):
         return None
@@ -170,7 +175,7 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
             out: list = []
             if mode == "values":
                 lat = {p: v for p, v in tr.get_choices()._leaves.items() if p not in cm._leaves}
-                spec = _spec((list(lat.values()), [], w), out)
+                spec = _spec((list(lat.values()), [] if summarize is None else [summarize(w)], w), out)
                 box["paths"] = tuple(lat)
             elif mode == "checks":
                 spec = _spec(([], oks, None), out)
@@ -194,10 +199,11 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
         _COMPILED.move_to_end(sig)
         outs = entry[0](*inputs)
     box = entry[1]
-    first, oks, w = box["rebuild"](iter(outs))
-    checks = (DeferredCheck(mx.all(oks[0]), _first_error(oks[0], box["errors"])),) if oks else ()
+    first, mid, w = box["rebuild"](iter(outs))  # mid: the checks' predicates (the summary in "values")
     if mode == "values":
-        return dict(zip(box["paths"], first)), w
+        vals = dict(zip(box["paths"], first))
+        return (vals, w) if summarize is None else (vals, w, mid[0])
+    checks = (DeferredCheck(mx.all(mid[0]), _first_error(mid[0], box["errors"])),) if mid else ()
     if mode == "checks":
         return checks
     tr = _unpack(first, args, n, checks)

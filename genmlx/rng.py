@@ -33,7 +33,7 @@ from typing import Callable
 import mlx.core as mx
 
 __all__ = ["seed", "next_key", "resolve", "KeyStream", "lanewise", "uniform", "categorical", "shared_lanes",
-           "lane_layout"]
+           "lane_layout", "pick_row"]
 
 _stream = _random.Random(0)
 
@@ -118,7 +118,29 @@ def lanewise(fn: Callable, key, shape: tuple, *extra):
     if _lanes is None:
         return fn(key, shape, *extra)
     n, lane = _lanes
-    return fn(key, (n,) + shape, *extra)[lane]
+    return pick_row(fn(key, (n,) + shape, *extra), lane)
+
+
+@mx.custom_function
+def pick_row(x, lane):
+    """`x[lane]`: a shared-key lane's row of an (N, ...) draw.
+
+    Under the shared-key pass's `mx.vmap` the lane index is `arange(N)` batched on
+    axis 0, so every lane's row, stacked, is `x` itself: the vmap rule returns it
+    (no gather, and the draw's consumers fuse with the sampler's kernel). That is
+    the only batched lane index (a nested vmap sees the lane unbatched), so the rule
+    only checks the shapes; anything else gathers.
+    """
+    return x[lane]
+
+
+@pick_row.vmap
+def _pick_row_vmap(inputs, axes):
+    x, lane = inputs
+    xa, la = axes
+    if xa is None and la == 0 and lane.ndim == 1 and x.ndim >= 1 and lane.shape[0] == x.shape[0]:
+        return x, 0
+    return mx.vmap(lambda a, i: a[i], in_axes=(xa, la))(x, lane), 0
 
 
 def lane_key(key) -> mx.array:

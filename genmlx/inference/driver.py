@@ -178,8 +178,8 @@ def run(
 
     _apply_cache_policy()
     key = rng.resolve(key)
+    # evaluated with the first step that uses a key (one sync fewer than evaluating it here)
     keys = mx.random.split(key, max(n_steps, 1))
-    mx.eval(keys)
     samples: list = []
     history: dict[str, list] = {}
     params = dict(params or {})

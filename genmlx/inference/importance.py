@@ -81,17 +81,19 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
         checks: list = []
         # The weights' summaries: with them on the device (no copy of N weights to the host), or, on
         # the CPU device, in NumPy (the weights are in host memory, and NumPy's exp is ~15x MLX's there)
-        sums_of = (lambda w: None) if mx.default_device() == mx.cpu else _weight_sums
+        on_device = _sums_on_device()
+        sums_of = _weight_sums if on_device else (lambda w: None)
 
         def vstep(k, state):
             if layout == "shared":
-                # the lean compiled pass: particle values and weights only
-                got = compiled_pass.vgenerate_values(model, args_c, obs_c, n, k, layout)
+                # the lean compiled pass: particle values, weights (and on a GPU their summaries) only
+                got = compiled_pass.vgenerate_values(model, args_c, obs_c, n, k, layout,
+                                                     summarize=_weight_sums if on_device else None)
                 cs = None if got is None else compiled_pass.checks_of_values(model, args_c, obs_c, got[0], n, k, layout)
                 if cs is not None:
-                    vals, w = got
+                    vals, w, sums = got if on_device else (*got, None)
                     checks[:] = cs  # evaluated by the driver in the same mx.eval as the particles
-                    return driver.Step(None, (k, vals, w, sums_of(w), [c.ok for c in cs]), {})
+                    return driver.Step(None, (k, vals, w, sums, [c.ok for c in cs]), {})
             vtr, w = vectorize.vgenerate(model, args_c, obs_c, n, k, layout)
             return driver.Step(None, (k, vtr, w, sums_of(w), []), {})
 
@@ -132,6 +134,11 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
     stats = finish_stats(res)
     stats.update(ess=ess, n_particles=n)
     return InferenceResult(traces, stats, log_weights=weights, log_ml=log_ml, state=state)
+
+
+def _sums_on_device() -> bool:
+    """Whether the weights' summaries are made on the device (a GPU) rather than in NumPy."""
+    return mx.default_device() != mx.cpu
 
 
 @mx.compile

@@ -166,9 +166,14 @@ def uniform_scale():
     gm.trace("y", dist.uniform(0.0, theta + 1e-6))
 
 
-def test_some_impossible_particles_are_fine():
+@pytest.mark.parametrize("vectorized,on_device", [(False, False), (True, False), (True, True)])
+def test_some_impossible_particles_are_fine(vectorized, on_device, monkeypatch):
     # y = 1.5 is impossible when theta < 1.5: those particles weigh 0, the rest carry the estimate
-    res = infer.importance_sampling(uniform_scale, (), {"y": 1.5}, n_particles=400, key=mx.random.key(0))
+    from genmlx.inference import importance
+
+    monkeypatch.setattr(importance, "_sums_on_device", lambda: on_device)
+    res = infer.importance_sampling(uniform_scale, (), {"y": 1.5}, n_particles=400, key=mx.random.key(0),
+                                    vectorized=vectorized)
     lw = np.array(res.log_weights)
     assert np.isinf(lw).any() and np.isfinite(lw).any()
     exact = math.log(0.5 * math.log(2.0 / 1.5))  # int_{1.5}^2 (1/2)(1/theta) dtheta
@@ -268,11 +273,15 @@ def test_log_weights_behave_as_a_list_of_floats():
         np.asarray(lw)[0] = 0.0  # read-only
 
 
+@pytest.mark.parametrize("on_device", [False, True], ids=["host_sums", "device_sums"])
 @pytest.mark.parametrize("layout", ["shared", "per_lane"])
-def test_vectorized_log_ml_and_ess_from_the_device_match_float64(layout):
-    """log_ml and ESS come from logsumexps computed with the weights (float32); float64 on the host agrees."""
+def test_vectorized_log_ml_and_ess_from_the_device_match_float64(layout, on_device, monkeypatch):
+    """log_ml and ESS come from logsumexps computed with the weights (float32): in NumPy on a CPU
+    device, in the compiled pass on a GPU (forced here); float64 on the host agrees."""
+    from genmlx.inference import importance
     from genmlx.inference.diagnostics import particle_ess
 
+    monkeypatch.setattr(importance, "_sums_on_device", lambda: on_device)
     res = infer.importance_sampling(_bb_for_device_sums, (), {f"y{i}": y for i, y in enumerate([1, 0, 1, 1])},
                                     n_particles=20_000, vectorized=True, key=mx.random.key(3), layout=layout)
     assert res.log_weights._host is None  # all weights finite: nothing copied to the host yet
