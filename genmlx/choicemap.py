@@ -210,8 +210,9 @@ def _flatten_into(data, prefix: Path, out: dict) -> None:
     if not isinstance(data, Mapping):
         raise TypeError(f"choicemap data must be a mapping, got {type(data).__name__}")
     for k, v in data.items():
-        p = prefix + to_path(k)
-        if isinstance(v, (Mapping, ChoiceMap)):
+        p = prefix + ((k,) if type(k) is str else to_path(k))
+        t = type(v)
+        if t is not float and t is not mx.array and isinstance(v, (Mapping, ChoiceMap)):  # (ABC checks are slow)
             _flatten_into(v, p, out)
         else:
             if p in out:

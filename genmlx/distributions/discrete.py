@@ -36,7 +36,9 @@ def _is_int(x):
 
 @fused
 def _bernoulli_lp(x, p):
-    x = as_float(x)
+    # x + 0 p is x for every valid p; it puts x in p's batch first: under mx.vmap an observed x is
+    # unbatched, and its two comparisons would run as kernels of their own (one pair per site)
+    x = as_float(x) + 0.0 * p
     return mx.where(x == 1, mx.log(p), mx.where(x == 0, mx.log1p(-p), -mx.inf))
 
 
