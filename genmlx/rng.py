@@ -33,7 +33,7 @@ from typing import Callable
 import mlx.core as mx
 
 __all__ = ["seed", "next_key", "resolve", "KeyStream", "lanewise", "uniform", "categorical", "shared_lanes",
-           "lane_layout", "pick_row"]
+           "lane_layout"]
 
 _stream = _random.Random(0)
 
@@ -118,11 +118,11 @@ def lanewise(fn: Callable, key, shape: tuple, *extra):
     if _lanes is None:
         return fn(key, shape, *extra)
     n, lane = _lanes
-    return pick_row(fn(key, (n,) + shape, *extra), lane)
+    return _pick_row(fn(key, (n,) + shape, *extra), lane)
 
 
 @mx.custom_function
-def pick_row(x, lane):
+def _pick_row(x, lane):
     """`x[lane]`: a shared-key lane's row of an (N, ...) draw.
 
     Under the shared-key pass's `mx.vmap` the lane index is `arange(N)` batched on
@@ -134,7 +134,7 @@ def pick_row(x, lane):
     return x[lane]
 
 
-@pick_row.vmap
+@_pick_row.vmap
 def _pick_row_vmap(inputs, axes):
     x, lane = inputs
     xa, la = axes

@@ -305,7 +305,7 @@ def _shared_fn(rounds: int, boost: int, q: float, n: int):
             return mx.vmap(plain, in_axes=(ka, la, aa))(key, lane, a), 0
         m = lane.shape[0]
         ab = mx.moveaxis(a, aa, 0) if aa is not None else a
-        # every lane of the pass (lane = arange(n), see rng.pick_row): the plain [n] draw, no gather
+        # every lane of the pass (lane = arange(n), see rng._pick_row): the plain [n] draw, no gather
         logg, _ = _draw_compact(key, ab, (m,), rounds, boost, q, pick=None if m == n and la == 0 else (n, lane))
         return logg, 0
 

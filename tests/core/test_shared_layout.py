@@ -113,6 +113,23 @@ def test_shared_and_per_lane_layouts_differ_but_both_are_reproducible():
 
 # -- every distribution family at a scalar site under the shared layout ---------------------------
 
+def test_a_shared_lane_takes_its_row_of_the_one_draw_without_a_gather():
+    """Under the pass's vmap over arange(N) every lane's row, stacked, is the (N, ...) draw itself."""
+    from genmlx import rng
+
+    key, n = mx.random.key(5), 7
+
+    def lane_draw(i):
+        with rng.lane_layout((n, i)):
+            return rng.uniform(key, (3,))
+
+    got, plain = mx.vmap(lane_draw)(mx.arange(n, dtype=mx.int32)), mx.random.uniform(shape=(n, 3), key=key)
+    assert gm.memory.count_nodes(got) == gm.memory.count_nodes(plain)  # (counted before evaluation)
+    assert mx.array_equal(got, plain).item()
+    # a single lane outside a batch gathers its own row
+    assert mx.array_equal(lane_draw(mx.array(4)), mx.random.uniform(shape=(n, 3), key=key)[4]).item()
+
+
 from distributions.test_samplers import CONTINUOUS, DISCRETE, _chi2_pvalue  # noqa: E402  (the module pytest already imported)
 
 
