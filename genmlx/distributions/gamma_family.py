@@ -44,36 +44,61 @@ def _gamma_c(a, b):
     return mx.where(a < _BIG, direct, loader)
 
 
-def _gamma_value(x, a, b, k, c, branch="both"):
-    """k = a - 1 where a >= 11 (any value >= 10 elsewhere). `branch`: the host knows which form applies."""
+def _gamma_at0_host(a: float, b: float) -> float:
+    """The log density at x = 0: +inf for a < 1, log b for a = 1, -inf above."""
+    return math.inf if a < 1.0 else (math.log(b) if a == 1.0 else -math.inf)
+
+
+def _gamma_value(x, a, b, k, c, at0, branch):
+    """Python-number parameters: the host knows which form applies (`branch`: "direct" for a < 11,
+    else "loader"); k = a - 1 where a >= 11 (any value >= 10 elsewhere)."""
     bx = b * x
-    edge = mx.where(x == 0, mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, mx.log(b), -mx.inf)), -mx.inf)
-    pos = x > 0
+    edge = mx.where(x == 0, at0, -mx.inf)
     if branch == "direct":
-        return mx.where(pos, ((a - 1.0) * mx.log(x) - bx) + c, edge)
-    loader = c - bd0_fast(k, bx)
-    if branch == "loader":
-        return mx.where(pos, loader, edge)
-    direct = ((a - 1.0) * mx.log(x) - bx) + c
-    return mx.where(pos & (a >= _BIG), loader, mx.where(pos, direct, edge))
+        return mx.where(x > 0, ((a - 1.0) * mx.log(x) - bx) + c, edge)
+    return mx.where(x > 0, c - bd0_fast(k, bx), edge)
 
 
-_gamma_lp_host = {br: fused(lambda x, a, b, k, c, br=br: _gamma_value(as_float(x), a, b, k, c, br))
+_gamma_lp_host = {br: fused(lambda x, a, b, k, c, at0, br=br: _gamma_value(as_float(x), a, b, k, c, at0, br))
                   for br in ("direct", "loader")}
 
 
 _gamma_c_fused = fused(_gamma_c)
 
 
-@fused
-def _gamma_lp_arrays(x, a, b, c):
+def _loader_k(a):
     # k only feeds Loader's branch (a >= 11): clamped like `_host_k`, so the branch not taken
     # never sees bd0(0, .) -- its infinite derivative made gradients NaN at a = 1
-    return _gamma_value(as_float(x), a, b, mx.maximum(a - 1.0, _BIG - 1.0), c)
+    return mx.maximum(a - 1.0, _BIG - 1.0)
+
+
+@fused
+def _gamma_logs(x, a, b):
+    """log x and Loader's log(k / (b x)), one kernel: `log1p_fast` near 1 (MLX's CPU log1p costs about
+    5 logs), else log k - log b - log x. A kernel of its own: inside the density's kernel its depth
+    split that kernel in several."""
+    x = as_float(x)
+    k, lx = _loader_k(a), mx.log(x)
+    bx = b * x
+    v = (k - bx) / bx
+    return lx, mx.where(v > -0.5, log1p_fast(mx.maximum(v, -0.5)), (mx.log(k) - mx.log(b)) - lx)
+
+
+@fused
+def _gamma_lp_arrays(x, a, b, c, lx, lr):
+    """Array parameters: both forms per lane (a < 11: the direct density; else Loader's, c - bd0(k, b x))."""
+    x = as_float(x)
+    k, bx = _loader_k(a), b * x
+    pos = x > 0
+    direct = ((a - 1.0) * lx - bx) + c
+    loader = c - (k * lr - (k - bx))
+    at0 = mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, c, -mx.inf))  # at a = 1, c = log b (no log here)
+    return mx.where(pos & (a >= _BIG), loader, mx.where(pos, direct, mx.where(x == 0, at0, -mx.inf)))
 
 
 def _gamma_lp(x, a, b):
-    return _gamma_lp_arrays(x, a, b, _gamma_c_fused(a, b))
+    return _gamma_lp_arrays(x, a, b, _gamma_c_fused(a, b), *_gamma_logs(x, a, b))
+
 
 
 @fused
@@ -96,7 +121,8 @@ class Gamma(Distribution):
         self.shape = self._param("shape", shape, *POS)
         self.rate = self._param("rate", rate, *POS)
         self._check_shapes(shape=self.shape, rate=self.rate)
-        self._host = _host_consts(self, lambda a, b: (_host_k(a), _gamma_c_host(a, b)), self.shape, self.rate)
+        self._host = _host_consts(self, lambda a, b: (_host_k(a), _gamma_c_host(a, b), _gamma_at0_host(a, b)),
+                                   self.shape, self.rate)
 
     def _sample(self, key, shape):
         full = shape + batch_shape(self.shape, self.rate)

@@ -20,7 +20,7 @@ from node_table import ROWS, measure
 EXPECTED = {
     "normal": (1, 1, 1, 1),
     "poisson": (2, 2, 2, 2),
-    "gamma": (1, 1, 2, 2),
+    "gamma": (1, 1, 3, 3),
     "beta": (1, 1, 4, 4),
     "student_t": (1, 1, 4, 4),
     "inv_gamma": (1, 1, 2, 2),
@@ -45,7 +45,7 @@ EXPECTED = {
     "inv_wishart": (18, 19, 28, 29),
     "delta": (2, 5, 2, 5),
     "mixture": (9, 9, 9, 9),
-    "product": (7, 7, 8, 8),
+    "product": (7, 7, 9, 9),
     "iid": (3, 4, 3, 4),
 }
 
