@@ -100,7 +100,6 @@ def _gamma_lp(x, a, b):
     return _gamma_lp_arrays(x, a, b, _gamma_c_fused(a, b), *_gamma_logs(x, a, b))
 
 
-
 @fused
 def _gamma_value_draw(logg, rate):
     return mx.exp(logg - mx.log(rate))

@@ -81,21 +81,19 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
         checks: list = []
         # The weights' summaries: with them on the device (no copy of N weights to the host), or, on
         # the CPU device, in NumPy (the weights are in host memory, and NumPy's exp is ~15x MLX's there)
-        on_device = _sums_on_device()
-        sums_of = _weight_sums if on_device else (lambda w: None)
+        summarize = _weight_sums if _sums_on_device() else None
 
         def vstep(k, state):
             if layout == "shared":
                 # the lean compiled pass: particle values, weights (and on a GPU their summaries) only
-                got = compiled_pass.vgenerate_values(model, args_c, obs_c, n, k, layout,
-                                                     summarize=_weight_sums if on_device else None)
+                got = compiled_pass.vgenerate_values(model, args_c, obs_c, n, k, layout, summarize=summarize)
                 cs = None if got is None else compiled_pass.checks_of_values(model, args_c, obs_c, got[0], n, k, layout)
                 if cs is not None:
-                    vals, w, sums = got if on_device else (*got, None)
+                    vals, w, sums = got if summarize else (*got, None)
                     checks[:] = cs  # evaluated by the driver in the same mx.eval as the particles
                     return driver.Step(None, (k, vals, w, sums, [c.ok for c in cs]), {})
             vtr, w = vectorize.vgenerate(model, args_c, obs_c, n, k, layout)
-            return driver.Step(None, (k, vtr, w, sums_of(w), []), {})
+            return driver.Step(None, (k, vtr, w, summarize(w) if summarize else None, []), {})
 
         res = driver.run(vstep, None, 1, algorithm=algorithm, model=run_name(model), key=key, params=params,
                          callback=callback, progress=progress)
