@@ -39,7 +39,11 @@ def _bernoulli_lp(x, p):
     # x + 0 p is x for every valid p; it puts x in p's batch first: under mx.vmap an observed x is
     # unbatched, and its two comparisons would run as kernels of their own (one pair per site)
     x = as_float(x) + 0.0 * p
-    return mx.where(x == 1, mx.log(p), mx.where(x == 0, mx.log1p(-p), -mx.inf))
+    l1, l0 = mx.log(p), mx.log1p(-p)
+    lp = mx.where(x == 1, l1, mx.where(x == 0, l0, -mx.inf))
+    # p outside [0, 1] makes one of the two logs NaN: the density is then NaN at every value, so a
+    # weight guards the check on p (Bernoulli._score_guards)
+    return mx.where(mx.isnan(l1 + l0), mx.nan, lp)
 
 
 @fused
@@ -52,6 +56,7 @@ class Bernoulli(Distribution):
 
     name = "bernoulli"
     support = support.boolean
+    _score_guards = frozenset({"p"})
 
     def __init__(self, p):
         super().__init__()

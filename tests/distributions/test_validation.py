@@ -135,12 +135,14 @@ import numpy as np  # noqa: E402
 from genmlx.checks import DeferredCheck, GuardedCheck  # noqa: E402
 from genmlx.distributions.base import Distribution  # noqa: E402
 
-INVALID = {"finite": [math.nan, math.inf, -math.inf], "> 0 and finite": [0.0, -1.0, math.nan, math.inf]}
+INVALID = {"finite": [math.nan, math.inf, -math.inf], "> 0 and finite": [0.0, -1.0, math.nan, math.inf],
+           "in [0, 1]": [-0.5, 1.5, math.nan, math.inf, -math.inf]}
 GUARDED = {  # class name: (constructor, valid parameters, values to score)
     "Normal": (dist.normal, {"mu": 0.3, "sigma": 1.7}, [-2.5, 0.0, 0.3, 4.0]),
     "Laplace": (dist.laplace, {"loc": 0.3, "scale": 1.7}, [-2.5, 0.0, 0.3, 4.0]),
     "Cauchy": (dist.cauchy, {"loc": 0.3, "scale": 1.7}, [-2.5, 0.0, 0.3, 4.0]),
     "LogNormal": (dist.lognormal, {"mu": 0.3, "sigma": 1.7}, [0.05, 1.0, 1.35, 7.0]),
+    "Bernoulli": (dist.bernoulli, {"p": 0.3}, [0.0, 1.0]),
 }
 
 
@@ -178,7 +180,7 @@ def scaled():
 @gm.gen
 def probit():
     z = gm.trace("z", dist.normal(0.0, 1.0))
-    gm.trace("y", dist.bernoulli(z))  # p outside [0, 1]: not guarded (y = 0 scores log(1 - p), finite)
+    gm.trace("y", dist.binomial(3.0, z))  # p outside [0, 1]: not guarded (y = 0 scores 3 log(1 - p), finite)
 
 
 def test_generate_marks_the_constrained_sites_guarded_parameters():
@@ -196,8 +198,8 @@ def test_vectorized_is_raises_a_failed_guarded_check_naming_the_parameter(layout
 
 
 def test_vectorized_is_raises_a_failed_unguarded_check_of_an_observation():
-    with pytest.raises(ValueError, match=r"bernoulli: parameter p must be in \[0, 1\] \(at trace address 'y'\)"):
-        gm.inference.importance_sampling(probit, (), {"y": False}, n_particles=200, vectorized=True,
+    with pytest.raises(ValueError, match=r"binomial: parameter p must be in \[0, 1\] \(at trace address 'y'\)"):
+        gm.inference.importance_sampling(probit, (), {"y": 0}, n_particles=200, vectorized=True,
                                          key=mx.random.key(1))
 
 
@@ -207,6 +209,6 @@ def test_the_checks_pass_leaves_out_only_guarded_checks():
     cm = scaled._constraints(gm.choicemap({"y": 0.5}))
     vals, _ = V.vgenerate_values(scaled, (), cm, 50, mx.random.key(2))
     assert V.checks_of_values(scaled, (), cm, vals, 50, mx.random.key(2)) == ()
-    cm = probit._constraints(gm.choicemap({"y": False}))
+    cm = probit._constraints(gm.choicemap({"y": 0}))
     vals, _ = V.vgenerate_values(probit, (), cm, 50, mx.random.key(2))
     assert len(V.checks_of_values(probit, (), cm, vals, 50, mx.random.key(2))) == 1

@@ -189,7 +189,7 @@ def scale_model():
 @gm.gen
 def probit_model():
     z = gm.trace("z", dist.normal(0.0, 1.0))
-    gm.trace("y", dist.bernoulli(z))  # z outside [0, 1]: invalid p, not guarded (y = 0 scores log(1 - z))
+    gm.trace("y", dist.binomial(3.0, z))  # z outside [0, 1]: invalid p, not guarded (y = 0 scores 3 log(1 - z))
 
 
 def test_guarded_checks_are_not_evaluated_their_proposals_are_rejected():
@@ -204,8 +204,8 @@ def test_guarded_checks_are_not_evaluated_their_proposals_are_rejected():
 
 
 def test_unguarded_checks_still_raise_when_an_invalid_proposal_is_accepted():
-    tr, _ = probit_model.generate((), {"y": False, "z": 0.5}, key=mx.random.key(0))  # a valid start
+    tr, _ = probit_model.generate((), {"y": 0, "z": 0.5}, key=mx.random.key(0))  # a valid start
     kernel = CompiledMH(tr, gm.select("z"), 50)
     new, _, st = kernel(mx.random.split(mx.random.key(1), 50), tr)
-    with pytest.raises(ValueError, match=r"bernoulli: parameter p must be in \[0, 1\] \(at trace address 'y'\)"):
+    with pytest.raises(ValueError, match=r"binomial: parameter p must be in \[0, 1\] \(at trace address 'y'\)"):
         gm.memory.materialize(new)
