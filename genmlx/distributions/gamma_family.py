@@ -16,7 +16,8 @@ import mlx.core as mx
 
 from ..special.fuse import as_float, fused
 from ..special import host
-from ..special.gamma import bd0_fast, bd0_logs, lbeta_mixed, log1p_fast, lbeta_small, lgamma_pos, stirlerr_big
+from ..special.gamma import (bd0_fast, bd0_given_ratio, bd0_logs, bd0_ratio, lbeta_mixed, log1p_fast, lbeta_small,
+                             lgamma_pos, stirlerr_big)
 from . import support
 from ._common import LOG_2PI, POS
 from .base import Distribution, batch_shape
@@ -79,9 +80,7 @@ def _gamma_logs(x, a, b):
     split that kernel in several."""
     x = as_float(x)
     k, lx = _loader_k(a), mx.log(x)
-    bx = b * x
-    v = (k - bx) / bx
-    return lx, mx.where(v > -0.5, log1p_fast(mx.maximum(v, -0.5)), (mx.log(k) - mx.log(b)) - lx)
+    return lx, bd0_ratio(k, b * x, (mx.log(k) - mx.log(b)) - lx, log1p_fast)
 
 
 @fused
@@ -91,7 +90,7 @@ def _gamma_lp_arrays(x, a, b, c, lx, lr):
     k, bx = _loader_k(a), b * x
     pos = x > 0
     direct = ((a - 1.0) * lx - bx) + c
-    loader = c - (k * lr - (k - bx))
+    loader = c - bd0_given_ratio(k, bx, lr)
     at0 = mx.where(a < 1.0, mx.inf, mx.where(a == 1.0, c, -mx.inf))  # at a = 1, c = log b (no log here)
     return mx.where(pos & (a >= _BIG), loader, mx.where(pos, direct, mx.where(x == 0, at0, -mx.inf)))
 

@@ -26,7 +26,7 @@ import mlx.core as mx
 from .fuse import as_float, fused
 
 __all__ = ["lgamma", "digamma", "stirlerr", "bd0", "lbeta", "lbinom",
-           "lgamma_pos", "digamma_pos", "stirlerr_raw", "stirlerr_big", "bd0_raw", "bd0_fast", "bd0_logs", "log1p_fast", "log_ratio", "lbeta_raw", "lbeta_small", "lbeta_mixed",
+           "lgamma_pos", "digamma_pos", "stirlerr_raw", "stirlerr_big", "bd0_raw", "bd0_fast", "bd0_logs", "bd0_ratio", "bd0_given_ratio", "log1p_fast", "log_ratio", "lbeta_raw", "lbeta_small", "lbeta_mixed",
            "lbinom_raw"]
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -113,23 +113,28 @@ def log1p_fast(v):
     return mx.log(u) - ((u - 1.0) - v) / u
 
 
+def bd0_ratio(x, m, log_xm, log1p=mx.log1p):
+    """log(x / m) as bd0 takes it: log1p((x - m) / m) near m (x > m / 2), else `log_xm` (depth 5)."""
+    v = (x - m) / m
+    return mx.where(v > -0.5, log1p(mx.maximum(v, -0.5)), log_xm)
+
+
+def bd0_given_ratio(x, m, lr):
+    """bd0 = x log(x/m) - (x - m), given lr = log(x / m) (`bd0_ratio`)."""
+    return x * lr - (x - m)
+
+
 def bd0_fast(x, m):
     """bd0 for x >= 0 (depth 7): x log(x/m) - (x - m), log(x/m) = log1p((x - m)/m) near m."""
-    d = x - m
-    v = d / m
     # both branches stay finite for every x >= 0 (the max()es), so a masked use (x = 0, a count's
     # edge) back-propagates zeros, not 0 * inf = NaN
-    lr = mx.where(v > -0.5, mx.log1p(mx.maximum(v, -0.5)), mx.log(mx.maximum(x, 1e-37)) - mx.log(m))
-    return x * lr - d
+    return bd0_given_ratio(x, m, bd0_ratio(x, m, mx.log(mx.maximum(x, 1e-37)) - mx.log(m)))
 
 
 def bd0_logs(x, m, log_xm):
     """`bd0_fast` given log(x / m), used where x <= m / 2: a log-density that has log of its value
     already writes it as log(parameter ratio) - log(value), one transcendental here, not three."""
-    d = x - m
-    v = d / m
-    lr = mx.where(v > -0.5, mx.log1p(mx.maximum(v, -0.5)), log_xm)
-    return x * lr - d
+    return bd0_given_ratio(x, m, bd0_ratio(x, m, log_xm))
 
 
 def log_ratio(x, m):

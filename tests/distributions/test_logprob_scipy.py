@@ -60,3 +60,19 @@ def test_discrete_log_prob_accepts_int_and_float_values_equally():
         a = np.array(d.log_prob(mx.array(vals, dtype=mx.int32)))
         b = np.array(d.log_prob(mx.array(vals, dtype=mx.float32)))
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("array_params", [False, True], ids=["float", "array"])
+@pytest.mark.parametrize("a", [0.5, 1.0, 2.0, 12.0])
+def test_gamma_density_at_zero_matches_scipy(a, array_params):
+    """At x = 0: +inf below shape 1, log(rate) at shape 1, -inf above (both kernels: host-known and array)."""
+    from scipy import stats
+
+    from genmlx import dist
+
+    rate = 2.0
+    d = dist.gamma(mx.array(a), mx.array(rate)) if array_params else dist.gamma(a, rate)
+    got = np.array(d.log_prob(mx.array([0.0, 0.7])))
+    want = stats.gamma.logpdf([0.0, 0.7], a, scale=1.0 / rate)
+    assert got[0] == want[0] if np.isinf(want[0]) else abs(got[0] - want[0]) < 1e-6
+    assert abs(got[1] - want[1]) < 1e-4
