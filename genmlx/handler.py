@@ -20,7 +20,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from . import events
+from . import events, site_counts
 from .checks import DeferredCheck, GuardedCheck, collapse
 from .gfi import same_callee
 from .sums import signed_sum, sum_nodes
@@ -29,12 +29,39 @@ from .choicemap import EMPTY, ChoiceMap
 from .rng import KeyStream, next_key
 from .selection import Selection
 from .trace import Trace
+from .memory.budget import check_budget, get_budget
+from .memory.graph import pending_node_ids
 
 __all__ = ["trace", "splice", "Handler", "current_handler"]
 
 _stack: list = []
 _prefix: list = [()]  # full path of the call being handled (for site events)
 _given: set = set()  # ids of constraint values that are given latents, not observations (see `given_latents`)
+_optional: set = set()  # ids of constraint values a generate may leave unvisited (see `optional_values`)
+
+
+@contextmanager
+def optional_values(values):
+    """Within: a `generate` may leave these constraint values unvisited (no AddressError for them).
+
+    `switch` changing branch generates the new branch from the old choices merged with the
+    constraints (Gen's Switch): an old choice the new branch never visits is removed, not an error.
+    """
+    ids = {id(v) for v in values} - _optional
+    _optional.update(ids)
+    try:
+        yield
+    finally:
+        _optional.difference_update(ids)
+
+
+def is_optional(v) -> bool:
+    return bool(_optional) and id(v) in _optional
+
+
+def all_optional(c: ChoiceMap) -> bool:
+    """True when every leaf of `c` is an optional value (a stray one is then not an error)."""
+    return bool(_optional) and all(id(v) in _optional for v in c._leaves.values())
 
 
 def current_handler():
@@ -76,7 +103,8 @@ class Handler:
     """
 
     op = "simulate"
-    __slots__ = ("gen_fn", "keys", "sites", "scores", "weights", "checks", "items", "guarded", "hits", "checked")
+    __slots__ = ("gen_fn", "keys", "sites", "scores", "weights", "checks", "items", "guarded", "hits", "checked",
+                 "chain")
 
     def __init__(self, gen_fn, keys: KeyStream):
         self.gen_fn = gen_fn
@@ -89,6 +117,7 @@ class Handler:
         self.guarded: list = []  # the same, for parameters the weight guards (GuardedCheck)
         self.hits = 0  # constrained leaves consumed (to detect unknown constraint addresses)
         self.checked = None  # (array id, requirement) pairs already checked in this execution
+        self.chain = _UNSET  # site accounting: this execution's position in genmlx.site_counts' chains
 
     def __enter__(self):
         _stack.append(self)
@@ -185,13 +214,20 @@ class Handler:
         return self.visit(path, obj, args)
 
     def _counted(self, path: Path, obj, args: tuple):
-        from .memory import check_budget
-        from .memory.graph import pending_node_ids
-
-        before = [a for a in (*self.scores, *self.weights) if isinstance(a, mx.array)]
+        """Visit a site and emit its `SiteHandled` (see `genmlx.site_counts` for how nodes are counted)."""
         n_scores, n_weights = len(self.scores), len(self.weights)
-        ids0 = pending_node_ids(*before) if before else set()
-        full = _prefix[-1] + path
+        prefix = _prefix[-1]
+        full = prefix + path
+        if _sinks:  # inside another site's visit: the chain of the enclosing top-level execution
+            state = _chain[0]
+        else:
+            state = self.chain
+            if state is _UNSET:
+                state = self.chain = site_counts.root(self, prefix)
+        ids0 = None
+        if not site_counts.warm(state):  # a site not met before: take the graph before it now
+            ids0 = _pending_ids(self.scores, self.weights)
+        _chain[0] = state
         _prefix.append(full)
         sink: list = []
         _sinks.append(sink)
@@ -200,21 +236,69 @@ class Handler:
         finally:
             _prefix.pop()
             _sinks.pop()
-        after = [a for a in (*self.scores, *self.weights) if isinstance(a, mx.array)]
         st = self.sites[path]
-        if isinstance(st.retval, mx.array):
-            after.append(st.retval)
-        nodes = len(pending_node_ids(*after) - ids0)
+        state = _chain[0]  # after the sites nested in this one
+        if state is None:
+            walked = self._walk(ids0, n_scores, n_weights, st)
+        else:
+            pins: list = []
+            sig, cacheable = self._site_signature(path, obj, args, st, n_scores, n_weights, pins)
+            e = site_counts.lookup(state, sig, tuple(pins))
+            if cacheable and site_counts.trusted(e):
+                walked = site_counts.hit(e)
+            else:
+                walked = self._walk(ids0, n_scores, n_weights, st)
+                site_counts.record(state, e, walked, full, cacheable)
+            state = e.state
+        if _sinks:
+            _chain[0] = state
+        else:
+            self.chain = state
         # The score and weight are summed by fused nodes at the end of the execution: each site
         # owns the nodes its term adds to those sums.
-        nodes += sum_nodes(len(self.scores)) - sum_nodes(n_scores) + sum_nodes(len(self.weights)) - sum_nodes(n_weights)
+        nodes = walked + sum_nodes(len(self.scores)) - sum_nodes(n_scores) + sum_nodes(len(self.weights)) - sum_nodes(n_weights)
         breakdown = {from_path(e.address): e.nodes for e in sink} if sink else {"site": nodes}
         ev = events.SiteHandled(full, getattr(obj, "name", type(obj).__name__), self.op, nodes, breakdown)
         if _sinks:
             _sinks[-1].append(ev)
         events.emit_site(ev)
-        check_budget(f"trace site {from_path(full)!r}")
+        if get_budget() is not None:
+            check_budget(f"trace site {from_path(full)!r}")
         return retval
+
+    def _walk(self, ids0, n_scores: int, n_weights: int, st: Trace) -> int:
+        """Pending nodes reachable from the terms and the value after the site, not from the terms before it."""
+        if ids0 is None:  # not taken before the visit: the earlier terms' graph is unchanged by it
+            ids0 = _pending_ids(self.scores[:n_scores], self.weights[:n_weights])
+        after = [a for a in (*self.scores, *self.weights) if isinstance(a, mx.array)]
+        if isinstance(st.retval, mx.array):
+            after.append(st.retval)
+        return len(pending_node_ids(*after) - ids0)
+
+    def _site_signature(self, path, obj, args, st, n_scores, n_weights, pins) -> tuple:
+        """What determines this site's count besides its chain position (see `genmlx.site_counts`)."""
+        sig_of = site_counts.signature
+        if _is_dist(obj):
+            callee = site_counts.dist_signature(obj, pins)
+        else:
+            pins.append(obj)
+            callee = (id(obj), sig_of(args, pins))
+        prev = getattr(self, "prev", None)
+        old = prev.get(path) if prev is not None else None
+        cacheable = old is None or old._ready
+        sig = (path, type(self), callee, sig_of(st.retval, pins), sig_of(st.score, pins), n_scores, n_weights,
+               len(self.scores) - n_scores, len(self.weights) - n_weights, self.hits,
+               old is None, st is old, len(getattr(self, "rn", ())), len(getattr(self, "ro", ())))
+        return sig, cacheable
+
+
+_UNSET = object()
+_chain: list = [None]  # the chain state of the running top-level execution (genmlx.site_counts)
+
+
+def _pending_ids(scores: list, weights: list) -> set:
+    before = [a for a in (*scores, *weights) if isinstance(a, mx.array)]
+    return pending_node_ids(*before) if before else set()
 
 
 _sinks: list = []
@@ -284,7 +368,7 @@ class GenerateHandler(Handler):
             v = c._leaves.get(path) if c._leaves else None
             constrained = v is not None and id(v) not in _given
             if v is None:
-                if c._leaves and c.has_submap(path):
+                if c._leaves and c.has_submap(path) and not all_optional(c._get_submap_path(path)):
                     raise AddressError(f"constraint under {from_path(_prefix[-1] + path)!r}, but that site is a single choice")
                 v = obj._sample(self.keys(), ())
                 lp = obj._score(v)
@@ -506,7 +590,7 @@ def check_consumed(h: Handler, constraints: ChoiceMap) -> None:
     if h.hits == len(constraints):
         return
     for p in constraints.paths():
-        if not any(p[: len(q)] == q for q in h.sites):
+        if not any(p[: len(q)] == q for q in h.sites) and not is_optional(constraints._leaves[p]):
             raise AddressError(
                 f"constraint at address {from_path(_prefix[-1] + p)!r} names no random choice of "
                 f"{h.gen_fn.name} (the model never visits it with these args)"

@@ -20,12 +20,19 @@ Keys: the switch draws one key and splits it into one key per branch, so
 branch j sees the same randomness whether it runs alone or beside the others:
 lane i of a vectorized run equals the scalar run, bit for bit.
 
-update/regenerate with a new index: when both branches are `@gen` functions or
-both distributions, the new branch is updated from the old branch's choices
-(choices at shared addresses are kept and rescored, new ones are sampled or
-taken from the constraints, missing ones are removed: Gen's behaviour).
-Otherwise the new branch is generated from scratch (weight = its generate
-weight - old score; the discard holds all the old choices).
+update with a new index (Gen's Switch): the new branch is generated from the
+old choices merged with the constraints. Every old choice at an address the
+new branch visits is kept and rescored, whatever callee reaches it (a nested
+generative function that differs between the branches included); new
+addresses are sampled or taken from the constraints; old choices the new
+branch does not visit are removed. weight = that generate's weight - the old
+score (= new score - old score - log density of the fresh choices); the
+discard holds the removed and the overwritten old choices.
+
+regenerate with a new index: when both branches are `@gen` functions or both
+distributions, the new branch is regenerated from the old branch's trace
+(shared addresses reached through the same callees are kept); otherwise the
+new branch is simulated from scratch (weight 0).
 
 `Trace.aux` is `(index, branch aux)`, index `None` for a lane-merged trace.
 """
@@ -38,6 +45,7 @@ from ..checks import DeferredCheck
 from ..choicemap import ChoiceMap
 from ..dynamic import DynamicGenFn
 from ..gfi import GenerativeFunction, check_args
+from ..handler import optional_values
 from ..rng import KeyStream
 from ..selection import Selection
 from ..trace import Trace
@@ -160,15 +168,11 @@ class Switch(u.Structural, GenerativeFunction):
         old_k = trace.aux[0]
         ks = self._keys(keys)
         if k is not None:
-            b = self.branches[k]
-            if self._relabel_ok(old_k, k):
-                bt, w, d = b._update(self._branch_trace(trace, k), constraints, self._bargs(k, args), KeyStream(ks[k]))
+            if old_k is None or old_k == k:
+                bt, w, d = self.branches[k]._update(self._branch_trace(trace, k), constraints, self._bargs(k, args),
+                                                     KeyStream(ks[k]))
             else:
-                bt, w = b._generate(self._bargs(k, args), constraints, KeyStream(ks[k]))
-                w = w - trace.score
-                out: dict = {}
-                u.discard_all(out, (), trace)
-                d = ChoiceMap._from_leaves(out)
+                bt, w, d = self._change_branch(trace, k, constraints, args, KeyStream(ks[k]))
             return self._wrap(args, k, bt), w, d
         self._all_relabel_ok()
         res = [b._update(self._branch_trace(trace, j), constraints, self._bargs(j, args), KeyStream(ks[j]))
@@ -176,6 +180,24 @@ class Switch(u.Structural, GenerativeFunction):
         w = select(idx, [r[1] for r in res], self.name, "weight")
         d = select(idx, [dict(r[2]._leaves) for r in res], self.name, "discard")
         return self._merged(args, idx, [r[0] for r in res]), w, ChoiceMap._from_leaves(d)
+
+    def _change_branch(self, trace: Trace, k: int, constraints: ChoiceMap, args, keys: KeyStream):
+        """update to another branch, as Gen's Switch: generate branch k from the old choices merged with
+        the constraints. Old choices at addresses the new branch visits are kept and rescored (whatever
+        callee reaches them), the others are removed. weight = generate weight - old score
+        = new score - old score - log density of the freshly sampled choices."""
+        b = self.branches[k]
+        cons = constraints._leaves
+        old = {(): trace.retval} if trace.sites is None else dict(trace.get_choices()._leaves)
+        kept = {p: v for p, v in old.items() if not any(_overlap(p, q) for q in cons)}
+        if u.is_dist(b):
+            kept = {(): kept[()]} if () in kept else {}
+        taken = {id(v) for v in cons.values()}
+        with optional_values([v for v in kept.values() if id(v) not in taken]):
+            bt, w = b._generate(self._bargs(k, args), ChoiceMap._from_leaves({**kept, **cons}), keys)
+        new_paths = {()} if bt.sites is None else set(bt.get_choices()._leaves)
+        discard = {p: v for p, v in old.items() if p not in kept or p not in new_paths}
+        return bt, w - trace.score, ChoiceMap._from_leaves(discard)
 
     def _regenerate(self, trace: Trace, selection: Selection, args, keys):
         k, idx = self._index(args[0])
@@ -206,6 +228,12 @@ class Switch(u.Structural, GenerativeFunction):
         # project reads only the stored site scores, so any branch reads a merged trace correctly
         j = 0 if k is None else k
         return self.branches[j]._project(self._branch_trace(trace, j), selection)
+
+
+def _overlap(p: tuple, q: tuple) -> bool:
+    """One path is a prefix of the other (a constraint at q replaces the old choice at p)."""
+    n = min(len(p), len(q))
+    return p[:n] == q[:n]
 
 
 def _range_error(name, K):

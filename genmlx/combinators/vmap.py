@@ -14,6 +14,11 @@ select individual elements.
 
 Return value: the kernel's return value with the element axis first.
 Score: the sum of the elements' scores (`sum` over axis 0).
+Zero elements (n = 0): a trace of zero elements, score 0 and weights 0, as
+`map_` gives; its choices and return value are arrays of leading size 0 with
+the kernel's shapes (MLX itself dies with SIGFPE when a vmapped sampler runs
+over zero keys, so the kernel is traced over one placeholder element and only
+the shapes of its lazy results are kept; nothing of it is evaluated).
 The element keys are `mx.random.split(key, n)`, so element i equals the
 kernel run alone with key i, bit for bit. A kernel that cannot be batched
 raises `VectorizationError`.
@@ -24,6 +29,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from ..address import AddressError, from_path
+from ..tree import flatten
 from ..choicemap import ChoiceMap
 from ..gfi import GenerativeFunction, check_args
 from ..rng import KeyStream
@@ -96,7 +102,7 @@ class Vmap(u.Structural, GenerativeFunction):
         def lane(k, b, *ex):
             return fn(k, lane_args(b), *ex)
 
-        return _v.vmap_tree(lane, (lane_keys, batched, *extra), self.name, op), n
+        return _vmap_tree(lane, (lane_keys, batched, *extra), self.name, op, n), n
 
     def _make(self, args, node, cs) -> Trace:
         kt = _v._unpack(node)
@@ -176,7 +182,7 @@ class Vmap(u.Structural, GenerativeFunction):
         def fn(b, vs):
             return kern._assess(lane_args(b), ChoiceMap._from_leaves(dict(zip(paths, vs))))
 
-        s, r = _v.vmap_tree(fn, (batched, vals), self.name, "assess")
+        s, r = _vmap_tree(fn, (batched, vals), self.name, "assess", n)
         return mx.sum(s), r
 
     def _project(self, trace, selection):
@@ -186,7 +192,23 @@ class Vmap(u.Structural, GenerativeFunction):
         def fn(node):
             return kern._project(_v._unpack(node), selection)
 
-        return mx.sum(_v.vmap_tree(fn, (_v._pack(kt),), self.name, "project"))
+        return mx.sum(_vmap_tree(fn, (_v._pack(kt),), self.name, "project", kt.score.shape[0]))
+
+
+def _vmap_tree(fn, batched: tuple, name: str, op: str, n: int):
+    """`vectorize.vmap_tree`, with zero elements made safe (see the module docstring).
+
+    MLX's vmap of a sampler over a (0, 2) key array raises SIGFPE when evaluated;
+    with zero elements the body runs over one zero placeholder element and every
+    output leaf is replaced by a fresh empty array of the same trailing shape and dtype.
+    """
+    if n != 0:
+        return _v.vmap_tree(fn, batched, name, op)
+    leaves, rebuild = flatten(batched)
+    pad = [mx.zeros((1,) + tuple(x.shape[1:]), x.dtype) for x in leaves]
+    out = _v.vmap_tree(fn, rebuild(pad), name, op)
+    outs, rebuild_out = flatten(out)
+    return rebuild_out([mx.zeros((0,) + tuple(y.shape[1:]), y.dtype) for y in outs])
 
 
 def vmap(kernel, in_axes=0) -> Vmap:

@@ -18,6 +18,7 @@ from .discrete import (Bernoulli, Binomial, Categorical, DiscreteUniform, Geomet
                        bernoulli, binomial, categorical, discrete_uniform, geometric, neg_binomial, poisson)
 from .gamma_family import Beta, Gamma, InvGamma, beta, gamma, inv_gamma
 from .multivariate import MVN, Dirichlet, dirichlet, mvn
+from .piecewise import PiecewiseUniform, piecewise_uniform
 from .truncated import TruncatedNormal, truncated_normal
 from .wishart import InvWishart, Wishart, inv_wishart, wishart
 
@@ -27,10 +28,10 @@ __all__ = [
     "normal", "uniform", "bernoulli", "beta", "gamma", "exponential", "laplace", "cauchy", "poisson",
     "binomial", "geometric", "lognormal", "inv_gamma", "student_t", "categorical", "dirichlet", "mvn",
     "neg_binomial", "discrete_uniform", "truncated_normal", "von_mises", "wrapped_cauchy", "wrapped_normal",
-    "wishart", "inv_wishart", "delta", "mixture", "product", "iid",
+    "wishart", "inv_wishart", "delta", "mixture", "product", "iid", "piecewise_uniform",
     # classes
     "Normal", "Uniform", "Bernoulli", "Beta", "Gamma", "Exponential", "Laplace", "Cauchy", "Poisson",
     "Binomial", "Geometric", "LogNormal", "InvGamma", "StudentT", "Categorical", "Dirichlet", "MVN",
     "NegBinomial", "DiscreteUniform", "TruncatedNormal", "VonMises", "WrappedCauchy", "WrappedNormal",
-    "Wishart", "InvWishart", "Delta", "Mixture", "Product", "IID",
+    "Wishart", "InvWishart", "Delta", "Mixture", "Product", "IID", "PiecewiseUniform",
 ]

@@ -237,7 +237,7 @@ class Distribution(GenerativeFunction):
     def _generate(self, args, constraints, keys):
         v = constraints.value()
         if v is None:
-            if constraints._leaves:
+            if constraints._leaves and not _handler.all_optional(constraints):
                 raise AddressError(f"{self.name}: a distribution's only address is its value; got {constraints._show()}")
             return self._simulate(args, keys), mx.array(0.0)
         tr = self._mk(v)

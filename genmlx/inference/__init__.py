@@ -14,6 +14,7 @@ from .csmc import csmc, csmc_kernel
 from .diagnostics import acceptance_rate, ess_bulk, ess_tail, mcse, particle_ess, r_hat, summary
 from .elbo import elbo, iwelbo, programmable_vi
 from .elliptical import elliptical_slice, elliptical_slice_step
+from .enumerative import choice_vol_grid, enumerative
 from .gibbs import gibbs, gibbs_step
 from .hmc import hmc
 from .importance import importance_resampling, importance_sampling
@@ -34,6 +35,8 @@ __all__ = [
     "driver",
     "importance_sampling",
     "importance_resampling",
+    "enumerative",
+    "choice_vol_grid",
     "mh",
     "mh_step",
     "mh_custom",

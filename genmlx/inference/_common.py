@@ -29,6 +29,7 @@ from . import driver
 
 __all__ = [
     "check_count", "select_trace", "same_structure", "mh_accept", "init_trace", "resolve_selection",
+    "check_selection", "check_selects_latent", "check_addresses", "observed_union",
     "split_key", "site_values", "latent_paths", "finish_stats", "run_name",
 ]
 
@@ -81,18 +82,13 @@ def start_site_chain(algorithm: str, model, args: tuple, observations, addresses
     check_count(algorithm, "n_samples", n_samples, 0)
     check_count(algorithm, "burn", burn, 0)
     check_count(algorithm, "thin", thin, 1)
-    addresses = [addresses] if isinstance(addresses, (str, int)) else list(addresses)
-    if not addresses:
-        raise ValueError(f"{algorithm}: addresses is empty (name at least one random choice)")
     k_init, k_run = split_key(key)
     if init is None:
         tr, obs = init_trace(algorithm, model, args, observations, k_init)
     else:
         tr, obs = init, as_choicemap(observations)
+    addresses = check_addresses(algorithm, addresses, tr, obs)
     paths = [to_path(a) for a in addresses]
-    for p in paths:
-        if obs.has_value(p):
-            raise ValueError(f"{algorithm}: addresses includes the observed address {from_path(p)!r}")
     return tr, obs, addresses, paths, k_run
 
 
@@ -129,32 +125,72 @@ def latent_paths(tr: Trace, obs: ChoiceMap) -> list:
     return [p for p in tr.get_choices().paths() if not obs.has_value(p)]
 
 
-def resolve_selection(algorithm: str, tr: Trace, obs: ChoiceMap, selection) -> Selection:
-    """The selection to resample: validated against the initial trace.
+def check_selection(algorithm: str, selection, observations: ChoiceMap, *, param: str = "selection") -> Selection:
+    """The one validation of a selection every algorithm shares (no trace needed).
 
-    None means every unobserved choice (the complement of the observations).
-    A selection must name at least one unobserved choice of the model and no
-    observation; otherwise a ValueError names the parameter `selection`.
+    Normalizes `selection` (None: every unobserved choice; an address; a list of
+    addresses; a `Selection`) and refuses one that selects an observed address:
+    a TypeError or ValueError naming the parameter `param` and the address.
     """
     if selection is None:
-        selection = Selection(obs.paths()).complement()
-    elif isinstance(selection, (str, int, tuple)):
+        return Selection(observations.paths()).complement()
+    if isinstance(selection, (str, int, tuple)) and not isinstance(selection, bool):
         selection = Selection([to_path(selection)])
     elif isinstance(selection, (list, set, frozenset)):
         selection = Selection(to_path(a) for a in selection)
     if not isinstance(selection, Selection):
-        raise TypeError(f"{algorithm}: selection must be a Selection (gm.select(...)), got {type(selection).__name__}")
-    observed = [p for p in obs.paths() if selection.contains_path(p)]
-    if observed and not selection._neg:
-        raise ValueError(f"{algorithm}: selection includes the observed address {from_path(observed[0])!r} "
-                         "(observations cannot be resampled)")
-    latent = [p for p in latent_paths(tr, obs) if selection.contains_path(p)]
-    if not latent:
-        names = ", ".join(repr(a) for a in selection.addresses()) or repr(selection)
-        have = ", ".join(repr(from_path(p)) for p in latent_paths(tr, obs)[:8]) or "none"
-        raise ValueError(f"{algorithm}: selection ({names}) names no unobserved random choice of "
-                         f"{run_name(tr.gen_fn)} (its latent addresses: {have})")
+        raise TypeError(f"{algorithm}: {param} must be a Selection (gm.select(...)), got {type(selection).__name__}")
+    observed = [p for p in observations.paths() if selection.contains_path(p)]
+    if observed:
+        raise ValueError(f"{algorithm}: {param} includes the observed address {from_path(observed[0])!r} "
+                         "(observations are fixed: they cannot be resampled or enumerated)")
     return selection
+
+
+def check_selects_latent(algorithm: str, tr: Trace, obs: ChoiceMap, selection: Selection, *,
+                         param: str = "selection") -> None:
+    """A ValueError naming `param` when `selection` names no unobserved choice of `tr`."""
+    latent = latent_paths(tr, obs)
+    if not any(selection.contains_path(p) for p in latent):
+        names = ", ".join(repr(a) for a in selection.addresses()) or repr(selection)
+        have = ", ".join(repr(from_path(p)) for p in latent[:8]) or "none"
+        raise ValueError(f"{algorithm}: {param} ({names}) names no unobserved random choice of "
+                         f"{run_name(tr.gen_fn)} (its latent addresses: {have})")
+
+
+def resolve_selection(algorithm: str, tr: Trace, obs: ChoiceMap, selection, *, param: str = "selection") -> Selection:
+    """The selection to resample, validated against the initial trace (`check_selection`, `check_selects_latent`).
+
+    A selection must name at least one unobserved choice of the model and no
+    observation; otherwise a ValueError names the parameter `param`.
+    """
+    selection = check_selection(algorithm, selection, obs, param=param)
+    check_selects_latent(algorithm, tr, obs, selection, param=param)
+    return selection
+
+
+def check_addresses(algorithm: str, addresses, tr: Trace, obs: ChoiceMap) -> list:
+    """Per-address algorithms' (Gibbs, elliptical slice) `addresses`: each a latent choice of `tr`."""
+    addresses = [addresses] if isinstance(addresses, (str, int)) else list(addresses)
+    if not addresses:
+        raise ValueError(f"{algorithm}: addresses is empty (name at least one random choice)")
+    paths = [to_path(a) for a in addresses]
+    check_selection(algorithm, Selection(paths), obs, param="addresses")
+    have = set(tr.get_choices().paths())
+    for a, p in zip(addresses, paths):
+        if p not in have:
+            shown = ", ".join(repr(from_path(q)) for q in latent_paths(tr, obs)[:8]) or "none"
+            raise ValueError(f"{algorithm}: addresses: {a!r} is not a random choice of "
+                             f"{run_name(tr.gen_fn)} (its latent addresses: {shown})")
+    return addresses
+
+
+def observed_union(observations_seq) -> ChoiceMap:
+    """Every address observed at any step of a sequence of choicemaps (SMC's observations)."""
+    leaves: dict = {}
+    for o in observations_seq:
+        leaves.update(o._leaves)
+    return ChoiceMap._from_leaves(leaves)
 
 
 # -- the lazy accept decision ------------------------------------------------------------------

@@ -38,11 +38,14 @@ import mlx.core as mx
 from ..checks import DeferredCheck
 from ..gfi import as_choicemap
 from ..selection import Selection
+from ..trace import Trace
+from ._common import check_selection, check_selects_latent, observed_union
 from . import driver
 from .resampling import ZeroLikelihoodError, get_scheme
 from .result import Floats, InferenceResult
 
-__all__ = ["smc", "SMCState", "run_filter", "check_inputs", "rejuvenation_kernel", "prior_mh_kernel"]
+__all__ = ["smc", "SMCState", "run_filter", "check_inputs", "rejuvenation_kernel", "prior_mh_kernel",
+           "check_rejuvenation_targets"]
 
 
 class SMCState(NamedTuple):
@@ -130,12 +133,22 @@ def prior_mh_kernel(model, selection: Selection):
     return kernel
 
 
-def rejuvenation_kernel(model, rejuvenation):
-    """Normalize `rejuvenation=`: None, a Selection (prior MH on it) or a kernel."""
+def rejuvenation_kernel(model, rejuvenation, observations=(), algorithm: str = "smc"):
+    """Normalize `rejuvenation=`: None, a Selection (prior MH on it) or a kernel.
+
+    A Selection is validated by the shared `check_selection` against every
+    step's observations (a selection that resamples an observation raises, as
+    in `mh`); `check_rejuvenation_targets` checks at the first rejuvenation that
+    it names an unobserved choice of the particles.
+    """
     if rejuvenation is None:
         return None
     if isinstance(rejuvenation, Selection):
-        return prior_mh_kernel(model, rejuvenation)
+        observed = observed_union(observations)
+        check_selection(algorithm, rejuvenation, observed, param="rejuvenation")
+        kernel = prior_mh_kernel(model, rejuvenation)
+        kernel.observed, kernel.algorithm = observed, algorithm
+        return kernel
     if callable(rejuvenation):
         return rejuvenation
     raise TypeError(
@@ -144,12 +157,21 @@ def rejuvenation_kernel(model, rejuvenation):
     )
 
 
+def check_rejuvenation_targets(algorithm: str, trace: Trace, selection: Selection, observed) -> None:
+    """The shared `check_selects_latent` on the first rejuvenated particle (the particles share a structure)."""
+    check_selects_latent(algorithm, trace, observed, selection, param="rejuvenation")
+
+
 def _rejuvenate_list(model, kernel, sweeps: int):
     """Apply `kernel` to every particle; prior-MH kernels decide all particles with one host sync."""
     sel = getattr(kernel, "selection", None)
+    pending = [sel is not None and hasattr(kernel, "observed")]
 
     def rejuvenate(key, traces):
         n = len(traces)
+        if pending[0] and traces:
+            check_rejuvenation_targets(kernel.algorithm, traces[0], sel, kernel.observed)
+            pending[0] = False
         ks = mx.random.split(key, sweeps * (n + 1))
         stats: dict[str, list] = {}
         for s in range(sweeps):
@@ -335,7 +357,7 @@ def smc(
         return vsmc(model, args_seq, obs, n_particles, resample=resample, ess_threshold=ess_threshold,
                     rejuvenation=rejuvenation, rejuvenation_steps=rejuvenation_steps, key=key,
                     callback=callback, progress=progress)
-    kernel = rejuvenation_kernel(model, rejuvenation)
+    kernel = rejuvenation_kernel(model, rejuvenation, obs, "smc")
     res = run_filter(
         algorithm="smc", model=model, n_steps=len(args_seq), n_particles=n_particles,
         advance=sequential_advance(model, args_seq, obs, n_particles),

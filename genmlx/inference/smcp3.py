@@ -110,7 +110,7 @@ def smcp3(
         raise TypeError("smcp3: forward must be a generative function (the forward proposal)")
     _check_gf(forward, "forward")
     _check_gf(backward, "backward")
-    kernel = rejuvenation_kernel(model, rejuvenation)
+    kernel = rejuvenation_kernel(model, rejuvenation, obs, "smcp3")
     res = run_filter(
         algorithm="smcp3", model=model, n_steps=len(args_seq), n_particles=n_particles,
         advance=smcp3_advance(model, args_seq, obs, n_particles, forward, backward),

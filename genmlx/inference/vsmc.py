@@ -37,7 +37,8 @@ from ..vectorize import BatchedTraces
 from .chain_particles import ChainParticles, steps_one_at_a_time
 from .resampling import get_scheme
 from .result import InferenceResult
-from .smc import check_inputs, finish, run_filter
+from ._common import check_selection, observed_union
+from .smc import check_inputs, check_rejuvenation_targets, finish, run_filter
 
 __all__ = ["vsmc", "index_trace", "select_traces", "prefers_vectorized"]
 
@@ -81,7 +82,7 @@ def prefers_vectorized(model) -> bool:
     return "unfold" in type(model).__name__.lower()
 
 
-def _rejuvenate_batched(model, rejuvenation, sweeps: int, n: int):
+def _rejuvenate_batched(model, rejuvenation, sweeps: int, n: int, observations=()):
     if rejuvenation is None:
         return None
     if not (isinstance(rejuvenation, Selection) or callable(rejuvenation)):
@@ -89,8 +90,15 @@ def _rejuvenate_batched(model, rejuvenation, sweeps: int, n: int):
             f"rejuvenation must be None, a Selection or a kernel(key, batched_trace) -> (trace, stats), "
             f"got {type(rejuvenation).__name__}"
         )
+    pending = []
+    if isinstance(rejuvenation, Selection):  # the shared validation, as smc's
+        observed = observed_union(observations)
+        check_selection("vsmc", rejuvenation, observed, param="rejuvenation")
+        pending.append(observed)
 
     def rejuvenate(key, tr):
+        if pending:
+            check_rejuvenation_targets("vsmc", tr, rejuvenation, pending.pop())
         ks = mx.random.split(key, 2 * sweeps)
         stats: dict[str, list] = {}
         for s in range(sweeps):
@@ -151,7 +159,7 @@ def vsmc(
         algorithm="vsmc", model=model, n_steps=len(args_seq), n_particles=n, advance=advance,
         ancestors=lambda k, lw: scheme(k, lw, n), reindex=reindex,
         ess_threshold=float(ess_threshold), sync=False, observations=obs,
-        rejuvenate=_rejuvenate_batched(model, rejuvenation, rejuvenation_steps, n),
+        rejuvenate=_rejuvenate_batched(model, rejuvenation, rejuvenation_steps, n, obs),
         key=key, callback=callback, progress=progress,
         params={"n_particles": n, "resample": str(resample), "ess_threshold": ess_threshold,
                 "n_steps": len(args_seq), "vectorized": True},
