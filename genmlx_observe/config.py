@@ -36,6 +36,8 @@ ENV: dict[str, tuple[str, str]] = {
     "pushgateway": ("GENMLX_PUSHGATEWAY_URL", "str"),
     "pushgateway_job": ("GENMLX_PUSHGATEWAY_JOB", "str"),
     "service_name": ("OTEL_SERVICE_NAME", "str"),
+    "rank": ("GENMLX_RANK", "int"),
+    "world_size": ("GENMLX_WORLD_SIZE", "int"),
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -76,6 +78,13 @@ class Config:
             OpenTelemetry providers / prometheus_client registry; what is given
             is used and never shut down by genmlx_observe.
         summary: print the console summary when observation stops.
+        rank, world_size: this process's place in a distributed job (default:
+            `GENMLX_RANK` / `GENMLX_WORLD_SIZE`, else MLX's `MLX_RANK` and the job's size,
+            else the `genmlx.distributed` world group; None: not part of a job). When
+            set: resource attributes `genmlx.rank` / `genmlx.world_size`, a `rank`
+            label on every Prometheus series (values 0 .. world_size - 1), the
+            /metrics port `prometheus_port + rank`, and `rank` in the Pushgateway
+            grouping key.
     """
 
     service_name: str | None = None
@@ -97,6 +106,8 @@ class Config:
     meter_provider: Any = None
     registry: Any = None
     summary: bool = False
+    rank: int | None = None
+    world_size: int | None = None
 
     def __post_init__(self):
         if isinstance(self.sample_every, bool) or not isinstance(self.sample_every, int) or self.sample_every < 1:
@@ -111,6 +122,38 @@ class Config:
             raise ConfigError(f"prometheus_port must be an int in [0, 65535] or None, got {p!r}")
         if self.max_queue_size < 1:
             raise ConfigError(f"max_queue_size must be >= 1, got {self.max_queue_size!r}")
+        r, w = self.rank, self.world_size
+        if (r is None) != (w is None):
+            raise ConfigError(f"rank and world_size go together, got rank={r!r}, world_size={w!r}")
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+            raise ConfigError(f"world_size must be an int >= 1, got {w!r}")
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < w):
+            raise ConfigError(f"rank must be an int in [0, world_size={w}), got {r!r}")
+        if p and r is not None and p + r > 65535:
+            raise ConfigError(f"prometheus_port + rank = {p + r} is not a port (prometheus_port={p}, rank={r})")
+
+    @property
+    def distributed(self) -> bool:
+        """Part of a distributed job: telemetry carries the rank."""
+        return self.rank is not None
+
+    @property
+    def exporter_port(self) -> int | None:
+        """The /metrics port of this process: `prometheus_port + rank` in a job (0 stays 0: any free port)."""
+        p = self.prometheus_port
+        if p is None or not p or not self.distributed:
+            return p
+        return p + self.rank
+
+    @property
+    def grouping_key(self) -> dict:
+        """Extra Pushgateway grouping key: `{"rank": "<r>"}` in a job (each rank its own group)."""
+        return {"rank": str(self.rank)} if self.distributed else {}
+
+    @property
+    def rank_attributes(self) -> dict:
+        """Resource attributes of the rank (empty outside a job)."""
+        return {"genmlx.rank": self.rank, "genmlx.world_size": self.world_size} if self.distributed else {}
 
     @property
     def otlp_traces_enabled(self) -> bool:
@@ -185,4 +228,16 @@ def from_env(environ: Mapping[str, str] | None = None, **kwargs: Any) -> Config:
             v = _parse(kind, var, env[var])
             if v is not None:
                 values[fname] = v
+    if "rank" not in values and "world_size" not in values:
+        values.update(_job_rank(env if environ is not None else None))
     return Config(**values)
+
+
+def _job_rank(environ) -> dict:
+    """rank / world_size from MLX's launcher variables, else from an initialized `genmlx.distributed` group."""
+    from genmlx.distributed import group as dist
+
+    got = dist.rank_from_env(environ)
+    if got is None and environ is None and dist._world is not None and dist._world.size > 1:
+        got = (dist._world.rank, dist._world.size)
+    return {} if got is None else {"rank": got[0], "world_size": got[1]}

@@ -65,6 +65,7 @@ class GenmlxInstrumentor:
         site_metrics: bool = False,
         site_top_k: int = 20,
         drops: Drops | None = None,
+        const_labels: dict | None = None,
     ) -> Observer:
         """Start observing. Providers default to the global ones, used only if an SDK set them.
 
@@ -79,6 +80,7 @@ class GenmlxInstrumentor:
             site_top_k: see `genmlx_observe.Config`.
             drops: where undelivered telemetry is counted (shared with the
                 exporters `observe()` builds).
+            const_labels: Prometheus labels on every series (a distributed job's `rank`).
 
         Returns:
             The subscribed observer.
@@ -108,7 +110,7 @@ class GenmlxInstrumentor:
             if sites is not None:
                 sites.sinks.append(self.otel.sink)
         if registry is not None:
-            self.collector = GenmlxCollector(readers, include_opt_in=site_metrics)
+            self.collector = GenmlxCollector(readers, include_opt_in=site_metrics, const_labels=const_labels)
             registry.register(self.collector)
             self._registry = registry
         self.observer, self.sites, self.readers = observer, sites, readers

@@ -28,8 +28,9 @@ __all__ = ["SafeSpanExporter", "SafeMetricExporter", "CountingSpanProcessor", "P
 
 
 def resource(config: Config) -> Resource:
-    """`service.name` from the keyword, else `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`, else ``genmlx``."""
-    attrs = dict(config.resource_attributes)
+    """`service.name` from the keyword, else `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`, else ``genmlx``;
+    in a distributed job, `genmlx.rank` and `genmlx.world_size` (given attributes win)."""
+    attrs = {**config.rank_attributes, **config.resource_attributes}
     if config.service_name:
         attrs["service.name"] = config.service_name
     res = Resource.create(attrs)

@@ -32,17 +32,19 @@ class PortInUseError(OSError):
     """The Prometheus port is taken (by another process or an earlier `observe()`)."""
 
 
-def _empty(m: Metric) -> Family:
+def _empty(m: Metric, const: dict | None = None) -> Family:
     unit = prometheus_unit(m.unit)
     cls = {"counter": CounterMetricFamily, "histogram": HistogramMetricFamily}.get(m.kind, GaugeMetricFamily)
-    return cls(m.prometheus_base, m.description, labels=m.attributes, unit=unit)
+    return cls(m.prometheus_base, m.description, labels=m.attributes + tuple(const or ()), unit=unit)
 
 
-def family(m: Metric, rows: list) -> Family:
-    """The metric family of catalog entry `m` holding `rows` = `[(attributes, value)]`."""
-    fam = _empty(m)
+def family(m: Metric, rows: list, const: dict | None = None) -> Family:
+    """The metric family of catalog entry `m` holding `rows` = `[(attributes, value)]`; `const`: labels
+    every series carries (a distributed job's `rank`)."""
+    fam = _empty(m, const)
+    extra = [str(v) for v in (const or {}).values()]
     for attrs, value in rows:
-        labels = [str(attrs.get(a, "")) for a in m.attributes]
+        labels = [str(attrs.get(a, "")) for a in m.attributes] + extra
         if m.kind == "histogram":
             cumulative, buckets = 0, []
             for bound, c in zip(value.bounds + (float("inf"),), value.counts):
@@ -60,19 +62,22 @@ class GenmlxCollector(Collector):
     Args:
         readers: catalog key -> function returning `[(attributes, value)]`.
         include_opt_in: also expose opt-in metrics (site accounting).
+        const_labels: labels on every series: `{"rank": "<r>"}` in a distributed job
+            (bounded: one value per rank, 0 .. world size - 1).
     """
 
-    def __init__(self, readers: dict[str, Reader], include_opt_in: bool = False):
+    def __init__(self, readers: dict[str, Reader], include_opt_in: bool = False, const_labels: dict | None = None):
         self._metrics = [m for m in CATALOG if include_opt_in or not m.opt_in]
         self._readers = readers
+        self._const = dict(const_labels or {})
 
     def describe(self) -> Iterator[Family]:
         # Names only, so that registering checks duplicates without reading anything.
-        return (_empty(m) for m in self._metrics)
+        return (_empty(m, self._const) for m in self._metrics)
 
     def collect(self) -> Iterator[Family]:
         for m in self._metrics:
-            yield family(m, self._readers[m.key]())
+            yield family(m, self._readers[m.key](), self._const)
 
 
 class MetricsServer:

@@ -81,9 +81,10 @@ class Observation:
                 census_overhead=c.census_overhead,
                 site_metrics=c.site_metrics,
                 site_top_k=c.site_top_k,
+                const_labels={"rank": str(c.rank)} if c.distributed else None,
             )
             if c.prometheus_port is not None:
-                self.server = serve(self.registry, c.prometheus_port, c.prometheus_addr)
+                self.server = serve(self.registry, c.exporter_port, c.prometheus_addr)  # base port + rank in a job
             self.census()  # a first value for the pending-nodes gauge, taken on the caller's (MLX) thread
         except BaseException:
             self.instrumentor.uninstrument()
@@ -142,7 +143,8 @@ class Observation:
         if self.server is not None:
             out.append(f"Prometheus endpoint: {self.server.url}")
         if self.config.pushgateway:
-            out.append(f"Pushgateway: {self.config.pushgateway} (job={self.config.pushgateway_job})")
+            rank = f", rank={self.config.rank}" if self.config.distributed else ""
+            out.append(f"Pushgateway: {self.config.pushgateway} (job={self.config.pushgateway_job}{rank})")
         if self.pipeline is not None:
             for signal, url in self.pipeline.endpoints.items():
                 out.append(f"OTLP/HTTP {signal}: {url}")
@@ -164,7 +166,8 @@ class Observation:
         if not c.pushgateway or self.registry is None:
             return False
         try:
-            push(self.registry, c.pushgateway, c.pushgateway_job, timeout_s=c.shutdown_timeout_s)
+            push(self.registry, c.pushgateway, c.pushgateway_job, timeout_s=c.shutdown_timeout_s,
+                 grouping_key=c.grouping_key or None)  # one group per rank in a job
         except Exception as e:
             self.drops.add("push", 1, f"push to {c.pushgateway} failed: {type(e).__name__}: {e}")
             return False

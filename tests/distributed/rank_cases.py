@@ -79,3 +79,21 @@ def test_gate_sees_a_leak_on_rank_1():
     callback = (lambda *a, **k: LEAK.append(mx.array(1.0))) if g.rank == 1 else None
     gd.chains("mh", dm.normal_mean, dm.NM_ARGS, dm.NM_OBS, n_chains=2, key=mx.random.key(1), n_samples=300,
               selection=__import__("genmlx").select("mu"), track=["mu"], callback=callback)
+
+
+def test_telemetry():
+    """Each rank serves its own /metrics at base port + rank, every series labelled with its rank."""
+    import urllib.request
+
+    import genmlx_observe as go
+
+    g = gd.init(backend="ring")
+    base = int(os.environ["GENMLX_TEST_PORT"])
+    with go.observe(prometheus_port=base) as o:
+        assert (o.config.rank, o.config.world_size) == (g.rank, g.size)
+        gd.importance_sampling(dm.linreg, dm.ARGS, dm.OBS, n_particles=1000, key=mx.random.key(0))
+        text = urllib.request.urlopen(o.server.url, timeout=10).read().decode()
+        port = o.server.port
+    runs = [l for l in text.splitlines() if l.startswith("genmlx_inference_runs_total{")]
+    assert runs and all(f'rank="{g.rank}"' in l for l in runs)
+    _write("telemetry", g, {"port": port, "runs": runs})
