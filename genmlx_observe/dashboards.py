@@ -157,6 +157,24 @@ def _process_panels() -> list[dict]:
     ]
 
 
+def _rank_panels() -> list[dict]:
+    """The cross-rank view: every rank of a job side by side (one series per rank)."""
+    it, by = "inference.iterations", "job, rank"
+    per_it = f"{_rate('inference.duration', by)} / {_rate(it, by)}"
+    return [
+        _panel("Slowest rank: seconds per iteration", [(f"sort_desc({per_it})", "rank {{rank}}"),
+                                                       (f"max by (job) ({per_it})", "slowest")], "s",
+               "Mean wall time per iteration of each rank over the rate window; a collective waits for the "
+               "slowest rank, so the top line is the job's pace."),
+        _panel("Memory per rank", [(f"sum by ({by}) ({_gauge('memory.active')})", "MLX active rank {{rank}}"),
+                                   (f"sum by ({by}) ({_gauge('process.memory.rss')})", "RSS rank {{rank}}")],
+               "bytes", "Bytes MLX's live buffers hold and the resident set size, per rank."),
+        _panel("Particles per rank (ESS)", [(f"sum by ({by}) ({_gauge('inference.particle.ess')})", "rank {{rank}}")],
+               "short", "Effective sample size of each rank's particles at its latest step (distributed importance "
+                        "sampling and SMC shard the particles across ranks)."),
+    ]
+
+
 def inference_dashboard() -> dict:
     """Throughput, latency, sampler health, syncs, process resources, telemetry drops."""
     it = "inference.iterations"
@@ -184,6 +202,8 @@ def inference_dashboard() -> dict:
                "Divergent transitions of HMC and NUTS: more than a few means the step size is too large."),
         _panel("Host syncs per iteration", [(_ratio("inference.syncs", it), RUN_LEGEND)], "short",
                "Syncs besides the driver's one evaluation per step (accept decisions, resampling); 0 is ideal."),
+        _row("Across ranks (distributed jobs: genmlx.distributed)"),
+        *_rank_panels(),
         _row("Process"),
         *_process_panels(),
         _panel("Telemetry dropped", [(f"sum by (job, instance, signal) "
