@@ -111,8 +111,12 @@ class Distribution(GenerativeFunction):
             if ok is not None:
                 self._lazy_checks.append((name, must, value, ok))
             return value
+        if getattr(t, "_genmlx_symbolic", False):  # genmlx.flat_density tracing the model: checked when scored
+            if ok is not None:
+                self._lazy_checks.append((name, must, value, ok))
+            return value
         if t is float:
-            if ok is not None and not (value == value and ok(value)):
+            if ok is not None and not (value == value and ok(value) and _f32_ok(value, ok)):
                 self._fail(ValueError(f"{self.name}: parameter {name} must be {must}, got {value!r}"))
             return value
         if isinstance(value, bool) or (not isinstance(value, (int, float, mx.array)) and not hasattr(value, "__array__") and not isinstance(value, (list, tuple))):
@@ -120,7 +124,7 @@ class Distribution(GenerativeFunction):
             return value
         if isinstance(value, (int, float)):
             v = value if keep_int and isinstance(value, int) else float(value)
-            if ok is not None and not (v == v and ok(v)):
+            if ok is not None and not (v == v and ok(v) and _f32_ok(float(v), ok)):
                 self._fail(ValueError(f"{self.name}: parameter {name} must be {must}, got {value!r}"))
             return v
         v = value if isinstance(value, mx.array) else mx.array(value)
@@ -283,6 +287,21 @@ class Distribution(GenerativeFunction):
             return d
 
         return dict(self.__dict__), rebuild
+
+
+_F32_TINY, _F32_MAX = 1.1754944e-38, 3.4028235e38
+
+
+def _f32_ok(v: float, ok) -> bool:
+    """A Python number is used as float32: one that underflows to 0 or overflows to inf there must pass
+    the check as float32 too (sigma = 1e-141 is > 0 in Python, 0 in float32: every log density NaN)."""
+    a = abs(v)
+    if a == 0.0 or _F32_TINY <= a <= _F32_MAX:
+        return True
+    import numpy as np
+
+    with np.errstate(over="ignore", under="ignore"):
+        return bool(ok(float(np.float32(v))))
 
 
 def _err(msg: str):

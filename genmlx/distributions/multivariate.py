@@ -24,8 +24,8 @@ _BIG = 11.0
 
 def _vector_param(dist, name, value):
     """A vector parameter as an array (lists/NumPy converted: constants, no graph node)."""
-    if isinstance(value, mx.array):
-        return value if mx.issubdtype(value.dtype, mx.floating) else value.astype(mx.float32)
+    if isinstance(value, mx.array):  # float16/bfloat16 too: MLX's linear algebra takes float32 or float64 only
+        return value if value.dtype in (mx.float32, mx.float64) else value.astype(mx.float32)
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -276,7 +276,13 @@ class MVN(Distribution):
         batch = tuple(mx.broadcast_shapes(self.mean.shape[:-1], self.cov.shape[:-2]))
         d = self.mean.shape[-1]
         z = std_normal(key, shape + batch + (d, 1))
-        return self.mean + (self.scale_tril @ z)[..., 0]
+        x = self.mean + (self.scale_tril @ z)[..., 0]
+        if self._prec_tril is None:
+            # an array covariance that is not positive definite leaves a factor with a NaN or
+            # non-positive diagonal: its draws are NaN (never finite garbage), and the deferred
+            # check names `cov` at the driver's materialization
+            x = mx.where(chol_ok(self.scale_tril)[..., None], x, mx.nan)
+        return x
 
     def _log_prob(self, x):
         x = x if isinstance(x, mx.array) else mx.array(x)

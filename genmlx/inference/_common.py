@@ -19,7 +19,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..address import from_path, to_path
-from ..checks import DeferredCheck, ok_or_rejected
+from ..checks import DeferredCheck, ok_or_rejected, raise_failed
 from ..choicemap import ChoiceMap
 from ..gfi import as_choicemap, same_callee
 from ..rng import resolve
@@ -69,6 +69,9 @@ def init_trace(algorithm: str, model, args: tuple, observations, key) -> tuple[T
     tr, _ = model.generate(args, obs, key=key)
     score = driver.host(tr.score)
     if not math.isfinite(score):
+        if tr.checks:  # an invalid array parameter (a covariance that is not positive definite, ...)
+            mx.eval([c.ok for c in tr.checks])
+            raise_failed(tr.checks)
         raise ValueError(_bad_score(algorithm, tr, obs, score))
     return tr, obs
 
