@@ -53,17 +53,13 @@ def test_profile_names_the_leaking_loop_and_writes_the_report(tmp_path):
     assert "docs/troubleshooting.md" in proc.stdout
     page = (out / "index.html").read_text()
     assert "<img src='growth.png'" in page and "LEAK: loop" in page
-
-
-def test_profile_plots_are_not_blank(tmp_path):
-    pytest.importorskip("matplotlib")  # the test extra installs it; `profile` works without it (no PNGs)
+    # The plots are drawn (matplotlib comes with the test extra; `profile` works without it, with no PNGs).
     import matplotlib.image as mpimg
 
-    _, out = _profile(tmp_path, str(SCRIPT), "60")
     for name in ("latency.png", "growth.png", "memory.png", "sites.png"):
         img = mpimg.imread(out / name)
         assert img.shape[0] > 200 and img.shape[1] > 400
-        assert img[..., :3].std() > 0.05, name  # drawn lines and labels, not an empty canvas
+        assert img[..., :3].std() > 0.05, name  # lines and labels, not an empty canvas
 
 
 def test_profile_of_a_missing_or_failing_script(tmp_path):
