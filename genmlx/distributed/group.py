@@ -110,6 +110,20 @@ class Group:
                                                                  group=self._inner, stream=self._stream))
         return restore(np.asarray(out).reshape(self.size, -1)).reshape((self.size,) + a.shape)
 
+    def all_gather_many(self, arrays: list, what: str = "all_gather") -> list[np.ndarray]:
+        """`all_gather` of several arrays (shapes and dtypes may differ) in one collective."""
+        arrays = [np.ascontiguousarray(np.asarray(x)) for x in arrays]
+        if self.size == 1 or not arrays:
+            return [a[None].copy() for a in arrays]
+        packed = [_to_words(a) for a in arrays]
+        sizes = [w.size for w, _ in packed]
+        got = self.all_gather(np.concatenate([w for w, _ in packed]), what)  # [size, total words]
+        out, at = [], 0
+        for a, (w, restore), k in zip(arrays, packed, sizes):
+            out.append(restore(got[:, at:at + k]).reshape((self.size,) + a.shape))
+            at += k
+        return out
+
     def gather_rows(self, x, what: str = "gather_rows") -> np.ndarray:
         """Every rank's rows of `x` (`[n_r, ...]`, `n_r` may differ), concatenated in rank order."""
         a = np.asarray(x)
@@ -155,20 +169,17 @@ class Group:
 
 
 def _to_words(a: np.ndarray):
-    """`a` as 32-bit words MLX carries exactly, and the function that turns gathered words back."""
+    """`a` as uint32 words (MLX carries them exactly), and the function that turns gathered words back."""
     orig = a.dtype
     if orig == np.bool_ or orig.itemsize < 4:
         a = a.astype(np.float64 if orig.kind == "f" else np.int32)
-    elif orig.itemsize == 8 and orig.kind not in "fiu":
+    elif orig.itemsize not in (4, 8) or orig.kind not in "fiu":
         raise TypeError(f"genmlx.distributed: cannot send arrays of dtype {orig}")
     dt = a.dtype
-    if dt.itemsize == 8:
-        words = a.reshape(-1).view(np.uint32)
-    else:
-        words = a.reshape(-1)
+    words = np.ascontiguousarray(a).reshape(-1).view(np.uint32)
 
     def restore(g: np.ndarray) -> np.ndarray:
-        g = np.ascontiguousarray(g.astype(words.dtype, copy=False))
+        g = np.ascontiguousarray(g.astype(np.uint32, copy=False))
         return g.view(dt).astype(orig, copy=False)
 
     return words, restore
@@ -197,8 +208,9 @@ def init(backend: str = "any", *, timeout_s: float | None = None, strict: bool =
         raise ValueError(f"init: backend must be one of {list(_BACKENDS)}, got {backend!r}")
     if _world is not None and _world.size > 1:
         return _world
-    launched = rank_from_env() is not None
-    if not launched and not strict:
+    launched = rank_from_env()
+    # a process on its own, or a job of one rank: nothing to connect to (NCCL still initializes, to test it)
+    if (launched is None and not strict) or (launched is not None and launched[1] == 1 and backend != "nccl"):
         _world = Group(None, "single", timeout_s)
         return _world
     inner = mx.distributed.init(strict=True, backend=backend)

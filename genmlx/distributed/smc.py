@@ -63,13 +63,12 @@ class DistSMCState(NamedTuple):
 def _migrate(g: Group, tr, mine: np.ndarray, n: int):
     """This rank's new particles: global slots `mine` of the all-gathered batched leaves."""
     leaves, rebuild = _tree(tr)
-    out = []
-    for i, x in enumerate(leaves):
-        if x.ndim >= 1 and x.shape[0] == n:
-            full = g.all_gather(np.asarray(x), f"smc: resampling (leaf {i})")
-            out.append(mx.array(full.reshape((-1,) + full.shape[2:])[mine]))
-        else:
-            out.append(x)
+    batched = [i for i, x in enumerate(leaves) if x.ndim >= 1 and x.shape[0] == n]
+    # one collective for every batched leaf of the particles
+    full = g.all_gather_many([np.asarray(leaves[i]) for i in batched], "smc: resampling (the particles)")
+    out = list(leaves)
+    for i, f in zip(batched, full):
+        out[i] = mx.array(f.reshape((-1,) + f.shape[2:])[mine])
     return rebuild(out, tr.batch)
 
 

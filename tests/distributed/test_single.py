@@ -69,7 +69,7 @@ def test_bad_counts_and_keys_are_named():
                                np.array([[1.0, 2.0]], np.float32)])
 def test_arrays_cross_ranks_bit_for_bit(a):
     words, restore = _to_words(a)
-    assert words.dtype.itemsize == 4
+    assert words.dtype == np.uint32
     back = restore(np.stack([words, words])).reshape((2,) + a.shape)
     assert back.dtype == a.dtype and np.array_equal(back[1], a)
 
@@ -100,3 +100,9 @@ def test_smc_at_world_size_1_is_within_tolerance_of_kalman():
     assert abs(res.log_ml - dm.exact_log_ml()) < dm.SMC_TOL
     assert math.isclose(sum(res.stats["log_weight"]), res.log_ml, abs_tol=1e-9)
     assert res.stats["migrated"] == [0] * dm.SMC_T
+
+
+def test_all_gather_many_at_world_size_1_keeps_every_array():
+    arrays = [np.array([1.5, 2.5]), np.array([[1, 2]], np.int64), np.array([True])]
+    got = gd.world().all_gather_many(arrays)
+    assert all(np.array_equal(g[0], a) and g.dtype == a.dtype for g, a in zip(got, arrays))
