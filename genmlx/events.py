@@ -4,7 +4,7 @@
 plain `NamedTuple` events at two places:
 
 * the loop driver (`genmlx.inference.driver`): `RunStarted`, one `StepEnded`
-  per driver step, `RunEnded`;
+  per driver step, `RunEnded`, and `Checkpointed` per checkpoint written;
 * the handler, only while someone listens for sites: `SiteHandled`, with the
   number of MLX graph nodes the site added.
 
@@ -25,6 +25,7 @@ __all__ = [
     "StepEnded",
     "RunEnded",
     "SiteHandled",
+    "Checkpointed",
     "Observer",
     "subscribe",
     "unsubscribe",
@@ -95,6 +96,20 @@ class SiteHandled(NamedTuple):
     breakdown: dict[str, int]  # nodes per part; for a nested call, per sub-site
 
 
+class Checkpointed(NamedTuple):
+    """The driver wrote (or failed to write) a checkpoint of a run (`genmlx.checkpoint`)."""
+
+    run_id: int
+    algorithm: str
+    model: str
+    chain: int
+    step: int  # driver steps the checkpoint holds
+    bytes: int  # bytes written (0 when it failed)
+    duration_s: float  # encoding and the SQLite transaction
+    path: str
+    error: BaseException | None = None  # the CheckpointError of a failed write
+
+
 @runtime_checkable
 class Observer(Protocol):
     """Implement any subset of these methods; missing ones are never called."""
@@ -106,6 +121,8 @@ class Observer(Protocol):
     def on_run_end(self, event: RunEnded) -> None: ...
 
     def on_site(self, event: SiteHandled) -> None: ...
+
+    def on_checkpoint(self, event: Checkpointed) -> None: ...
 
 
 # Module-level tuples: the emission points test their truth and loop over them.
@@ -195,6 +212,17 @@ def emit_step(event: StepEnded) -> None:
 def emit_run_end(event: RunEnded) -> None:
     for o in run_listeners:
         cb = getattr(o, "on_run_end", None)
+        if cb is not None:
+            try:
+                cb(event)
+            except Exception as e:
+                _failed(cb, e)
+
+
+def emit_checkpoint(event: Checkpointed) -> None:
+    """To every observer with `on_checkpoint` (checkpoints are rare: no listener tuple)."""
+    for o in tuple(_observers):
+        cb = getattr(o, "on_checkpoint", None)
         if cb is not None:
             try:
                 cb(event)

@@ -18,15 +18,22 @@ through `host()`, which counts it: syncs per iteration is a metric.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any, Callable, Mapping, NamedTuple
 
 import mlx.core as mx
 
 from .. import events, rng
+from ..checkpoint.session import begin as _begin_checkpoint
+from ..checkpoint.store import CheckpointError
 from ..tree import arrays_and_checks, mark_ready
+from . import interrupt as _interrupt
+from .interrupt import RunInterrupted
 
-__all__ = ["Step", "Decide", "RunResult", "run", "host", "sync_count"]
+__all__ = ["Step", "Decide", "RunResult", "run", "host", "sync_count", "RunInterrupted"]
+
+_local = threading.local()  # run depth on this thread: only the outermost run is checkpointed
 
 
 class Step(NamedTuple):
@@ -183,74 +190,136 @@ def run(
     samples: list = []
     history: dict[str, list] = {}
     params = dict(params or {})
+    nested = getattr(_local, "depth", 0)
+    ck = None if nested else _begin_checkpoint(
+        step_fn=step, state=state, algorithm=algorithm, model=model, n_steps=n_steps, burn=burn, thin=thin,
+        iterations_per_step=iterations_per_step, chain=chain, params=params, key=key)
+    start, syncs_before, duration_before = 0, 0, 0.0
+    if ck is not None:
+        restored = ck.restore()
+        if restored is not None:
+            state, start = restored.state, restored.step
+            samples.extend(restored.samples)
+            history.update(restored.history)
+            syncs_before = restored.counters.get("syncs", 0)
+            duration_before = restored.counters.get("duration_s", 0.0)
+            restored = None
     run_id = events.new_run_id()
     if events.run_listeners:
         events.emit_run_start(
             events.RunStarted(run_id, algorithm, model, params, n_steps, chain, samples)
         )
     bar = _progress(n_steps, progress, algorithm)
-    syncs0 = _syncs
-    t_start = time.perf_counter()
-    i = 0
+    if bar is not None and start:
+        bar.update(start)
+    syncs0 = _syncs - syncs_before
+    t_start = time.perf_counter() - duration_before
+    done = start
     error: BaseException | None = None
+
+    def result() -> RunResult:
+        return RunResult(state, samples, history, done, done * iterations_per_step, _syncs - syncs0,
+                         time.perf_counter() - t_start)
+
+    def save(final: bool) -> None:
+        r = result()
+        _save_checkpoint(ck, run_id, algorithm, model, chain, r, final)
+
+    _local.depth = nested + 1
     try:
-        for i in range(n_steps):
-            t0 = time.perf_counter()
-            s0 = _syncs
-            out = step(keys[i], state)
-            if not isinstance(out, Step):
-                out = Step(*out)
-            warm = i < burn
-            keep = out.sample is not None and not warm and (i - burn) % thin == 0
-            state, kept = _materialize(out, keep)
-            stats = {k: _to_python(v) for k, v in out.stats.items()}
-            out = None  # (a rejected proposal dies here, before the step's census and events)
-            if keep:
-                samples.append(kept)
-            for k, v in stats.items():
-                h = history.get(k)
-                if h is None:
-                    h = history[k] = []
-                if isinstance(v, list) and iterations_per_step > 1:
-                    h.extend(v)
-                else:
-                    h.append(v)
-            counts = check_budget(f"{algorithm} step {i}", exclude=samples)
-            if events.step_listeners:
-                live, pending = counts if counts is not None else (None, None)
-                events.emit_step(
-                    events.StepEnded(
-                        run_id, algorithm, model, i, i * iterations_per_step, iterations_per_step,
-                        time.perf_counter() - t0, _syncs - s0, "warmup" if warm else "sampling",
-                        stats, chain, samples, live, pending, state,
+        with _interrupt.guard():
+            for i in range(start, n_steps):
+                t0 = time.perf_counter()
+                s0 = _syncs
+                out = step(keys[i], state)
+                if not isinstance(out, Step):
+                    out = Step(*out)
+                warm = i < burn
+                keep = out.sample is not None and not warm and (i - burn) % thin == 0
+                state, kept = _materialize(out, keep)
+                stats = {k: _to_python(v) for k, v in out.stats.items()}
+                out = None  # (a rejected proposal dies here, before the step's census and events)
+                if keep:
+                    samples.append(kept)
+                kept = None
+                for k, v in stats.items():
+                    h = history.get(k)
+                    if h is None:
+                        h = history[k] = []
+                    if isinstance(v, list) and iterations_per_step > 1:
+                        h.extend(v)
+                    else:
+                        h.append(v)
+                done = i + 1
+                counts = check_budget(f"{algorithm} step {i}", exclude=samples)
+                if events.step_listeners:
+                    live, pending = counts if counts is not None else (None, None)
+                    events.emit_step(
+                        events.StepEnded(
+                            run_id, algorithm, model, i, i * iterations_per_step, iterations_per_step,
+                            time.perf_counter() - t0, _syncs - s0, "warmup" if warm else "sampling",
+                            stats, chain, samples, live, pending, state,
+                        )
                     )
-                )
-            if callback is not None:
-                callback(i, state, stats)
-            if bar is not None:
-                bar.update(1)
-        i = n_steps
+                if callback is not None:
+                    callback(i, state, stats)
+                if bar is not None:
+                    bar.update(1)
+                if ck is not None and done < n_steps and ck.due(done):
+                    save(False)
+                sig = _interrupt.pending()
+                if sig is not None:
+                    if ck is not None and ck.last_step != done:
+                        save(False)
+                    raise RunInterrupted(sig, algorithm, done, result(), ck.path if ck is not None else None)
+            if ck is not None and (ck.last_step != n_steps or not ck.finished):
+                save(True)
     except BaseException as e:
         error = e
+        if not isinstance(e, (RunInterrupted, CheckpointError)):
+            _note_partial(e, algorithm, result(), ck)
         raise
     finally:
+        _local.depth = nested
         if bar is not None:
             bar.close()
-        result = RunResult(
-            state, samples, history, i, i * iterations_per_step, _syncs - syncs0, time.perf_counter() - t_start
-        )
+        res = result()
         if events.run_listeners:
             summary = {}
             if summarize is not None and error is None:
                 try:
-                    summary = summarize(result)
+                    summary = summarize(res)
                 except Exception:  # diagnostics never hide the run's result
                     summary = {}
             events.emit_run_end(
                 events.RunEnded(
-                    run_id, algorithm, model, result.steps, result.iterations, result.syncs,
-                    result.duration_s, summary, error, chain, result.state,
+                    run_id, algorithm, model, res.steps, res.iterations, res.syncs,
+                    res.duration_s, summary, error, chain, res.state,
                 )
             )
-    return result
+    return res
 
+
+def _save_checkpoint(ck, run_id: int, algorithm: str, model: str, chain: int, r: RunResult, final: bool) -> None:
+    """Write one checkpoint and tell observers (its bytes and duration, or the error)."""
+    t0 = time.perf_counter()
+    counters = {"syncs": r.syncs, "duration_s": r.duration_s}
+    try:
+        n = ck.save(r.steps, r.state, r.samples, r.stats, counters, done=final)
+    except CheckpointError as e:
+        events.emit_checkpoint(events.Checkpointed(run_id, algorithm, model, chain, r.steps, 0,
+                                                   time.perf_counter() - t0, ck.path, e))
+        raise
+    events.emit_checkpoint(events.Checkpointed(run_id, algorithm, model, chain, r.steps, n,
+                                               time.perf_counter() - t0, ck.path))
+
+
+def _note_partial(e: BaseException, algorithm: str, r: RunResult, ck) -> None:
+    """Give an exception raised inside a step the run's partial result (`e.partial_result`)."""
+    where = f"; its last checkpoint (step {ck.last_step}) is in {ck.path}" if ck is not None else ""
+    try:
+        e.partial_result = r
+        e.add_note(f"genmlx: the {algorithm} run stopped after {r.steps} completed steps "
+                   f"(partial result in .partial_result){where}")
+    except (AttributeError, TypeError):  # an exception type that takes no attributes
+        pass

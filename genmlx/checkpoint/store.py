@@ -1,0 +1,277 @@
+"""The checkpoint database: stdlib `sqlite3` in WAL mode, one transaction per checkpoint.
+
+Tables (schema version `SCHEMA_VERSION`, in `meta`):
+
+* `meta(key, value)`: the schema version and the checkpointing settings;
+* `runs(slot, fingerprint, status)`: one row per driver run of the checkpointed
+  block, in the order the block starts them (`running` or `done`);
+* `chunks(slot, seq, ...)`: what checkpoint `seq` added to the run's kept
+  samples and per-iteration statistics since checkpoint `seq - 1` (samples are
+  written once, never rewritten);
+* `checkpoints(slot, seq, step, done, ...)`: the whole algorithm state after
+  driver step `step`; the newest `keep` per run are kept.
+
+Every chunk and checkpoint row carries a BLAKE2 digest of its slot, sequence
+number, step and contents. Reading verifies the digests (and, after SQLite's
+own `quick_check` fails, reads what it still can): the newest checkpoint whose
+row and chunks all verify is used, the damaged rows are dropped and one
+warning says so. A write that fails (a full disk, a file size limit, an
+unwritable path) rolls its transaction back, so the earlier checkpoints stay
+as they were, and raises `CheckpointError` naming the path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+import warnings
+from typing import NamedTuple
+
+__all__ = ["SCHEMA_VERSION", "CheckpointError", "CheckpointWarning", "Store", "Row"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (slot INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL, status TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    slot INTEGER NOT NULL, seq INTEGER NOT NULL, first_step INTEGER NOT NULL, steps INTEGER NOT NULL,
+    body TEXT NOT NULL, blob BLOB NOT NULL, digest BLOB NOT NULL, PRIMARY KEY (slot, seq));
+CREATE TABLE IF NOT EXISTS checkpoints (
+    slot INTEGER NOT NULL, seq INTEGER NOT NULL, step INTEGER NOT NULL, done INTEGER NOT NULL,
+    created REAL NOT NULL, meta TEXT NOT NULL, body TEXT NOT NULL, blob BLOB NOT NULL, digest BLOB NOT NULL,
+    PRIMARY KEY (slot, seq));
+"""
+
+
+class CheckpointError(OSError):
+    """A checkpoint could not be written or read; the message names the path."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was found and an earlier good one is used."""
+
+
+class Row(NamedTuple):
+    seq: int
+    step: int
+    done: bool
+    meta: dict
+    body: str
+    blob: bytes
+
+
+def _digest(slot: int, seq: int, step: int, body: str, blob: bytes) -> bytes:
+    h = hashlib.blake2b(f"{slot}:{seq}:{step}:".encode(), digest_size=16)
+    h.update(body.encode())
+    h.update(blob)
+    return h.digest()
+
+
+class Store:
+    """One open checkpoint database."""
+
+    def __init__(self, path: str, *, create: bool):
+        self.path = os.fspath(path)
+        if not create and not os.path.exists(self.path):
+            raise CheckpointError(f"checkpoint: {self.path} does not exist (nothing to resume)")
+        try:
+            self.db = self._connect(self.path)
+            self.db.executescript(_SCHEMA)
+            v = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if v is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(v[0]) != SCHEMA_VERSION:
+                raise CheckpointError(f"checkpoint: {self.path} has schema version {v[0]}; "
+                                      f"this genmlx reads version {SCHEMA_VERSION}")
+        except sqlite3.Error as e:
+            raise CheckpointError(f"checkpoint: cannot open {self.path} as a checkpoint database: "
+                                  f"{type(e).__name__}: {e}") from e
+
+    @staticmethod
+    def _connect(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"WAL mode unavailable (journal_mode={mode})")
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
+
+    # -- settings and runs ----------------------------------------------------------------------
+    def settings(self) -> dict:
+        v = self.db.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+        return json.loads(v[0]) if v else {}
+
+    def set_settings(self, settings: dict) -> None:
+        self._write(lambda: self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)",
+                                            (json.dumps(settings),)), "settings")
+
+    def has_runs(self) -> bool:
+        return self.db.execute("SELECT count(*) FROM runs").fetchone()[0] > 0
+
+    def clear(self) -> None:
+        def f():
+            for t in ("runs", "chunks", "checkpoints"):
+                self.db.execute(f"DELETE FROM {t}")
+        self._write(f, "clearing")
+
+    def run(self, slot: int) -> tuple[dict, str] | None:
+        r = self.db.execute("SELECT fingerprint, status FROM runs WHERE slot = ?", (slot,)).fetchone()
+        return (json.loads(r[0]), r[1]) if r else None
+
+    def start_run(self, slot: int, fingerprint: dict) -> None:
+        self._write(lambda: self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, 'running')",
+                                            (slot, json.dumps(fingerprint))), f"run {slot}")
+
+    # -- writing ----------------------------------------------------------------------------------
+    def save(self, slot: int, seq: int, step: int, done: bool, meta: dict, chunk: tuple[str, bytes],
+             first_step: int, state: tuple[str, bytes], keep: int) -> int:
+        """Write one checkpoint (its chunk and state) in one transaction; returns the bytes written."""
+        cb, cblob = chunk
+        sb, sblob = state
+        m = json.dumps(meta)
+
+        def f():
+            self.db.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (slot, seq, first_step, step - first_step, cb, cblob,
+                             _digest(slot, seq, first_step, cb, cblob)))
+            self.db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (slot, seq, step, int(done), time.time(), m, sb, sblob,
+                             _digest(slot, seq, step, m + sb, sblob)))
+            self.db.execute("DELETE FROM checkpoints WHERE slot = ? AND seq <= ?", (slot, seq - keep))
+            if done:
+                self.db.execute("UPDATE runs SET status = 'done' WHERE slot = ?", (slot,))
+
+        self._write(f, f"the checkpoint at step {step}")
+        return len(cb) + len(cblob) + len(m) + len(sb) + len(sblob)
+
+    def _write(self, f, what: str) -> None:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                f()
+                self.db.execute("COMMIT")
+            except BaseException:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+        except sqlite3.Error as e:
+            raise CheckpointError(f"checkpoint: writing {what} to {self.path} failed ({type(e).__name__}: {e}); "
+                                  "the checkpoints written before it are intact") from e
+
+    # -- reading ----------------------------------------------------------------------------------
+    def load(self, slot: int) -> tuple[Row, list[Row]] | None:
+        """The newest verified checkpoint of `slot` and its chunks in order (None: no checkpoint)."""
+        try:
+            seqs = [r[0] for r in self.db.execute(
+                "SELECT seq FROM checkpoints WHERE slot = ? ORDER BY seq DESC", (slot,))]
+        except sqlite3.Error as e:
+            raise CheckpointError(f"checkpoint: cannot read {self.path}: {type(e).__name__}: {e}") from e
+        for seq in seqs:
+            got = self._verified(slot, seq)
+            if got is not None:
+                return got
+        if seqs:
+            raise CheckpointError(f"checkpoint: no checkpoint of run {slot} in {self.path} passes its checksum")
+        return None
+
+    def _verified(self, slot: int, seq: int):
+        try:
+            r = self.db.execute("SELECT step, done, meta, body, blob, digest FROM checkpoints "
+                                "WHERE slot = ? AND seq = ?", (slot, seq)).fetchone()
+            if r is None or _digest(slot, seq, r[0], r[2] + r[3], r[4]) != r[5]:
+                return None
+            chunks = []
+            for i in range(seq + 1):
+                c = self.db.execute("SELECT first_step, steps, body, blob, digest FROM chunks "
+                                    "WHERE slot = ? AND seq = ?", (slot, i)).fetchone()
+                if c is None or _digest(slot, i, c[0], c[2], c[3]) != c[4]:
+                    return None
+                chunks.append(Row(i, c[0], False, {}, c[2], c[3]))
+            return Row(seq, r[0], bool(r[1]), json.loads(r[2]), r[3], r[4]), chunks
+        except (sqlite3.Error, ValueError):
+            return None
+
+    def check(self) -> list[str]:
+        """Problems found: SQLite's quick_check, then every run's newest checkpoint and chunks."""
+        problems = []
+        try:
+            res = [r[0] for r in self.db.execute("PRAGMA quick_check")]
+            if res != ["ok"]:
+                problems.append("SQLite quick_check: " + "; ".join(res[:3]))
+        except sqlite3.Error as e:
+            problems.append(f"SQLite quick_check failed: {e}")
+        try:
+            rows = self.db.execute("SELECT slot, seq, step FROM checkpoints ORDER BY slot, seq DESC").fetchall()
+        except sqlite3.Error as e:
+            return problems + [f"cannot list the checkpoints: {e}"]
+        newest: dict = {}
+        for slot, seq, step in rows:
+            if slot not in newest:
+                newest[slot] = (seq, step)
+                if self._verified(slot, seq) is None:
+                    problems.append(f"run {slot}: the checkpoint at step {step} fails its checksum")
+        return problems
+
+    def repair(self, problems: list[str]) -> None:
+        """Keep each run's newest good checkpoint (and its chunks) in a fresh file; one warning.
+
+        The damaged file is kept beside it as `<path>.corrupt-<time>`.
+        """
+        good = {}
+        try:
+            runs = self.db.execute("SELECT slot, fingerprint, status FROM runs").fetchall()
+            settings = self.settings()
+        except sqlite3.Error as e:
+            raise CheckpointError(f"checkpoint: {self.path} is damaged beyond use ({e}); "
+                                  "delete it to start the run again") from e
+        used = []
+        for slot, fp, status in runs:
+            try:
+                got = self.load(slot)
+            except CheckpointError:
+                got = None
+            good[slot] = (fp, got)
+            used.append(f"run {slot}: " + (f"step {got[0].step}" if got else "from the start"))
+        self.close()
+        aside = f"{self.path}.corrupt-{int(time.time())}"
+        os.replace(self.path, aside)
+        for ext in ("-wal", "-shm"):
+            if os.path.exists(self.path + ext):
+                os.replace(self.path + ext, aside + ext)
+        fresh = Store(self.path, create=True)
+        fresh.set_settings(settings)
+        for slot, (fp, got) in good.items():
+            fresh.start_run(slot, json.loads(fp))
+            if got is None:
+                continue
+            row, chunks = got
+
+            def f(slot=slot, row=row, chunks=chunks):
+                for c in chunks:
+                    fresh.db.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                     (slot, c.seq, c.step, 0, c.body, c.blob,
+                                      _digest(slot, c.seq, c.step, c.body, c.blob)))
+                m = json.dumps(row.meta)
+                fresh.db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 (slot, row.seq, row.step, int(row.done), time.time(), m, row.body, row.blob,
+                                  _digest(slot, row.seq, row.step, m + row.body, row.blob)))
+                if row.done:
+                    fresh.db.execute("UPDATE runs SET status = 'done' WHERE slot = ?", (slot,))
+
+            fresh._write(f, f"the recovered checkpoint of run {slot}")
+        self.db = fresh.db
+        warnings.warn(f"checkpoint: {self.path} is damaged ({'; '.join(problems)}); resuming from the last "
+                      f"good checkpoints ({', '.join(used)}); the damaged file is kept as {aside}",
+                      CheckpointWarning, stacklevel=4)
