@@ -7,6 +7,10 @@ The tables come from each benchmark's `extra_info` (see benchmarks/common.py:
 (`benchmarks.summary.judge`), so a JSON from an older run renders the same
 way. The hand-written analysis (why a target is missed, where the time goes)
 lives in benchmarks/analysis.md and is copied in after the tables.
+
+The Peers section (GenJAX, NumPyro: benchmarks/peers/) comes from a second
+JSON, `results/peers-<device tag>.json` beside the suite's (or `--peers PATH`),
+written by `python -m benchmarks.peers`; without one the section is left out.
 """
 
 from __future__ import annotations
@@ -312,12 +316,16 @@ def others_section(benches: list[dict]) -> str:
                       table(["benchmark", "min", "median", "first ratio (paired)"], rows)])
 
 
-def render(data: dict, source: str) -> str:
+def render(data: dict, source: str, peers: dict | None = None) -> str:
     benches = data.get("benchmarks", [])
     rows = judge(benches)
     parts = [header(data, source), targets_section(rows), is_section(benches), mh_section(benches),
              smc_section(benches), hmc_section(benches), instrumentation_section(benches), nodes_sections(benches),
              memory_section(benches), others_section(benches)]
+    if peers:
+        from benchmarks.peers.section import peers_section  # it uses this module's formatting
+
+        parts.append(peers_section(peers))
     if ANALYSIS.exists():
         parts.append(ANALYSIS.read_text().strip())
     parts.append(REFERENCE.strip())
@@ -328,14 +336,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json", help="pytest-benchmark JSON (--benchmark-json) of the benchmarks suite")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--peers", default=None, help="peers JSON (default: results/peers-<device tag>.json if present)")
     a = ap.parse_args(argv)
     with open(a.json) as f:
         data = json.load(f)
+    peers_path = Path(a.peers) if a.peers else Path(a.json).resolve().parent / (
+        f"peers-{data.get('genmlx', {}).get('device_tag', '')}.json")
+    peers = json.loads(peers_path.read_text()) if peers_path.exists() else None
     try:
         source = str(Path(a.json).resolve().relative_to(ROOT))
     except ValueError:
         source = a.json
-    text = render(data, source)
+    text = render(data, source, peers)
     Path(a.out).write_text(text)
     rows = judge(data.get("benchmarks", []))
     print(f"wrote {a.out}: {sum(r['met'] for r in rows)} of {len(rows)} targets met")

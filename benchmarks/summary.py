@@ -7,6 +7,11 @@ A benchmark declares its targets in `extra_info["targets"]`, each a dict:
 * value target: {"name", "value": float, "max": float} - a measured number (nodes, growth per iteration).
 
 `judge(benchmarks)` returns one row per target: name, benchmark, value, limit, met.
+
+Peer targets (issue 14) live in the peers JSON (`benchmarks.peers`): each row
+of it declares targets {"name", "peer", "statistic": "paired_median" | "first",
+"max"}, judged on `row["ratios"][peer][statistic]` (genmlx / peer) by
+`judge_peers(peers_json)`, which returns rows of the same shape as `judge`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-__all__ = ["judge", "target_value", "trim_data", "MAX_DATA"]
+__all__ = ["judge", "judge_peers", "target_value", "trim_data", "MAX_DATA"]
 
 MAX_DATA = 100  # raw per-round timings kept per benchmark in the JSON
 
@@ -48,6 +53,24 @@ def judge(benchmarks: Iterable[dict]) -> list[dict[str, Any]]:
                 "met": v is not None and v <= t["max"],
             })
     return rows
+
+
+def judge_peers(peers: dict) -> list[dict[str, Any]]:
+    """The peer targets of a peers JSON (benchmarks/peers/run.py), judged: genmlx / peer <= max."""
+    out = []
+    for row in peers.get("rows", []):
+        for t in row.get("targets", []):
+            v = row.get("ratios", {}).get(t["peer"], {}).get(t["statistic"])
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                v = None
+            if v is not None and math.isnan(v):
+                v = None
+            out.append({"target": t["name"], "benchmark": row.get("id"), "param": None, "value": v,
+                        "limit": t["max"], "statistic": t["statistic"], "baseline": t["peer"],
+                        "met": v is not None and v <= t["max"]})
+    return out
 
 
 def trim_data(output_json: dict, max_data: int = MAX_DATA) -> None:
