@@ -5,24 +5,26 @@ rank's particles one batched trace (`vgenerate` / `vupdate`, the vectorized
 filter's moves). Step t on every rank:
 
 1. (t > 0) if the global ESS of the current weights is below
-   `ess_threshold * N`: gather every rank's log weights (N floats), draw N
-   global ancestor indices with the chosen scheme (rank 0's draw, with a key
-   shared by all ranks, sent to all), and give rank r the particles of global
+   `ess_threshold * N`: draw N global ancestor indices from all N weights
+   (gathered at the end of step t - 1) with the chosen scheme and a key shared
+   by all ranks (every rank draws the same indices: same key, same weights,
+   same operation on ranks of one device type), and give rank r the particles of global
    slots r n .. (r + 1) n - 1: every batched leaf is all-gathered and indexed
    (a particle may come from any rank). The evidence so far is banked:
    log Z += logsumexp(w) - log N over all N weights; the weights reset to 0.
 2. move the particles to step t (`vgenerate` at t = 0, `vupdate` after) with
    this rank's key, and add the increments to the weights;
-3. all-gather the ranks' (logsumexp w, logsumexp 2w): the global ESS
-   exp(2 L - L2) and the step's evidence increment.
+3. all-gather the ranks' weights (N floats): the global ESS exp(2 L - L2)
+   with L = logsumexp(w), L2 = logsumexp(2w) over all N, and the step's
+   evidence increment.
 
 Estimator: log Z = banked + logsumexp(w over all N) - log N, the standard
 particle filter's estimate with multinomial-type resampling of all N
 particles: exactly the single-process filter on N particles, run with a
 different random stream (unbiased for Z). Cost per resampling: one all-gather
 of every batched leaf of the particles (O(N x the trace's size) over the
-network, O(t) for a trace that grows with t); per step: two small collectives
-and one counted host sync.
+network, O(t) for a trace that grows with t), in one collective; per step:
+one collective of N floats and one counted host sync.
 
 Island variant (`island_smc`, optional, labelled as such): every rank runs an
 independent filter of n_r particles with local resampling
@@ -58,6 +60,7 @@ class DistSMCState(NamedTuple):
     banked: float  # log evidence banked at the resamplings so far (the same on every rank)
     t: int
     sums: tuple  # global (logsumexp w, logsumexp 2w) of the current weights
+    weights: Any = None  # every rank's current weights, [N] float32 on the host (rank order)
 
 
 def _migrate(g: Group, tr, mine: np.ndarray, n: int):
@@ -102,19 +105,17 @@ def smc(model, args_seq, observations_seq, n_particles: int = 1000, *, key, grou
     threshold = float(ess_threshold)
     shared = mx.random.split(mx.random.split(key, 2)[0], T)  # resampling keys: the same on every rank
 
-    def global_sums(lw, t):
-        local = np.asarray(driver.host(mx.stack([mx.logsumexp(lw), mx.logsumexp(2.0 * lw)])), np.float64)
-        parts = g.all_gather(local, f"smc: weight sums of step {t}")
-        return logsumexp64(parts[:, 0]), logsumexp64(parts[:, 1])
+    def gathered(lw, t):
+        driver.host((lw,))  # the step's weights, evaluated: one counted sync
+        return g.all_gather(np.asarray(lw, np.float32), f"smc: weights of step {t}").reshape(-1)
 
     def step(k, s: DistSMCState) -> driver.Step:
         t, tr, lw, banked = s.t, s.particles, s.log_weights, s.banked
         resampled, migrated = False, 0
         lse, lse2 = s.sums  # the global sums of the weights so far (log N for the initial zeros)
         if t > 0 and threshold > 0 and (threshold >= 1.0 or 2.0 * lse - lse2 < math.log(threshold * N)):
-            lw_all = g.all_gather(np.asarray(lw, np.float32), f"smc: weights of step {t}").reshape(-1)
-            anc = np.asarray(scheme(shared[t], mx.array(lw_all), N), np.int64)
-            anc = g.all_gather(anc, f"smc: ancestors of step {t}")[0]  # rank 0's draw, on every rank
+            # every rank draws the same ancestors: the same key, the same gathered weights, the same operation
+            anc = np.asarray(scheme(shared[t], mx.array(s.weights), N), np.int64)
             mine = anc[g.rank * n:(g.rank + 1) * n]
             migrated = int(np.sum((mine < g.rank * n) | (mine >= (g.rank + 1) * n)))
             tr = _migrate(g, tr, mine, n) if g.size > 1 else _migrate_local(tr, mine, n)
@@ -124,14 +125,15 @@ def smc(model, args_seq, observations_seq, n_particles: int = 1000, *, key, grou
         else:
             tr, inc, _ = model.vupdate(tr, obs[t], args=args_seq[t], key=k)
         lw = lw + mx.broadcast_to(inc, (n,))
-        sums = global_sums(lw, t)
+        weights = gathered(lw, t)  # one collective per step: every rank's weights (ESS and resampling)
+        sums = (logsumexp64(weights), logsumexp64(2.0 * weights.astype(np.float64)))
         if not math.isfinite(sums[0]):
             raise ZeroLikelihoodError(f"distributed.smc: at step t={t} every particle on every rank has log weight "
                                       f"-inf (or NaN): the observations of step {t} are impossible under the model")
         stats = {"ess": math.exp(2.0 * sums[0] - sums[1]), "resampled": resampled, "migrated": migrated,
                  "log_weight": sums[0] - lse,
                  "ess_local": mx.exp(2.0 * mx.logsumexp(lw) - mx.logsumexp(2.0 * lw))}
-        return driver.Step(DistSMCState(tr, lw, banked, t + 1, sums), None, stats)
+        return driver.Step(DistSMCState(tr, lw, banked, t + 1, sums, weights), None, stats)
 
     res = driver.run(step, DistSMCState(None, mx.zeros((n,)), 0.0, 0, (log_n, log_n)), T, algorithm="smc_distributed",
                      model=getattr(model, "name", ""), key=rank_key(mx.random.split(key, 2)[1], g),
