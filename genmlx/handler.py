@@ -32,7 +32,7 @@ from .trace import Trace
 from .memory.budget import check_budget, get_budget
 from .memory.graph import pending_node_ids
 
-__all__ = ["trace", "splice", "Handler", "current_handler"]
+__all__ = ["trace", "splice", "Handler", "current_handler", "current_root"]
 
 _stack: list = []
 _prefix: list = [()]  # full path of the call being handled (for site events)
@@ -66,6 +66,11 @@ def all_optional(c: ChoiceMap) -> bool:
 
 def current_handler():
     return _stack[-1] if _stack else None
+
+
+def current_root():
+    """The generative function of the outermost execution being handled (None outside any)."""
+    return _stack[0].gen_fn if _stack else None
 
 
 @contextmanager
@@ -215,18 +220,27 @@ class Handler:
 
     def _counted(self, path: Path, obj, args: tuple):
         """Visit a site and emit its `SiteHandled` (see `genmlx.site_counts` for how nodes are counted)."""
-        n_scores, n_weights = len(self.scores), len(self.weights)
+        scores, weights = self.scores, self.weights
+        n_scores, n_weights = len(scores), len(weights)
         prefix = _prefix[-1]
         full = prefix + path
-        if _sinks:  # inside another site's visit: the chain of the enclosing top-level execution
+        nested = bool(_sinks)
+        if nested:  # inside another site's visit: the chain of the enclosing top-level execution
             state = _chain[0]
+            if self.chain is _UNSET:  # this execution's first site: its generative function enters the chain
+                self.chain = _NESTED
+                if state is not None:
+                    state = site_counts.entry(state, (type(self), id(self.gen_fn), prefix), [self.gen_fn]).state
         else:
             state = self.chain
             if state is _UNSET:
                 state = self.chain = site_counts.root(self, prefix)
+        if state is not None and not _is_dist(obj):  # a call: the callee and its arguments, before its sites
+            pins = [obj]
+            state = site_counts.entry(state, (path, id(obj), site_counts.signature(args, pins)), pins).state
         ids0 = None
-        if not site_counts.warm(state):  # a site not met before: take the graph before it now
-            ids0 = _pending_ids(self.scores, self.weights)
+        if state not in site_counts.warm_states:  # a site not met before: take the graph before it now
+            ids0 = _pending_ids(scores, weights)
         _chain[0] = state
         _prefix.append(full)
         sink: list = []
@@ -238,29 +252,30 @@ class Handler:
             _sinks.pop()
         st = self.sites[path]
         state = _chain[0]  # after the sites nested in this one
-        if state is None:
-            walked = self._walk(ids0, n_scores, n_weights, st)
-        else:
+        e = ev = None
+        if state is not None:
             pins: list = []
             sig, cacheable = self._site_signature(path, obj, args, st, n_scores, n_weights, pins)
-            e = site_counts.lookup(state, sig, tuple(pins))
-            if cacheable and site_counts.trusted(e):
-                walked = site_counts.hit(e)
-            else:
-                walked = self._walk(ids0, n_scores, n_weights, st)
-                site_counts.record(state, e, walked, full, cacheable)
+            e = site_counts.entry(state, sig, pins)
+            if cacheable and e.agreed >= site_counts.TRUSTED and site_counts.verified is None:
+                ev = e.event  # the same site, reached the same way: the same event
+                site_counts.counts["hits"] += 1
             state = e.state
-        if _sinks:
+        if ev is None:
+            walked = self._walk(ids0, n_scores, n_weights, st)
+            # The score and weight are summed by fused nodes at the end of the execution: each site
+            # owns the nodes its term adds to those sums.
+            nodes = (walked + sum_nodes(len(scores)) - sum_nodes(n_scores)
+                     + sum_nodes(len(weights)) - sum_nodes(n_weights))
+            breakdown = {from_path(x.address): x.nodes for x in sink} if sink else {"site": nodes}
+            ev = events.SiteHandled(full, getattr(obj, "name", type(obj).__name__), self.op, nodes, breakdown)
+            if e is not None:
+                site_counts.record(_chain[0], e, ev, cacheable)
+        if nested:
             _chain[0] = state
+            _sinks[-1].append(ev)
         else:
             self.chain = state
-        # The score and weight are summed by fused nodes at the end of the execution: each site
-        # owns the nodes its term adds to those sums.
-        nodes = walked + sum_nodes(len(self.scores)) - sum_nodes(n_scores) + sum_nodes(len(self.weights)) - sum_nodes(n_weights)
-        breakdown = {from_path(e.address): e.nodes for e in sink} if sink else {"site": nodes}
-        ev = events.SiteHandled(full, getattr(obj, "name", type(obj).__name__), self.op, nodes, breakdown)
-        if _sinks:
-            _sinks[-1].append(ev)
         events.emit_site(ev)
         if get_budget() is not None:
             check_budget(f"trace site {from_path(full)!r}")
@@ -278,11 +293,8 @@ class Handler:
     def _site_signature(self, path, obj, args, st, n_scores, n_weights, pins) -> tuple:
         """What determines this site's count besides its chain position (see `genmlx.site_counts`)."""
         sig_of = site_counts.signature
-        if _is_dist(obj):
-            callee = site_counts.dist_signature(obj, pins)
-        else:
-            pins.append(obj)
-            callee = (id(obj), sig_of(args, pins))
+        # a call's callee and arguments are in the chain already (before its sites)
+        callee = site_counts.dist_signature(obj, pins) if _is_dist(obj) else None
         prev = getattr(self, "prev", None)
         old = prev.get(path) if prev is not None else None
         cacheable = old is None or old._ready
@@ -293,6 +305,7 @@ class Handler:
 
 
 _UNSET = object()
+_NESTED = object()
 _chain: list = [None]  # the chain state of the running top-level execution (genmlx.site_counts)
 
 

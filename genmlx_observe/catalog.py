@@ -134,6 +134,15 @@ CATALOG: tuple[Metric, ...] = (
            "Divergent transitions (HMC, NUTS: sampler statistic `diverging`).", _RUN),
     Metric("inference.particle.ess", "gauge", "{particle}",
            "Effective sample size of the particles at the latest step (particle methods).", _RUN),
+    # -- checkpoints: the driver's Checkpointed events (genmlx.checkpoint) ---------
+    Metric("checkpoint.writes", "counter", "{checkpoint}",
+           "Checkpoints the loop driver wrote, by outcome (ok, or error: a full disk, an unwritable path).",
+           _RUN + ("outcome",), group="checkpoint"),
+    Metric("checkpoint.written", "counter", "By", "Bytes written to checkpoint databases.", _RUN,
+           group="checkpoint"),
+    Metric("checkpoint.duration", "counter", "s",
+           "Wall time spent writing checkpoints (encoding the state and the SQLite transaction).", _RUN,
+           group="checkpoint"),
     # -- growth: least-squares slopes of census points within the latest run --
     Metric("memory.live_arrays.growth", "gauge", "{array}/{iteration}",
            "Growth of live mx.array objects per iteration in the latest run (least-squares slope).",
@@ -160,7 +169,7 @@ CATALOG: tuple[Metric, ...] = (
     # -- trace sites: opt-in site accounting ------------------------------------
     Metric("site.buffers", "histogram", "{node}",
            "Graph nodes (future buffers) genmlx adds per trace site visit; `site` is capped with `other`.",
-           ("site", "model", "op"), group="sites", buckets=NODE_BUCKETS, opt_in=True),
+           ("site", "model", "algorithm", "op"), group="sites", buckets=NODE_BUCKETS, opt_in=True),
     # -- process: psutil at collection time ---------------------------------------
     Metric("process.memory.rss", "gauge", "By", "Resident set size of the process.", group="process"),
     Metric("process.cpu.time", "counter", "s", "CPU time of the process (user + system).", group="process"),

@@ -21,6 +21,7 @@ from genmlx import events
 from opentelemetry import trace
 
 from .catalog import CATALOG
+from .checkpoints import CheckpointObserver
 from .drops import Drops
 from .memory import MemoryGauges
 from .metrics import OtelMetrics, meter_provider_is_real
@@ -42,6 +43,7 @@ class GenmlxInstrumentor:
 
     def __init__(self):
         self.observer: Observer | None = None
+        self.checkpoints: CheckpointObserver | None = None
         self.sites: SiteObserver | None = None
         self.otel: OtelMetrics | None = None
         self.collector: GenmlxCollector | None = None
@@ -101,8 +103,9 @@ class GenmlxInstrumentor:
 
             tracer = tracer_provider.get_tracer("genmlx_observe", __version__)
         observer = Observer(sample_every, tracer, step_spans, census_overhead)
-        sites = SiteObserver(site_top_k, observer.current_model) if site_metrics else None
+        sites = SiteObserver(site_top_k, observer.current_run) if site_metrics else None
         observer.sites = sites
+        self.checkpoints = CheckpointObserver()
         readers = self._readers(observer, sites)
         if meter_provider_is_real(meter_provider):
             self.otel = OtelMetrics(meter_provider, readers, include_opt_in=site_metrics)
@@ -115,6 +118,7 @@ class GenmlxInstrumentor:
             self._registry = registry
         self.observer, self.sites, self.readers = observer, sites, readers
         events.subscribe(observer)
+        events.subscribe(self.checkpoints)
         if sites is not None:
             events.subscribe(sites)  # this is what turns the handler's site accounting on
         return observer
@@ -125,6 +129,7 @@ class GenmlxInstrumentor:
         readers.update(MemoryGauges(lambda: observer.pending).readers())
         readers.update(ProcessGauges().readers())
         readers["observe.dropped"] = self.drops.read
+        readers.update(self.checkpoints.readers())
         readers["site.buffers"] = sites.read if sites is not None else list
         missing = [m.key for m in CATALOG if m.key not in readers]
         if missing:  # a catalog entry nobody reads is a bug here, not at the user's
@@ -138,6 +143,8 @@ class GenmlxInstrumentor:
         if self.sites is not None:
             events.unsubscribe(self.sites)
         events.unsubscribe(self.observer)
+        if self.checkpoints is not None:
+            events.unsubscribe(self.checkpoints)
         if self.collector is not None and self._registry is not None:
             try:
                 self._registry.unregister(self.collector)
@@ -145,5 +152,5 @@ class GenmlxInstrumentor:
                 pass
         if self.otel is not None:
             self.otel.close()
-        self.observer = self.sites = self.otel = self.collector = self._registry = None
+        self.observer = self.sites = self.otel = self.collector = self._registry = self.checkpoints = None
         self.readers = {}

@@ -252,6 +252,11 @@ class Observer:
         s = getattr(self._local, "stack", None)
         return s[-1].labels[1] if s else ""
 
+    def current_run(self) -> tuple[str, str] | None:
+        """(model, algorithm) of the innermost run in progress on this thread (None outside runs)."""
+        s = getattr(self._local, "stack", None)
+        return (s[-1].labels[1], s[-1].labels[0]) if s else None
+
     # -- collection --------------------------------------------------------------------
     def read(self, key: str) -> list:
         """`[(attributes, value)]` of catalog metric `key` (the observer's own metrics)."""

@@ -18,6 +18,8 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
+from genmlx.handler import current_root
+
 from .aggregate import Hist
 from .catalog import NODE_BUCKETS
 
@@ -55,21 +57,29 @@ class SiteLabels:
 
 
 class SiteObserver:
-    """Receives `SiteHandled` events; keeps a `site.buffers` histogram per (site, model, op).
+    """Receives `SiteHandled` events; keeps a `site.buffers` histogram per (site, model, algorithm, op).
+
+    Each event is labelled with the model and algorithm of the run in progress
+    on its thread. A site handled outside any run (an algorithm's initial trace,
+    made before its run starts) waits for the next run: it takes that run's
+    labels when the run's model is the model it was handled for, else it keeps
+    its model and an empty algorithm (also when the labels are read first).
 
     Args:
         top_k: addresses with their own label.
-        current_model: returns the model name of the innermost active run
-            on this thread ("" outside runs).
+        current_run: returns ``(model, algorithm)`` of the innermost run in
+            progress on this thread, or None outside runs.
     """
 
-    def __init__(self, top_k: int, current_model: Callable[[], str]):
+    def __init__(self, top_k: int, current_run: Callable[[], tuple[str, str] | None]):
         self._labels = SiteLabels(top_k)
-        self._model = current_model
+        self._run = current_run
         self._lock = threading.Lock()
-        self._pending: list[tuple[tuple, str, str, int]] = []  # (address, model, op, nodes) before freezing
+        self._pending: list[tuple[tuple, str, str, str, int]] = []  # (address, model, algorithm, op, nodes)
+        self._orphans: list[tuple[tuple, str, str, int]] = []  # outside runs: (address, model, op, nodes)
         self._totals: dict[tuple, int] = {}
-        self.hists: dict[tuple[str, str, str], Hist] = {}
+        self.hists: dict[tuple[str, str, str, str], Hist] = {}
+        self._attrs: dict[tuple[str, str, str, str], dict] = {}  # the attributes of each histogram, made once
         self.sinks: list[HistogramSink] = []  # e.g. the OpenTelemetry histogram's record
         self.events = 0
         # Nodes of the current driver step, top-level sites only (a nested call
@@ -78,17 +88,35 @@ class SiteObserver:
 
     # -- events ---------------------------------------------------------------------
     def on_site(self, e) -> None:
-        model = self._model()
+        run = self._run()
         self.events += 1
-        self._step_add(e.address, e.nodes, nested=set(e.breakdown) != {"site"})
+        address, nodes = e.address, e.nodes
+        b = e.breakdown
+        self._step_add(address, nodes, nested=len(b) != 1 or "site" not in b)
         with self._lock:
-            if self._labels.frozen:
-                self._observe(self._labels.label(e.address), model, e.op, e.nodes)
+            if not self._labels.frozen:
+                self._totals[address] = self._totals.get(address, 0) + nodes
+            if run is None:
+                self._orphans.append((address, _root_model(), e.op, nodes))
                 return
-            self._pending.append((e.address, model, e.op, e.nodes))
-            self._totals[e.address] = self._totals.get(e.address, 0) + e.nodes
-            if len(self._pending) >= FREEZE_AFTER:
-                self._freeze()
+            if self._orphans:
+                self._adopt(run)
+            self._add(address, run[0], run[1], e.op, nodes)
+
+    def _add(self, address, model, algorithm, op, nodes) -> None:
+        if self._labels.frozen:
+            self._observe(self._labels.label(address), model, algorithm, op, nodes)
+            return
+        self._pending.append((address, model, algorithm, op, nodes))
+        if len(self._pending) >= FREEZE_AFTER:
+            self._freeze()
+
+    def _adopt(self, run) -> None:
+        """Label the sites handled outside runs: with `run` where it is their model's, else model only."""
+        orphans, self._orphans = self._orphans, []
+        for address, model, op, nodes in orphans:
+            algorithm = run[1] if run is not None and run[0] == model else ""
+            self._add(address, model, algorithm, op, nodes)
 
     def _step_add(self, address: tuple, nodes: int, nested: bool) -> None:
         step = self._step
@@ -103,6 +131,10 @@ class SiteObserver:
 
         The first step that handled sites also freezes the top-K labels.
         """
+        if self._orphans:
+            run = self._run()
+            with self._lock:
+                self._adopt(run)
         if not self._step:
             return 0
         total = sum(n for _, n in self._step)
@@ -121,30 +153,40 @@ class SiteObserver:
     def _freeze(self) -> None:
         self._labels.freeze(self._totals)
         pending, self._pending, self._totals = self._pending, [], {}
-        for address, model, op, nodes in pending:
-            self._observe(self._labels.label(address), model, op, nodes)
+        for address, model, algorithm, op, nodes in pending:
+            self._observe(self._labels.label(address), model, algorithm, op, nodes)
 
     @property
     def labels(self) -> dict[tuple, str] | None:
         return None if self._labels.labels is None else dict(self._labels.labels)
 
-    def _observe(self, site: str, model: str, op: str, nodes: int) -> None:
-        key = (site, model, op)
+    def _observe(self, site: str, model: str, algorithm: str, op: str, nodes: int) -> None:
+        key = (site, model, algorithm, op)
         h = self.hists.get(key)
         if h is None:
             h = self.hists[key] = Hist(NODE_BUCKETS)
+            self._attrs[key] = {"site": site, "model": model, "algorithm": algorithm, "op": op}
         h.observe(nodes)
         if self.sinks:
-            attrs = {"site": site, "model": model, "op": op}
+            attrs = self._attrs[key]
             for sink in self.sinks:
                 sink("site.buffers", nodes, attrs)
 
     # -- collection -------------------------------------------------------------
     def read(self) -> list:
-        """`[(attributes, HistogramPoint)]` for `site.buffers` (freezes the labels first)."""
+        """`[(attributes, HistogramPoint)]` for `site.buffers` (freezes the labels first).
+
+        Sites still waiting for a run are labelled with their model and no algorithm.
+        """
         if self.events:
             self.freeze()
         with self._lock:
-            return [
-                ({"site": s, "model": m, "op": o}, h.point()) for (s, m, o), h in self.hists.items()
-            ]
+            if self._orphans:
+                self._adopt(None)
+            return [(dict(self._attrs[k]), h.point()) for k, h in self.hists.items()]
+
+
+def _root_model() -> str:
+    """The name of the outermost generative function being executed (the model a site belongs to)."""
+    gf = current_root()
+    return getattr(gf, "name", "") if gf is not None else ""

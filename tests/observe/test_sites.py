@@ -88,7 +88,7 @@ def test_site_buffers_equal_an_independent_graph_count(model, registry):
     count = {s.labels["site"]: s.value for s in fam.samples if s.name == "genmlx_site_buffers_count"}
     assert set(count) == set(sums) and all(v == 1 for v in count.values())
     labels = {frozenset(s.labels) - {"le"} for s in fam.samples}
-    assert labels == {frozenset({"site", "model", "op"})}
+    assert labels == {frozenset({"site", "model", "algorithm", "op"})}
 
 
 def test_step_span_carries_the_buffers_of_its_step(spans):
@@ -131,7 +131,7 @@ def _ev(addr, nodes, op="simulate", breakdown=None):
 
 
 def test_top_k_labels_keep_the_heaviest_sites_and_other_gets_the_rest():
-    obs = SiteObserver(top_k=2, current_model=lambda: "m")
+    obs = SiteObserver(top_k=2, current_run=lambda: ("m", "mh"))
     for _ in range(3):  # one "step": a (10), b (100), c (50), d (1)
         for addr, n in [(("a",), 10), (("b",), 100), (("c",), 50), (("d",), 1)]:
             obs.on_site(_ev(addr, n))
@@ -148,13 +148,13 @@ def test_top_k_labels_keep_the_heaviest_sites_and_other_gets_the_rest():
 
 
 def test_top_k_zero_puts_everything_in_other():
-    obs = SiteObserver(top_k=0, current_model=lambda: "")
+    obs = SiteObserver(top_k=0, current_run=lambda: ("", ""))
     obs.on_site(_ev(("x",), 3))
     assert [(a["site"], h.sum) for a, h in obs.read()] == [(OTHER, 3)]
 
 
 def test_nested_call_replaces_its_sub_sites_in_the_step_total():
-    obs = SiteObserver(top_k=5, current_model=lambda: "")
+    obs = SiteObserver(top_k=5, current_run=lambda: ("", ""))
     obs.on_site(_ev(("p",), 5))
     obs.on_site(_ev(("sub", "x"), 10))
     obs.on_site(_ev(("sub", "y"), 20))
