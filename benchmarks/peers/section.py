@@ -66,7 +66,8 @@ def peers_section(peers: dict) -> str:
                 nuts.append([row["label"], name.replace("numpyro", "NumPyro"), t(g["first"][f"{clock}_s"]),
                              t(g.get(f"{clock}_median_s")), t(g.get("wall_median_s")),
                              t(side["first"][f"{clock}_s"]), t(side.get(f"{clock}_median_s")),
-                             t(side.get("wall_median_s")), t(_median(side.get("compile_wall_s"))),
+                             t(side.get("wall_median_s")),
+                             f"{t(side['first'].get('compile_wall_s'))} / {t(_median(side.get('compile_wall_s')))}",
                              x(r.get("paired_median")), x(r.get("first")),
                              f"{num((g.get('summary') or {}).get('leapfrog_steps'))} / "
                              f"{num((side.get('summary') or {}).get('leapfrog_steps'))}"])
@@ -81,9 +82,9 @@ def peers_section(peers: dict) -> str:
     if nuts:
         out += ["### NUTS, 1 chain, whole run", "",
                 "`later`: the median of the runs after the first, in the same process (NumPyro's `mcmc.run` compiles",
-                "again on each call: `compile` is the part of a later run JAX spent tracing and compiling, wall clock).",
+                "again on each call: `compile` is the part of a run JAX spent tracing and compiling, wall clock).",
                 "", table(["model (genmlx form)", "peer", "genmlx first", "genmlx later", "genmlx later (wall)",
-                           "peer first", "peer later", "peer later (wall)", "peer compile (later)",
+                           "peer first", "peer later", "peer later (wall)", "peer compile: first / later",
                            "ratio (later)", "first", "leapfrog steps genmlx / peer"], nuts), ""]
     out += failed
     return "\n".join(out).rstrip()
