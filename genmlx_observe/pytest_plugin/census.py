@@ -237,6 +237,25 @@ class Census:
         live, pending, _ = self.take(state, exact=True)
         return live, pending, before - sum(1 for r in self._first if r() is not None)
 
+    def survivors(self, state: Any) -> tuple[list, list]:
+        """`(new, outside)`: arrays outside the store and state, `new` those not alive at the first census.
+
+        Identity, not id: an array of the first census counts as old only
+        while its weak reference still points to it. For the leak diagnosis.
+        """
+        first = {id(a) for r in self._first if (a := r()) is not None}
+        skip = set(self.store_ids)
+        if state is not None:
+            kept_array_ids(state, skip)
+        outside = [a for a in gc.get_objects() if type(a) is _ARRAY and id(a) not in skip]
+        return [a for a in outside if id(a) not in first], outside
+
+    def outside(self) -> list:
+        """Every live array outside the store (one heap scan; for the leak diagnosis)."""
+        self._walk_store()
+        ids = self.store_ids
+        return [a for a in gc.get_objects() if type(a) is _ARRAY and id(a) not in ids]
+
     def _incremental(self, ids: set[int]) -> list:
         was = gc.isenabled()
         gc.disable()  # no collection may move objects between the two reads

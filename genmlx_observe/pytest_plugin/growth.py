@@ -29,6 +29,8 @@ __all__ = ["slope", "census_interval", "kept_array_ids", "LoopRecord", "TestReco
 
 MIN_POINTS = 10  # census points a loop gets whenever it is long enough
 JUDGE_POINTS = 3  # fewer than this after warm-up: "too short to judge"
+WATCH_POINTS = 3  # census points before a loop that looks leaky has steps watched for origins
+WATCH_STEPS = 3  # consecutive steps watched (a leak may skip some: an accepted sample is kept, not leaked)
 SHARE = 0.10  # census time / loop time the adaptive k aims for
 SITE_SAMPLES = 3  # steps per loop whose trace sites are sampled for the report
 MAX_STORED_POINTS = 200  # census points kept per loop in records (evenly thinned)
@@ -104,6 +106,8 @@ class LoopRecord:
     confirm_growth: list | None = None  # [arrays, nodes] per iteration, first point to an exact end census
     verdict: str = "running"  # "ok", "leak", "too short", "raised" (not judged), "running"
     error: str | None = None
+    watched: int | None = None  # iteration of the first step watched for origins (the loop looked leaky there)
+    diagnosis: dict | None = None  # what holds the leak (`diagnose.diagnose`), for a confirmed leak
 
     @property
     def judged(self) -> bool:
@@ -130,8 +134,22 @@ class _Loop:
         self.step_s = 0.0  # moving average of step time
         self.one_census_s = 0.0  # moving average of census time
         self.sites_sampled = 0
+        self.origins = None  # an `origins.Origins` once the loop looks leaky
+        self.watch_left = 0  # steps still to watch
+        self.graph_before = None  # the largest pending graph at the end of the watched step
 
     def on_step(self, ev, recorder: "TestRecorder") -> None:
+        watching = self.origins is not None and self.origins.armed
+        if watching:
+            self.origins.disarm()
+            self.watch_left -= 1
+            if self.watch_left == 0:
+                self._end_watch(ev.iteration + ev.iterations)
+        self._on_step(ev, recorder)
+        if watching and self.watch_left > 0:
+            self.origins.arm(self.rec.iterations)
+
+    def _on_step(self, ev, recorder: "TestRecorder") -> None:
         rec = self.rec
         rec.steps = ev.step + 1
         rec.iterations = ev.iteration + ev.iterations
@@ -158,6 +176,40 @@ class _Loop:
         if self.sites_sampled < SITE_SAMPLES:
             self.sites_sampled += 1
             recorder.tap.arm()
+        if self.origins is None and self._looks_leaky():
+            self._watch(recorder)
+
+    def _growing(self, a: list, b: list) -> tuple[bool, bool]:
+        span = b[0] - a[0]
+        return (span > 0 and (b[1] - a[1]) / span > self.settings.limit,
+                span > 0 and (b[2] - a[2]) / span > self.settings.pending_limit)
+
+    def _looks_leaky(self) -> bool:
+        """Both of the last two census intervals grew over a limit (a one-off allocation grows one)."""
+        pts = self.rec.points
+        if len(pts) < WATCH_POINTS or not self.settings.enabled:
+            return False
+        (w1, p1), (w2, p2) = self._growing(pts[-3], pts[-2]), self._growing(pts[-2], pts[-1])
+        return (w1 and w2) or (p1 and p2)
+
+    def _watch(self, recorder: "TestRecorder") -> None:
+        """Watch the next step: source lines and trace sites of the arrays it creates."""
+        from .origins import Origins
+
+        self.origins = Origins(recorder._events)
+        if self.origins.arm(self.rec.iterations):
+            self.watch_left = WATCH_STEPS
+            self.rec.watched = self.rec.iterations
+
+    def _end_watch(self, iteration: int) -> None:
+        pts = self.rec.points
+        if len(pts) >= 3 and self._growing(pts[-2], pts[-1])[1]:
+            from .diagnose import graph_snapshot
+
+            made = self.origins.created()  # the graph that grows is usually a new array each step
+            self.graph_before = graph_snapshot(made, iteration, self.origins) or graph_snapshot(
+                self.census.outside(), iteration, self.origins)
+            del made
 
     def finish(self, error: BaseException | None = None, state: Any = None) -> LoopRecord:
         """Fit the slopes; confirm a suspected leak against an exact census taken now."""
@@ -180,8 +232,35 @@ class _Loop:
                 elif w > self.settings.limit or p > self.settings.pending_limit:
                     self._confirm(state)
         rec.full_censuses = self.census.full_censuses
+        if self.origins is not None:
+            self.origins.disarm()
+        if rec.confirm_growth is not None and error is None:
+            w, p = rec.confirm_growth
+            lw, lp = self.settings.limit, self.settings.pending_limit
+            if (w > lw and rec.wrapper_growth > lw) or (p > lp and rec.pending_growth > lp):
+                self._diagnose(state, wrappers=w > lw and rec.wrapper_growth > lw,
+                               pending=p > lp and rec.pending_growth > lp)
         self.census.close()
+        self.origins = self.graph_before = None
         return rec
+
+    def _diagnose(self, state: Any, wrappers: bool, pending: bool) -> None:
+        """Name what holds the arrays that appeared since the first census (a confirmed leak only)."""
+        from .diagnose import diagnose
+
+        rec = self.rec
+        try:
+            new, outside = self.census.survivors(state)
+            span = rec.iterations - rec.points[0][0]
+            grown = (rec.confirm_growth[1] if rec.confirm_growth else 0) * span
+            rec.diagnosis = diagnose(
+                new, store=self.census.store, state=state, iterations=span, pending=new if pending else None,
+                pending_fallback=outside, min_nodes=max(1, int(0.5 * grown)), graph_before=self.graph_before,
+                origins=self.origins, iteration=rec.iterations, wrappers=wrappers,
+            )
+            del new, outside
+        except Exception as e:  # the diagnosis is evidence, never a reason to break the run
+            rec.diagnosis = {"error": f"{type(e).__name__}: {e}"}
 
     def _confirm(self, state: Any) -> None:
         """Growth from the first point to an exact census (full collection) now.

@@ -132,6 +132,7 @@ def section(verdict: dict, memory: dict | None, verbosity: int) -> str:
     elif verbosity == 0 and len(loops) > 10:
         lines.append(f"(worst 10 of {len(loops)} loops; -v shows all)")
         loops = loops[:10]
+    lines += _diagnoses(loops, verbosity)
     lines += ["", "growth per loop:"] + _loop_rows(loops, lim, plim)
     if verbosity >= 1:
         for r in loops:
@@ -162,6 +163,26 @@ def section(verdict: dict, memory: dict | None, verbosity: int) -> str:
     if verdict["census_s"] and verbosity >= 0:
         lines += ["", f"census: {verdict['census_s'] * 1e3:,.1f} ms over {verdict['loop_s'] * 1e3:,.1f} ms of loops"]
     return "\n".join(lines)
+
+
+def _diagnoses(loops: list[dict], verbosity: int) -> list[str]:
+    """What holds each leaking loop's arrays (`diagnose.lines`), first in the section."""
+    out: list[str] = []
+    for r in loops:
+        d = r.get("diagnosis")
+        if r["verdict"] != "leak" or not d:
+            continue
+        from .diagnose import lines
+
+        if verbosity < 0:
+            out += [f"loop {r['run_id']}: {line}" for line in lines(d, verbosity)] if "error" not in d else []
+            continue
+        out += ["", f"what holds the growth of loop {r['run_id']} ({r['algorithm']}, {r['model'] or '-'}):"]
+        if "error" in d:
+            out.append(f"  (diagnosis failed: {d['error']})")
+            continue
+        out += ["  " + line for line in lines(d, verbosity)]
+    return out
 
 
 def _growth_key(r: dict) -> float:

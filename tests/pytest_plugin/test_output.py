@@ -53,12 +53,16 @@ def test_section_length_follows_verbosity(gate):
         result = gate.run(*([flag] if flag else []))
         result.assert_outcomes(failed=1)
         sizes[flag] = len(_section(result.stdout.str()))
+        if flag == "-q":
+            quiet = _section(result.stdout.str())
         section = "\n".join(_section(result.stdout.str()))
         assert "growth per loop:" in section
         assert ("memory report" in section) == (flag != "-q")
         assert ("census (iteration, live, pending, state)" in section) == (flag == "-v")
     assert sizes["-q"] < sizes[""] < sizes["-v"], sizes
-    assert sizes["-q"] <= 5  # the limits, the table head and the leaking loop
+    assert sizes["-q"] <= 6  # the limits, what holds the growth, the table head and the leaking loop
+    assert any(re.match(r"loop \d+: 2\.00 arrays/iteration held by list `loops\.LEAK`, created at loops\.py:\d+$", line)
+               for line in quiet), quiet
 
 
 def test_terminal_summary_lists_fastest_and_slowest(gate):
