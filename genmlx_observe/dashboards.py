@@ -202,6 +202,14 @@ def inference_dashboard() -> dict:
                "Divergent transitions of HMC and NUTS: more than a few means the step size is too large."),
         _panel("Host syncs per iteration", [(_ratio("inference.syncs", it), RUN_LEGEND)], "short",
                "Syncs besides the driver's one evaluation per step (accept decisions, resampling); 0 is ideal."),
+        _row("Checkpoints"),
+        _panel("Checkpoint writes", [(_rate("checkpoint.writes", BY + ", outcome"), "{{outcome}} " + RUN_LEGEND)],
+               "ops", "Checkpoints written per second by the loop driver (genmlx.checkpoint), by outcome: an error "
+                      "is a write that failed (a full disk, an unwritable path); the earlier checkpoints are kept."),
+        _panel("Checkpoint cost", [(_rate("checkpoint.written"), "bytes/s " + RUN_LEGEND),
+                                   (_rate("checkpoint.duration"), "s/s " + RUN_LEGEND)], "short",
+               "Bytes written to checkpoint databases per second, and the share of wall time spent writing them "
+               "(seconds per second: 0.01 is 1% of the run)."),
         _row("Across ranks (distributed jobs: genmlx.distributed)"),
         *_rank_panels(),
         _row("Process"),

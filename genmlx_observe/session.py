@@ -85,6 +85,7 @@ class Observation:
             )
             if c.prometheus_port is not None:
                 self.server = serve(self.registry, c.exporter_port, c.prometheus_addr)  # base port + rank in a job
+            self.instrumentor.checkpoints.on_interrupt = self.flush  # a signal ended a run: deliver now
             self.census()  # a first value for the pending-nodes gauge, taken on the caller's (MLX) thread
         except BaseException:
             self.instrumentor.uninstrument()
@@ -159,6 +160,25 @@ class Observation:
     def summary(self) -> str:
         """A console table of the metrics and where they were sent."""
         return _summary.render(self.snapshot(), self.destinations(), dict(self.drops.counts))
+
+    def flush(self) -> None:
+        """Export what is pending now (spans, metrics: each provider's `force_flush`) and push.
+
+        Called when a signal interrupts a run (the process may be about to end);
+        bounded by `shutdown_timeout_s` per provider.
+        """
+        c = self.config
+        ms = int(c.shutdown_timeout_s * 1000)
+        for p in (c.tracer_provider or (self.pipeline and self.pipeline.tracer_provider),
+                  c.meter_provider or (self.pipeline and self.pipeline.meter_provider)):
+            f = getattr(p, "force_flush", None)
+            if f is not None:
+                try:
+                    f(ms)
+                except Exception as e:
+                    self.drops.add("flush", 1, f"flush failed: {type(e).__name__}: {e}")
+        if c.pushgateway:
+            self.push()
 
     def push(self) -> bool:
         """Push the metrics to the Pushgateway now; a failure is a counted, warned drop."""

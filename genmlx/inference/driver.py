@@ -276,7 +276,7 @@ def run(
                 save(True)
     except BaseException as e:
         error = e
-        if not isinstance(e, (RunInterrupted, CheckpointError)):
+        if not isinstance(e, RunInterrupted):
             _note_partial(e, algorithm, result(), ck)
         raise
     finally:
