@@ -131,6 +131,8 @@ def _rejection(key, rounds, shape, round_fn, fallback_fn, *params, reject=0.3):
     size = 1
     for n in shape:
         size *= n
+    if size == 0:  # an empty batch (a zero-length parameter array): MLX cannot argmax a zero-size axis
+        return fallback_fn(mx.zeros(shape), *params)
     if size < COMPACT_MIN or rounds < 3:
         uv = uniform01(key, (rounds, 2) + shape)
         pick, any_ok = _first_accepted(round_fn(uv[:, 0], uv[:, 1], *params))

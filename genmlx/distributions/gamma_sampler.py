@@ -352,6 +352,9 @@ def log_gamma_draw(key, a, shape: tuple = (), *, rounds: int | None = None, with
     size = 1
     for n in full:
         size *= n
+    if size == 0:  # an empty batch: nothing to draw (MLX cannot argmax a zero-size axis)
+        logg = mx.zeros(full)
+        return (logg, mx.ones(full, dtype=mx.bool_)) if with_ok else logg
     if full == () and k > 1 and not with_ok:
         q = reject_prob_bound(2.0) if boost < 0 else reject_prob_bound(max(a + boost, 2.0))
         lanes = shared_lanes()

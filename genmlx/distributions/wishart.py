@@ -146,7 +146,7 @@ class _WishartBase(Distribution):
             self.scale = s
         else:
             self._host = None
-            self.scale = s if mx.issubdtype(s.dtype, mx.floating) else s.astype(mx.float32)
+            self.scale = s if s.dtype in (mx.float32, mx.float64) else s.astype(mx.float32)  # linalg: f32/f64 only
             self.scale_tril = cholesky(self.scale)
             self._lazy_checks.append(("scale", "positive definite", self.scale_tril, chol_ok))
 

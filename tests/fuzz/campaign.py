@@ -56,9 +56,10 @@ def fuzz_entry(name: str, pool: Pool, examples: int, seed_: int = 22) -> EntryRe
     return rep
 
 
-def campaign(names: list, examples: int, timeout_s: float = 30.0, seed_: int = 22, log=None) -> list:
+def campaign(names: list, examples: int, timeout_s: float = 30.0, seed_: int = 22, log=None,
+             compiled: bool = False) -> list:
     reports = []
-    with Pool(timeout_s) as pool:
+    with Pool(timeout_s, compiled=compiled) as pool:
         for name in names:
             r = fuzz_entry(name, pool, examples, seed_)
             reports.append(r)
@@ -68,7 +69,7 @@ def campaign(names: list, examples: int, timeout_s: float = 30.0, seed_: int = 2
     return reports
 
 
-def markdown(reports: list, examples: int, seconds: float, seed_: int) -> str:
+def markdown(reports: list, examples: int, seconds: float, seed_: int, compiled: bool = False) -> str:
     total = Counter()
     for r in reports:
         total.update(r.counts)
@@ -87,12 +88,18 @@ def markdown(reports: list, examples: int, seconds: float, seed_: int) -> str:
         f"Seed {seed_}, up to {examples} generated inputs per entry point (hypothesis stops",
         "early when an entry point's input space is exhausted, and adds shrinking steps",
         f"after a failure), {len(reports)} entry points, {n} inputs in all, {seconds:.0f} s.",
+        "MLX compilation " + ("on (`--compiled`)." if compiled else "off in the worker (`mx.disable_compile()`: the CPU "
+                                                                      "backend's C++ compile of every new kernel shape costs 10-40 s a case here; "
+                                                                      "`--compiled` keeps it)."),
         "",
         "Outcome classes: `result` (returned; every number it checks is sound), `error` (a",
         "Python exception naming the parameter, the address, the distribution or the",
-        "algorithm), `unnamed` (an exception naming none of them), `nonfinite` (a NaN, or an",
-        "infinite sample, returned without an error), `crash` (the worker died of a signal),",
-        "`hang` (past the timeout).",
+        "algorithm; or raised by the fuzzed model's own Python code), `range` (a non-finite",
+        "result from valid but extreme finite parameters, |x| >= 1e6 or 0 < |x| <= 1e-6, with",
+        "no NaN or inf in the input: float32's range, not invalid input), `unnamed` (an",
+        "exception naming none of them), `nonfinite` (a NaN, or an infinite sample, returned",
+        "without an error for any other input), `crash` (the worker died of a signal), `hang`",
+        "(past the timeout). The last four are failures.",
         "",
         "| outcome | count |",
         "|---|---:|",

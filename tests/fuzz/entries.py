@@ -47,10 +47,16 @@ def strategy(name: str):
     if kind == "combinator":
         return st.tuples(S.count, S.param, S.small_list, S.count)
     if kind == "inference":
-        return st.fixed_dictionaries({
+        sane = st.fixed_dictionaries({  # mostly valid runs, so the algorithms' own paths are fuzzed too
+            "n": st.integers(1, 6), "m": st.integers(1, 4), "sel": st.sampled_from([None, ("select", ["mu"])]),
+            "obs": st.sampled_from([{"y0": 0.5}, {"y0": 0.5, "y1": -1.0}, {"y1": 2.0}]),
+            "step": st.sampled_from([0.05, 0.2]), "addrs": st.sampled_from([["mu"], ["k"], ["mu", "k"]]),
+            "y": st.just(0.5),
+        })
+        return st.one_of(sane, st.fixed_dictionaries({
             "n": S.count, "m": S.count, "sel": S.selection, "obs": S.constraints, "step": S.step,
             "addrs": st.lists(S.address, max_size=3), "y": S.value,
-        })
+        }))
     if kind == "plugin":
         return st.fixed_dictionaries({
             "port": st.one_of(st.integers(-5, 70000), st.sampled_from([None, "80", 1.5, True, 0])),
@@ -68,12 +74,41 @@ def all_entries() -> list:
 
 
 def classify_error(name: str, spec, e: BaseException) -> str:
+    """`error` when the message names the parameter, the address, the distribution or the algorithm;
+    an exception raised by the fuzzed model's own Python code (runners.py) is the user's, also `error`."""
     if not isinstance(e, Exception):
         return "unnamed"
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None and tb.tb_frame.f_code.co_filename.endswith("runners.py") \
+            and tb.tb_frame.f_code.co_name.startswith("_"):
+        return "error"  # raised in the model's own body (a `_`-named function of runners.py)
     msg = str(e)
-    what = name.partition(":")[2]
-    words = (what, *NAMED_WORDS)
+    words = (name.partition(":")[2], *NAMED_WORDS, *DISTS, *COMBINATORS, *INFERENCE, "mixture", "product", "iid")
     return "error" if any(w in msg for w in words) or re.search(r"'[^']+'", msg) else "unnamed"
+
+
+def extreme_only(spec) -> bool:
+    """True when the input holds a valid but extreme finite number and no NaN or inf anywhere."""
+    nums = []
+
+    def walk(v):
+        if isinstance(v, bool):
+            return
+        if isinstance(v, (int, float)):
+            nums.append(float(v))
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+
+    walk(spec)
+    if any(math.isnan(x) or math.isinf(x) for x in nums):
+        return False
+    return any(abs(x) >= 1e6 or 0 < abs(x) <= 1e-6 for x in nums)
 
 
 def run(name: str, spec):

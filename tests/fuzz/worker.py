@@ -9,6 +9,8 @@ Outcome classes:
     result      the call returned and every number it was asked to check is sound
     error       a Python exception whose message names the parameter, the
                 address or the distribution / algorithm at fault
+    range       a non-finite result from valid but extreme finite parameters (|x| >= 1e6 or
+                0 < |x| <= 1e-6, no NaN or inf in the input): float32's range, reported apart
     unnamed     a Python exception whose message names none of those
     nonfinite   the call returned a NaN (or an infinite sample) without an error
     crash       the worker died (a signal: SIGFPE, SIGSEGV, SIGABRT, ...)
@@ -24,7 +26,7 @@ import time
 import traceback
 from typing import NamedTuple
 
-GOOD = ("result", "error")
+GOOD = ("result", "error", "range")
 BAD = ("unnamed", "nonfinite", "crash", "hang")
 CLASSES = GOOD + BAD
 
@@ -35,8 +37,14 @@ class Outcome(NamedTuple):
     seconds: float = 0.0
 
 
-def _serve(conn) -> None:  # pragma: no cover - runs in the child
+def _serve(conn, compiled: bool) -> None:  # pragma: no cover - runs in the child
     os.environ.setdefault("GENMLX_OBSERVE", "0")
+    import mlx.core as mx
+
+    if not compiled:
+        # MLX's CPU backend compiles every new (kernel, shape, dtype) with a C++ compiler: 10-40 s a
+        # case on a loaded 2-core machine, and fuzzed shapes and dtypes are new nearly every time
+        mx.disable_compile()
     from . import entries, runners  # noqa: F401 - MLX, genmlx and the runners: imported once
 
     conn.send("ready")
@@ -48,6 +56,8 @@ def _serve(conn) -> None:  # pragma: no cover - runs in the child
         t0 = time.perf_counter()
         try:
             cls, detail = entries.run(name, spec)
+            if cls == "nonfinite" and entries.extreme_only(spec):
+                cls = "range"
         except BaseException as e:  # noqa: BLE001 - every exception is an outcome to classify
             cls, detail = entries.classify_error(name, spec, e), f"{type(e).__name__}: {str(e)[:300]}"
             if cls == "unnamed":
@@ -58,8 +68,8 @@ def _serve(conn) -> None:  # pragma: no cover - runs in the child
 class Pool:
     """One worker process, restarted after a crash or a hang."""
 
-    def __init__(self, timeout_s: float = 30.0, startup_s: float = 300.0):
-        self.timeout_s, self.startup_s = timeout_s, startup_s
+    def __init__(self, timeout_s: float = 30.0, startup_s: float = 300.0, compiled: bool = False):
+        self.timeout_s, self.startup_s, self.compiled = timeout_s, startup_s, compiled
         self.ctx = mp.get_context("spawn")
         self.proc = None
         self.conn = None
@@ -67,7 +77,7 @@ class Pool:
 
     def _start(self) -> None:
         parent, child = self.ctx.Pipe()
-        self.proc = self.ctx.Process(target=_serve, args=(child,), daemon=True)
+        self.proc = self.ctx.Process(target=_serve, args=(child, self.compiled), daemon=True)
         self.proc.start()
         child.close()
         self.conn = parent
