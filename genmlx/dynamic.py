@@ -64,6 +64,7 @@ class DynamicGenFn(GenerativeFunction):
         return self.simulate(args).retval
 
     def _run(self, h, args):
+        h.args = args  # site accounting keys an execution by its arguments (genmlx.site_counts)
         with h:
             return self.fn(*args)
 

@@ -109,7 +109,7 @@ class Handler:
 
     op = "simulate"
     __slots__ = ("gen_fn", "keys", "sites", "scores", "weights", "checks", "items", "guarded", "hits", "checked",
-                 "chain")
+                 "chain", "args")
 
     def __init__(self, gen_fn, keys: KeyStream):
         self.gen_fn = gen_fn
@@ -123,6 +123,7 @@ class Handler:
         self.hits = 0  # constrained leaves consumed (to detect unknown constraint addresses)
         self.checked = None  # (array id, requirement) pairs already checked in this execution
         self.chain = _UNSET  # site accounting: this execution's position in genmlx.site_counts' chains
+        self.args = ()  # the body's arguments (set by the caller that runs the body; site accounting reads them)
 
     def __enter__(self):
         _stack.append(self)
@@ -230,14 +231,16 @@ class Handler:
             if self.chain is _UNSET:  # this execution's first site: its generative function enters the chain
                 self.chain = _NESTED
                 if state is not None:
-                    state = site_counts.entry(state, (type(self), id(self.gen_fn), prefix), [self.gen_fn]).state
+                    refs = [site_counts.ref(self.gen_fn)]
+                    sig = (type(self), id(self.gen_fn), prefix, site_counts.signature(self.args, refs))
+                    state = _advance(state, sig, refs)
         else:
             state = self.chain
             if state is _UNSET:
                 state = self.chain = site_counts.root(self, prefix)
         if state is not None and not _is_dist(obj):  # a call: the callee and its arguments, before its sites
-            pins = [obj]
-            state = site_counts.entry(state, (path, id(obj), site_counts.signature(args, pins)), pins).state
+            refs = [site_counts.ref(obj)]
+            state = _advance(state, (path, id(obj), site_counts.signature(args, refs)), refs)
         ids0 = None
         if state not in site_counts.warm_states:  # a site not met before: take the graph before it now
             ids0 = _pending_ids(scores, weights)
@@ -254,13 +257,16 @@ class Handler:
         state = _chain[0]  # after the sites nested in this one
         e = ev = None
         if state is not None:
-            pins: list = []
-            sig, cacheable = self._site_signature(path, obj, args, st, n_scores, n_weights, pins)
-            e = site_counts.entry(state, sig, pins)
-            if cacheable and e.agreed >= site_counts.TRUSTED and site_counts.verified is None:
-                ev = e.event  # the same site, reached the same way: the same event
-                site_counts.counts["hits"] += 1
-            state = e.state
+            refs = []
+            sig = self._site_signature(path, obj, st, n_scores, n_weights, refs)
+            if None in refs:  # an input no signature describes: walk the rest of this execution
+                state = None
+            else:
+                e = site_counts.entry(state, sig, refs)
+                if e.agreed >= site_counts.TRUSTED and site_counts.verified is None:
+                    ev = e.event  # the same site, reached the same way: the same event
+                    site_counts.counts["hits"] += 1
+                state = e.state
         if ev is None:
             walked = self._walk(ids0, n_scores, n_weights, st)
             # The score and weight are summed by fused nodes at the end of the execution: each site
@@ -270,7 +276,7 @@ class Handler:
             breakdown = {from_path(x.address): x.nodes for x in sink} if sink else {"site": nodes}
             ev = events.SiteHandled(full, getattr(obj, "name", type(obj).__name__), self.op, nodes, breakdown)
             if e is not None:
-                site_counts.record(_chain[0], e, ev, cacheable)
+                site_counts.record(_chain[0], e, ev)
         if nested:
             _chain[0] = state
             _sinks[-1].append(ev)
@@ -290,22 +296,26 @@ class Handler:
             after.append(st.retval)
         return len(pending_node_ids(*after) - ids0)
 
-    def _site_signature(self, path, obj, args, st, n_scores, n_weights, pins) -> tuple:
+    def _site_signature(self, path, obj, st, n_scores, n_weights, refs) -> tuple:
         """What determines this site's count besides its chain position (see `genmlx.site_counts`)."""
         sig_of = site_counts.signature
         # a call's callee and arguments are in the chain already (before its sites)
-        callee = site_counts.dist_signature(obj, pins) if _is_dist(obj) else None
+        callee = site_counts.dist_signature(obj, refs) if _is_dist(obj) else None
         prev = getattr(self, "prev", None)
         old = prev.get(path) if prev is not None else None
-        cacheable = old is None or old._ready
-        sig = (path, type(self), callee, sig_of(st.retval, pins), sig_of(st.score, pins), n_scores, n_weights,
+        sig = (path, type(self), callee, sig_of(st.retval, refs), sig_of(st.score, refs), n_scores, n_weights,
                len(self.scores) - n_scores, len(self.weights) - n_weights, self.hits,
                old is None, st is old, len(getattr(self, "rn", ())), len(getattr(self, "ro", ())))
-        return sig, cacheable
+        return sig
 
 
 _UNSET = object()
 _NESTED = object()
+
+
+def _advance(state, sig: tuple, refs: list):
+    """The chain position after `sig` (None, i.e. walk the rest, when an input has no signature)."""
+    return None if None in refs else site_counts.entry(state, sig, refs).state
 _chain: list = [None]  # the chain state of the running top-level execution (genmlx.site_counts)
 
 
