@@ -31,24 +31,32 @@ class Program:
         self._build(roots)  # now: the roots (an initial state) are not kept alive
 
     def key(self, obj) -> str | None:
-        """A name for `obj` that `get` resolves in a re-run program (None: none exists)."""
+        """A name for `obj` that `get` resolves in a re-run program (None: none exists).
+
+        The place in the program comes first (it survives a model defined in a
+        script and resumed from another one); the import path is the fallback.
+        """
+        names = [self._by_id.get(id(obj))]
         p = importable(obj)
-        if p is not None:
-            return "import:" + p
-        return self._by_id.get(id(obj))
+        names.append(None if p is None else "import:" + p)
+        names = [n for n in names if n is not None]
+        return "|".join(names) if names else None
 
     def get(self, key: str):
-        if key.startswith("import:"):
-            try:
-                return import_path(key[7:])
-            except Exception as e:
-                raise SchemaError(f"checkpoint: cannot import {key[7:]!r}, which the checkpoint refers to "
-                                  f"({type(e).__name__}: {e})") from None
-        obj = self._by_key.get(key)
-        if obj is None:
-            raise SchemaError(f"checkpoint: the resumed program has no {key!r}, which the checkpoint refers to "
-                              "(was the call or its model changed?)")
-        return obj
+        errors = []
+        for k in key.split("|"):
+            if k.startswith("import:"):
+                try:
+                    return import_path(k[7:])
+                except Exception as e:
+                    errors.append(f"cannot import {k[7:]!r} ({type(e).__name__}: {e})")
+            else:
+                obj = self._by_key.get(k)
+                if obj is not None:
+                    return obj
+                errors.append(f"the resumed program has no {k!r}")
+        raise SchemaError(f"checkpoint: {'; '.join(errors)}, which the checkpoint refers to "
+                          "(was the call or its model changed?)")
 
     def _build(self, roots) -> None:
         from ..gfi import GenerativeFunction

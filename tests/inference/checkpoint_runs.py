@@ -2,6 +2,7 @@
 
     python -m inference.checkpoint_runs ALG DB MODE [MARK_AT] [MARKER] [SLOW_S]   (cwd or PYTHONPATH: tests/)
 
+MODE "reference" prints the uninterrupted runs' digests of the comma-separated ALGs.
 MODE "run" runs ALG with checkpointing every `EVERY` steps; after step
 MARK_AT it creates MARKER and then sleeps SLOW_S per step (so a parent can
 kill or signal it mid-run); an interruption prints a JSON line with the
@@ -119,10 +120,22 @@ def _spans():
 
 def main(argv: list[str]) -> int:
     alg, db, mode = argv[:3]
+    if mode == "reference":  # the uninterrupted runs of every algorithm in `alg` (comma-separated)
+        print(json.dumps({a: digest(call(a)) for a in alg.split(",")}))
+        return 0
     if mode == "resume":
-        with resume(db):
+        from genmlx import events
+
+        class Steps:
+            n = 0
+
+            def on_step(self, e):
+                self.n += 1
+
+        rec = Steps()
+        with events.subscribed(rec), resume(db):
             res = call(alg)
-        print(json.dumps(digest(res)))
+        print(json.dumps(digest(res) | {"resumed_steps": rec.n}))
         return 0
     mark_at, marker, slow = int(argv[3]), argv[4], float(argv[5])
     exporter, obs = _spans()
