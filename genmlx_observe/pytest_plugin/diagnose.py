@@ -233,7 +233,7 @@ def lines(d: dict, verbosity: int = 0) -> list[str]:
         else:
             ops = ", ".join(f"`{k}` x{v:,}" for k, v in g["ops"].items())
             out.append(f"pending graphs: {g.get('arrays_pending', 1):,} arrays have one; the largest: "
-                       f"{g['nodes']:,} nodes ({ops}), graph depth {g['depth']:,}")
+                       f"{g['nodes']:,} node{'s' if g['nodes'] != 1 else ''} ({ops}), graph depth {g['depth']:,}")
         out[-1] += f"; held by {g['holder'] or 'no named root'}"
         if g.get("created_at"):
             c = g["created_at"]
@@ -256,7 +256,7 @@ def lines(d: dict, verbosity: int = 0) -> list[str]:
             head += " (kept by design: not a leak)"
         out.append(head)
         if h["path"] and verbosity >= 0:
-            out.append(f"  reached as: {h['holder']} -> {h['path']}")
+            out.append(f"  reached as (one of them): {h['holder']} -> {h['path']}")
         if h.get("site"):
             s = h["site"]
             addr = s["address"][0] if len(s["address"]) == 1 else tuple(s["address"])

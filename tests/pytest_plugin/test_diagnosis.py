@@ -324,3 +324,51 @@ def test_clean_pattern_passes_unwatched(gate, name):
     judged = [r for r in entry["loops"] if r["verdict"] != "too short"]
     assert judged and all(r["verdict"] == "ok" for r in judged)
     assert all(r["watched"] is None and r["diagnosis"] is None for r in entry["loops"])
+
+
+# -- the function `genmlx-observe profile` calls, used directly ------------------------------------
+
+HELD: dict = {}
+
+
+def test_diagnose_names_an_attribute_holder_from_code():
+    import mlx.core as mx
+
+    from genmlx_observe.pytest_plugin.diagnose import diagnose, lines, snapshot, survivors
+
+    class Cache:
+        def __init__(self):
+            self.entries = []
+
+    HELD["cache"] = Cache()
+    base = snapshot()
+    for i in range(40):
+        HELD["cache"].entries.append(mx.array(float(i)))
+    d = diagnose(survivors(base), iterations=40)
+    (first, *_) = d["holders"]
+    assert first["container"] == "list" and first["count"] == 40 and first["per_iteration"] == 1.0
+    assert first["holder"] == (f"`{__name__}.HELD` -> ['cache'] -> attribute "
+                               "`test_diagnose_names_an_attribute_holder_from_code.<locals>.Cache.entries`")
+    assert lines(d)[0].startswith("1.00 arrays/iteration held by list `")
+    HELD.clear()
+
+
+def test_diagnose_finds_an_old_array_grown_in_place():
+    import mlx.core as mx
+
+    from genmlx_observe.pytest_plugin.diagnose import diagnose, snapshot, survivors
+
+    HELD["acc"] = acc = mx.array(0.0)
+    mx.eval(acc)
+    base = snapshot()
+    x = mx.array(1.0)
+    for _ in range(30):
+        acc += x  # in place: the wrapper is old, its graph new
+    assert HELD["acc"] is acc
+    new = survivors(base)
+    everything = new + [acc]
+    d = diagnose(new, iterations=30, wrappers=False, pending=new, pending_fallback=everything, min_nodes=15)
+    g = d["graph"]
+    assert g["nodes"] == 30 and g["depth"] == 30 and g["ops"] == {"Add": 30}
+    assert g["holder"].startswith("local `acc` of test_diagnose_finds_an_old_array_grown_in_place (")
+    HELD.clear()
