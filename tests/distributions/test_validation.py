@@ -111,14 +111,23 @@ def test_bad_array_parameter_is_checked_lazily_and_named(make, name, param):
     assert name in str(e.value) and param in str(e.value) and "'z'" in str(e.value)
 
 
-def test_valid_array_parameters_cost_no_eval_and_pass_at_materialization():
+def test_valid_array_parameters_cost_no_eval_and_pass_at_materialization(monkeypatch):
     @gm.gen
     def model(s):
         return gm.trace("x", dist.normal(0.0, s))
 
-    tr = model.simulate((mx.array(2.0),))
-    gm.memory.materialize(tr)
+    evals = []
+    real_eval = mx.eval
+    monkeypatch.setattr(mx, "eval", lambda *a: (evals.append(a), real_eval(*a))[1])
+    s = mx.array(2.0)
+    mx.eval(s)
+    evals.clear()
+    tr = model.simulate((s,), key=mx.random.key(0))
+    assert evals == []  # the hot path evaluates nothing, the check included
     assert tr.checks  # the check travels with the trace
+    gm.memory.materialize(tr)
+    assert len(evals) == 1  # checked at materialization, with the trace's own arrays: one eval
+    assert all(bool(c.ok.item()) for c in tr.checks)
 
 
 def test_value_shape_mismatch_with_parameters_raises():

@@ -104,7 +104,6 @@ def test_gibbs_memory_flat_under_budget():
     rec.assert_flat()
 
 
-HAVE_CATEGORICAL = hasattr(dist, "categorical")
 MEANS = [-2.0, 0.0, 3.0]
 
 
@@ -115,7 +114,6 @@ def cluster():
 
 
 @pytest.mark.statistical
-@pytest.mark.skipif(not HAVE_CATEGORICAL, reason="dist.categorical not available yet")
 def test_gibbs_categorical_matches_exact_posterior():
     y = 1.0
     prior = np.array([0.5, 0.3, 0.2])

@@ -199,8 +199,6 @@ def test_sequential_is_memory_flat_under_budget():
 
 # -- conjugate models that need gamma / poisson / dirichlet / categorical -------------------------
 
-HAVE_GAMMA = all(hasattr(dist, n) for n in ("gamma", "poisson"))
-HAVE_DIRICHLET = all(hasattr(dist, n) for n in ("dirichlet", "categorical"))
 POISSON_DATA = [3, 1, 4, 2, 2]
 CAT_DATA = [0, 2, 2, 1, 2, 0]
 ALPHA = [1.0, 2.0, 3.0]
@@ -235,7 +233,6 @@ def dirichlet_log_evidence():
 
 
 @pytest.mark.statistical
-@pytest.mark.skipif(not HAVE_GAMMA, reason="dist.gamma / dist.poisson not available yet")
 def test_gamma_poisson_exact_evidence_and_posterior():
     obs = {f"y{i}": y for i, y in enumerate(POISSON_DATA)}
     res = infer.importance_sampling(gamma_poisson, (), obs, n_particles=20_000, vectorized=True, key=mx.random.key(5))
@@ -245,7 +242,6 @@ def test_gamma_poisson_exact_evidence_and_posterior():
 
 
 @pytest.mark.statistical
-@pytest.mark.skipif(not HAVE_DIRICHLET, reason="dist.dirichlet / dist.categorical not available yet")
 def test_dirichlet_categorical_exact_evidence_and_posterior():
     obs = {f"y{i}": y for i, y in enumerate(CAT_DATA)}
     res = infer.importance_sampling(dirichlet_categorical, (), obs, n_particles=20_000, vectorized=True,

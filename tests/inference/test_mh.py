@@ -291,8 +291,6 @@ def _nn_walk(tr, scale):
 
 # -- conjugate models that need gamma / poisson / dirichlet / categorical -------------------------
 
-HAVE_GAMMA = all(hasattr(dist, n) for n in ("gamma", "poisson"))
-HAVE_DIRICHLET = all(hasattr(dist, n) for n in ("dirichlet", "categorical"))
 POISSON_DATA = [3, 1, 4, 2, 2]
 CAT_DATA = [0, 2, 2, 1, 2, 0]
 
@@ -312,7 +310,6 @@ def dirichlet_categorical():
 
 
 @pytest.mark.statistical
-@pytest.mark.skipif(not HAVE_GAMMA, reason="dist.gamma / dist.poisson not available yet")
 def test_mh_gamma_poisson_posterior():
     obs = {f"y{i}": y for i, y in enumerate(POISSON_DATA)}
     res = infer.mh(gamma_poisson, (), obs, n_samples=1200, burn=50, key=mx.random.key(21))
@@ -322,7 +319,6 @@ def test_mh_gamma_poisson_posterior():
 
 
 @pytest.mark.statistical
-@pytest.mark.skipif(not HAVE_DIRICHLET, reason="dist.dirichlet / dist.categorical not available yet")
 def test_mh_dirichlet_categorical_posterior():
     obs = {f"y{i}": y for i, y in enumerate(CAT_DATA)}
     res = infer.mh(dirichlet_categorical, (), obs, n_samples=1200, burn=50, key=mx.random.key(22))

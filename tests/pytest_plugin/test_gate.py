@@ -378,10 +378,6 @@ def test_site_budget_marker(gate):
 
 def test_real_mh_keeping_traces(gate):
     """infer.mh keeps every trace; a rejection keeps the old one (acceptance near 0 and near 1)."""
-    try:
-        from genmlx.inference import mh  # noqa: F401
-    except (ImportError, AttributeError):
-        pytest.skip("genmlx.inference.mh is not there yet")
     gate.pytester.makepyfile(
         """
         import mlx.core as mx
@@ -412,10 +408,6 @@ def test_real_mh_keeping_traces(gate):
 
 
 def test_real_model_leaking_one_array_per_execution_fails(gate):
-    try:
-        from genmlx.inference import mh  # noqa: F401
-    except (ImportError, AttributeError):
-        pytest.skip("genmlx.inference.mh is not there yet")
     gate.pytester.makepyfile(
         """
         import mlx.core as mx
