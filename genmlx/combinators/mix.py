@@ -46,7 +46,16 @@ class _Categorical(Distribution):
 
     def __init__(self, logits):
         super().__init__()
-        lg = logits if isinstance(logits, mx.array) else mx.array(logits, dtype=mx.float32)
+        if isinstance(logits, mx.array):
+            lg = logits if mx.issubdtype(logits.dtype, mx.floating) else logits.astype(mx.float32)
+            self._lazy_checks.append(("logits", _LOGITS_MUST, lg, _logits_ok))
+        else:
+            try:
+                lg = mx.array(logits, dtype=mx.float32)
+            except (TypeError, ValueError):
+                raise ValueError(f"mix: logits must be a vector of numbers, got {logits!r}") from None
+            if lg.ndim == 1 and lg.shape[0] >= 1 and not _logits_ok(lg).item():
+                raise ValueError(f"mix: logits must be {_LOGITS_MUST}, got {logits!r}")
         if lg.ndim != 1 or lg.shape[0] < 1:
             raise ValueError(f"mix: logits must be a non-empty vector, got shape {tuple(lg.shape)}")
         self.logits = lg
@@ -60,6 +69,13 @@ class _Categorical(Distribution):
         k = mx.array(k) if not isinstance(k, mx.array) else k
         ok = (k >= 0) & (k < K) & (k == mx.floor(k) if mx.issubdtype(k.dtype, mx.floating) else True)
         return mx.where(ok, mx.take(lsm, mx.clip(k, 0, K - 1).astype(mx.int32)), -math.inf)
+
+
+_LOGITS_MUST = "finite or -inf, with at least one finite entry"
+
+
+def _logits_ok(v):
+    return mx.all(v < mx.inf) & mx.any(v > -mx.inf)  # NaN fails both
 
 
 def _value_at(d) -> DynamicGenFn:
