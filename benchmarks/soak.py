@@ -52,7 +52,10 @@ class Census:
         self.every, self.warm, self.per_step = every, warm, per_step
         self.points: list = []
         self.proc = psutil.Process()
-        self.keep = None
+        self.keep = None  # the driver's store of kept samples (RunStarted.store): the caller's, not growth
+
+    def on_run_start(self, e):
+        self.keep = e.store
 
     def __call__(self, i, state, stats):
         it = (i + 1) * self.per_step
@@ -77,7 +80,9 @@ def run(alg: str, n: int, every: int) -> dict:
     key = mx.random.key(0)
     c = Census(every, n // 10)
     t0 = time.perf_counter()
-    with memory.budget(499_000):
+    from genmlx import events
+
+    with memory.budget(499_000), events.subscribed(c):
         if alg == "mh":
             infer.mh(regression, (XS,), OBS, n_samples=100, thin=n // 100, key=key, callback=c)
         elif alg == "hmc":
