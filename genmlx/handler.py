@@ -238,27 +238,31 @@ class Handler:
             state = self.chain
             if state is _UNSET:
                 state = self.chain = site_counts.root(self, prefix)
-        if state is not None and not _is_dist(obj):  # a call: the callee and its arguments, before its sites
+        is_dist = _is_dist(obj)
+        if state is not None and not is_dist:  # a call: the callee and its arguments, before its sites
             refs = [site_counts.ref(obj)]
             state = _advance(state, (path, id(obj), site_counts.signature(args, refs)), refs)
         ids0 = None
         if state not in site_counts.warm_states:  # a site not met before: take the graph before it now
             ids0 = _pending_ids(scores, weights)
         _chain[0] = state
-        _prefix.append(full)
         sink: list = []
-        _sinks.append(sink)
-        try:
+        if is_dist:  # no sites inside: nothing to prefix or collect
             retval = self.visit(path, obj, args)
-        finally:
-            _prefix.pop()
-            _sinks.pop()
+        else:
+            _prefix.append(full)
+            _sinks.append(sink)
+            try:
+                retval = self.visit(path, obj, args)
+            finally:
+                _prefix.pop()
+                _sinks.pop()
         st = self.sites[path]
         state = _chain[0]  # after the sites nested in this one
         e = ev = None
         if state is not None:
             refs = []
-            sig = self._site_signature(path, obj, st, n_scores, n_weights, refs)
+            sig = self._site_signature(path, obj, is_dist, st, n_scores, n_weights, refs)
             if None in refs:  # an input no signature describes: walk the rest of this execution
                 state = None
             else:
@@ -296,17 +300,20 @@ class Handler:
             after.append(st.retval)
         return len(pending_node_ids(*after) - ids0)
 
-    def _site_signature(self, path, obj, st, n_scores, n_weights, refs) -> tuple:
-        """What determines this site's count besides its chain position (see `genmlx.site_counts`)."""
-        sig_of = site_counts.signature
-        # a call's callee and arguments are in the chain already (before its sites)
-        callee = site_counts.dist_signature(obj, refs) if _is_dist(obj) else None
-        prev = getattr(self, "prev", None)
-        old = prev.get(path) if prev is not None else None
-        sig = (path, type(self), callee, sig_of(st.retval, refs), sig_of(st.score, refs), n_scores, n_weights,
-               len(self.scores) - n_scores, len(self.weights) - n_weights, self.hits,
-               old is None, st is old, len(getattr(self, "rn", ())), len(getattr(self, "ro", ())))
-        return sig
+    def _site_signature(self, path, obj, is_dist, st, n_scores, n_weights, refs) -> tuple:
+        """What determines this site's count besides its chain position (see `genmlx.site_counts`).
+
+        A call's callee and arguments are in the chain already (before its sites).
+        """
+        r, sc = st.retval, st.score
+        tr, ts = type(r), type(sc)
+        rsig = (r.shape, r.dtype) if tr is mx.array else r if tr is float else site_counts.signature(r, refs)
+        ssig = (sc.shape, sc.dtype) if ts is mx.array else sc if ts is float else site_counts.signature(sc, refs)
+        return (path, type(self), site_counts.dist_signature(obj, refs) if is_dist else None, rsig, ssig,
+                n_scores, n_weights, len(self.scores), len(self.weights), self.hits, *self._state_signature(path, st))
+
+    def _state_signature(self, path, st) -> tuple:
+        return ()
 
 
 _UNSET = object()
@@ -505,6 +512,10 @@ class UpdateHandler(Handler):
         self.record(path, obj, st)
         return st.retval
 
+    def _state_signature(self, path, st) -> tuple:
+        old = self.prev.get(path)
+        return (old is None, st is old)
+
     def finish_removed(self) -> None:
         for p, old in self.prev.items():
             if p not in self.sites:
@@ -565,6 +576,10 @@ class RegenerateHandler(Handler):
                     self.ro.append(old.score)
         self.record(path, obj, st)
         return st.retval
+
+    def _state_signature(self, path, st) -> tuple:
+        old = self.prev.get(path)
+        return (old is None, st is old, len(self.rn), len(self.ro))
 
     def result_weight(self):
         sites = self.sites

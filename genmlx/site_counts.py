@@ -244,13 +244,11 @@ def dist_signature(d, refs: list) -> tuple:
     """A distribution's type and public parameters (as `signature` describes them)."""
     out = [type(d)]
     for k, v in d.__dict__.items():
-        if k[0] == "_":
-            continue
         t = type(v)
         if t is float:
             out.append(v)
         elif t is mx.array:
             out.append((v.shape, v.dtype))
-        else:
+        elif k[0] != "_":
             out.append((k, signature(v, refs)))
     return tuple(out)
