@@ -15,7 +15,7 @@ import re
 import threading
 from typing import Any
 
-__all__ = ["largest", "shape_of", "GraphShape"]
+__all__ = ["largest", "shape_of"]
 
 _PRIM = re.compile(r'^\{ (\d+) \[label ="([^"]*)", shape=rectangle\]; \}$')
 _EDGE = re.compile(r'^("?)([^"\s]+)\1 -> ("?)([^"\s]+)\3$')
@@ -65,12 +65,8 @@ def _dot(a: Any) -> str:
     return box[0]
 
 
-class GraphShape(dict):
-    """`{"nodes": int, "depth": int, "ops": {op name: count}}` of one array's pending graph."""
-
-
-def shape_of(a: Any) -> GraphShape:
-    """Pending primitives of `a`'s graph by op name, and its depth in primitives."""
+def shape_of(a: Any) -> dict:
+    """`{"nodes", "depth", "ops": {op name: count}}`: `a`'s pending primitives by op name, its depth in primitives."""
     depth: dict[str, int] = {}
     ops: dict[str, int] = {}
     prims: set[str] = set()
@@ -88,5 +84,5 @@ def shape_of(a: Any) -> GraphShape:
             d = depth.get(src, 0) + (1 if dst in prims else 0)
             if d > depth.get(dst, 0):
                 depth[dst] = d
-    return GraphShape(nodes=len(prims), depth=max(depth.values(), default=0),
-                      ops=dict(sorted(ops.items(), key=lambda kv: -kv[1])))
+    return {"nodes": len(prims), "depth": max(depth.values(), default=0),
+            "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1]))}

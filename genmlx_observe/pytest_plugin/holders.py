@@ -25,6 +25,7 @@ import functools
 import gc
 import os
 import sys
+import threading
 import types
 from typing import Any, NamedTuple
 
@@ -104,22 +105,13 @@ def roots(store: Any = None, state: Any = None, frame: types.FrameType | None = 
         d = getattr(m, "__dict__", None)
         if isinstance(d, dict) and not name.startswith("genmlx_observe.pytest_plugin"):
             out.append(Root(d, "module", name))
-    me = sys._getframe(0)
-    for tid, top in sys._current_frames().items():
-        f = top
-        if tid == _thread_id():
-            continue
-        while f is not None:
-            if f is not me and not _ours(f.f_code.co_filename):
+    here = threading.get_ident()
+    for tid, f in sys._current_frames().items():
+        while f is not None and tid != here:
+            if not _ours(f.f_code.co_filename):
                 out.append(Root(f, "thread", f"thread {tid}: {_where(f.f_code, f.f_lineno)}"))
             f = f.f_back
     return out
-
-
-def _thread_id() -> int:
-    import threading
-
-    return threading.get_ident()
 
 
 def _children(o: Any) -> list:
