@@ -199,6 +199,14 @@ def test_rows_selection_by_id_and_its_error():
         R.rows(["no-such-row"])
 
 
+def test_merge_keeps_the_rows_not_measured_again_in_table_order():
+    previous = {"rows": [{"id": "nuts-reg100", "old": True}, {"id": "is-bb-1000", "old": True}]}
+    kept = runner.kept_rows(previous, R.rows(["nuts-"]))
+    assert kept == [{"id": "is-bb-1000", "old": True}]
+    merged = runner.in_table_order([{"id": "nuts-funnel"}, *kept, {"id": "mh-bb"}])
+    assert [r["id"] for r in merged] == ["is-bb-1000", "mh-bb", "nuts-funnel"]
+
+
 def _peers_json(monkeypatch, g_times, p_times, g_first=5.0, p_first=4.0, error=None):
     """A peers JSON with one NUTS row: genmlx and NumPyro taking the given CPU seconds per run."""
     clock = _FakeClock()

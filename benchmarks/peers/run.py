@@ -1,6 +1,6 @@
 """Time genmlx and its peers (GenJAX, NumPyro) in interleaved rounds; write results/peers-<device tag>.json.
 
-    python -m benchmarks.peers [--only ID ...] [--peers-python PATH] [--report]
+    python -m benchmarks.peers [--only ID ...] [--merge] [--peers-python PATH] [--report]
 
 The peers run under their own Python (GenJAX 1.0.x needs 3.12+): the
 environment variable GENMLX_PEERS_PYTHON, else /root/.venvs/peers/bin/python
@@ -26,13 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.peers.rows import Row, rows as select_rows
+from benchmarks.peers.rows import ROWS, Row, rows as select_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PYTHON = "/root/.venvs/peers/bin/python"
 CACHE_LIMIT = 1 << 30  # as benchmarks/conftest.py sets it for the suite (see its docstring)
 
-__all__ = ["peers_python", "PeerWorker", "PeerError", "ratios", "measure", "main"]
+__all__ = ["peers_python", "PeerWorker", "PeerError", "ratios", "measure", "kept_rows", "in_table_order", "main"]
 
 
 class PeerError(RuntimeError):
@@ -145,6 +145,17 @@ def measure(row: Row, genmlx_side, peer_sides: dict, clock: str) -> dict:
     return result
 
 
+def kept_rows(previous: dict, chosen: list[Row]) -> list[dict]:
+    """The rows of an earlier peers JSON that this run does not measure again (`--merge`)."""
+    measured = {row.id for row in chosen}
+    return [r for r in previous.get("rows", []) if r.get("id") not in measured]
+
+
+def in_table_order(results: list[dict]) -> list[dict]:
+    order = {row.id: i for i, row in enumerate(ROWS)}
+    return sorted(results, key=lambda r: order.get(r.get("id"), len(order)))
+
+
 def _commit() -> dict:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -161,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers-python", default=None, help=f"the peers' interpreter (default: $GENMLX_PEERS_PYTHON "
                                                          f"or {DEFAULT_PYTHON})")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/peers-<device tag>.json)")
+    ap.add_argument("--merge", action="store_true", help="keep the rows of an existing JSON that this run does not "
+                                                         "measure (a run in parts, e.g. on a time-limited GPU lease)")
     ap.add_argument("--report", action="store_true", help="then regenerate docs/benchmarks.md from the suite's "
                                                           "results/<device tag>.json (its Peers section reads this JSON)")
     a = ap.parse_args(argv)
@@ -190,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "mlx": device_description()["mlx"]},
                                                  "peers": shared.call(op="versions")},
             "rows": []}
+    if a.merge and out.exists():
+        data["rows"] = kept_rows(json.loads(out.read_text()), chosen)
+        data["kept_from_earlier_run"] = [r["id"] for r in data["rows"]]
     t_start = time.time()
     try:
         for row in chosen:
@@ -207,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 if worker is not shared:
                     worker.close()
             data["rows"].append(result)
+            data["rows"] = in_table_order(data["rows"])
             data["wall_s"] = time.time() - t_start
             data["targets"] = judge_peers(data)
             out.write_text(json.dumps(data, indent=1))
