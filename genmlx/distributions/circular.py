@@ -123,6 +123,8 @@ class VonMises(Distribution):
         self.kappa = self._param("kappa", kappa, lambda v: (v >= 0) & mx.isfinite(v) if isinstance(v, mx.array)
                                  else (v >= 0 and math.isfinite(v)), ">= 0 and finite")
         self._check_shapes(mu=self.mu, kappa=self.kappa)
+        if isinstance(self.kappa, mx.array) and self.kappa.dtype in (mx.float16, mx.bfloat16):
+            self.kappa = self.kappa.astype(mx.float32)  # the sampler's constants underflow in half precision (NaN at 0)
         host_ok = self._invalid is None and isinstance(self.kappa, float)
         self._log_norm = (LOG_2PI + host.log_i0(self.kappa) - self.kappa) if host_ok else None
 
