@@ -1,37 +1,40 @@
-"""Compiled multi-iteration MH: K iterations fused by `mx.compile` into one driver step.
+"""Compiled multi-iteration MH: K iterations of selection MH as one compiled MLX program per driver step.
 
-The trace's array leaves (`genmlx.tree.flatten`) go into a compiled function
-that runs K selection-MH iterations (`mh_step`, the lazy `mx.where` accept)
-and returns the new leaves, the `[K]` accept statistics and the values of the
-changed choices of every `thin`-th iteration stacked along a new axis (a kept
-trace is rebuilt from its choices on access). The randomness is drawn up
-front: the step's K keys are an input. One driver step = K iterations
-(`iterations_per_step=K` in the driver's events), one `mx.eval`, no sync.
+Selection MH on a static-structure model (the same sites with the same
+shapes every iteration, no Python decision on a random value) is an
+independence sampler: `regenerate` redraws the selected choices from their
+prior given the unselected ones, and those never change along the chain. So
+a block of K iterations draws its K proposals at once, one `mx.vmap` of
+`regenerate` over the K iteration keys from a fixed reference trace (the
+run's first state), scores them as a `[K]` batch, and resolves the K accept
+decisions with `accept_scan.chain_states` in O(log K) array operations
+instead of K dependent scalar steps. The kept states are gathered from the
+proposals by index. One driver step = K iterations (`iterations_per_step=K`
+in the driver's events), one `mx.eval`, no sync; the graph's size grows with
+log K, so a larger block never costs more per iteration.
 
-Requirements: a static-structure model — the same sites with the same shapes
-every iteration, and no Python decision on a random value (MLX cannot
-evaluate while compiling). The function is traced once per (model, selection,
-K, thin, args, trace structure and leaf shapes); later steps and later calls reuse
-it (`kernel_for` keeps the last 16 kernels).
+The chain's state between blocks (`ChainState`) is the values of the choices
+the proposals change and the state's log density `L`: for a model that is a
+`@gm.gen` function of distribution sites (nested ones included), the log
+density of the retained (unselected) sites, so the acceptance ratio of
+proposal j from state c is `L_j - L_c` (the regenerate weight, with the
+prior terms of the resampled sites cancelled); for other models (opaque
+generative functions, combinators), the regenerate weight from the
+reference trace. Traces are rebuilt from choices only where asked for
+(`StackedTraces` views, the run's final state).
 
-The weight of each iteration is computed the way the floor computes it when
-the model is a `@gm.gen` function (nested ones included) of distribution
-sites: the change in log density of the retained sites, with the old one
-carried through the K iterations as one scalar. The resampled sites' prior log
-densities cancel in the regenerate weight and the intermediate states' scores
-are never read, so `mx.compile` drops both from the graph; the block's last
-state is re-scored once from its choices (`generate`). Other models (opaque
-generative functions, combinators) run the regenerate weight as `mh_step`
-does.
+Same chain: with the same keys, the block makes the same proposals and the
+same accept decisions as K calls of `mh_step`, and `compiled_mh(..., key=k)`
+keeps the same traces as `mh(..., key=k)` when `burn` and `n_samples * thin`
+are multiples of K (iteration i uses the i-th key of the same split;
+tests/inference/test_compiled.py checks both). The lean density differs from
+`mh_step`'s regenerate weight in its last bits; a proposal whose acceptance
+probability sits exactly on its uniform's value could then decide
+differently, and the chains would part from there.
 
-Same chain: with the same keys, the compiled kernel makes the same
-proposals and the same accept decisions as K calls of `mh_step`, and
-`compiled_mh(..., key=k)` keeps the same traces as `mh(..., key=k)` when
-`burn` and `n_samples * thin` are multiples of K (iteration i uses the i-th key
-of the same split; tests/inference/test_compiled.py checks both). The compiled graph fuses
-elementwise operations, which may change a floating-point result in its last
-bits; a proposal whose acceptance probability sits exactly on the uniform's
-value could then decide differently, and the chains would part from there.
+The function is traced once per (model, selection, K, thin, args and trace
+structure); later steps and later calls reuse it (`kernel_for` keeps the
+last 16 kernels).
 """
 
 from __future__ import annotations
@@ -44,31 +47,44 @@ from ..checks import DeferredCheck, GuardedCheck
 from ..choicemap import ChoiceMap
 from ..distributions.base import Distribution
 from ..dynamic import DynamicGenFn
-from ..rng import KeyStream
+from ..rng import KeyStream, lane_layout
 from ..sums import signed_sum
 from ..trace import Trace, TraceViews
 from ..tree import flatten
-from ..vectorize import _pack_top, _unpack
+from ..vectorize import VectorizationError, _pack_top, _unpack, vmap_tree
 from . import driver
 from ._common import (
-    check_count, finish_stats, init_trace, mh_accept, resolve_selection, run_name, scalar_paths, select_trace, split_key,
+    check_count, finish_stats, init_trace, resolve_selection, run_name, scalar_paths, split_key,
 )
-from .mh import mh_step, summarize_mcmc
+from .accept_scan import chain_states
+from .mh import summarize_mcmc
 from .result import InferenceResult
 
-__all__ = ["compiled_mh", "CompiledMH", "StackedTraces", "kernel_for"]
+__all__ = ["compiled_mh", "CompiledMH", "ChainState", "StackedTraces", "kernel_for"]
+
+
+class ChainState:
+    """A compiled chain between blocks: the changed choices' values, the log density `ll` the accept
+    rule compares, and the block's deferred parameter checks (evaluated by the driver)."""
+
+    __slots__ = ("values", "ll", "checks")
+
+    def __init__(self, values: tuple, ll, checks: tuple = ()):
+        self.values, self.ll, self.checks = values, ll, checks
+
+    def _genmlx_arrays(self):
+        yield from self.values
+        yield self.ll
 
 
 class CompiledMH:
     """K fused MH iterations on traces shaped like `template` (a static-structure model).
 
-    `kernel(keys [K, 2], trace) -> (trace, samples, stats)`: `samples` is the
-    new trace with the values of its changed choices stacked `[K // thin, ...]`
-    (the states after iterations 0, thin, 2 thin, ... of the block; scores and
-    parameters are those of the last state: `view` rebuilds a whole trace),
-    `stats` holds `accepted` and `accept_prob` of shape `[K]`. Only what the
-    result needs leaves the compiled function: the new state's leaves, the
-    stacked choice values, the statistics and one check flag.
+    `block(keys [K, 2], state, reference leaves) -> (state, kept, stats)`: `kept`
+    holds the values of the changed choices stacked `[K // thin, ...]` (the
+    states after iterations 0, thin, 2 thin, ... of the block), `stats` the
+    `[K]` arrays `accepted` and `accept_prob`. `kernel(keys, trace)` runs one
+    block from a trace and returns `(trace, kept, stats)`.
     """
 
     def __init__(self, template: Trace, selection, k: int, thin: int = 1):
@@ -77,107 +93,103 @@ class CompiledMH:
         self.selection = selection
         self.args = template.args
         self.gen_fn = template.gen_fn
-        leaves, self._rebuild_node = flatten(_pack_top(template))
-        self.n_leaves = len(leaves)
         self.paths = list(template.get_choices().paths()) if template.sites is not None else []
-        self.stacked_paths: list | None = None  # the choices whose values change (set when traced)
-        self._check_error = None
+        # Which choices a proposal changes: one regenerate outside the compiled function (lazy, never evaluated).
+        trial, _ = self.gen_fn._regenerate(template, selection, self.args, KeyStream(_VIEW_KEY))
+        self.changed = [p for p in self.paths if _value(trial, p) is not _value(template, p)]
+        self.retained = [p for p in self.paths if p not in set(self.changed)]
         self.lean = _sums_its_sites(template)
-        self._fn = mx.compile(self._body)
+        leaves, self._rebuild_node = flatten(_pack_top(template))
+        self.n_ref = len(leaves)
+        self._check_errors: list = []
+        self._fn = mx.compile(self._block)
 
-    def _body(self, keys, *leaves):
-        tr = self._rebuild(leaves)
-        ins = set(map(id, leaves))
-        accs, probs, oks, kept = [], [], [], []
-        step = _LeanStep(self.selection, self.paths) if self.lean else None
-        for j in range(self.k):
-            tr, st = step(keys[j], tr) if step else mh_step(keys[j], tr, self.selection)
-            accs.append(st["accepted"])
-            probs.append(st["accept_prob"])
-            for c in tr.checks:
-                if isinstance(c, GuardedCheck):  # failed, it made the weight NaN or -inf: rejected
+    # -- the compiled block ------------------------------------------------------------------
+    def _block(self, keys, ll, *ins):
+        nc = len(self.changed)
+        values, ref = ins[:nc], _unpack(self._rebuild_node(list(ins[nc:])), self.args)
+        errors: list = []
+
+        def lane(key):
+            with lane_layout(None):
+                ks = KeyStream(key)
+                new, w = self.gen_fn._regenerate(ref, self.selection, self.args, ks)
+                lln = _log_density(new, self.retained) if self.lean else w
+                logu = mx.log(mx.random.uniform(key=ks()))
+            oks = []
+            for c in new.checks:
+                if isinstance(c, GuardedCheck):  # failed, it makes the density NaN or -inf: never accepted
                     continue
                 oks.append(c.ok if c.ok.ndim == 0 else mx.all(c.ok))
-                if self._check_error is None:  # (never one that holds the body's tracer arrays)
-                    self._check_error = getattr(c.error, "static", c.error)
-            if j % self.thin == 0:  # the state after iterations 0, thin, 2 thin, ... of the block
-                kept.append(tr)
-        out = self._flatten(self._rescored(tr) if step else tr)
-        if len(out) != self.n_leaves:
-            raise ValueError("compiled_mh: the trace changed structure during an iteration (needs a static-structure model)")
-        paths = [p for p in self.paths if id(tr._find(p).retval) not in ins]
-        self.stacked_paths = paths
-        stacked = [mx.stack([t._find(p).retval for t in kept]) for p in paths] if kept else []
-        ok = _all_of(oks) if oks else mx.array(True)
-        return [*out, mx.stack(accs), mx.stack(probs), ok, *stacked]
+                errors.append(getattr(c.error, "static", c.error))
+            return [_value(new, p) for p in self.changed], lln, logu, oks
 
-    def _rescored(self, tr: Trace) -> Trace:
-        """`tr` scored anew from its choices: its scores are lean steps' unread, unmerged ones."""
-        choices = {p: tr._find(p).retval for p in self.paths}
-        fresh, _ = self.gen_fn._generate(self.args, ChoiceMap._from_leaves(choices), KeyStream(_VIEW_KEY))
-        return fresh
+        props, lln, logu, oks = vmap_tree(lane, (keys,), run_name(self.gen_fn), "compiled_mh")
+        self._check_errors = errors
+        lln = lln.astype(mx.float32)
+        c = chain_states(lln, logu, ll)  # [K + 1]: the state after each iteration (0: the block's start)
+        L = mx.concatenate([ll.reshape(1).astype(lln.dtype), lln])
+        accepted = c[1:] == mx.arange(1, self.k + 1, dtype=c.dtype)
+        prob = mx.exp(mx.minimum(lln - L[c[:-1]], 0.0))
+        rejected = mx.logical_not(accepted)
+        ok = [mx.all(mx.logical_or(o, rejected)) for o in oks]  # only accepted proposals' checks matter
+        kept_rows, last = c[1::self.thin], c[-1]
+        new_values, kept = [], []
+        for v, p in zip(values, props):
+            every = mx.concatenate([v[None], p])
+            new_values.append(every[last])
+            kept.append(every[kept_rows])
+        return [*new_values, L[last], accepted, prob, *ok, *kept]
 
-    # Traces cross mx.compile as plain trees that include each site's distribution
-    # parameters (vectorize's packing), so rebuilt traces hold current parameters.
-    def _flatten(self, tr: Trace) -> list:
-        return flatten(_pack_top(tr))[0]
-
-    def _rebuild(self, leaves: list, checks: tuple = ()) -> Trace:
-        return _unpack(self._rebuild_node(list(leaves)), self.args, None, checks)
-
-    def __call__(self, keys, trace: Trace):
-        leaves = self._flatten(trace)
+    def block(self, keys, state: ChainState, ref_leaves: list):
+        """One block of K iterations from `state`; proposals are drawn from the reference trace."""
         try:
-            outs = self._fn(keys, *leaves)
-        except ValueError as e:
-            if "eval" in str(e) and "transform" in str(e):
+            outs = self._fn(keys, state.ll, *state.values, *ref_leaves)
+        except (ValueError, VectorizationError) as e:
+            if isinstance(e, VectorizationError) or ("eval" in str(e) and "transform" in str(e)):
                 raise ValueError(
-                    f"compiled_mh: {run_name(trace.gen_fn)} cannot be compiled: its Python code needs the value of "
+                    f"compiled_mh: {run_name(self.gen_fn)} cannot be compiled: its Python code needs the value of "
                     "an array (a branch on a random choice, .item(), or a proposal that changes the trace's "
                     "structure); use infer.mh instead") from None
             raise
-        n = self.n_leaves
-        acc, prob, ok = outs[n], outs[n + 1], outs[n + 2]
-        checks = (DeferredCheck(ok, self._check_error),) if self._check_error is not None else ()
-        new = self._rebuild(outs[:n], checks)
-        samples = _Block(new, dict(zip(self.stacked_paths, outs[n + 3:])))
-        return new, samples, {"accepted": acc, "accept_prob": prob}
+        nc, nk = len(self.changed), len(self._check_errors)
+        values, ll = tuple(outs[:nc]), outs[nc]
+        accepted, prob = outs[nc + 1], outs[nc + 2]
+        checks = tuple(DeferredCheck(ok, err) for ok, err in zip(outs[nc + 3: nc + 3 + nk], self._check_errors))
+        kept = _Block(dict(zip(self.changed, outs[nc + 3 + nk:])))
+        return ChainState(values, ll, checks), kept, {"accepted": accepted, "accept_prob": prob}
 
-    def view(self, samples: "_Block", i: int) -> Trace:
-        """Iteration `i` of a block of kept states, as an ordinary trace (re-scored from its choices)."""
-        choices = {p: samples.values[p][i] if p in samples.values else samples.last._find(p).retval
-                   for p in self.paths}
+    # -- states and traces -------------------------------------------------------------------
+    def reference(self, trace: Trace) -> list:
+        """The leaves of `trace` as the blocks' reference (flattened once per run)."""
+        return flatten(_pack_top(trace))[0]
+
+    def initial_state(self, trace: Trace) -> ChainState:
+        """`trace` as a chain state (with `trace` as the reference of the blocks that follow)."""
+        ll = _log_density(trace, self.retained) if self.lean else mx.array(0.0)
+        return ChainState(tuple(_value(trace, p) for p in self.changed), ll)
+
+    def trace_of(self, ref: Trace, values) -> Trace:
+        """The trace whose changed choices are `values` and whose other choices are `ref`'s, scored anew."""
+        choices = {p: _value(ref, p) for p in self.paths}
+        choices.update(zip(self.changed, values))
         tr, _ = self.gen_fn.generate(self.args, ChoiceMap._from_leaves(choices), key=_VIEW_KEY)
         return tr
+
+    def __call__(self, keys, trace: Trace):
+        """One block from `trace`: `(new trace, kept values, stats)`; the new trace carries the block's checks."""
+        state, kept, stats = self.block(keys, self.initial_state(trace), self.reference(trace))
+        new = self.trace_of(trace, state.values)
+        new = Trace(new.gen_fn, new.args, new.retval, new.score, new.sites, (*new.checks, *state.checks),
+                    new.batch, new.aux)
+        return new, kept, stats
 
 
 _VIEW_KEY = mx.random.key(0)  # generate with every choice constrained draws nothing
 
 
-class _LeanStep:
-    """`mh_step` with the weight as the change in log density of the retained sites.
-
-    The same proposal (`regenerate`, with the keys `mh_step` uses) and the same
-    accept rule; the regenerate weight itself is left unread. The retained
-    sites (a value the proposal kept, by identity) are found on the first
-    iteration; their old log density is carried as one scalar.
-    """
-
-    def __init__(self, selection, paths: list):
-        self.selection, self.paths = selection, paths  # paths: every choice's address
-        self.retained: list | None = None
-        self.ll = None
-
-    def __call__(self, key, tr: Trace):
-        ks = KeyStream(key)
-        new, _ = tr.gen_fn._regenerate(tr, self.selection, tr.args, ks)
-        if self.retained is None:
-            self.retained = [p for p in self.paths if new._find(p).retval is tr._find(p).retval]
-            self.ll = _log_density(tr, self.retained)
-        lln = _log_density(new, self.retained)
-        accept, stats = mh_accept(ks(), lln - self.ll)
-        self.ll = mx.where(accept, lln, self.ll)
-        return select_trace(accept, new, tr), stats
+def _value(tr: Trace, p):
+    return tr._find(p).retval
 
 
 def _log_density(tr: Trace, paths: list):
@@ -191,30 +203,16 @@ def _sums_its_sites(tr: Trace) -> bool:
     return type(tr.gen_fn) is DynamicGenFn and all(_sums_its_sites(st) for st in tr.sites.values())
 
 
-def _all_of(oks: list):
-    return oks[0] if len(oks) == 1 else mx.all(mx.stack(oks))
-
-
 class _Block:
-    """One driver step's kept states: the last state and the stacked values of the changed choices."""
+    """One driver step's kept states: the stacked values of the changed choices."""
 
-    __slots__ = ("last", "values")
+    __slots__ = ("values",)
 
-    def __init__(self, last: Trace, values: dict):
-        self.last, self.values = last, values
+    def __init__(self, values: dict):
+        self.values = values
 
     def _genmlx_arrays(self):
-        yield self.last
         yield from self.values.values()
-
-    def _find(self, p):
-        v = self.values.get(p)
-        st = self.last._find(p)
-        return st if v is None else Trace(st.gen_fn, st.args, v, st.score)
-
-    @property
-    def sites(self):
-        return {p: self._find(p) for p in self.last.sites}
 
 
 _cache: dict = {}
@@ -290,26 +288,27 @@ def kernel_for(template: Trace, selection, k: int, thin: int) -> CompiledMH:
 
 
 class StackedTraces(TraceViews):
-    """Kept traces of a compiled run: views into per-step stacked traces, made on access."""
+    """Kept traces of a compiled run: the changed choices' values stacked per block; traces made on access."""
 
     noun = "sample"
 
-    def __init__(self, kernel: CompiledMH, blocks: list, per_block: int, n: int):
+    def __init__(self, kernel: CompiledMH, ref: Trace, blocks: list, per_block: int, n: int):
         super().__init__(n)
-        self.kernel, self.blocks, self.per_block = kernel, blocks, per_block
+        self.kernel, self.ref, self.blocks, self.per_block = kernel, ref, blocks, per_block
 
     def _view(self, i: int) -> Trace:
         b, j = divmod(i, self.per_block)
-        return self.kernel.view(self.blocks[b], j)
+        blk = self.blocks[b].values
+        return self.kernel.trace_of(self.ref, [blk[p][j] for p in self.kernel.changed])
 
     def values(self, path):
         """All kept values at `path` as a list (one batched copy, no per-trace views)."""
         from ..address import to_path
 
         p = to_path(path)
-        vals = [blk._find(p).retval for blk in self.blocks]
-        if vals and vals[0].ndim == self.blocks[0].last._find(p).retval.ndim:  # a value no iteration changes
-            vals = [mx.broadcast_to(v, (self.per_block, *v.shape)) for v in vals]
+        if p not in self.kernel.changed:  # a value no iteration changes
+            return [_value(self.ref, p).tolist()] * self.n
+        vals = [blk.values[p] for blk in self.blocks]
         return mx.concatenate(vals)[: self.n].tolist() if vals else []
 
 
@@ -321,12 +320,15 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     Args:
         iterations_per_step: K (default: the multiple of `thin` nearest 50);
             must be a multiple of `thin`. `burn` is rounded up to a multiple of K.
+        callback: `callback(step, state, stats)` after each block, with the
+            block's `ChainState` (the changed choices' values).
 
     Returns:
         Like `mh`: `.traces` (a sequence of views, one per kept iteration,
-        `.traces.values(addr)` for all values at once), per-iteration
-        `accepted` / `accept_prob`, `acceptance_rate`, `ess_bulk`, `ess_tail`,
-        `r_hat`, `syncs` (0 for a static model), `iterations_per_step`.
+        `.traces.values(addr)` for all values at once), `.state` (the last
+        trace), per-iteration `accepted` / `accept_prob`, `acceptance_rate`,
+        `ess_bulk`, `ess_tail`, `r_hat`, `syncs` (0 for a static model),
+        `iterations_per_step`.
     """
     n_samples = check_count("compiled_mh", "n_samples", n_samples, 0)
     burn = check_count("compiled_mh", "burn", burn, 0)
@@ -339,6 +341,7 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     tr, obs = init_trace("compiled_mh", model, args, observations, k_init)
     sel = resolve_selection("compiled_mh", tr, obs, selection)
     kernel = kernel_for(tr, sel, k, thin)
+    ref = kernel.reference(tr)
     per_block = k // thin
     burn_steps = math.ceil(burn / k)
     n_steps = burn_steps + math.ceil(n_samples / per_block)
@@ -352,14 +355,13 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     def step(key_, state):
         keys = all_keys[counter[0]]
         counter[0] += 1
-        new, samples, stats = kernel(keys, state)
-        return driver.Step(new, samples, stats)
+        return driver.Step(*kernel.block(keys, state, ref))
 
-    res = driver.run(step, tr, n_steps, algorithm="compiled_mh", model=run_name(model), key=k_run,
-                     params={"n_samples": n_samples, "burn": burn, "thin": thin, "iterations_per_step": k},
+    res = driver.run(step, kernel.initial_state(tr), n_steps, algorithm="compiled_mh", model=run_name(model),
+                     key=k_run, params={"n_samples": n_samples, "burn": burn, "thin": thin, "iterations_per_step": k},
                      burn=burn_steps, iterations_per_step=k, callback=callback, progress=progress,
                      summarize=summarize_mcmc)
-    traces = StackedTraces(kernel, res.samples, per_block, min(n_samples, len(res.samples) * per_block))
+    traces = StackedTraces(kernel, tr, res.samples, per_block, min(n_samples, len(res.samples) * per_block))
     stats = finish_stats(res)
     stats["iterations_per_step"] = k
     paths = scalar_paths(tr, sel, obs)
@@ -370,4 +372,4 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
 
         stats.update(chain_summaries({p[0] if len(p) == 1 else p:
                                       np.asarray(traces.values(p), dtype=np.float64)[None] for p in paths}))
-    return InferenceResult(traces, stats, state=res.state)
+    return InferenceResult(traces, stats, state=kernel.trace_of(tr, res.state.values))

@@ -39,6 +39,7 @@ from typing import Callable, NamedTuple
 import mlx.core as mx
 import numpy as np
 
+from .. import flat_density
 from ..address import from_path, to_path
 from ..choicemap import ChoiceMap, as_value
 from ..gfi import as_choicemap
@@ -424,26 +425,34 @@ def unconstrained_logdensity(model, args: tuple, observations, addresses, *, key
 
     logp(z) = log p(observations, x = forward(z)) + sum of log|d forward / dz|,
     computed with `model.assess`. `z` is the flat unconstrained vector of all
-    addresses in order (`logp.layout.sites` gives each slice). The function has
+    addresses in order (`logp.layout.sites` gives each slice). A static-structure
+`@gm.gen` model is scored through its flattened density (`genmlx.flat_density`:
+sites of one form as one batch), others through `assess`. The function has
     attributes `layout`, `dim`, `to_constrained(z) -> {address: value}` and
     `to_unconstrained(values) -> z`; `layout.z0` is an initial point (a draw
     from the model given the observations, or `init`).
     """
     lay = layout(model, args, observations, addresses, key=key, init=init)
     sites, obs_leaves = lay.sites, lay.observations._leaves
+    flat = flat_density.build(model, args, lay.constraints(lay.to_constrained(lay.z0)), [s.path for s in sites])
 
     def logp(z):
-        leaves = dict(obs_leaves)
-        ldj = None
+        xs, ldj = [], None
         for s, zi in zip(sites, lay.split(z)):
             x, l = s.bijection.forward_log_det(zi)
-            leaves[s.path] = x
+            xs.append(x)
             if l is not None:
                 ldj = l if ldj is None else ldj + l
-        score, _ = model.assess(args, ChoiceMap._from_leaves(leaves))
+        if flat is not None:
+            score = flat.log_density(xs)
+        else:
+            leaves = dict(obs_leaves)
+            leaves.update((s.path, x) for s, x in zip(sites, xs))
+            score, _ = model.assess(args, ChoiceMap._from_leaves(leaves))
         return score if ldj is None else score + ldj
 
     logp.layout = lay
+    logp.flat = flat
     logp.dim = lay.dim
     logp.to_constrained = lay.to_constrained
     logp.to_unconstrained = lay.to_unconstrained

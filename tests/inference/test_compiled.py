@@ -54,7 +54,7 @@ def test_compiled_kernel_equals_per_iteration_chain(sel):
         accepted.append(s["accepted"].item())
         values.append(t["slope"].item())
     assert st["accepted"].tolist() == accepted
-    assert samples.sites[("slope",)].retval.tolist() == pytest.approx(values, rel=1e-6, abs=1e-6)
+    assert samples.values[("slope",)].tolist() == pytest.approx(values, rel=1e-6, abs=1e-6)
     assert new["slope"].item() == pytest.approx(t["slope"].item(), rel=1e-6)
     assert new.score.item() == pytest.approx(t.score.item(), rel=1e-5)
     # the kept trace's distributions carry the chosen parameters (a child's mean follows the parents)

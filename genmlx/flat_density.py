@@ -1,0 +1,494 @@
+"""The flattened log density of a static-structure model: sites of the same form scored as one batch.
+
+A model written the way users write it (`for i, x in enumerate(xs):
+gm.trace(("y", i), dist.normal(slope * x + intercept, 1.0))`) has one scalar
+site per observation. Scored through the GFI, every site is its own chain of
+MLX kernels, so 100 observations cost 100 kernels (and their gradient as
+many again), where the one-vector-site form of the same model costs one.
+`FlatDensity` removes that difference for static-structure models:
+
+1. Trace once. The model runs under a handler that gives each *variable*
+   choice a symbolic value (`Sym`: a representative array plus the
+   expression that made it) and each other choice its constant value.
+   Python arithmetic and the `mlx.core` functions in `_FUNCTIONS` (patched
+   for the duration of this one run) on symbolic values build expressions;
+   a distribution receives them as parameters. Anything else — a Python
+   decision on a variable (`if`, `.item()`, `float()`), a combinator, an
+   unknown function — makes the model not flattenable (`build` returns None
+   and callers use the GFI).
+2. Group. Sites whose distribution class, expression shapes, operations and
+   static arguments agree form one group; the numbers and arrays that differ
+   between them (`x` above, the observed values, which variable a site
+   reads) become stacked `[G]` inputs, built once.
+3. Score. `log_density(values)` evaluates each group as one `mx.vmap` of the
+   site's log density over its stacked inputs, and sums. 100 scalar
+   observations then cost what one vector site costs; the whole function
+   works under `mx.grad`, `mx.vmap` and `mx.compile`.
+
+The flattened density equals the model's (`assess`) to float32 rounding
+(tests/core/test_flat_density.py checks models of every shape against
+`assess`). Parameter checks stay: a group whose parameters fail their check
+makes the density NaN.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, NamedTuple
+
+import mlx.core as mx
+
+from . import handler as _handler
+from .address import Path, to_path
+from .choicemap import ChoiceMap
+
+__all__ = ["Sym", "FlatDensity", "build", "NotFlat"]
+
+
+class NotFlat(Exception):
+    """The model cannot be flattened (the message says why)."""
+
+
+# -- symbolic values -----------------------------------------------------------------------------
+
+class Sym:
+    """A value computed from variable choices: a representative array `v` and its expression `node`.
+
+    Nodes: ("var", k) for variable k, ("const", x) for a constant, ("op", fn, args, kwargs)."""
+
+    __slots__ = ("v", "node")
+    _genmlx_symbolic = True
+
+    def __init__(self, v, node):
+        self.v, self.node = v, node
+
+    shape = property(lambda self: self.v.shape)
+    ndim = property(lambda self: self.v.ndim)
+    dtype = property(lambda self: self.v.dtype)
+    size = property(lambda self: self.v.size)
+
+    def __getattr__(self, name):
+        attr = getattr(self.v, name)
+        if callable(attr):
+            return lambda *a, **k: _apply(_Method(name), (self, *a), k, numeric=False)
+        if isinstance(attr, mx.array):
+            return _apply(_Attr(name), (self,), {}, numeric=False)
+        return attr
+
+    def _concrete(self, *_):
+        raise NotFlat("the model's Python code needs the value of a random choice")
+
+    __bool__ = __float__ = __int__ = __index__ = item = tolist = __array__ = _concrete
+
+    def __len__(self):
+        return len(self.v)
+
+    def __iter__(self):
+        raise NotFlat("the model iterates over a random choice")
+
+    def __getitem__(self, idx):
+        return _apply(operator.getitem, (self, idx), {}, numeric=False)
+
+    def __repr__(self):
+        return f"Sym({self.node[0]}, shape={tuple(self.v.shape)})"
+
+
+def _binary(fn, reflected=False):
+    if reflected:
+        return lambda self, other: _apply(fn, (other, self), {})
+    return lambda self, other: _apply(fn, (self, other), {})
+
+
+for _name, _fn in [("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
+                   ("truediv", operator.truediv), ("pow", operator.pow), ("matmul", operator.matmul),
+                   ("lt", operator.lt), ("le", operator.le), ("gt", operator.gt), ("ge", operator.ge),
+                   ("and", operator.and_), ("or", operator.or_), ("floordiv", operator.floordiv),
+                   ("mod", operator.mod)]:
+    setattr(Sym, f"__{_name}__", _binary(_fn))
+    if _name not in ("lt", "le", "gt", "ge"):
+        setattr(Sym, f"__r{_name}__", _binary(_fn, reflected=True))
+Sym.__neg__ = lambda self: _apply(operator.neg, (self,), {})
+Sym.__abs__ = lambda self: _apply(operator.abs, (self,), {})
+Sym.__invert__ = lambda self: _apply(operator.invert, (self,), {})
+
+
+class _Method(NamedTuple):
+    name: str
+
+    def __call__(self, obj, *a, **k):
+        return getattr(obj, self.name)(*a, **k)
+
+
+class _Attr(NamedTuple):
+    name: str
+
+    def __call__(self, obj):
+        return getattr(obj, self.name)
+
+
+def _real(a):
+    if isinstance(a, Sym):
+        return a.v
+    if isinstance(a, (list, tuple)):
+        return type(a)(_real(x) for x in a)
+    return a
+
+
+def _node(a, numeric: bool):
+    """A Sym's expression; arrays (and numbers, for numeric arguments) as constants; the rest static."""
+    if isinstance(a, Sym):
+        return a.node
+    if isinstance(a, mx.array):
+        return ("const", a)
+    if numeric and isinstance(a, (int, float)) and not isinstance(a, bool):
+        return ("const", a)
+    if getattr(a, "_is_distribution", False):  # a distribution inside another (iid, mixture, product)
+        return ("dist", type(a), _dist_attrs(a))
+    if isinstance(a, (list, tuple)) and any(isinstance(x, (Sym, mx.array)) or getattr(x, "_is_distribution", False)
+                                            for x in a):
+        return ("seq", type(a), tuple(_node(x, numeric) for x in a))
+    if any(isinstance(x, Sym) for x in getattr(a, "__dict__", {}).values()):
+        raise NotFlat(f"a {type(a).__name__} holds a random choice's value")
+    return ("static", a)
+
+
+def _dist_attrs(d) -> tuple:
+    """A distribution's attributes as nodes (its unguarded parameter checks as one `_lazy_checks` node)."""
+    if d._invalid is not None:
+        raise NotFlat("invalid parameters")
+    attrs = []
+    for name, a in sorted(vars(d).items()):
+        if name == "_invalid":
+            continue
+        if name == "_lazy_checks":
+            # a guarded parameter (`Distribution._score_guards`) that fails makes the density NaN or
+            # -inf by itself; the others are checked when the site is scored
+            a = [c for c in a if c[0] not in d._score_guards]
+            if a:
+                attrs.append(("_lazy_checks", ("seq", list, tuple(
+                    ("seq", tuple, (("static", n), ("static", m), _node(x, False), ("static", ok)))
+                    for n, m, x, ok in a))))
+            continue
+        attrs.append((name, _node(a, True)))
+    return tuple(attrs)
+
+
+def _apply(fn, args, kwargs, numeric: bool = True):
+    real = fn(*_real(args), **{k: _real(v) for k, v in kwargs.items()})
+    node = ("op", fn, tuple(_node(a, numeric) for a in args), tuple(sorted((k, _node(v, False))
+                                                                          for k, v in kwargs.items())))
+    if isinstance(real, mx.array):
+        return Sym(real, node)
+    if isinstance(real, (list, tuple)) and all(isinstance(r, mx.array) for r in real):
+        return type(real)(Sym(r, ("op", operator.getitem, (node, ("static", i)), ())) for i, r in enumerate(real))
+    raise NotFlat(f"{getattr(fn, '__name__', fn)} returned {type(real).__name__}")
+
+
+# mlx.core functions that build expressions when given a symbolic value (elementwise ones take
+# numbers as per-site constants; the others take numbers as static arguments).
+_ELEMENTWISE = ("exp", "log", "log1p", "expm1", "log2", "log10", "sqrt", "rsqrt", "square", "abs", "negative",
+                "reciprocal", "sin", "cos", "tan", "tanh", "sinh", "cosh", "arcsin", "arccos", "arctan",
+                "arctan2", "sigmoid", "erf", "erfinv", "maximum", "minimum", "where", "power", "logaddexp",
+                "add", "subtract", "multiply", "divide", "clip", "floor", "ceil", "sign", "less", "greater",
+                "less_equal", "greater_equal", "equal", "logical_and", "logical_or", "logical_not", "isnan",
+                "isinf", "isfinite")
+_STRUCTURAL = ("sum", "mean", "prod", "max", "min", "matmul", "inner", "outer", "stack", "concatenate",
+               "reshape", "broadcast_to", "expand_dims", "squeeze", "transpose", "softmax", "logsumexp",
+               "cumsum", "take", "einsum", "tensordot", "diag", "tril", "triu", "zeros_like", "ones_like")
+_FUNCTIONS = _ELEMENTWISE + _STRUCTURAL
+
+
+def _has_sym(a) -> bool:
+    return isinstance(a, Sym) or (isinstance(a, (list, tuple)) and any(_has_sym(x) for x in a))
+
+
+class _patched_mx:
+    """Within: `mx.<fn>` of a symbolic value builds an expression (other calls go through unchanged)."""
+
+    _depth = 0
+    _saved: dict = {}
+
+    def __enter__(self):
+        cls = _patched_mx
+        if cls._depth == 0:
+            for name in _FUNCTIONS:
+                orig = getattr(mx, name, None)
+                if orig is not None:
+                    cls._saved[name] = orig
+                    setattr(mx, name, _wrap(orig, name in _ELEMENTWISE))
+        cls._depth += 1
+
+    def __exit__(self, *exc):
+        cls = _patched_mx
+        cls._depth -= 1
+        if cls._depth == 0:
+            for name, orig in cls._saved.items():
+                setattr(mx, name, orig)
+            cls._saved = {}
+
+
+def _wrap(orig, numeric: bool):
+    def call(*args, **kwargs):
+        if any(_has_sym(a) for a in args) or any(_has_sym(v) for v in kwargs.values()):
+            return _apply(orig, args, kwargs, numeric)
+        return orig(*args, **kwargs)
+
+    call.__name__ = getattr(orig, "__name__", "fn")
+    return call
+
+
+# -- tracing the model ---------------------------------------------------------------------------
+
+class _Site(NamedTuple):
+    path: Path
+    cls: type
+    attrs: tuple  # ((name, value node), ...) in name order; checks as ("checks", ...)
+    value: Any  # the value's node
+
+
+class _Tracer:
+    """The handler of the flattening run: variables become symbols, other choices constants."""
+
+    def __init__(self, choices: ChoiceMap, variables: list):
+        self.choices = choices._leaves
+        self.index = {p: k for k, p in enumerate(variables)}
+        self.prefix: Path = ()
+        self.sites: list[_Site] = []
+        self.seen: set = set()
+
+    def call(self, path: Path, obj, args):
+        full = self.prefix + path
+        if full in self.seen:
+            raise NotFlat(f"address {full!r} traced twice")
+        self.seen.add(full)
+        if getattr(obj, "_is_distribution", False):
+            return self._choice(full, obj)
+        body = getattr(obj, "fn", None)
+        from .dynamic import DynamicGenFn
+
+        if type(obj) is not DynamicGenFn or body is None:
+            raise NotFlat(f"{type(obj).__name__} at {full!r} is not a @gm.gen function")
+        saved, self.prefix = self.prefix, full
+        try:
+            return body(*args)
+        finally:
+            self.prefix = saved
+
+    def _choice(self, path: Path, d):
+        if d._invalid is not None:
+            raise NotFlat(f"invalid parameters at {path!r}")
+        v = self.choices.get(path)
+        if v is None:
+            raise NotFlat(f"no value for the choice at {path!r}")
+        k = self.index.get(path)
+        value = Sym(v, ("var", k)) if k is not None else v
+        attrs = _dist_attrs(d)
+        self.sites.append(_Site(path, type(d), attrs, _node(value, True)))
+        return value
+
+
+def _trace(model, args: tuple, choices: ChoiceMap, variables: list) -> list[_Site]:
+    from .dynamic import DynamicGenFn
+
+    if type(model) is not DynamicGenFn:
+        raise NotFlat(f"{type(model).__name__} is not a @gm.gen function")
+    tr = _Tracer(choices, variables)
+    _handler._stack.append(tr)
+    try:
+        with _patched_mx():
+            model.fn(*args)
+    except NotFlat:
+        raise
+    except Exception as e:  # whatever the symbolic run cannot do, the GFI will (or will report)
+        raise NotFlat(f"{type(e).__name__}: {e}") from None
+    finally:
+        _handler._stack.pop()
+    missing = [p for p in variables if p not in tr.seen]
+    if missing:
+        raise NotFlat(f"variables {missing!r} are not choices of the model")
+    return tr.sites
+
+
+# -- grouping ------------------------------------------------------------------------------------
+
+def _signature(node, leaves: list):
+    """The structure of `node` (leaves listed in `leaves` in visit order)."""
+    kind = node[0]
+    if kind == "var":
+        leaves.append(node)
+        return ("var",)
+    if kind == "const":
+        x = node[1]
+        leaves.append(node)
+        return ("const", tuple(x.shape), x.dtype) if isinstance(x, mx.array) else ("const", type(x))
+    if kind == "static":
+        x = node[1]
+        code = getattr(x, "__code__", None)
+        if code is not None and x.__closure__ is None and not x.__defaults__:
+            return ("static", code)  # a predicate written inline: a new function per call, the same code
+        try:
+            hash(x)
+            return ("static", type(x), x)
+        except TypeError:
+            return ("static", id(x))
+    if kind == "seq":
+        return ("seq", node[1], tuple(_signature(n, leaves) for n in node[2]))
+    if kind == "dist":
+        return ("dist", node[1], tuple((k, _signature(v, leaves)) for k, v in node[2]))
+    _, fn, args, kwargs = node
+    return ("op", fn, tuple(_signature(a, leaves) for a in args), tuple((k, _signature(v, leaves)) for k, v in kwargs))
+
+
+class _Group:
+    """Sites of one form: their stacked inputs and the vmapped site log density."""
+
+    def __init__(self, sites: list, leaves: list[list]):
+        self.paths = [s.path for s in sites]
+        self.template = sites[0]
+        self.n = len(sites)
+        self.slots = []  # per leaf position: ("fixed", node) or ("const", stacked) or ("var", [k...])
+        for q in range(len(leaves[0])):
+            col = [lv[q] for lv in leaves]
+            first = col[0]
+            if first[0] == "var":
+                ks = [c[1] for c in col]
+                self.slots.append(("fixed", first) if len(set(ks)) == 1 else ("var", ks))
+            else:
+                xs = [c[1] for c in col]
+                if all(x is xs[0] or (not isinstance(x, mx.array) and x == xs[0]) for x in xs):
+                    self.slots.append(("fixed", first))
+                else:
+                    self.slots.append(("const", mx.stack([mx.array(x) if not isinstance(x, mx.array) else x
+                                                          for x in xs])))
+        self.batched = [i for i, s in enumerate(self.slots) if s[0] != "fixed"]
+        self.checked = _has_checks(self.template.attrs)
+
+    def log_density(self, values: list):
+        """The group's summed log density and its parameter checks' conjunction."""
+        fixed = {}
+        for i, s in enumerate(self.slots):
+            if s[0] == "fixed":
+                node = s[1]
+                fixed[i] = values[node[1]] if node[0] == "var" else node[1]
+        if not self.batched:
+            return self._site(fixed)
+        ins = []
+        for i in self.batched:
+            kind, x = self.slots[i]
+            ins.append(x if kind == "const" else mx.stack([values[k] for k in x]))
+
+        def one(*xs):
+            leafs = dict(fixed)
+            leafs.update(zip(self.batched, xs))
+            return self._site(leafs)
+
+        if self.checked:
+            lp, ok = mx.vmap(one)(*ins)
+            return mx.sum(lp), mx.all(ok)
+        return mx.sum(mx.vmap(lambda *xs: one(*xs)[0])(*ins)), None
+
+    def _site(self, leafs: dict):
+        ev = _Evaluator(leafs)
+        t = self.template
+        d = ev(("dist", t.cls, t.attrs))
+        lp = d._score(ev(t.value))
+        oks = ev.oks
+        ok = None
+        for o in oks:
+            ok = o if ok is None else mx.logical_and(ok, o)
+        return lp, ok
+
+
+def _has_checks(attrs) -> bool:
+    return any(name == "_lazy_checks" or (node[0] == "dist" and _has_checks(node[2])) for name, node in attrs)
+
+
+class _Evaluator:
+    """Evaluates expression nodes; leaves are consumed in the order `_signature` listed them."""
+
+    def __init__(self, leafs: dict):
+        self.leafs, self.pos = leafs, 0
+        self.oks: list = []  # the evaluated parameter checks of the distributions built
+
+    def _dist(self, cls, attrs):
+        d = cls.__new__(cls)
+        for name, node in attrs:
+            if name == "_lazy_checks":
+                for chk in node[2]:
+                    n, m, x, ok = chk[2]
+                    self.oks.append(mx.all(ok[1](self(x))))
+            else:
+                d.__dict__[name] = self(node)
+        d.__dict__["_invalid"] = None
+        d.__dict__["_lazy_checks"] = []
+        return d
+
+    def __call__(self, node):
+        kind = node[0]
+        if kind in ("var", "const"):
+            x = self.leafs[self.pos]
+            self.pos += 1
+            return x
+        if kind == "static":
+            return node[1]
+        if kind == "seq":
+            return node[1](self(n) for n in node[2])
+        if kind == "dist":
+            return self._dist(node[1], node[2])
+        _, fn, args, kwargs = node
+        a = [self(x) for x in args]
+        return fn(*a, **{k: self(v) for k, v in kwargs})
+
+
+_MIN_GROUP = 4  # fewer sites of one form are scored one by one
+
+
+class FlatDensity:
+    """The joint log density of a model's sites (or a subset) as a function of its variable choices."""
+
+    def __init__(self, sites: list[_Site], variables: list):
+        self.variables = list(variables)
+        self.sites = sites
+        self._groups: dict = {}
+
+    def groups(self, include=None) -> list[_Group]:
+        key = None if include is None else frozenset(include)
+        g = self._groups.get(key)
+        if g is None:
+            by_sig: dict = {}
+            for s in self.sites:
+                if key is not None and s.path not in key:
+                    continue
+                leaves: list = []
+                sig = (s.cls, tuple((n, _signature(a, leaves)) for n, a in s.attrs), _signature(s.value, leaves))
+                by_sig.setdefault(sig, []).append((s, leaves))
+            g = []
+            for m in by_sig.values():
+                parts = [m] if len(m) >= _MIN_GROUP else [[x] for x in m]
+                g.extend(_Group([s for s, _ in p], [lv for _, lv in p]) for p in parts)
+            self._groups[key] = g
+        return g
+
+    def log_density(self, values: list, include=None):
+        """Sum of the site log densities (all sites, or those in `include`) at the variables' `values`.
+
+        NaN when a parameter check fails (as the GFI's failed checks make a weight unusable)."""
+        total, ok = None, None
+        for g in self.groups(include):
+            lp, o = g.log_density(values)
+            total = lp if total is None else total + lp
+            if o is not None:
+                ok = o if ok is None else mx.logical_and(ok, o)
+        if total is None:
+            return mx.array(0.0)
+        return total if ok is None else mx.where(ok, total, mx.nan)
+
+
+def build(model, args: tuple, choices: ChoiceMap, variables) -> FlatDensity | None:
+    """The flattened density of `model` with `variables` (paths) free and every other choice at its
+    value in `choices`; None when the model cannot be flattened."""
+    variables = [to_path(v) for v in variables]
+    try:
+        return FlatDensity(_trace(model, args, choices, variables), variables)
+    except NotFlat:
+        return None

@@ -1,0 +1,76 @@
+"""The accept decisions of K MH iterations whose proposals do not depend on the chain, in O(log K) ops.
+
+Selection MH on a static-structure model is an independence sampler: the
+selected choices are redrawn from their prior given the unselected ones,
+which never change, so the K proposals of a block can be drawn at once. What
+stays sequential is the accept rule: iteration j (1-based) moves the chain
+from its state c to proposal j iff `log u_j < L_j - L_c` (L: each state's
+log density of the retained sites; state 0 is the block's starting state).
+
+Written as K scalar `mx.where`s, that recursion costs K dependent kernels
+(MLX's CPU backend: about 5 us each). Here it costs a few dozen array
+operations whatever K is:
+
+1. From every state i, the next state the chain would move to:
+   `next(i) = min {j > i : log u_j < L_j - L_i}` (a [K+1, K+1] comparison,
+   the same floating-point subtraction and comparison as the sequential rule,
+   so the decisions are the same bit for bit).
+2. The chain's path 0 -> next(0) -> next(next(0)) -> ... by pointer doubling
+   (ceil(log2(K + 1)) rounds of gathers).
+3. The state after iteration j: the last path state <= j (a cumulative max).
+
+Blocks longer than `chunk` are done `chunk` iterations at a time, so the
+comparison's memory and the work per iteration stay bounded as K grows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+
+__all__ = ["chain_states"]
+
+CHUNK = 512
+
+
+def chain_states(lls: mx.array, logu: mx.array, ll0: mx.array, chunk: int = CHUNK) -> mx.array:
+    """The state after each of K iterations: int32 `[K + 1]`, entry 0 is 0 (the start), entry j is
+    the index in 0..K of the state after iteration j (0: the start, i >= 1: proposal i).
+
+    Args:
+        lls: `[K]` log densities of the K proposals (NaN: never accepted).
+        logu: `[K]` the log uniforms of the K accept tests.
+        ll0: the starting state's log density (0-d).
+    """
+    k = lls.shape[0]
+    out = [mx.zeros((1,), mx.int32)]
+    cur, ll = mx.array(0, mx.int32), ll0
+    for a in range(0, k, chunk):
+        b = min(a + chunk, k)
+        local = _chunk_states(lls[a:b], logu[a:b], ll)
+        # local 0 is the chunk's starting state (global `cur`); local j is proposal a + j
+        glob = mx.where(local == 0, cur, local + a).astype(mx.int32)
+        out.append(glob[1:])
+        last = local[-1]
+        ll = mx.where(last == 0, ll, lls[a + mx.maximum(last, 1) - 1])
+        cur = glob[-1]
+    return mx.concatenate(out) if len(out) > 1 else out[0]
+
+
+def _chunk_states(lls, logu, ll0):
+    k = lls.shape[0]
+    L = mx.concatenate([ll0.reshape(1).astype(lls.dtype), lls])
+    U = mx.concatenate([mx.array([mx.inf], logu.dtype), logu])  # nothing moves to the start
+    idx = mx.arange(k + 1, dtype=mx.int32)
+    moves = (idx[None, :] > idx[:, None]) & (U[None, :] < L[None, :] - L[:, None])  # [from i, to j]
+    nxt = mx.where(mx.any(moves, axis=1), mx.argmax(moves, axis=1).astype(mx.int32), k + 1)
+    jump = mx.concatenate([nxt, mx.array([k + 1], mx.int32)])  # k + 1: past the end (absorbing)
+    path = mx.zeros((1,), mx.int32)
+    rounds = max(1, math.ceil(math.log2(k + 1)))
+    for r in range(rounds):
+        path = mx.concatenate([path, jump[path]])
+        if r < rounds - 1:
+            jump = jump[jump]
+    on_path = mx.zeros((k + 2,), mx.int32).at[path].add(1)[: k + 1] > 0
+    return mx.cummax(mx.where(on_path, idx, 0))
