@@ -15,7 +15,10 @@ detached run of the same round and the median of those ratios is reported.
 Targets (DESIGN.md / the observability issue):
 * nobody listening: one emission point costs < 1% of an iteration;
 * metrics only: within 3% of detached;
-* spans at the default sampling: within 15% of detached.
+* spans at the default sampling: within 15% of detached;
+* site accounting (`site_metrics=True`) on the Beta-Bernoulli MH step: at most
+  1.25x the same observed step without it (issue 14; `test_site_metrics_overhead`,
+  a declared target judged by benchmarks/summary.py).
 `test_overhead_ratios` asserts them on the decomposition (micro-benchmarked
 cost of an emission point, of one event through the Observer and of one step
 span, over the measured iteration time) and reports the end-to-end ratios
@@ -39,8 +42,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from prometheus_client import CollectorRegistry, generate_latest
 
 import genmlx_observe as go
-from genmlx import events
-from genmlx.inference import driver
+from genmlx import events, site_counts
+from genmlx.inference import driver, mh
 from genmlx.inference.driver import Step
 from genmlx_observe import spans as span_mod
 
@@ -264,3 +267,64 @@ def test_bench_otel_collection(benchmark):
     with go.observe(meter_provider=MeterProvider(metric_readers=[reader])):
         mh_loop(100)
         benchmark(reader.get_metrics_data)
+
+
+# -- site accounting (issue 14) -------------------------------------------------------------------
+
+SITE_ROUNDS = 9
+SITE_STEPS = 300
+
+
+@pytest.mark.no_leak_gate  # the gate's own censuses would be most of what is timed
+def test_site_metrics_overhead(benchmark, record):
+    """Observed MH on Beta-Bernoulli with `site_metrics=True` against the same observed run without it.
+
+    Both observe with metrics in both dialects (no spans). Paired rounds in
+    alternating order; the ratio is the median of the per-round ratios. Site
+    counts are kept across runs (`genmlx.site_counts`): the reported target is
+    a run after the first; `cold_ratio` is a run starting from an empty cache
+    (the first steps of each structure are walked).
+    """
+    from benchmarks.models import BB_ARGS, BB_OBS, beta_bernoulli
+
+    from benchmarks.common import clock_name, primary_clock
+
+    timer = primary_clock()  # CPU time on a CPU device (the suite's clock; this module is not given it)
+    key = mx.random.key(5)
+
+    def run():
+        return mh(beta_bernoulli, BB_ARGS, BB_OBS, n_samples=SITE_STEPS, key=key)
+
+    configs = {"observed": lambda: observed(step_spans=False),
+               "site_metrics": lambda: observed(step_spans=False, site_metrics=True)}
+
+    def timed(name) -> float:
+        with configs[name]():
+            gc.collect()
+            t0 = timer()
+            run()
+            return (timer() - t0) / SITE_STEPS
+
+    run()  # warm-up (MLX's first calls)
+    site_counts.clear()
+    cold = timed("site_metrics") / timed("observed")
+    times: dict[str, list[float]] = {k: [] for k in configs}
+
+    def measure():
+        for r in range(SITE_ROUNDS):
+            for name in (list(configs) if r % 2 == 0 else list(configs)[::-1]):
+                times[name].append(timed(name))
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    ratios = [a / b for a, b in zip(times["site_metrics"], times["observed"])]
+    ratio = statistics.median(ratios)
+    print(f"\nsite_metrics=True on the Beta-Bernoulli MH step: x{ratio:.3f} of observed without it "
+          f"({statistics.median(times['site_metrics']) * 1e6:.0f} us against "
+          f"{statistics.median(times['observed']) * 1e6:.0f} us per iteration); first run from an empty cache "
+          f"x{cold:.3f}; site cache {site_counts.stats()}")
+    record(group="instrumentation", model="beta_bernoulli", algorithm="mh", unit="iteration", per=SITE_STEPS,
+           per_iteration_s={k: statistics.median(v) for k, v in times.items()}, round_times_s=times,
+           round_ratios=ratios, cold_ratio=cold, site_cache=site_counts.stats(), clock=clock_name(timer),
+           ratios={"observed": {"paired_median": ratio}},
+           targets=[{"name": "site_metrics=True MH step at most 1.25x the observed step without it (Beta-Bernoulli)",
+                     "ratio": "observed", "statistic": "paired_median", "max": 1.25}])

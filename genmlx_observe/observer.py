@@ -120,7 +120,7 @@ class Observer:
         if step % self.every == 0:
             self._sampled(r, e)
         elif self.sites is not None:
-            self.sites.take_step_nodes()
+            self.sites.take_step_nodes(sampled=False)
 
     def on_run_end(self, e) -> None:
         r = self._runs.pop(e.run_id, None)

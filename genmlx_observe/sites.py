@@ -75,11 +75,13 @@ class SiteObserver:
         self._labels = SiteLabels(top_k)
         self._run = current_run
         self._lock = threading.Lock()
-        self._pending: list[tuple[tuple, str, str, str, int]] = []  # (address, model, algorithm, op, nodes)
+        self._pending: list[tuple] = []  # (address, model, algorithm, op, nodes, in a run) before freezing
         self._orphans: list[tuple[tuple, str, str, int]] = []  # outside runs: (address, model, op, nodes)
         self._totals: dict[tuple, int] = {}
         self.hists: dict[tuple[str, str, str, str], Hist] = {}
         self._attrs: dict[tuple[str, str, str, str], dict] = {}  # the attributes of each histogram, made once
+        self._bound: dict[tuple, tuple[Hist, dict]] = {}  # (address, model, algorithm, op) -> its histogram
+        self._step_sinks: list[tuple[int, dict]] = []  # this step's values for the sinks (sent if it is sampled)
         self.sinks: list[HistogramSink] = []  # e.g. the OpenTelemetry histogram's record
         self.events = 0
         # Nodes of the current driver step, top-level sites only (a nested call
@@ -90,10 +92,15 @@ class SiteObserver:
     def on_site(self, e) -> None:
         run = self._run()
         self.events += 1
-        address, nodes = e.address, e.nodes
-        b = e.breakdown
-        self._step_add(address, nodes, nested=len(b) != 1 or "site" not in b)
+        address, nodes, b = e.address, e.nodes, e.breakdown
+        if len(b) == 1 and "site" in b:
+            self._step.append((address, nodes))
+        else:
+            self._step_add(address, nodes, nested=True)
         with self._lock:
+            if run is not None and not self._orphans and self._labels.labels is not None:
+                self._observe(address, run[0], run[1], e.op, nodes, True)  # the steady case
+                return
             if not self._labels.frozen:
                 self._totals[address] = self._totals.get(address, 0) + nodes
             if run is None:
@@ -101,13 +108,13 @@ class SiteObserver:
                 return
             if self._orphans:
                 self._adopt(run)
-            self._add(address, run[0], run[1], e.op, nodes)
+            self._add(address, run[0], run[1], e.op, nodes, True)
 
-    def _add(self, address, model, algorithm, op, nodes) -> None:
+    def _add(self, address, model, algorithm, op, nodes, in_run: bool) -> None:
         if self._labels.frozen:
-            self._observe(self._labels.label(address), model, algorithm, op, nodes)
+            self._observe(address, model, algorithm, op, nodes, in_run)
             return
-        self._pending.append((address, model, algorithm, op, nodes))
+        self._pending.append((address, model, algorithm, op, nodes, in_run))
         if len(self._pending) >= FREEZE_AFTER:
             self._freeze()
 
@@ -116,7 +123,7 @@ class SiteObserver:
         orphans, self._orphans = self._orphans, []
         for address, model, op, nodes in orphans:
             algorithm = run[1] if run is not None and run[0] == model else ""
-            self._add(address, model, algorithm, op, nodes)
+            self._add(address, model, algorithm, op, nodes, run is not None)
 
     def _step_add(self, address: tuple, nodes: int, nested: bool) -> None:
         step = self._step
@@ -126,21 +133,29 @@ class SiteObserver:
                 step.pop()
         step.append((address, nodes))
 
-    def take_step_nodes(self) -> int:
+    def take_step_nodes(self, sampled: bool = True) -> int:
         """Nodes added at the sites handled since the last call (the observer calls it at each step's end).
 
-        The first step that handled sites also freezes the top-K labels.
+        The first step that handled sites also freezes the top-K labels. The
+        step's site values go to the sinks when the step is `sampled`.
         """
         if self._orphans:
             run = self._run()
             with self._lock:
                 self._adopt(run)
-        if not self._step:
-            return 0
-        total = sum(n for _, n in self._step)
-        self._step = []
-        if self._labels.labels is None:
-            self.freeze()
+        total = 0
+        if self._step:
+            total = sum(n for _, n in self._step)
+            self._step = []
+            if self._labels.labels is None:
+                self.freeze()
+        if self._step_sinks:
+            with self._lock:
+                values, self._step_sinks = self._step_sinks, []
+            if sampled:
+                for nodes, attrs in values:
+                    for sink in self.sinks:
+                        sink("site.buffers", nodes, attrs)
         return total
 
     # -- labels -------------------------------------------------------------------
@@ -153,24 +168,36 @@ class SiteObserver:
     def _freeze(self) -> None:
         self._labels.freeze(self._totals)
         pending, self._pending, self._totals = self._pending, [], {}
-        for address, model, algorithm, op, nodes in pending:
-            self._observe(self._labels.label(address), model, algorithm, op, nodes)
+        for address, model, algorithm, op, nodes, in_run in pending:
+            self._observe(address, model, algorithm, op, nodes, in_run)
 
     @property
     def labels(self) -> dict[tuple, str] | None:
         return None if self._labels.labels is None else dict(self._labels.labels)
 
-    def _observe(self, site: str, model: str, algorithm: str, op: str, nodes: int) -> None:
-        key = (site, model, algorithm, op)
-        h = self.hists.get(key)
-        if h is None:
-            h = self.hists[key] = Hist(NODE_BUCKETS)
-            self._attrs[key] = {"site": site, "model": model, "algorithm": algorithm, "op": op}
-        h.observe(nodes)
+    def _observe(self, address: tuple, model: str, algorithm: str, op: str, nodes: int, in_run: bool) -> None:
+        """One value into its histogram (labels frozen; looked up by address once) and to the sinks.
+
+        The sinks (OpenTelemetry's histogram, about 5-25 us per value: most of a
+        site's cost) get the sites of sampled driver steps only, as the iteration
+        duration histogram does; sites outside runs at once.
+        """
+        k = (address, model, algorithm, op)
+        bound = self._bound.get(k)
+        if bound is None:
+            key = (self._labels.label(address), model, algorithm, op)
+            h = self.hists.get(key)
+            if h is None:
+                h = self.hists[key] = Hist(NODE_BUCKETS)
+                self._attrs[key] = {"site": key[0], "model": model, "algorithm": algorithm, "op": op}
+            bound = self._bound[k] = (h, self._attrs[key])
+        bound[0].observe(nodes)
         if self.sinks:
-            attrs = self._attrs[key]
-            for sink in self.sinks:
-                sink("site.buffers", nodes, attrs)
+            if in_run:
+                self._step_sinks.append((nodes, bound[1]))
+            else:
+                for sink in self.sinks:
+                    sink("site.buffers", nodes, bound[1])
 
     # -- collection -------------------------------------------------------------
     def read(self) -> list:

@@ -160,3 +160,63 @@ def test_nested_call_replaces_its_sub_sites_in_the_step_total():
     obs.on_site(_ev(("sub", "y"), 20))
     obs.on_site(_ev(("sub",), 33, breakdown={"x": 10, "y": 20}))  # its own total: 30 + 3 of glue
     assert obs.take_step_nodes() == 5 + 33
+
+
+@gm.gen
+def coin(n):
+    p = gm.trace("p", dist.beta(2.0, 2.0))
+    for i in range(n):
+        gm.trace(("y", i), dist.bernoulli(p))
+    return p
+
+
+def test_site_series_carry_the_model_and_algorithm_of_their_run(registry, meter):
+    """Also the initial trace's sites, handled before the run starts; sites outside runs keep their model."""
+    from genmlx.inference import mh
+
+    from .helpers import metric_points
+
+    mp, reader = meter
+    obs = {("y", i): 1.0 for i in range(3)}
+    with go.observe(site_metrics=True, registry=registry, meter_provider=mp, sample_every=5):
+        mh(coin, (3,), obs, n_samples=10, key=mx.random.key(0))
+        linreg.simulate((XS,), key=mx.random.key(1))  # no run
+        fams = prometheus_families(registry)
+        points = metric_points(reader, "genmlx.site.buffers")
+    counts = {(s.labels["site"], s.labels["model"], s.labels["algorithm"], s.labels["op"]): s.value
+              for s in fams["genmlx_site_buffers"].samples if s.name == "genmlx_site_buffers_count"}
+    assert counts[("p", "coin", "mh", "generate")] == 1  # the initial trace, made before the run started
+    assert counts[("p", "coin", "mh", "regenerate")] == 10
+    assert counts[(OTHER, "linreg", "", "simulate")] == 5  # first seen after the labels were decided
+    assert all(model for _, model, _, _ in counts)  # no empty model label
+    assert {a for _, m, a, _ in counts if m == "coin"} == {"mh"}
+    # OpenTelemetry gets the sites of sampled steps (0 and 5 of 10, as the iteration duration) and those
+    # outside runs; the Prometheus histogram above counts every visit
+    otel = {(p.attributes["site"], p.attributes["op"]): p.count for p in points if p.attributes["model"] == "coin"}
+    assert otel[("p", "regenerate")] == 2 and otel[("p", "generate")] == 1
+    assert [(p.attributes["site"], p.count) for p in points if p.attributes["model"] == "linreg"] == [(OTHER, 5)]
+
+
+def test_site_handled_outside_runs_waits_for_a_run_of_its_model():
+    run = [None]
+    obs = SiteObserver(top_k=5, current_run=lambda: run[0])
+    from genmlx import handler
+
+    class H:
+        gen_fn = coin
+
+    handler._stack.append(H())
+    try:
+        obs.on_site(_ev(("p",), 98, op="generate"))
+    finally:
+        handler._stack.pop()
+    run[0] = ("coin", "mh")
+    obs.on_site(_ev(("p",), 98, op="regenerate"))
+    handler._stack.append(H())
+    try:
+        run[0] = None
+        obs.on_site(_ev(("q",), 3))  # never followed by a run of its model
+    finally:
+        handler._stack.pop()
+    rows = {(a["site"], a["model"], a["algorithm"], a["op"]) for a, _ in obs.read()}
+    assert rows == {("p", "coin", "mh", "generate"), ("p", "coin", "mh", "regenerate"), ("q", "coin", "", "simulate")}
