@@ -253,7 +253,7 @@ def lines(d: dict, verbosity: int = 0) -> list[str]:
         rate = f"{_num(h['per_iteration'])} arrays/iteration" if h["per_iteration"] is not None else f"{h['count']:,} arrays"
         head = f"{rate} held by {h['container']} {h['holder']}"
         if h["by_design"]:
-            head += " (kept by design: not a leak)"
+            head = f"{rate} kept by design in {h['holder']}: not a leak"
         out.append(head)
         if h["path"] and verbosity >= 0:
             out.append(f"  reached as (one of them): {h['holder']} -> {h['path']}")

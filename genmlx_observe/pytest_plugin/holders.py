@@ -91,9 +91,9 @@ def roots(store: Any = None, state: Any = None, frame: types.FrameType | None = 
     """The named roots, in tie-breaking order (see the module docstring)."""
     out: list[Root] = []
     if store is not None:
-        out.append(Root(store, "store", "the run's result store (samples kept by design: not a leak)", True))
+        out.append(Root(store, "store", "the run's result store", True))
     if state is not None:
-        out.append(Root(state, "state", "the algorithm's state (carried by design: not a leak)", True))
+        out.append(Root(state, "state", "the algorithm's state", True))
     f = frame if frame is not None else sys._getframe(1)
     while f is not None:
         if not _ours(f.f_code.co_filename):

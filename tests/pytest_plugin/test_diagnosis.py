@@ -372,3 +372,15 @@ def test_diagnose_finds_an_old_array_grown_in_place():
     assert g["nodes"] == 30 and g["depth"] == 30 and g["ops"] == {"Add": 30}
     assert g["holder"].startswith("local `acc` of test_diagnose_finds_an_old_array_grown_in_place (")
     HELD.clear()
+
+
+def test_diagnose_says_the_result_store_keeps_by_design():
+    import mlx.core as mx
+
+    from genmlx_observe.pytest_plugin.diagnose import diagnose, lines
+
+    store = [mx.array(float(i)) for i in range(10)]
+    d = diagnose(list(store), store=store, iterations=10)
+    (first,) = d["holders"]
+    assert first["by_design"] and first["root"] == "store" and first["count"] == 10
+    assert lines(d)[0] == "1.00 arrays/iteration kept by design in the run's result store: not a leak"
