@@ -8,11 +8,12 @@ floors of `floors.mh_step` (the same proposal, accept rule and kept values):
 
 * `infer.mh` (one driver step per iteration) vs the eager floor (one
   `mx.eval` per iteration) and the floor with its step `mx.compile`d;
-* `infer.compiled_mh` (K = 50 iterations fused per driver step, randomness
-  from K keys per step) vs the same K-iteration kernel written in MLX, and
-  (informational) a kernel that draws the K proposals and uniforms in one
-  call each and batches their likelihoods (`floors.mh_upfront_kernel`: not
-  the same chain, what MLX can do for an independence sampler).
+* `infer.compiled_mh` (K = 50 iterations fused per driver step, the K
+  proposals and uniforms drawn from the step's one key) vs the same program
+  in MLX (`floors.mh_upfront_kernel`: proposals as one batch, the accept
+  recursion resolved at once); with `keys="per_iteration"` (iteration i's
+  randomness from the i-th key, `infer.mh`'s chain) vs `floors.mh_fused_kernel`;
+  K = 500 vs K = 50 per iteration (a larger block must not cost more).
 
 Per iteration; `steady` ratios leave out each run's first driver step (where
 `compiled_mh` traces and compiles its kernel the first time; the kernel is
@@ -72,10 +73,10 @@ def test_mh_dynamic(pair, record, cases, model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_mh_fused(pair, record, cases, model):
+    """compiled_mh (keys="block") against the upfront-key floor: the same chain, written in plain MLX."""
     c = cases[model]
     key = mx.random.key(4)
     n = N_FUSED
-    kernel = F.mh_fused_kernel(F.mh_step(c.floor), K)
     upfront = F.mh_upfront_kernel(c.floor, K)
     st, ll = F.mh_init(c.floor, key)
 
@@ -84,13 +85,59 @@ def test_mh_fused(pair, record, cases, model):
 
     # compiled_mh caches its kernel across calls: the first round's first step compiles it, the
     # steady statistic leaves each run's first step out
-    res = pair(genmlx, {"floor_fused": lambda: F.mh_fused(kernel, K, st, ll, key, n),
-                        "floor_fused_upfront": lambda: F.mh_upfront(upfront, K, st, ll, key, n)},
+    res = pair(genmlx, {"floor_fused_upfront": lambda: F.mh_upfront(upfront, K, st, ll, key, n)},
                rounds=3, per=n, unit="iteration", steady=True, warmup="baselines",
                info={"group": "mh", "model": model, "algorithm": "compiled_mh", "variant": f"fused K={K}",
                      "iterations_per_step": K,
-                     "targets": [{"name": f"fused MH (K = {K}) within 1.3x of the compiled plain-MLX floor ({model})",
+                     "targets": [{"name": f"fused MH (K = {K}) within 1.3x of the upfront-key plain-MLX floor ({model})",
+                                  "ratio": "floor_fused_upfront", "statistic": "steady_paired_median", "max": 1.3}]})
+    record(**_mh_info(res))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_mh_fused_per_iteration_keys(pair, record, cases, model):
+    """compiled_mh (keys="per_iteration", the chain of infer.mh) against the same program in plain MLX."""
+    c = cases[model]
+    key = mx.random.key(4)
+    n = N_FUSED
+    kernel = F.mh_fused_kernel(c.floor, K)
+    st, ll = F.mh_init(c.floor, key)
+
+    def genmlx():
+        return infer.compiled_mh(c.model, c.args, c.obs, n_samples=n, iterations_per_step=K, keys="per_iteration",
+                                 key=key)
+
+    res = pair(genmlx, {"floor_fused": lambda: F.mh_fused(kernel, K, st, ll, key, n)},
+               rounds=3, per=n, unit="iteration", steady=True, warmup="baselines",
+               info={"group": "mh", "model": model, "algorithm": "compiled_mh", "variant": f"fused K={K}, per-iteration keys",
+                     "iterations_per_step": K,
+                     "targets": [{"name": f"fused MH, per-iteration keys, within 1.3x of the same plain-MLX program ({model})",
                                   "ratio": "floor_fused", "statistic": "steady_paired_median", "max": 1.3}]})
+    record(**_mh_info(res))
+
+
+K_LARGE = 500
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_mh_fused_block_size(pair, record, cases, model):
+    """A larger block never costs more per iteration: compiled_mh K = 500 against K = 50, same run."""
+    c = cases[model]
+    key = mx.random.key(6)
+    n = size(5_000, 50_000)
+    upfront = F.mh_upfront_kernel(c.floor, K_LARGE)
+    st, ll = F.mh_init(c.floor, key)
+
+    def run(k):
+        return lambda: infer.compiled_mh(c.model, c.args, c.obs, n_samples=n, iterations_per_step=k, key=key)
+
+    res = pair(run(K_LARGE), {"compiled_mh_k50": run(K),
+                              "floor_fused_upfront_k500": lambda: F.mh_upfront(upfront, K_LARGE, st, ll, key, n)},
+               rounds=3, per=n, unit="iteration", steady=True, warmup="baselines",
+               info={"group": "mh", "model": model, "algorithm": "compiled_mh", "variant": f"fused K={K_LARGE}",
+                     "iterations_per_step": K_LARGE,
+                     "targets": [{"name": f"fused MH K = {K_LARGE} at most 1.05x K = {K} per iteration ({model})",
+                                  "ratio": "compiled_mh_k50", "statistic": "paired_median", "max": 1.05}]})
     record(**_mh_info(res))
 
 

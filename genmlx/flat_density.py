@@ -469,6 +469,31 @@ class FlatDensity:
             self._groups[key] = g
         return g
 
+    def checked(self, include=None) -> bool:
+        """Whether scoring these sites checks parameters (unguarded ones: see `Distribution._score_guards`)."""
+        return any(g.checked for g in self.groups(include))
+
+    def site_dist(self, path: Path, values):
+        """The distribution at `path` with its parameters computed from the variables' `values`."""
+        site = self._by_path()[path]
+        leaves: list = []
+        _signature(("dist", site.cls, site.attrs), leaves)
+        ev = _Evaluator({i: values[n[1]] if n[0] == "var" else n[1] for i, n in enumerate(leaves)})
+        return ev(("dist", site.cls, site.attrs))
+
+    def depends(self, path: Path) -> bool:
+        """Whether the distribution at `path` has parameters computed from variables."""
+        site = self._by_path()[path]
+        leaves: list = []
+        _signature(("dist", site.cls, site.attrs), leaves)
+        return any(n[0] == "var" for n in leaves)
+
+    def _by_path(self) -> dict:
+        d = self.__dict__.get("_paths")
+        if d is None:
+            d = self._paths = {s.path: s for s in self.sites}
+        return d
+
     def log_density(self, values: list, include=None):
         """Sum of the site log densities (all sites, or those in `include`) at the variables' `values`.
 

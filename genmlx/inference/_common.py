@@ -432,8 +432,8 @@ def finish_stats(res: driver.RunResult, traces: list | None = None, paths: Itera
     acc = stats.get("accepted")
     if acc:
         flat = _flatten_numbers(acc)
-        if flat:
-            stats["acceptance_rate"] = sum(flat) / len(flat)
+        if len(flat):
+            stats["acceptance_rate"] = float(flat.mean())
     if traces and paths:
         draws = {}
         for p in paths:
@@ -448,7 +448,13 @@ def finish_stats(res: driver.RunResult, traces: list | None = None, paths: Itera
     return stats
 
 
-def _flatten_numbers(x) -> list:
+def _flatten_numbers(x) -> np.ndarray:
+    """The numbers in a nested list (None skipped) as one float64 array."""
+    try:
+        a = np.asarray(x, dtype=np.float64)  # the common case: a regular nest of numbers
+        return a.ravel()
+    except (ValueError, TypeError):
+        pass
     out: list = []
     stack = [x]
     while stack:
@@ -457,7 +463,7 @@ def _flatten_numbers(x) -> list:
             stack.extend(v)
         elif v is not None:
             out.append(float(v))
-    return out
+    return np.asarray(out, dtype=np.float64)
 
 
 def scalar_paths(tr: Trace, selection: Selection, obs: ChoiceMap, limit: int = 50) -> list:

@@ -42,7 +42,9 @@ from __future__ import annotations
 import math
 
 import mlx.core as mx
+import numpy as np
 
+from .. import flat_density
 from ..checks import DeferredCheck, GuardedCheck
 from ..choicemap import ChoiceMap
 from ..distributions.base import Distribution
@@ -60,7 +62,9 @@ from .accept_scan import chain_states
 from .mh import summarize_mcmc
 from .result import InferenceResult
 
-__all__ = ["compiled_mh", "CompiledMH", "ChainState", "StackedTraces", "kernel_for"]
+__all__ = ["compiled_mh", "CompiledMH", "ChainState", "StackedTraces", "kernel_for", "KEY_LAYOUTS"]
+
+KEY_LAYOUTS = ("block", "per_iteration")
 
 
 class ChainState:
@@ -87,9 +91,11 @@ class CompiledMH:
     block from a trace and returns `(trace, kept, stats)`.
     """
 
-    def __init__(self, template: Trace, selection, k: int, thin: int = 1):
+    def __init__(self, template: Trace, selection, k: int, thin: int = 1, keys: str = "block"):
         self.k = check_count("compiled_mh", "iterations_per_step", k, 1)
         self.thin = check_count("compiled_mh", "thin", thin, 1)
+        if keys not in KEY_LAYOUTS:
+            raise ValueError(f"compiled_mh: keys must be one of {KEY_LAYOUTS}, got {keys!r}")
         self.selection = selection
         self.args = template.args
         self.gen_fn = template.gen_fn
@@ -99,6 +105,14 @@ class CompiledMH:
         self.changed = [p for p in self.paths if _value(trial, p) is not _value(template, p)]
         self.retained = [p for p in self.paths if p not in set(self.changed)]
         self.lean = _sums_its_sites(template)
+        self.flat = None
+        if keys == "block" and self.lean and self.changed:
+            flat = flat_density.build(self.gen_fn, self.args, template.get_choices(), self.changed)
+            if flat is not None and not flat.checked():  # unguarded checks: the lanes report them by name
+                self.flat = flat
+        self.keys = "block" if self.flat is not None else "per_iteration"
+        self.constants = _constants(template, self.retained)
+        self._order = [st.path for st in self.flat.sites if st.path in set(self.changed)] if self.flat else []
         leaves, self._rebuild_node = flatten(_pack_top(template))
         self.n_ref = len(leaves)
         self._check_errors: list = []
@@ -107,7 +121,57 @@ class CompiledMH:
     # -- the compiled block ------------------------------------------------------------------
     def _block(self, keys, ll, *ins):
         nc = len(self.changed)
-        values, ref = ins[:nc], _unpack(self._rebuild_node(list(ins[nc:])), self.args)
+        if self.flat is not None:
+            props, lln, logu, oks = self._flat_proposals(keys, ins[:nc])
+        else:
+            props, lln, logu, oks = self._lane_proposals(keys, ins[nc:])
+        lln = lln.astype(mx.float32)
+        c = chain_states(lln, logu, ll)  # [K + 1]: the state after each iteration (0: the block's start)
+        L = mx.concatenate([ll.reshape(1).astype(lln.dtype), lln])
+        accepted = c[1:] == mx.arange(1, self.k + 1, dtype=c.dtype)
+        prob = mx.exp(mx.minimum(lln - L[c[:-1]], 0.0))
+        rejected = mx.logical_not(accepted)
+        ok = [mx.all(mx.logical_or(o, rejected)) for o in oks]  # only accepted proposals' checks matter
+        kept_rows, last = c[1::self.thin], c[-1]
+        new_values, kept = [], []
+        for v, p in zip(ins[:nc], props):
+            every = mx.concatenate([v[None], p])
+            new_values.append(every[last])
+            kept.append(every[kept_rows])
+        return [*new_values, L[last], accepted, prob, *ok, *kept]
+
+    def _flat_proposals(self, key, values):
+        """keys="block": the K proposals drawn site by site as `[K]` batches from the block's one key,
+        scored by the flattened density of the retained sites (`genmlx.flat_density`)."""
+        flat, k = self.flat, self.k
+        ks = mx.random.split(key, len(self.changed) + 1)
+        index = {p: j for j, p in enumerate(self.changed)}
+        props: list = [None] * len(self.changed)
+        for p in self._order:  # visit order: a site's parameters read only earlier proposals
+            j = index[p]
+            if not flat.depends(p):
+                props[j] = flat.site_dist(p, None)._sample(ks[j], (k,))
+                continue
+            done = [i for i, x in enumerate(props) if x is not None]
+
+            def draw(kk, *xs, p=p, done=done):
+                v = list(values)
+                for i, x in zip(done, xs):
+                    v[i] = x
+                return flat.site_dist(p, v)._sample(kk, ())
+
+            props[j] = mx.vmap(draw)(mx.random.split(ks[j], k), *[props[i] for i in done])
+        if self.retained:
+            lln = mx.vmap(lambda *xs: flat.log_density(list(xs), include=self.retained))(*props)
+        else:
+            lln = mx.zeros((k,))
+        logu = mx.log(mx.random.uniform(shape=(k,), key=ks[-1]))
+        self._check_errors = []
+        return props, lln, logu, []
+
+    def _lane_proposals(self, keys, ref_leaves):
+        """keys="per_iteration": iteration j's proposal is `regenerate` with the j-th key, as `mh_step` draws it."""
+        ref = _unpack(self._rebuild_node(list(ref_leaves)), self.args)
         errors: list = []
 
         def lane(key):
@@ -126,20 +190,7 @@ class CompiledMH:
 
         props, lln, logu, oks = vmap_tree(lane, (keys,), run_name(self.gen_fn), "compiled_mh")
         self._check_errors = errors
-        lln = lln.astype(mx.float32)
-        c = chain_states(lln, logu, ll)  # [K + 1]: the state after each iteration (0: the block's start)
-        L = mx.concatenate([ll.reshape(1).astype(lln.dtype), lln])
-        accepted = c[1:] == mx.arange(1, self.k + 1, dtype=c.dtype)
-        prob = mx.exp(mx.minimum(lln - L[c[:-1]], 0.0))
-        rejected = mx.logical_not(accepted)
-        ok = [mx.all(mx.logical_or(o, rejected)) for o in oks]  # only accepted proposals' checks matter
-        kept_rows, last = c[1::self.thin], c[-1]
-        new_values, kept = [], []
-        for v, p in zip(values, props):
-            every = mx.concatenate([v[None], p])
-            new_values.append(every[last])
-            kept.append(every[kept_rows])
-        return [*new_values, L[last], accepted, prob, *ok, *kept]
+        return props, lln, logu, oks
 
     def block(self, keys, state: ChainState, ref_leaves: list):
         """One block of K iterations from `state`; proposals are drawn from the reference trace."""
@@ -161,8 +212,8 @@ class CompiledMH:
 
     # -- states and traces -------------------------------------------------------------------
     def reference(self, trace: Trace) -> list:
-        """The leaves of `trace` as the blocks' reference (flattened once per run)."""
-        return flatten(_pack_top(trace))[0]
+        """The leaves of `trace` as the blocks' reference (flattened once per run; none for keys="block")."""
+        return [] if self.flat is not None else flatten(_pack_top(trace))[0]
 
     def initial_state(self, trace: Trace) -> ChainState:
         """`trace` as a chain state (with `trace` as the reference of the blocks that follow)."""
@@ -267,24 +318,36 @@ def _hashable(x) -> bool:
         return False
 
 
-def kernel_for(template: Trace, selection, k: int, thin: int) -> CompiledMH:
+def kernel_for(template: Trace, selection, k: int, thin: int, keys: str = "block") -> CompiledMH:
     """A `CompiledMH` for traces shaped like `template`, reused across calls (its compiled function
-    is traced once per model, selection, K, thin, args and trace structure)."""
+    is traced once per model, selection, K, thin, key layout, args, trace structure and values of
+    the choices the chain does not change: keys="block" bakes them into the program)."""
     try:
-        key = (id(template.gen_fn), selection._paths, selection._all, selection._neg, k, thin,
+        key = (id(template.gen_fn), selection._paths, selection._all, selection._neg, k, thin, keys,
                _args_key(template.args), _structure_key(template))
         hash(key)
     except TypeError:
-        return CompiledMH(template, selection, k, thin)
+        return CompiledMH(template, selection, k, thin, keys)
     hit = _cache.get(key)
-    if hit is not None and hit.gen_fn is template.gen_fn:
+    if hit is not None and hit.gen_fn is template.gen_fn and hit.constants == _constants(template, hit.retained):
         _cache[key] = _cache.pop(key)  # most recently used last
         return hit
-    kern = CompiledMH(template, selection, k, thin)
+    kern = CompiledMH(template, selection, k, thin, keys)
     _cache[key] = kern
     while len(_cache) > _CACHE_SIZE:
         _cache.pop(next(iter(_cache)))
     return kern
+
+
+def _constants(tr: Trace, paths: list) -> tuple:
+    """The values of the choices at `paths` (bytes, shape and dtype), to tell two runs' constants apart."""
+    import numpy as np
+
+    out = []
+    for p in paths:
+        v = _value(tr, p)
+        out.append((p, np.asarray(v).tobytes(), tuple(v.shape), str(v.dtype)) if isinstance(v, mx.array) else (p, v))
+    return tuple(out)
 
 
 class StackedTraces(TraceViews):
@@ -303,23 +366,35 @@ class StackedTraces(TraceViews):
 
     def values(self, path):
         """All kept values at `path` as a list (one batched copy, no per-trace views)."""
+        return self.array(path).tolist()
+
+    def array(self, path) -> np.ndarray:
+        """All kept values at `path` as one NumPy array `[n, ...]`."""
         from ..address import to_path
 
         p = to_path(path)
         if p not in self.kernel.changed:  # a value no iteration changes
-            return [_value(self.ref, p).tolist()] * self.n
+            v = np.asarray(_value(self.ref, p))
+            return np.broadcast_to(v, (self.n, *v.shape))
         vals = [blk.values[p] for blk in self.blocks]
-        return mx.concatenate(vals)[: self.n].tolist() if vals else []
+        if not vals:
+            return np.zeros((0,))
+        return np.asarray(mx.concatenate(vals)[: self.n])
 
 
 def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samples: int, burn: int = 0,
-                thin: int = 1, iterations_per_step: int | None = None, key=None, callback=None,
-                progress=None) -> InferenceResult:
+                thin: int = 1, iterations_per_step: int | None = None, keys: str = "block", key=None,
+                callback=None, progress=None) -> InferenceResult:
     """Selection MH with K iterations per driver step, compiled (`mx.compile`) and sync-free.
 
     Args:
         iterations_per_step: K (default: the multiple of `thin` nearest 50);
             must be a multiple of `thin`. `burn` is rounded up to a multiple of K.
+        keys: "block" (default): each block draws its K proposals as one batch
+            from one key, for a model that `genmlx.flat_density` flattens (others
+            run as "per_iteration"). "per_iteration": iteration i draws with the
+            i-th key of the split `mh` uses, so `compiled_mh` and `mh` with the
+            same `key` run the same chain.
         callback: `callback(step, state, stats)` after each block, with the
             block's `ChainState` (the changed choices' values).
 
@@ -335,27 +410,33 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     thin = check_count("compiled_mh", "thin", thin, 1)
     k = iterations_per_step if iterations_per_step is not None else thin * max(1, round(50 / thin))
     k = check_count("compiled_mh", "iterations_per_step", k, 1)
+    if keys not in KEY_LAYOUTS:
+        raise ValueError(f"compiled_mh: keys must be one of {KEY_LAYOUTS}, got {keys!r}")
     if k % thin:
         raise ValueError(f"compiled_mh: iterations_per_step ({k}) must be a multiple of thin ({thin})")
     k_init, k_run = split_key(key)
     tr, obs = init_trace("compiled_mh", model, args, observations, k_init)
     sel = resolve_selection("compiled_mh", tr, obs, selection)
-    kernel = kernel_for(tr, sel, k, thin)
+    kernel = kernel_for(tr, sel, k, thin, keys)
     ref = kernel.reference(tr)
     per_block = k // thin
     burn_steps = math.ceil(burn / k)
     n_steps = burn_steps + math.ceil(n_samples / per_block)
 
-    # Iteration i uses the i-th of split(k_run, iterations): the keys `mh` gives its driver
-    # steps, so mh and compiled_mh with the same key run the same chain.
-    all_keys = mx.random.split(k_run, n_steps * k).reshape(n_steps, k, 2)
-    mx.eval(all_keys)
-    counter = [0]
+    if kernel.keys == "block":
+        def step(key_, state):  # the driver's key of the step
+            return driver.Step(*kernel.block(key_, state, ref))
+    else:
+        # Iteration i uses the i-th of split(k_run, iterations): the keys `mh` gives its driver
+        # steps, so mh and compiled_mh with the same key run the same chain.
+        all_keys = mx.random.split(k_run, n_steps * k).reshape(n_steps, k, 2)
+        mx.eval(all_keys)
+        counter = [0]
 
-    def step(key_, state):
-        keys = all_keys[counter[0]]
-        counter[0] += 1
-        return driver.Step(*kernel.block(keys, state, ref))
+        def step(key_, state):
+            keys_ = all_keys[counter[0]]
+            counter[0] += 1
+            return driver.Step(*kernel.block(keys_, state, ref))
 
     res = driver.run(step, kernel.initial_state(tr), n_steps, algorithm="compiled_mh", model=run_name(model),
                      key=k_run, params={"n_samples": n_samples, "burn": burn, "thin": thin, "iterations_per_step": k},
@@ -364,12 +445,11 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     traces = StackedTraces(kernel, tr, res.samples, per_block, min(n_samples, len(res.samples) * per_block))
     stats = finish_stats(res)
     stats["iterations_per_step"] = k
+    stats["keys"] = kernel.keys
     paths = scalar_paths(tr, sel, obs)
     if len(traces) >= 4 and paths:
         from .diagnostics import chain_summaries
 
-        import numpy as np
-
         stats.update(chain_summaries({p[0] if len(p) == 1 else p:
-                                      np.asarray(traces.values(p), dtype=np.float64)[None] for p in paths}))
+                                      traces.array(p).astype(np.float64)[None] for p in paths}))
     return InferenceResult(traces, stats, state=kernel.trace_of(tr, res.state.values))

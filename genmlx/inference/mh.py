@@ -117,7 +117,7 @@ def run_chain(algorithm: str, kernel: Callable, trace: Trace, n_samples: int, *,
 def summarize_mcmc(r: driver.RunResult) -> dict:
     """The run's final diagnostics for `RunEnded` (acceptance rate over all iterations and chains)."""
     flat = _flatten_numbers(r.stats.get("accepted") or [])
-    return {"acceptance_rate": sum(flat) / len(flat)} if flat else {}
+    return {"acceptance_rate": float(flat.mean())} if len(flat) else {}
 
 
 def mh(model, args: tuple, observations=None, *, selection=None, n_samples: int, burn: int = 0, thin: int = 1,

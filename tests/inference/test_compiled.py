@@ -46,7 +46,7 @@ def test_compiled_kernel_equals_per_iteration_chain(sel):
     selection = gm.select(*sel)
     k = 25
     keys = mx.random.split(mx.random.key(7), k)
-    kernel = CompiledMH(tr, selection, k, thin=1)
+    kernel = CompiledMH(tr, selection, k, thin=1, keys="per_iteration")
     new, samples, st = kernel(keys, tr)
     t, accepted, values = tr, [], []
     for j in range(k):
@@ -122,7 +122,7 @@ def test_compiled_memory_flat_under_budget():
 def test_compiled_mh_equals_mh_with_the_same_key(thin):
     kw = dict(selection=gm.select("slope", "intercept"), n_samples=40, burn=20, thin=thin, key=mx.random.key(8))
     a = infer.mh(linreg, (XS,), OBS, **kw)
-    b = infer.compiled_mh(linreg, (XS,), OBS, iterations_per_step=10, **kw)
+    b = infer.compiled_mh(linreg, (XS,), OBS, iterations_per_step=10, keys="per_iteration", **kw)
     assert b.stats["accepted"] == a.stats["accepted"]
     assert b.traces.values("slope") == pytest.approx(a.values("slope"), rel=1e-5, abs=1e-6)
     assert b.state["intercept"].item() == pytest.approx(a.state["intercept"].item(), rel=1e-5)
@@ -149,7 +149,7 @@ B_OBS = {"m": {"y": mx.array([0.3, 1.0, -0.2])}}
 
 def _kernel_chain(model, obs, sel, lean):
     tr, _ = model.generate((), obs, key=mx.random.key(1))
-    kernel = CompiledMH(tr, gm.select(*sel), 30)
+    kernel = CompiledMH(tr, gm.select(*sel), 30, keys="per_iteration")
     kernel.lean = lean  # before the first call traces the body
     new, _, st = kernel(mx.random.split(mx.random.key(5), 30), tr)
     return st["accepted"].tolist(), new
@@ -176,7 +176,7 @@ def test_combinator_models_use_the_regenerate_weight():
     assert not CompiledMH(tr, gm.select("mu"), 10).lean
     kw = dict(selection=gm.select("mu"), n_samples=30, key=mx.random.key(2))
     a = infer.mh(batched, (), B_OBS, **kw)
-    b = infer.compiled_mh(batched, (), B_OBS, iterations_per_step=10, **kw)
+    b = infer.compiled_mh(batched, (), B_OBS, iterations_per_step=10, keys="per_iteration", **kw)
     assert b.stats["accepted"] == a.stats["accepted"] and 0 < sum(a.stats["accepted"]) < 30
 
 
@@ -195,7 +195,7 @@ def probit_model():
 def test_guarded_checks_are_not_evaluated_their_proposals_are_rejected():
     """About half the proposals have sigma < 0: their weight is NaN, none is accepted, nothing raises."""
     tr, _ = scale_model.generate((), {"y": 0.3, "s": 1.0}, key=mx.random.key(0))
-    kernel = CompiledMH(tr, gm.select("s"), 50)
+    kernel = CompiledMH(tr, gm.select("s"), 50, keys="per_iteration")
     new, samples, st = kernel(mx.random.split(mx.random.key(3), 50), tr)
     mx.eval(new, st)
     assert all(c.ok.item() for c in new.checks)
@@ -209,3 +209,60 @@ def test_unguarded_checks_still_raise_when_an_invalid_proposal_is_accepted():
     new, _, st = kernel(mx.random.split(mx.random.key(1), 50), tr)
     with pytest.raises(ValueError, match=r"binomial: parameter p must be in \[0, 1\] \(at trace address 'y'\)"):
         gm.memory.materialize(new)
+
+
+# -- keys="block": proposals drawn as [K] batches from one key, scored by the flattened density ------
+
+@gm.gen
+def beta_bernoulli():
+    p = gm.trace("p", dist.beta(2.0, 2.0))
+    for i, y in enumerate([1, 1, 0, 1, 1, 1, 0, 1, 1, 0]):
+        gm.trace(("y", i), dist.bernoulli(p))
+
+
+BB_OBS = {("y", i): float(y) for i, y in enumerate([1, 1, 0, 1, 1, 1, 0, 1, 1, 0])}
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("k", [50, 500])
+def test_block_keys_posterior_of_beta_bernoulli(k):
+    """Posterior Beta(9, 5): mean 9/14, sd 0.1237; allowed error 4 Monte Carlo standard errors."""
+    res = infer.compiled_mh(beta_bernoulli, (), BB_OBS, n_samples=6000, burn=500, iterations_per_step=k,
+                            key=mx.random.key(11))
+    assert res.stats["keys"] == "block" and res.stats["syncs"] == 0
+    p = res.traces.array("p")
+    assert p.shape == (6000,)
+    assert abs(p.mean() - 9 / 14) < 4 * mcse(p)
+    assert abs(p.std() - 0.1237) < 0.02
+    assert res.traces[5]["p"].item() == pytest.approx(float(p[5]))
+    assert res.state.score.item() == pytest.approx(
+        beta_bernoulli.assess((), gm.choicemap({**BB_OBS, "p": res.state["p"]}))[0].item(), rel=1e-5)
+
+
+def test_block_keys_posterior_of_the_regression_matches_per_iteration_keys():
+    kw = dict(selection=gm.select("slope", "intercept"), n_samples=4000, burn=500, iterations_per_step=100)
+    a = infer.compiled_mh(linreg, (XS,), OBS, keys="block", key=mx.random.key(5), **kw)
+    b = infer.compiled_mh(linreg, (XS,), OBS, keys="per_iteration", key=mx.random.key(6), **kw)
+    assert a.stats["keys"] == "block" and b.stats["keys"] == "per_iteration"
+    sa, sb = a.traces.array("slope"), b.traces.array("slope")
+    assert abs(sa.mean() - sb.mean()) < 4 * np.hypot(mcse(sa), mcse(sb))
+
+
+def test_block_keys_fall_back_for_models_the_density_cannot_flatten():
+    res = infer.compiled_mh(batched, (), B_OBS, selection=gm.select("mu"), n_samples=20, iterations_per_step=10,
+                            key=mx.random.key(2))
+    assert res.stats["keys"] == "per_iteration"
+    tr, _ = probit_model.generate((), {"y": 0, "z": 0.5}, key=mx.random.key(0))
+    assert CompiledMH(tr, gm.select("z"), 10).keys == "per_iteration"  # an unguarded check: named by the lanes
+
+
+def test_a_cached_block_kernel_is_not_reused_for_other_observations():
+    run = lambda obs: infer.compiled_mh(normal_normal, (), obs, n_samples=1000, burn=100, iterations_per_step=50,
+                                        key=mx.random.key(9)).traces.array("mu").mean()
+    low, high = run({"y0": -3.0, "y1": -3.0, "y2": -3.0}), run({"y0": 3.0, "y1": 3.0, "y2": 3.0})
+    assert low < -1.5 and high > 1.5  # posterior means -2.25 and 2.25
+
+
+def test_bad_key_layout_is_a_clear_error():
+    with pytest.raises(ValueError, match="keys must be one of"):
+        infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=5, keys="lanes")

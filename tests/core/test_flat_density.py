@@ -1,0 +1,151 @@
+"""genmlx.flat_density: the flattened density equals the model's own (assess) and its gradient; sites of one
+form are one group; models it cannot flatten are reported as such (None), never scored wrongly."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import genmlx as gm
+from genmlx import dist, flat_density
+from genmlx.choicemap import ChoiceMap
+
+
+@gm.gen
+def linreg(xs):
+    slope = gm.trace("slope", dist.normal(0.0, 10.0))
+    intercept = gm.trace("intercept", dist.normal(0.0, 10.0))
+    for i, x in enumerate(xs):
+        gm.trace(("y", i), dist.normal(slope * x + intercept, 1.0))
+
+
+@gm.gen
+def funnel():
+    v = gm.trace("v", dist.normal(0.0, 3.0))
+    scale = mx.exp(v / 2)
+    for i in range(6):
+        gm.trace(f"x{i}", dist.normal(0.0, scale))
+
+
+@gm.gen
+def point(mu):
+    z = gm.trace("z", dist.normal(mu, 1.0))
+    gm.trace("y", dist.normal(z, 0.5))
+
+
+@gm.gen
+def hierarchical(n):
+    mu = gm.trace("mu", dist.normal(0.0, 2.0))
+    tau = gm.trace("tau", dist.gamma(2.0, 2.0))
+    for i in range(n):
+        gm.trace(("g", i), point, mu + 0.0 * tau)
+    gm.trace("w", dist.iid(dist.normal(mu, mx.sqrt(tau)), 5))
+
+
+@gm.gen
+def beta_bernoulli(n):
+    p = gm.trace("p", dist.beta(2.0, 2.0))
+    for i in range(n):
+        gm.trace(("y", i), dist.bernoulli(p))
+
+
+@gm.gen
+def branchy():
+    k = gm.trace("k", dist.normal(0.0, 1.0))
+    if k.item() > 0:  # a Python decision on a random choice: not a static structure
+        gm.trace("x", dist.normal(0.0, 1.0))
+
+
+XS = [float(x) for x in np.linspace(-2, 2, 12)]
+CASES = {
+    "linreg": (linreg, (XS,), {**{("y", i): 0.5 * x - 1.0 for i, x in enumerate(XS)}}, ["slope", "intercept"]),
+    "funnel": (funnel, (), {}, ["v"] + [f"x{i}" for i in range(6)]),
+    "hierarchical": (hierarchical, (5,), {**{("g", i, "y"): 0.3 * i for i in range(5)},
+                                          "w": mx.array([0.1, -0.2, 0.4, 1.0, 0.0])},
+                     ["mu", "tau"] + [("g", i, "z") for i in range(5)]),
+    "beta_bernoulli": (beta_bernoulli, (8,), {("y", i): float(i % 3 == 0) for i in range(8)}, ["p"]),
+}
+
+
+def _build(name, key=0):
+    model, args, obs, variables = CASES[name]
+    tr, _ = model.generate(args, gm.choicemap(obs), key=mx.random.key(key))
+    paths = [gm.address.to_path(v) for v in variables]
+    return model, args, tr, paths, flat_density.build(model, args, tr.get_choices(), paths)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_flat_density_equals_assess_and_its_gradient(name):
+    model, args, tr, paths, flat = _build(name)
+    assert flat is not None
+    base = dict(tr.get_choices()._leaves)
+    rng = np.random.default_rng(3)
+
+    def assess(values):
+        leaves = dict(base)
+        leaves.update(zip(paths, values))
+        return model.assess(args, ChoiceMap._from_leaves(leaves))[0]
+
+    for _ in range(3):  # points other than the one traced
+        values = [mx.array(np.clip(np.asarray(tr[p]) + rng.normal(scale=0.3, size=np.shape(tr[p])), 0.05, None)
+                           if name in ("beta_bernoulli",) or p == ("tau",) else
+                           np.asarray(tr[p]) + rng.normal(scale=0.3, size=np.shape(tr[p])), dtype=mx.float32)
+                  for p in paths]
+        if name == "beta_bernoulli":
+            values = [mx.minimum(values[0], 0.95)]
+        want = assess(values)
+        got = flat.log_density(values)
+        assert got.item() == pytest.approx(want.item(), rel=1e-5, abs=1e-4)
+        g_want = mx.grad(lambda *v: assess(list(v)), argnums=list(range(len(values))))(*values)
+        g_got = mx.grad(lambda *v: flat.log_density(list(v)), argnums=list(range(len(values))))(*values)
+        if len(values) == 1:
+            g_got, g_want = [g_got], [g_want]
+        for a, b in zip(g_got, g_want):
+            assert np.allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+def test_sites_of_one_form_are_one_group():
+    _, _, _, _, flat = _build("linreg")
+    sizes = sorted(g.n for g in flat.groups())
+    assert sizes == [1, 1, len(XS)]  # two priors scored alone, the observations as one batch
+    _, _, _, _, flat = _build("funnel")
+    assert sorted(g.n for g in flat.groups()) == [1, 6]
+
+
+def test_a_subset_of_sites_and_compile_and_vmap():
+    model, args, tr, paths, flat = _build("linreg")
+    obs = [("y", i) for i in range(len(XS))]
+    vals = [tr["slope"], tr["intercept"]]
+    want = sum(tr.get_subtrace(p).score.item() for p in obs)
+    assert flat.log_density(vals, include=obs).item() == pytest.approx(want, rel=1e-5)
+    f = mx.compile(lambda s, b: flat.log_density([s, b]))
+    assert f(*vals).item() == pytest.approx(tr.score.item(), rel=1e-5)
+    batch = mx.vmap(lambda s: flat.log_density([s, vals[1]]))(mx.array([0.0, 1.0, 2.0]))
+    assert batch.shape == (3,)
+
+
+def test_models_that_cannot_be_flattened():
+    tr, _ = branchy.generate((), gm.choicemap({}), key=mx.random.key(1))
+    assert flat_density.build(branchy, (), tr.get_choices(), [("k",)]) is None
+
+    @gm.gen
+    def with_map():
+        mu = gm.trace("mu", dist.normal(0.0, 1.0))
+        gm.trace("m", gm.map_(point), mx.zeros(3) + mu)
+
+    tr, _ = with_map.generate((), gm.choicemap({}), key=mx.random.key(1))
+    assert flat_density.build(with_map, (), tr.get_choices(), [("mu",)]) is None
+
+
+def test_an_unguarded_parameter_check_makes_the_density_nan():
+    @gm.gen
+    def probit():
+        z = gm.trace("z", dist.normal(0.0, 1.0))
+        gm.trace("y", dist.binomial(3.0, z))  # z outside [0, 1]: an invalid p
+
+    tr, _ = probit.generate((), gm.choicemap({"z": 0.5, "y": 1.0}), key=mx.random.key(0))
+    flat = flat_density.build(probit, (), tr.get_choices(), [("z",)])
+    assert flat.checked()
+    assert np.isfinite(flat.log_density([mx.array(0.4)]).item())
+    assert np.isnan(flat.log_density([mx.array(1.4)]).item())

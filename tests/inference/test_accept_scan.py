@@ -1,0 +1,46 @@
+"""accept_scan.chain_states: the accept recursion of an independence chain, resolved at once, equals the
+sequential rule decision for decision (NaN and -inf densities included, across chunk boundaries)."""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from genmlx.inference.accept_scan import chain_states
+
+
+def sequential(lls, logu, ll0) -> list:
+    """The rule as K scalar steps (float32, as the kernels compute it)."""
+    f = np.float32
+    state, ll, out = 0, f(ll0), [0]
+    for j, (l, u) in enumerate(zip(lls, logu), start=1):
+        if f(u) < f(l) - ll:  # NaN compares False: never accepted
+            state, ll = j, f(l)
+        out.append(state)
+    return out
+
+
+@pytest.mark.parametrize("k, chunk", [(1, 512), (2, 512), (7, 512), (50, 512), (300, 64), (129, 128), (600, 256)])
+def test_chain_states_equal_the_sequential_rule(k, chunk):
+    rng = np.random.default_rng(k * 31 + chunk)
+    for trial in range(4):
+        lls = rng.normal(size=k).astype(np.float32) * 2.0
+        lls[rng.random(k) < 0.05] = np.nan  # invalid proposals
+        lls[rng.random(k) < 0.05] = -np.inf  # outside the support
+        logu = np.log(rng.random(k)).astype(np.float32)
+        ll0 = float(rng.normal()) if trial else -math.inf  # a start outside the support moves at once
+        got = chain_states(mx.array(lls), mx.array(logu), mx.array(ll0, dtype=mx.float32), chunk=chunk)
+        assert got.tolist() == sequential(lls, logu, ll0)
+
+
+def test_chain_states_under_compile_and_a_chain_that_never_moves():
+    k = 40
+    lls = mx.full((k,), -1e9)
+    logu = mx.log(mx.random.uniform(shape=(k,), key=mx.random.key(0)))
+    got = mx.compile(lambda a, b, c: chain_states(a, b, c))(lls, logu, mx.array(0.0))
+    assert got.tolist() == [0] * (k + 1)
+    always = chain_states(mx.full((k,), 1e9), logu, mx.array(0.0))
+    assert always.tolist() == list(range(k + 1))
