@@ -1,6 +1,6 @@
 """Vectorized passes compiled once and cached: `mx.compile` of a whole `vgenerate`.
 
-`compiled_vgenerate` (what `vgenerate(..., compiled=True)` runs) compiles the
+`compiled_vgenerate` is `vectorize.vgenerate` compiled: it compiles the
 whole vectorized pass once per (gen fn, structure of args, constraint
 addresses and shapes, n, layout) and keeps the last 32. The compiled function
 takes the key, the arrays of args and the constraint values as inputs and
@@ -15,7 +15,9 @@ Vectorized importance sampling runs three passes of this kind
 (genmlx.inference.importance): the lean pass (`vgenerate_values`: particle
 values and weights only, so MLX fuses across sites), the checks pass
 (`checks_of_values`: the parameter checks the weights do not guard) and the
-batched trace of the same particles (`trace_of_values`, every choice given).
+batched trace of the same particles (`trace_of_values`, every choice given:
+`vgenerate_given`, the plain pass it compiles, lives here because it needs the
+handler's `given_latents`, and `genmlx.vectorize` sits below the handler).
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ import mlx.core as mx
 
 from .checks import DeferredCheck, GuardedCheck
 from .choicemap import ChoiceMap
+from .handler import given_latents
 from .rng import resolve
 from .trace import Trace
 from .tree import _spec
-from .vectorize import VectorizationError, _pack_top, _unpack, vgenerate, vgenerate_given
+from .vectorize import (
+    VectorizationError, _checks_out, _Lanes, _pack_top, _reduce_checks, _unpack, vgenerate, vmap_tree,
+)
 
-__all__ = ["compiled_vgenerate", "vgenerate_values", "checks_of_values", "trace_of_values"]
+__all__ = ["compiled_vgenerate", "vgenerate_given", "vgenerate_values", "checks_of_values", "trace_of_values"]
 
 _COMPILED: "OrderedDict[tuple, Any]" = OrderedDict()
 _COMPILED_MAX = 32  # cached compiled passes (least recently used dropped)
@@ -79,10 +84,29 @@ def _fill(o, it):
     return o
 
 
-def compiled_vgenerate(gf, args, constraints: ChoiceMap, n: int, key, layout: str):
-    """`vgenerate` through a cached `mx.compile` of the whole vectorized pass (see the module
-    docstring), or None if it cannot be compiled and cached."""
-    return _cached_pass("trace", gf, args, constraints, n, key, layout)
+def compiled_vgenerate(gf, args, constraints: ChoiceMap, n: int, key=None, layout: str = "per_lane"):
+    """`vectorize.vgenerate` through a cached `mx.compile` of the whole vectorized pass (see the
+    module docstring); the plain `vgenerate` when the pass cannot be compiled and cached."""
+    got = _cached_pass("trace", gf, args, constraints, n, key, layout)
+    if got is not None:
+        return got
+    return vgenerate(gf, args, constraints, n, key, layout)
+
+
+def vgenerate_given(gf, args, constraints: ChoiceMap, given: dict, n: int, key, layout: str) -> Trace:
+    """`vgenerate` with every unconstrained choice given per lane (`given`: {path: [N, ...]}); nothing is drawn."""
+    lanes = _Lanes(key, n, layout)
+    paths = tuple(given)
+    base = dict(constraints._leaves)
+
+    def lane_fn(x, vs):
+        cm = ChoiceMap._from_leaves({**base, **dict(zip(paths, vs))})
+        with given_latents(vs):  # the given latents' checks are not guarded by this pass's weight
+            tr, _ = lanes.run(x, lambda ks: gf._generate(args, cm, ks))
+        return _pack_top(tr), _checks_out(tr)
+
+    node, cs = vmap_tree(lane_fn, (lanes.xs, list(given.values())), gf.name, "vgenerate")
+    return _unpack(node, args, n, _reduce_checks(cs))
 
 
 def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layout: str = "shared",

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import mlx.core as mx
 
+from . import vectorize as _vec
 from .choicemap import EMPTY, ChoiceMap
 from .rng import KeyStream, resolve
 from .selection import Selection
@@ -123,29 +124,21 @@ class GenerativeFunction(ABC):
         """N traces in one pass; leaves are [N]-shaped. per_lane: equals N scalar runs with split keys.
 
         `layout="shared"`: one key for all lanes (faster; see `genmlx.vectorize`)."""
-        from .vectorize import vsimulate
-
-        return vsimulate(self, self._check_args(args), n, key, layout)
+        return _vec.vsimulate(self, self._check_args(args), n, key, layout)
 
     def vgenerate(self, args: tuple = (), constraints=None, n: int = 1, *, key=None, layout: str = "per_lane"):
         """N constrained traces in one pass; returns (trace, weights [N]). `layout` as in `vsimulate`."""
-        from .vectorize import vgenerate
-
-        return vgenerate(self, self._check_args(args), self._constraints(constraints), n, key, layout)
+        return _vec.vgenerate(self, self._check_args(args), self._constraints(constraints), n, key, layout)
 
     def vupdate(self, trace: Trace, constraints=None, *, args: tuple | None = None, key=None,
                 layout: str = "per_lane"):
         """Batched update of a vectorized trace; weights and discard leaves are [N]."""
-        from .vectorize import vupdate
-
-        return vupdate(self, trace, self._constraints(constraints), args, key, layout)
+        return _vec.vupdate(self, trace, self._constraints(constraints), args, key, layout)
 
     def vregenerate(self, trace: Trace, selection: Selection, *, args: tuple | None = None, key=None,
                     layout: str = "per_lane"):
         """Batched regenerate of a vectorized trace; weights are [N]."""
-        from .vectorize import vregenerate
-
-        return vregenerate(self, trace, selection, args, key, layout)
+        return _vec.vregenerate(self, trace, selection, args, key, layout)
 
     # -- helpers ----------------------------------------------------------------
     def _constraints(self, c) -> ChoiceMap:

@@ -18,10 +18,10 @@ the samplers draw `(n,) + shape` from it and take row `lane`
 values drawn from one key cost. Shared-key guarantees: the same key gives the
 same pass bit for bit, lanes are independent draws of the model, nested
 `gm.vmap` / `gm.switch` / `gm.mix` work; lane i is not the scalar run of any
-key. Vectorized importance sampling uses it, through `vgenerate(...,
-compiled=True)`: one `mx.compile` of the whole pass, cached per (gen fn, args
-structure, constraint addresses and shapes, n, layout), with the arrays of
-args and the constraint values as inputs (`genmlx.compiled_pass`).
+key. Vectorized importance sampling uses it, through `genmlx.compiled_pass`:
+one `mx.compile` of the whole pass, cached per (gen fn, args structure,
+constraint addresses and shapes, n, layout), with the arrays of args and the
+constraint values as inputs.
 
 What cannot be batched: Python deciding something from the value of an array
 (an `if`/`while` on a random choice, `.item()`, `int()`/`float()`/`bool()` of an
@@ -38,6 +38,12 @@ its class and attribute dict, so the batched trace holds distributions with
 evaluated afterwards. Deferred parameter checks come back as one check each
 over all lanes. The top-level args are shared, so they are not batched: the
 batched trace keeps the caller's args object.
+
+Where it sits: this module runs any object that has the GFI's internals
+(`_simulate`, `_generate`, ...) and imports nothing of the GFI or the handler,
+so `genmlx.gfi` imports it at module level for `GenerativeFunction.vsimulate`
+and its siblings; passes that need the handler (`compiled_pass`) sit above
+both (tests/core/test_imports.py keeps the import graph acyclic).
 """
 
 from __future__ import annotations
@@ -48,14 +54,13 @@ import mlx.core as mx
 
 from .choicemap import ChoiceMap
 from . import deferred
-from .handler import given_latents
 from .rng import KeyStream, lane_layout, resolve
 from .selection import Selection
 from .trace import Trace, TraceViews
 from .tree import flatten
 
 __all__ = [
-    "BatchedTraces", "vgenerate_given",
+    "BatchedTraces",
     "VectorizationError", "vsimulate", "vgenerate", "vupdate", "vregenerate",
     "lane", "batching", "vmap_tree",
 ]
@@ -248,19 +253,12 @@ def vsimulate(gf, args: tuple, n: int, key=None, layout: str = "per_lane") -> Tr
     return _unpack(node, args, n, _reduce_checks(cs))
 
 
-def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None, layout: str = "per_lane",
-              compiled: bool = False):
+def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None, layout: str = "per_lane"):
     """N constrained traces in one pass; returns (trace with [N] leaves, weights [N]).
 
-    `compiled=True`: the pass is `mx.compile`d once per (gf, structure of args,
-    constraint addresses and shapes, n, layout) and reused (`genmlx.compiled_pass`).
+    `genmlx.compiled_pass.compiled_vgenerate` is the same pass `mx.compile`d once per
+    (gf, structure of args, constraint addresses and shapes, n, layout) and reused.
     """
-    if compiled:
-        from .compiled_pass import compiled_vgenerate
-
-        out = compiled_vgenerate(gf, args, constraints, n, key, layout)
-        if out is not None:
-            return out
     lanes = _Lanes(key, n, layout)
 
     def lane_fn(x):
@@ -269,22 +267,6 @@ def vgenerate(gf, args: tuple, constraints: ChoiceMap, n: int, key=None, layout:
 
     node, w, cs = vmap_tree(lane_fn, (lanes.xs,), gf.name, "vgenerate")
     return _unpack(node, args, n, _reduce_checks(cs)), w
-
-
-def vgenerate_given(gf, args, constraints: ChoiceMap, given: dict, n: int, key, layout: str) -> Trace:
-    """`vgenerate` with every unconstrained choice given per lane (`given`: {path: [N, ...]}); nothing is drawn."""
-    lanes = _Lanes(key, n, layout)
-    paths = tuple(given)
-    base = dict(constraints._leaves)
-
-    def lane_fn(x, vs):
-        cm = ChoiceMap._from_leaves({**base, **dict(zip(paths, vs))})
-        with given_latents(vs):  # the given latents' checks are not guarded by this pass's weight
-            tr, _ = lanes.run(x, lambda ks: gf._generate(args, cm, ks))
-        return _pack_top(tr), _checks_out(tr)
-
-    node, cs = vmap_tree(lane_fn, (lanes.xs, list(given.values())), gf.name, "vgenerate")
-    return _unpack(node, args, n, _reduce_checks(cs))
 
 
 def _check_batched(gf, trace, op) -> int:

@@ -269,6 +269,7 @@ def _reg(xs):
 
 
 def test_compiled_pass_is_cached_and_takes_observations_and_array_args_as_inputs():
+    from genmlx import compiled_pass
     from genmlx import vectorize as V
 
     xs = mx.array([0.0, 1.0, 2.0])
@@ -276,7 +277,7 @@ def test_compiled_pass_is_cached_and_takes_observations_and_array_args_as_inputs
     outs = []
     for ys in ([1.0, 2.0, 3.0], [-1.0, 0.5, 4.0]):
         obs = gm.choicemap({"y": mx.array(ys)})
-        comp, wc = V.vgenerate(_reg, (xs,), obs, 64, key, "shared", compiled=True)
+        comp, wc = compiled_pass.compiled_vgenerate(_reg, (xs,), obs, 64, key, "shared")
         plain, wp = V.vgenerate(_reg, (xs,), obs, 64, key, "shared")
         np.testing.assert_allclose(np.array(wc), np.array(wp), rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(np.array(comp["s"]), np.array(plain["s"]), rtol=1e-6)
@@ -284,11 +285,25 @@ def test_compiled_pass_is_cached_and_takes_observations_and_array_args_as_inputs
         assert lane(comp, 5)["y"].tolist() == ys
         outs.append(wc)
     assert not np.allclose(np.array(outs[0]), np.array(outs[1]))  # new observation values, same compiled pass
-    from genmlx import compiled_pass
-
     n_cached = len(compiled_pass._COMPILED)
-    V.vgenerate(_reg, (xs + 1.0,), gm.choicemap({"y": mx.array([0.0, 0.0, 0.0])}), 64, key, "shared", compiled=True)
+    compiled_pass.compiled_vgenerate(_reg, (xs + 1.0,), gm.choicemap({"y": mx.array([0.0, 0.0, 0.0])}), 64, key, "shared")
     assert len(compiled_pass._COMPILED) == n_cached
+
+
+def test_compiled_vgenerate_runs_the_plain_pass_when_it_cannot_cache_one():
+    from genmlx import compiled_pass
+    from genmlx import vectorize as V
+
+    @gm.gen
+    def tagged(xs, tags):  # a set in the args: no cache signature
+        return gm.trace("s", dist.normal(0.0, 10.0)) * xs
+
+    obs, key, n_cached = gm.choicemap({}), mx.random.key(7), len(compiled_pass._COMPILED)
+    tr, w = compiled_pass.compiled_vgenerate(tagged, (mx.array([1.0, 2.0]), {"a"}), obs, 8, key, "per_lane")
+    plain, wp = V.vgenerate(tagged, (mx.array([1.0, 2.0]), {"a"}), obs, 8, key, "per_lane")
+    assert len(compiled_pass._COMPILED) == n_cached
+    assert tr.batch == 8 and np.array_equal(np.array(tr["s"]), np.array(plain["s"]))
+    assert np.array_equal(np.array(w), np.array(wp))
 
 
 def test_compiled_pass_reports_invalid_parameters_naming_the_site():
