@@ -11,6 +11,7 @@ import numpy as np
 from ..choicemap import ChoiceMap
 from ..memory import materialize
 from ..rng import resolve
+from ..trace import TraceViews
 from . import driver
 from .result import InferenceResult
 from .transforms import unconstrained_logdensity
@@ -119,7 +120,32 @@ def build_traces(model, args: tuple, layout, zs: list, chains: bool = False) -> 
     host = [np.asarray(x) for x in leaves]
     if chains:
         host = [h.reshape((n, c) + h.shape[1:]) for h in host]
-    return [_unpack(rebuild([mx.array(h[i]) for h in host]), args, c, ()) for i in range(n)]
+    sampled = {s.address: np.asarray(vals[s.address]).reshape((n, c) + s.shape if chains else (n,) + s.shape)
+               for s in sites}
+    return KeptTraces(lambda i: _unpack(rebuild([mx.array(h[i]) for h in host]), args, c, ()), sampled, n)
+
+
+class KeptTraces(TraceViews):
+    """The kept traces of a gradient-based run, each made on access from host copies of its arrays
+    (a 102-site model's 1,000 traces are not built unless read); `values(addr)` reads a sampled
+    address's values without building any."""
+
+    noun = "sample"
+
+    def __init__(self, view, sampled: dict, n: int):
+        super().__init__(n)
+        self._make, self._sampled = view, sampled
+
+    def _view(self, i: int):
+        return self._make(i)
+
+    def values(self, addr) -> list:
+        from ..address import from_path, to_path
+
+        a = from_path(to_path(addr))
+        if a in self._sampled:
+            return self._sampled[a].tolist()
+        return [t[addr].tolist() for t in self]
 
 
 def _scalar_traces(model, args, layout, vals, n) -> list:

@@ -100,6 +100,10 @@ class InferenceResult:
 
     def values(self, addr) -> list:
         """The value at `addr` in every kept trace, as Python numbers (or nested lists)."""
+        batched = getattr(self.traces, "values", None)  # views over batched or stacked storage
+        if batched is not None:
+            v = batched(addr)
+            return v.tolist() if hasattr(v, "tolist") else list(v)
         out = []
         for t in self.traces:
             v = t[addr]
