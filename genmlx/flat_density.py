@@ -358,8 +358,9 @@ class _Group:
                 if all(x is xs[0] or (not isinstance(x, mx.array) and x == xs[0]) for x in xs):
                     self.slots.append(("fixed", first))
                 else:
-                    self.slots.append(("const", mx.stack([mx.array(x) if not isinstance(x, mx.array) else x
-                                                          for x in xs])))
+                    stacked = mx.stack([mx.array(x) if not isinstance(x, mx.array) else x for x in xs])
+                    mx.eval(stacked)  # a constant: never a graph node of the functions that read it
+                    self.slots.append(("const", stacked))
         self.batched = [i for i, s in enumerate(self.slots) if s[0] != "fixed"]
         self.checked = _has_checks(self.template.attrs)
 
