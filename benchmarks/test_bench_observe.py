@@ -271,8 +271,8 @@ def test_bench_otel_collection(benchmark):
 
 # -- site accounting (issue 14) -------------------------------------------------------------------
 
-SITE_ROUNDS = 9
-SITE_STEPS = 300
+SITE_ROUNDS = 41
+SITE_STEPS = 100
 
 
 @pytest.mark.no_leak_gate  # the gate's own censuses would be most of what is timed

@@ -8,7 +8,8 @@ their GFI internals with the constraints / selection / sub-trace at the address.
 
 Site accounting (buffers per trace site) runs only while someone subscribed an
 `on_site` observer to `genmlx.events`: then each site's added graph nodes are
-counted and emitted as `SiteHandled`.
+counted and emitted as `SiteHandled`, by a graph walk the first times a site is
+met and from `genmlx.site_counts`' cache after.
 """
 
 from __future__ import annotations

@@ -60,8 +60,9 @@ class Config:
         census_overhead: largest share of observed step time spent on
             censuses of live arrays / pending nodes (0 disables them in runs,
             ``inf`` takes one at every sampled step).
-        site_metrics: enable site accounting (buffers per trace site). Costs a
-            graph walk per site: opt-in.
+        site_metrics: enable site accounting (buffers per trace site). Each
+            site is counted by a graph walk the first times it is met, then
+            looked up (docs/observability.md, "Cost"): opt-in.
         site_top_k: sites with their own `site` label; the rest share ``other``.
         prometheus_port: serve ``/metrics`` on this port (0: any free port;
             None: no server).
