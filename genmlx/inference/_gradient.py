@@ -82,22 +82,38 @@ def _const_key():
 
 
 def build_traces(model, args: tuple, layout, zs: list, chains: bool = False) -> list:
-    """Traces in each address's own space for the kept unconstrained points.
+    """Traces in each address's own space for the kept unconstrained points, made when first read.
 
-    One `mx.vmap` pass of `model.generate` over all kept points computes every
-    score at once; each trace then gets constant arrays (no graph per trace).
-    With `chains`, points are [C, dim] and each trace is vectorized (batch = C).
+    The sampled addresses' values are computed now (`KeptTraces.values` reads
+    them); the traces themselves come from one `mx.vmap` pass of
+    `model.generate` over all kept points, run on the first access to a trace
+    (each trace then gets constant arrays: no graph per trace). With `chains`,
+    points are [C, dim] and each trace is vectorized (batch = C).
     """
     if not zs:
         return []
+    z = mx.stack(zs)
+    n, c = z.shape[0], (z.shape[1] if chains else None)
+    vals = layout.to_constrained(z.reshape(-1, layout.dim))
+    sampled = {s.address: np.asarray(vals[s.address]).reshape((n, c) + s.shape if chains else (n,) + s.shape)
+               for s in layout.sites}
+    box: dict = {}
+
+    def view(i):
+        if "make" not in box:
+            box["make"] = _trace_maker(model, args, layout, vals, n, c, chains)
+        return box["make"](i)
+
+    return KeptTraces(view, sampled, n)
+
+
+def _trace_maker(model, args, layout, vals, n, c, chains):
+    """`i -> trace i` from one vmapped `generate` over the kept points (scalar runs if it cannot batch)."""
     from ..checks import raise_failed
     from ..rng import KeyStream
     from ..tree import flatten
     from ..vectorize import VectorizationError, _checks_out, _pack_top, _reduce_checks, _unpack, vmap_tree
 
-    z = mx.stack(zs)
-    n, c = z.shape[0], (z.shape[1] if chains else None)
-    vals = layout.to_constrained(z.reshape(-1, layout.dim))
     sites, obs = layout.sites, layout.observations._leaves
 
     def lane_fn(xs):
@@ -112,7 +128,7 @@ def build_traces(model, args: tuple, layout, zs: list, chains: bool = False) -> 
     except VectorizationError:
         if chains:
             raise
-        return _scalar_traces(model, args, layout, vals, n)
+        return _scalar_traces(model, args, layout, vals, n).__getitem__
     leaves, rebuild = flatten(node)
     checks = _reduce_checks(cs)
     mx.eval(leaves, [k.ok for k in checks])
@@ -120,9 +136,7 @@ def build_traces(model, args: tuple, layout, zs: list, chains: bool = False) -> 
     host = [np.asarray(x) for x in leaves]
     if chains:
         host = [h.reshape((n, c) + h.shape[1:]) for h in host]
-    sampled = {s.address: np.asarray(vals[s.address]).reshape((n, c) + s.shape if chains else (n,) + s.shape)
-               for s in sites}
-    return KeptTraces(lambda i: _unpack(rebuild([mx.array(h[i]) for h in host]), args, c, ()), sampled, n)
+    return lambda i: _unpack(rebuild([mx.array(h[i]) for h in host]), args, c, ())
 
 
 class KeptTraces(TraceViews):
