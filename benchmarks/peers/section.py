@@ -39,15 +39,19 @@ def peers_section(peers: dict) -> str:
     commit = peers.get("commit", {})
     rows_t = judge_peers(peers)
     out = ["## Peers: GenJAX and NumPyro on the same models and data", "",
-           f"Measured by `python -m benchmarks.peers` ({str(peers.get('datetime', '?'))[:19]} UTC, commit "
-           f"{str(commit.get('id', '?'))[:10]}{' (dirty tree)' if commit.get('dirty') else ''}): GenJAX "
-           f"{pv.get('genjax', '?')}, NumPyro {pv.get('numpyro', '?')}, jax/jaxlib {pv.get('jax', '?')}/"
-           f"{pv.get('jaxlib', '?')} on Python {pv.get('python', '?')} (JAX device {pv.get('jax_device', '?')}); "
-           f"genmlx on MLX {gv.get('mlx', '?')}, Python {gv.get('python', '?')}. Each row runs every side's first",
-           "call, then rounds of genmlx and each peer in turn; times are medians over the rounds, per unit,",
-           f"on the {'process CPU time' if clock == 'cpu' else 'wall'} clock; *ratio* is the median of the per-round",
-           "genmlx / peer ratios (above 1: genmlx is slower); *first* compares the first calls (compilation",
-           "included). How the peers are written and run: benchmarks/peers/README.md.", ""]
+           "Measured by `python -m benchmarks.peers` (how the peers are written and run: benchmarks/peers/README.md).",
+           "Each row runs every side's first call (compilation included), then rounds of genmlx and each peer in",
+           f"turn. Times are medians over the rounds, per unit, on the "
+           f"{'process CPU time' if clock == 'cpu' else 'wall'} clock; *ratio* is the median of the per-round",
+           "genmlx / peer ratios (above 1: genmlx is slower); *first* compares the first calls.", "",
+           table(["", ""], [
+               ["run", f"{str(peers.get('datetime', '?'))[:19]} UTC, commit {str(commit.get('id', '?'))[:10]}"
+                       f"{' (dirty tree)' if commit.get('dirty') else ''}"],
+               ["peers", f"GenJAX {pv.get('genjax', '?')}, NumPyro {pv.get('numpyro', '?')}, jax / jaxlib "
+                         f"{pv.get('jax', '?')} / {pv.get('jaxlib', '?')}, Python {pv.get('python', '?')}; "
+                         f"JAX device {pv.get('jax_device', '?')}"],
+               ["genmlx", f"MLX {gv.get('mlx', '?')}, Python {gv.get('python', '?')}"],
+           ]), ""]
     if rows_t:
         met = sum(r["met"] for r in rows_t)
         out += [f"### Peer targets (issue 14): {met} of {len(rows_t)} met", "",
