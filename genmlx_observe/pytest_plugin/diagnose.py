@@ -195,6 +195,7 @@ def diagnose(
         "watch_truncated": bool(getattr(origins, "truncated", False)),
     }
     del found, root_list, targets, search, top
+    holders.release()
     result["seconds"] = time.perf_counter() - t0
     return result
 

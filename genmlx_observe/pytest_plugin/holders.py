@@ -29,12 +29,13 @@ import threading
 import types
 from typing import Any, NamedTuple
 
-__all__ = ["Root", "Step", "roots", "find_chains", "describe", "user_file"]
+__all__ = ["Root", "Step", "roots", "find_chains", "describe", "release", "user_file"]
 
 _ATOMS = frozenset((int, float, bool, str, bytes, complex, type(None)))
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _LRU = type(functools.lru_cache(maxsize=None)(lambda: None))
 _LIB: tuple[str, ...] | None = None
+_TOUCHED: list = []  # frames whose `f_locals` snapshot this module made (see `release`)
 
 
 class Root(NamedTuple):
@@ -116,8 +117,30 @@ def roots(store: Any = None, state: Any = None, frame: types.FrameType | None = 
 
 def _children(o: Any) -> list:
     if type(o) is types.FrameType:
-        return list(o.f_locals.values())
+        return list(_locals(o).values())
     return gc.get_referents(o)
+
+
+def _locals(f: types.FrameType) -> dict:
+    if f.f_code.co_flags & 1:  # CO_OPTIMIZED: a function's frame, whose f_locals is a snapshot
+        _TOUCHED.append(f)
+    return f.f_locals
+
+
+def release() -> None:
+    """Empty the `f_locals` snapshots the search made.
+
+    Reading `f_locals` of a function's frame stores a dict of its locals in
+    the frame; a frame that runs on (pytest's own, the test's) would keep the
+    values it later rebinds alive through that stale dict. Emptying it is
+    safe: the next reader rebuilds it from the frame.
+    """
+    while _TOUCHED:
+        f = _TOUCHED.pop()
+        try:
+            f.f_locals.clear()
+        except Exception:  # a frame that went away meanwhile
+            pass
 
 
 def _skip(o: Any) -> bool:
@@ -216,7 +239,7 @@ def describe(root: Root, chain: list) -> list[Step]:
         if i == 0 and root.kind == "module":
             steps.append(Step("global", f"`{root.name}.{_key_of(p, c)}`"))
         elif type(p) is types.FrameType:
-            name = _key_of(p.f_locals, c)
+            name = _key_of(_locals(p), c)
             if i == 0:
                 steps.append(Step("local", f"local `{name}` of {root.name.split(': ', 1)[-1]}"))
             else:
@@ -236,7 +259,7 @@ def describe(root: Root, chain: list) -> list[Step]:
                 steps.append(Step("item", "[entry]", id(c)))
         elif isinstance(p, types.GeneratorType):
             fr = p.gi_frame
-            name = _key_of(fr.f_locals, c) if fr is not None else None
+            name = _key_of(_locals(fr), c) if fr is not None else None
             where = _where(p.gi_code, fr.f_lineno if fr is not None else None)
             steps.append(Step("local", f"local `{name}` of suspended generator {where}"))
         elif isinstance(p, BaseException):

@@ -51,7 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--leak-gate-pending-limit", "genmlx_pending_growth_limit", "pending graph nodes per iteration a loop "
            f"may grow by (default {DEFAULT_PENDING_LIMIT})", metavar="FLOAT")
     option("--leak-gate-warmup", "genmlx_leak_gate_warmup", "iterations before the first census "
-           "(default: max(20, 10%% of the loop))", metavar="N")
+           "(default: max(3, 10%% of the loop))", metavar="N")
     option("--leak-gate-census-every", "genmlx_leak_gate_census_every", "driver steps between censuses "
            "(default 0: adaptive, census under ~10%% of loop time, at least 10 points)", metavar="K")
     option("--leak-gate-json", "genmlx_leak_gate_json", "write every measurement to this JSON file "

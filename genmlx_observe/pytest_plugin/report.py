@@ -122,7 +122,7 @@ def section(verdict: dict, memory: dict | None, verbosity: int) -> str:
     """The "genmlx leak gate" report section; its length follows -q / -v."""
     loops = sorted(verdict["loops"], key=_growth_key, reverse=True)
     lim, plim = verdict["limit"], verdict["pending_limit"]
-    warm = "max(20, 10% of the loop)" if verdict["warmup"] is None else f"{verdict['warmup']:,}"
+    warm = "max(3, 10% of the loop)" if verdict["warmup"] is None else f"{verdict['warmup']:,}"
     lines = [f"limits: {number(lim)} arrays/iteration, {number(plim)} pending graph nodes/iteration; "
              f"warm-up {warm} iterations"]
     if verdict["site_budget"] is not None:

@@ -89,7 +89,7 @@ def test_clean_loop_passes(gate):
     assert entry["outcome"] == "passed" and not entry["leaked"] and entry["message"] is None
     (loop,) = entry["loops"]
     assert loop["wrapper_growth"] == 0.0 and loop["pending_growth"] == 0.0
-    assert loop["census_points"] >= 10  # a loop long enough always gets at least 10 points
+    assert loop["census_points"] >= 5  # a loop long enough always gets at least 5 points
 
 
 @pytest.mark.parametrize("scale, accept", [(1e4, "near 0"), (1e-3, "near 1")])
@@ -297,7 +297,7 @@ def test_short_loop_is_reported_not_failed(gate):
         import loops
 
         def test_short(leak_gate):
-            loops.run(loops.leaky(per_step=5), n=21)
+            loops.run(loops.leaky(per_step=5), n=3)  # one census point after the warm-up of 3
             assert leak_gate.loops[0].verdict == "too short"
         """
     )
