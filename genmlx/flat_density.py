@@ -451,6 +451,13 @@ class FlatDensity:
         self.variables = list(variables)
         self.sites = sites
         self._groups: dict = {}
+        consts: list = []
+        for st in sites:
+            _signature(("dist", st.cls, st.attrs), consts)
+            _signature(st.value, consts)
+        # constants computed by the model (a parameter derived from data) are evaluated once, here:
+        # never a graph node of the functions that read them, never pending while the density lives
+        mx.eval([n[1] for n in consts if n[0] == "const" and isinstance(n[1], mx.array)])
 
     def groups(self, include=None) -> list[_Group]:
         key = None if include is None else frozenset(include)

@@ -121,11 +121,28 @@ def _leaky_step(kept: list):
     return step
 
 
+def _coin_model():
+    import genmlx as gm
+    from genmlx import dist
+
+    @gm.gen
+    def coin():
+        p = gm.trace("p", dist.beta(2.0, 2.0))
+        gm.trace("y", dist.bernoulli(p))
+
+    return coin
+
+
+_coin = _coin_model()
+
+
 @pytest.mark.no_leak_gate  # one loop leaks on purpose, for the growth alert
 def test_every_dashboard_panel_returns_data_and_the_growth_alert_fires(prometheus, tmp_path):
     import mlx.core as mx
 
     import genmlx as gm
+    from genmlx import inference as infer
+    from genmlx.checkpoint import checkpointing
     from genmlx.inference import driver
     from genmlx_observe import alerts, dashboards
     from genmlx_observe.demo import run_workloads
@@ -145,8 +162,12 @@ def test_every_dashboard_panel_returns_data_and_the_growth_alert_fires(prometheu
             o.push()
         with gm.memory.budget(gm.memory.METAL_RESOURCE_LIMIT):
             driver.run(_leaky_step(kept), mx.array(0.0), 60, algorithm="mh", model="leaky", key=mx.random.key(0))
+            n = 0
             while time.time() - t0 < 8:  # several scrapes while runs go on: rates have points to work with
                 run_workloads(20, seed=int(time.time()))
+                with checkpointing(tmp_path / f"run-{n}.db", every=5):  # the checkpoint panels' series
+                    infer.mh(_coin, (), {"y": 1.0}, n_samples=20, key=mx.random.key(n))
+                n += 1
         firing = _wait(lambda: [a for a in _api(base, "alerts")["alerts"]
                                 if a["labels"]["alertname"] == "GenmlxLiveArrayGrowth" and a["state"] == "firing"])
         t1 = time.time()
