@@ -41,6 +41,7 @@ import mlx.core as mx
 from . import handler as _handler
 from .address import Path, to_path
 from .choicemap import ChoiceMap
+from .dynamic import DynamicGenFn
 
 __all__ = ["Sym", "FlatDensity", "build", "NotFlat"]
 
@@ -242,7 +243,7 @@ def _wrap(orig, numeric: bool):
 class _Site(NamedTuple):
     path: Path
     cls: type
-    attrs: tuple  # ((name, value node), ...) in name order; checks as ("checks", ...)
+    attrs: tuple  # ((name, node), ...) in name order; unguarded checks as one "_lazy_checks" node
     value: Any  # the value's node
 
 
@@ -264,8 +265,6 @@ class _Tracer:
         if getattr(obj, "_is_distribution", False):
             return self._choice(full, obj)
         body = getattr(obj, "fn", None)
-        from .dynamic import DynamicGenFn
-
         if type(obj) is not DynamicGenFn or body is None:
             raise NotFlat(f"{type(obj).__name__} at {full!r} is not a @gm.gen function")
         saved, self.prefix = self.prefix, full
@@ -288,8 +287,6 @@ class _Tracer:
 
 
 def _trace(model, args: tuple, choices: ChoiceMap, variables: list) -> list[_Site]:
-    from .dynamic import DynamicGenFn
-
     if type(model) is not DynamicGenFn:
         raise NotFlat(f"{type(model).__name__} is not a @gm.gen function")
     tr = _Tracer(choices, variables)
