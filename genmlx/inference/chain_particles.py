@@ -70,6 +70,10 @@ class ChainParticles:
         yield self.moves
         yield self.carry
 
+    def latest(self) -> tuple:
+        """The history's newest parts (the last step's batched trace, the moves up to it): kept by design."""
+        return (self.steps[-1], *[m for m in self.moves[-2:] if m is not None])
+
     def reindex(self, idx: mx.array) -> "ChainParticles":
         """Particle j continues particle `idx[j]`: the state is gathered, the history only in `trace()`."""
         moves = list(self.moves)

@@ -259,7 +259,10 @@ def run_filter(
         stats["resampled"] = resampled
         stats["log_weight"] = lse - lse_prev
         check = _WeightCheck(lse, algorithm, t, observations[t])
-        return driver.Step(SMCState(particles, lw, acc, t + 1, check), None, stats)
+        # a history kept by design (ChainParticles' per-step traces) goes to the driver's store: what the
+        # run keeps on purpose is not growth to the census, the leak gate or the growth alert
+        kept = particles.latest() if hasattr(particles, "latest") else None
+        return driver.Step(SMCState(particles, lw, acc, t + 1, check), kept, stats)
 
     # The initial state is built inline: a local name here would keep it alive for the whole run.
     return driver.run(
