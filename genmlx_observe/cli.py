@@ -15,7 +15,7 @@ import time
 
 __all__ = ["main"]
 
-DEFAULT_SITES = False  # site accounting costs a graph walk per site until it is made cheap (issue 15)
+DEFAULT_SITES = True  # site accounting is counted once per model structure (about 1.1-1.2x an observed step)
 
 
 def _span_destination(path: str):
