@@ -1,7 +1,7 @@
 """genmlx_observe: every genmlx inference run, to OpenTelemetry and Prometheus.
 
 Start with `observe()` (docs/observability.md). `GENMLX_OBSERVE=1` observes a
-whole process from the environment (`python -m genmlx_observe.run script.py`).
+whole process from the environment (`genmlx-observe run script.py`).
 The core (`genmlx`) never imports this package.
 
 Names resolve lazily: the pytest plugin (a submodule) is loaded by every

@@ -5,10 +5,10 @@
 ...) and stop it at exit. Something must import genmlx_observe: the launcher
 does, for any script or module, without editing it:
 
-    GENMLX_PROMETHEUS_PORT=9464 python -m genmlx_observe.run script.py [args...]
-    OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 python -m genmlx_observe.run -m package.module
+    GENMLX_PROMETHEUS_PORT=9464 genmlx-observe run script.py [args...]
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 genmlx-observe run -m package.module
 
-(`genmlx_observe.run` observes whether or not `GENMLX_OBSERVE` is set.)
+(`genmlx-observe run` observes whether or not `GENMLX_OBSERVE` is set.)
 A configuration that cannot start (a taken port) warns and leaves the
 program running unobserved: an environment switch must never break the run.
 """

@@ -3,6 +3,7 @@
     genmlx-observe demo [--iterations N] [--port P] [--otlp-endpoint URL] [--pushgateway URL]
                         [--sites] [--no-progress] [--linger S] [--spans-file PATH]
     genmlx-observe profile [--out DIR] [--sites] [--port P] SCRIPT.py [args...]
+    genmlx-observe run (SCRIPT.py | -m MODULE) [args...]
     genmlx-observe catalog [-v]
     genmlx-observe dashboards [--out DIR] [--check]
 """
@@ -193,6 +194,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("script", help="the Python script to run (as __main__)")
     f.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     f.set_defaults(fn=_cmd_profile)
+    r = sub.add_parser("run", help="run a program observed, configured from the environment (production)",
+                       add_help=False)
+    r.add_argument("argv", nargs=argparse.REMAINDER, help="SCRIPT.py [args...] or -m MODULE [args...]")
+    r.set_defaults(fn=_cmd_run)
     c = sub.add_parser("catalog", help="print the metric catalog (both dialect names)")
     c.add_argument("-v", "--verbose", action="store_true", help="also print each description")
     c.set_defaults(fn=_cmd_catalog)
@@ -202,6 +207,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--check", action="store_true", help="only check that the files there are up to date")
     g.set_defaults(fn=_cmd_dashboards)
     return p
+
+
+def _cmd_run(a) -> int:
+    from .launch import main as launch
+
+    launch(a.argv)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,7 @@ def test_launcher_observes_an_unedited_script(tmp_path, receiver):
     script.write_text(SCRIPT)
     env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_SERVICE_NAME="nightly",
                GENMLX_OBSERVE_STEP_SPANS="0")
-    out = _run(["-m", "genmlx_observe.run", str(script), "3"], env, tmp_path)
+    out = _run(["-m", "genmlx_observe.cli", "run", str(script), "3"], env, tmp_path)
     assert out.returncode == 3, out.stderr[-3000:]  # the script's own exit status
     assert "argv ['3'] __main__" in out.stdout
     spans = list(otlp_spans(receiver.received))  # flushed at exit although the script called sys.exit
@@ -82,5 +82,5 @@ def test_a_configuration_that_cannot_start_warns_and_the_program_runs(tmp_path):
 
 
 def test_launcher_without_arguments_prints_usage(tmp_path):
-    out = _run(["-m", "genmlx_observe.run"], _env(), tmp_path)
-    assert out.returncode == 2 and "usage: python -m genmlx_observe.run" in out.stdout
+    out = _run(["-m", "genmlx_observe.cli", "run"], _env(), tmp_path)
+    assert out.returncode == 2 and "usage: genmlx-observe run" in out.stdout

@@ -1,6 +1,7 @@
-"""`python -m genmlx_observe.run script.py [args]` / `-m module [args]`: run a program observed.
+"""`genmlx-observe run script.py [args]` / `run -m module [args]`: run a program observed (in production).
 
-The program runs as `__main__`, unedited, inside one process-wide observation
+Unlike `genmlx-observe profile` (a report on a script's loops), this only observes:
+the program runs as `__main__`, unedited, inside one process-wide observation
 configured from the environment (see `genmlx_observe.autostart`); metrics are
 flushed and pushed when it ends, also when it raises or calls `sys.exit`.
 """
@@ -14,7 +15,7 @@ from .autostart import _stop, autostart
 
 __all__ = ["main"]
 
-USAGE = "usage: python -m genmlx_observe.run (script.py | -m module) [args...]"
+USAGE = "usage: genmlx-observe run (script.py | -m module) [args...]"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,6 +37,3 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         _stop()
 
-
-if __name__ == "__main__":
-    main()
