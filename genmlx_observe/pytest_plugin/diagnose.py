@@ -270,6 +270,8 @@ def lines(d: dict, verbosity: int = 0) -> list[str]:
     if d["unreached"] and verbosity >= 0:
         refs = "; ".join(d["unreached_referrers"])
         out.append(f"{d['unreached']:,} arrays reachable from no named root (referred to by: {refs})")
+    if d.get("watched_iteration") is None and verbosity >= 0 and (d["holders"] or d.get("graph")):
+        out.append("(no step of the loop was watched: source lines and trace sites unknown)")
     if not out:
         out.append("no surviving array found (the growth was freed before the end of the loop)")
     return out

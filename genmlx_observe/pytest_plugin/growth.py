@@ -199,7 +199,7 @@ class _Loop:
         return (w1 and w2) or (p1 and p2)
 
     def _watch(self, recorder: "TestRecorder") -> None:
-        """Watch the next step: source lines and trace sites of the arrays it creates."""
+        """Watch the next `WATCH_STEPS` steps: source lines and trace sites of the arrays they create."""
         from .origins import Origins
 
         self.origins = Origins(recorder._events)
