@@ -240,7 +240,9 @@ def describe(root: Root, chain: list) -> list[Step]:
             steps.append(Step("global", f"`{root.name}.{_key_of(p, c)}`"))
         elif type(p) is types.FrameType:
             name = _key_of(_locals(p), c)
-            if i == 0:
+            if p.f_code.co_name == "<module>":  # a script's (or an import's) top level: its globals
+                steps.append(Step("global", f"`{p.f_globals.get('__name__', '?')}.{name}`"))
+            elif i == 0:
                 steps.append(Step("local", f"local `{name}` of {root.name.split(': ', 1)[-1]}"))
             else:
                 steps.append(Step("local", f"local `{name}`"))

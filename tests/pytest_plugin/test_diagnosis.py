@@ -384,3 +384,37 @@ def test_diagnose_says_the_result_store_keeps_by_design():
     (first,) = d["holders"]
     assert first["by_design"] and first["root"] == "store" and first["count"] == 10
     assert lines(d)[0] == "1.00 arrays/iteration kept by design in the run's result store: not a leak"
+
+
+def test_a_script_measured_outside_pytest_names_its_global(tmp_path):
+    """What `genmlx-observe profile` can do: a `TestRecorder` around a script's loops."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(MODEL.replace("import loops\n", "") + """
+from genmlx_observe.pytest_plugin.diagnose import lines
+from genmlx_observe.pytest_plugin.growth import TestRecorder
+from genmlx_observe.pytest_plugin.marks import Settings
+
+LEAK = []
+
+@gm.gen
+def model():
+    p = gm.trace("p", dist.normal(0.0, 1.0))
+    LEAK.append(p * 2.0)  # SITE
+    gm.trace("y", dist.normal(p, 1.0))
+    return p
+
+rec = TestRecorder(Settings(enabled=True, limit=0.1, pending_limit=0.1, warmup=None, census_every=0, site_budget=None))
+rec.start()
+run_mh(model)
+rec.stop()
+(loop,) = rec.loops
+print("\\n".join(lines(loop.diagnosis)))
+""")
+    site = next(i + 1 for i, line in enumerate(script.read_text().splitlines()) if line.endswith("# SITE"))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "1.00 arrays/iteration held by list `__main__.LEAK`" in out.stdout
+    assert f"created at script.py:{site} in model: LEAK.append(p * 2.0)" in out.stdout
