@@ -35,7 +35,7 @@ import numpy as np
 
 from .program import Program
 from .schema import decode, encode
-from .store import CheckpointError, Store
+from .store import CheckpointError, Store, open_for_resume
 
 __all__ = ["checkpointing", "resume", "active", "RunCheckpoint"]
 
@@ -99,6 +99,7 @@ class checkpointing:
                 raise CheckpointError(f"checkpoint: {self.path} already holds a checkpointed run; "
                                       "use genmlx.checkpoint.resume to continue it, or overwrite=True")
             store.clear()
+        store.discard_backup()  # an earlier run's: never resumed in place of this one
         store.set_settings({"every": self.every, "seconds": self.seconds, "keep": self.keep})
         return store
 
@@ -125,8 +126,10 @@ class resume(checkpointing):
     """Continue the runs checkpointed in `path` (same calls, same keys); settings as stored unless given.
 
     A damaged database (a checksum that fails, SQLite's integrity check
-    failing, a truncated file) is repaired first: each run continues from its
-    newest good checkpoint, with one `CheckpointWarning`.
+    failing, a truncated file) is replaced by its backup `<path>.bak` (the copy
+    taken after the last committed checkpoint), or, without a usable backup,
+    repaired in place: each run continues from its newest good checkpoint,
+    with one `CheckpointWarning`.
 
     Raises:
         CheckpointError: `path` does not exist or holds no usable run.
@@ -139,10 +142,7 @@ class resume(checkpointing):
         self._given = {"every": every, "seconds": seconds, "keep": keep}
 
     def _open(self) -> Store:
-        store = Store(self.path, create=False)
-        problems = store.check()
-        if problems:
-            store.repair(problems)
+        store = open_for_resume(self.path)
         s = store.settings()
         if self._given["every"] is None and self._given["seconds"] is None:
             self.every, self.seconds = s.get("every"), s.get("seconds")

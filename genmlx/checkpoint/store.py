@@ -18,6 +18,12 @@ row and chunks all verify is used, the damaged rows are dropped and one
 warning says so. A write that fails (a full disk, a file size limit, an
 unwritable path) rolls its transaction back, so the earlier checkpoints stay
 as they were, and raises `CheckpointError` naming the path.
+
+After each committed checkpoint the whole database is copied
+(`sqlite3.Connection.backup`) to `<path>.bak`, through a temporary file and
+`os.replace`, so the backup is always a complete database. `open_for_resume`
+uses it when the main file cannot be opened (truncated, not a database),
+fails SQLite's check or a checksum, or holds no run.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import time
 import warnings
 from typing import NamedTuple
 
-__all__ = ["SCHEMA_VERSION", "CheckpointError", "CheckpointWarning", "Store", "Row"]
+__all__ = ["SCHEMA_VERSION", "CheckpointError", "CheckpointWarning", "Store", "Row", "backup_path",
+           "open_for_resume"]
 
 SCHEMA_VERSION = 1
 
@@ -62,6 +70,19 @@ class Row(NamedTuple):
     meta: dict
     body: str
     blob: bytes
+
+
+def backup_path(path: str) -> str:
+    """Where the copy of the last good checkpoint of the database at `path` is kept."""
+    return os.fspath(path) + ".bak"
+
+
+def _remove(path: str) -> None:
+    for p in (path, path + "-wal", path + "-shm"):
+        try:
+            os.remove(p)
+        except FileNotFoundError:
+            pass
 
 
 def _digest(slot: int, seq: int, step: int, body: str, blob: bytes) -> bytes:
@@ -152,7 +173,32 @@ class Store:
                 self.db.execute("UPDATE runs SET status = 'done' WHERE slot = ?", (slot,))
 
         self._write(f, f"the checkpoint at step {step}")
+        self.backup()
         return len(cb) + len(cblob) + len(m) + len(sb) + len(sblob)
+
+    def backup(self) -> None:
+        """Copy the committed database to `<path>.bak` atomically (a temporary file, then os.replace)."""
+        bak = backup_path(self.path)
+        tmp = bak + ".tmp"
+        try:
+            _remove(tmp)
+            dst = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                self.db.backup(dst)
+                dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
+            finally:
+                dst.close()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, bak)
+        except (sqlite3.Error, OSError) as e:
+            _remove(tmp)
+            raise CheckpointError(f"checkpoint: copying {self.path} to its backup {bak} failed "
+                                  f"({type(e).__name__}: {e}); the checkpoints in {self.path} are intact") from e
+
+    def discard_backup(self) -> None:
+        """Remove a backup left by an earlier run of this path (it is not this run's)."""
+        _remove(backup_path(self.path))
 
     def _write(self, f, what: str) -> None:
         try:
@@ -275,3 +321,68 @@ class Store:
         warnings.warn(f"checkpoint: {self.path} is damaged ({'; '.join(problems)}); resuming from the last "
                       f"good checkpoints ({', '.join(used)}); the damaged file is kept as {aside}",
                       CheckpointWarning, stacklevel=4)
+
+
+def _summary(store: Store) -> str:
+    used = []
+    for (slot,) in store.db.execute("SELECT slot FROM runs ORDER BY slot").fetchall():
+        got = store.load(slot)
+        used.append(f"run {slot}: " + (f"step {got[0].step}" if got else "from the start"))
+    return ", ".join(used)
+
+
+def _problems(path: str):
+    """`(store, problems, error)`: `path` opened and checked (store None: it cannot be opened)."""
+    try:
+        store = Store(path, create=False)
+    except CheckpointError as e:
+        return None, [str(e)], e
+    return store, store.check(), None
+
+
+def open_for_resume(path: str) -> Store:
+    """The checkpoint database at `path`, checked; damaged, it is replaced by its backup or repaired.
+
+    When the main file cannot be opened, fails SQLite's check or a checksum,
+    or holds no run, and `<path>.bak` passes every check, the backup is copied
+    over it (the damaged file is kept as `<path>.corrupt-<time>`) with one
+    `CheckpointWarning` naming both. Without a usable backup, a file that
+    opens is repaired in place (`Store.repair`); one that does not raises.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint: {path} does not exist (nothing to resume)")
+    store, problems, error = _problems(path)
+    bak = backup_path(path)
+    if not problems and store.has_runs():
+        return store
+    if not problems and os.path.exists(bak):  # emptied (a file cut to nothing opens as a new database)
+        problems = [f"{path} holds no run"]
+    if not problems:
+        return store
+    if os.path.exists(bak):
+        tmp = path + ".restore.tmp"
+        _remove(tmp)
+        shutil.copyfile(bak, tmp)
+        copy, bad, _ = _problems(tmp)
+        if copy is not None and not bad:
+            used = _summary(copy)
+            copy.close()
+            if store is not None:
+                store.close()
+            aside = f"{path}.corrupt-{int(time.time())}"
+            for ext in ("", "-wal", "-shm"):
+                if os.path.exists(path + ext):
+                    os.replace(path + ext, aside + ext)
+            os.replace(tmp, path)
+            warnings.warn(f"checkpoint: {path} is damaged ({'; '.join(problems)}); resuming from its backup "
+                          f"{bak} ({used}); the damaged file is kept as {aside}", CheckpointWarning, stacklevel=4)
+            return Store(path, create=False)
+        if copy is not None:
+            copy.close()
+        _remove(tmp)
+    if store is None:
+        raise error
+    store.repair(problems)
+    store.backup()
+    return store

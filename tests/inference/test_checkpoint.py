@@ -7,6 +7,7 @@ bytes, every per-iteration statistic, log weights, evidence, VI's fit.
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import threading
@@ -15,6 +16,7 @@ import warnings
 import pytest
 
 from genmlx import events
+from genmlx.checkpoint.store import backup_path
 from genmlx.checkpoint import (
     SCHEMA_VERSION, CheckpointError, CheckpointWarning, RunInterrupted, active, checkpointing, resume,
 )
@@ -202,11 +204,12 @@ def _corrupt_newest(path: str) -> int:
     return step
 
 
-def test_a_corrupt_checkpoint_is_detected_and_the_last_good_one_used_with_one_warning(db, tmp_path):
+def test_a_corrupt_checkpoint_without_backup_is_repaired_from_the_last_good_one_with_one_warning(db, tmp_path):
     with pytest.raises(RunInterrupted):
         with checkpointing(db, every=EVERY):
             call("hmc", callback=_stop_at(49))
     assert _corrupt_newest(db) == 50
+    os.remove(backup_path(db))  # as a database written before backups: repaired in place
     rec = Recorder()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -218,18 +221,66 @@ def test_a_corrupt_checkpoint_is_detected_and_the_last_good_one_used_with_one_wa
     assert rec.steps == STEPS["hmc"] - 45
     assert digest(res) == reference("hmc")
     assert list(tmp_path.glob("run.db.corrupt-*"))  # the damaged file is kept
+    assert os.path.exists(backup_path(db))  # the repaired database is backed up again
 
 
-def test_a_truncated_database_is_detected_and_named(db):
-    # SQLite refuses a file cut short anywhere (its header records the page count): no checkpoint in it can
-    # be trusted, so resume names the file and what SQLite found instead of silently starting over.
+def test_a_corrupt_checkpoint_is_replaced_by_the_backup_of_the_newest_with_one_warning(db, tmp_path):
+    with pytest.raises(RunInterrupted):
+        with checkpointing(db, every=EVERY):
+            call("hmc", callback=_stop_at(49))
+    assert _corrupt_newest(db) == 50
+    rec = Recorder()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with events.subscribed(rec), resume(db):
+            res = call("hmc")
+    mine = [w for w in caught if issubclass(w.category, CheckpointWarning)]
+    assert len(mine) == 1, [str(w.message) for w in mine]
+    msg = str(mine[0].message)
+    assert db in msg and backup_path(db) in msg and "step 50 fails its checksum" in msg and "run 0: step 50" in msg
+    assert rec.steps == STEPS["hmc"] - 50  # the backup holds the newest checkpoint, intact
+    assert digest(res) == reference("hmc")
+    assert list(tmp_path.glob("run.db.corrupt-*"))
+
+
+@pytest.mark.parametrize("size", [lambda n: n // 2, lambda n: 0], ids=["half", "empty"])
+def test_a_truncated_database_resumes_from_its_backup_bit_for_bit_with_one_warning(db, tmp_path, size):
     with pytest.raises(RunInterrupted):
         with checkpointing(db, every=EVERY):
             call("smc", callback=_stop_at(20))
-    import os
+    with open(db, "r+b") as f:
+        f.truncate(size(os.path.getsize(db)))
+    rec = Recorder()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with events.subscribed(rec), resume(db):
+            res = call("smc")
+    mine = [w for w in caught if issubclass(w.category, CheckpointWarning)]
+    assert len(mine) == 1, [str(w.message) for w in mine]
+    msg = str(mine[0].message)
+    assert f"{db} is damaged" in msg and f"its backup {backup_path(db)}" in msg and "run 0: step 21" in msg  # the interrupted run checkpointed after step 21
+    assert rec.steps == STEPS["smc"] - 21
+    assert digest(res) == reference("smc")
+    assert list(tmp_path.glob("run.db.corrupt-*"))
 
+
+def test_a_truncated_database_without_backup_is_detected_and_named(db):
+    # SQLite refuses a file cut short anywhere (its header records the page count): no checkpoint in it can
+    # be trusted, so without a backup resume names the file and what SQLite found instead of starting over.
+    with pytest.raises(RunInterrupted):
+        with checkpointing(db, every=EVERY):
+            call("smc", callback=_stop_at(20))
+    os.remove(backup_path(db))
     with open(db, "r+b") as f:
         f.truncate(os.path.getsize(db) * 9 // 10)
     with pytest.raises(CheckpointError, match=f"cannot open {db} as a checkpoint database.*malformed"):
         with resume(db):
             call("smc")
+
+
+def test_a_new_checkpointed_run_discards_an_earlier_runs_backup(db):
+    with checkpointing(db, every=EVERY):
+        call("mh")
+    assert os.path.exists(backup_path(db))
+    with checkpointing(db, every=EVERY, overwrite=True):
+        assert not os.path.exists(backup_path(db))
