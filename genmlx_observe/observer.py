@@ -8,7 +8,9 @@ and may take a census. Counters and gauges are not pushed anywhere per step:
 the exporters read them at collection time (`read`), summing finished runs
 (folded into a `Series` per label set at run end) and the runs in progress.
 
-Census (live arrays excluding the run's kept samples, pending graph nodes):
+Census (live arrays excluding the kept samples of every run active at that
+moment, in any thread, so two concurrent runs do not see each other's samples
+as growth; pending graph nodes):
 taken on the thread that runs MLX (graphs must not be walked while another
 thread evaluates them), at sampled steps, as long as census time stays under
 `census_overhead` of the observed step time. The driver's own census
@@ -55,6 +57,7 @@ class Observer:
         self._runs: dict[int, Run] = {}
         self._series: dict[tuple, Series] = {}
         self._lock = threading.Lock()
+        self._walk_lock = threading.Lock()  # runs' store walks (a census walks every active run's store)
         self._local = threading.local()
         self._finished_s = 0.0
         self.census_s = 0.0
@@ -132,8 +135,9 @@ class Observer:
         if r.span is not None:
             spans.end_run(r.span, e, r.observed())
         r.span = None
-        r.store = None  # never keep the caller's samples alive
-        r.store_ids = set()
+        with self._walk_lock:
+            r.store = None  # never keep the caller's samples alive
+            r.store_ids = set()
         with self._lock:
             s = r.series
             s.fold(r)
@@ -193,32 +197,22 @@ class Observer:
         return self.census_in_runs_s + expected <= self.census_overhead * observed
 
     def census(self, run: Run | None = None) -> tuple[int, int]:
-        """Count live arrays (minus `run`'s kept samples) and pending graph nodes, exactly, now.
+        """Count live arrays (minus the kept samples of every active run) and pending graph nodes, now.
 
-        One walk of the GC heap, the run's store walked only where it grew,
+        One walk of the GC heap, the active runs' stores walked only where they grew,
         and one graph export over the arrays outside the store (the driver
         materializes kept samples, so they hold no pending nodes). Call it on
         the thread that runs MLX work. Updates the process-wide latest census
         read by the `memory.pending_nodes` gauge.
         """
-        from genmlx.memory import arrays_in, count_nodes, live_array_objects
+        from genmlx.memory import count_nodes, live_array_objects
 
         t0 = time.perf_counter()
         arrays = live_array_objects()
-        store = None if run is None else run.store
-        if store is not None:
-            t1 = time.perf_counter()
-            if type(store) is list and len(store) >= run.store_len:
-                run.store_ids.update(map(id, arrays_in(store[run.store_len:])))
-                walked = len(store) - run.store_len
-            else:
-                run.store_ids = set(map(id, arrays_in(store)))
-                walked = len(store) if type(store) is list else 1
-            run.store_len = len(store) if type(store) is list else 0
-            self._store_walk_s += time.perf_counter() - t1
-            self._store_walked += walked
-            ids = run.store_ids
-            arrays = [a for a in arrays if id(a) not in ids]
+        if run is not None:
+            ids = self._kept_ids(run)
+            if ids:
+                arrays = [a for a in arrays if id(a) not in ids]
         live = len(arrays)
         pending = count_nodes(*arrays) if arrays else 0
         del arrays
@@ -230,6 +224,42 @@ class Observer:
         self.census_max_s = max(self.census_max_s, dt)
         self.censuses += 1
         return live, pending
+
+    def _kept_ids(self, run: Run) -> set[int]:
+        """Ids of the arrays kept by every run active now (`run` included), all threads.
+
+        A census must not count another thread's kept samples as this run's
+        growth. Each run's store is walked only where it grew since the last
+        walk (by whichever thread's census), under one lock.
+        """
+        from genmlx.memory import arrays_in
+
+        with self._lock:
+            runs = list(self._runs.values())
+        if run not in runs:
+            runs.append(run)
+        t1 = time.perf_counter()
+        walked = 0
+        out: set[int] | None = None
+        with self._walk_lock:
+            for r in runs:
+                store = r.store
+                if store is None:
+                    continue
+                if type(store) is list and len(store) >= r.store_len:
+                    r.store_ids.update(map(id, arrays_in(store[r.store_len:])))
+                    walked += len(store) - r.store_len
+                else:
+                    r.store_ids = set(map(id, arrays_in(store)))
+                    walked += len(store) if type(store) is list else 1
+                r.store_len = len(store) if type(store) is list else 0
+                if out is None:
+                    out = r.store_ids if len(runs) == 1 else set(r.store_ids)
+                else:
+                    out |= r.store_ids
+        self._store_walk_s += time.perf_counter() - t1
+        self._store_walked += walked
+        return out or set()
 
     def _point(self, r: Run, e, live: int, pending: int | None) -> None:
         if pending is not None:

@@ -3,7 +3,8 @@
 A census counts, at the end of a driver step:
 
 * **live arrays** outside the loop's result store and state: every live
-  `mx.array` minus those reachable from the store (`kept_array_ids`; each
+  `mx.array` minus those reachable from the store, and from the stores of
+  the other loops active at that moment in any thread (`kept_array_ids`; each
   kept sample is walked once, the store only grows) and from the algorithm's
   current state (`loop_state`);
 * **pending graph nodes** over every live array outside the store (kept
@@ -36,8 +37,9 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 try:
     from mlx.core import array as _ARRAY
@@ -52,15 +54,23 @@ _MISSING = object()
 _PRUNE: tuple | None = None
 _DESCEND: dict[type, bool] = {}  # per type: walk into its objects? (decided once per type)
 
-_ours = False  # True while a census runs its own collection
+_ours = 0  # the thread whose census runs its own collection now (0: none)
 _foreign = 0  # collections of generation >= 1 that no census ran
+_census_collects: dict[int, int] = {}  # per thread: collections its censuses ran
+
+
+def _stamp() -> tuple[int, int]:
+    """Collections that may have moved this thread's young arrays to the old generation unseen:
+    foreign ones, and other threads' censuses' (a loop in another thread runs its own)."""
+    me = threading.get_ident()
+    return _foreign, sum(n for t, n in list(_census_collects.items()) if t != me)
 _postponed = 0  # loops being measured (nesting)
 _saved_threshold: tuple | None = None
 
 
 def _on_gc(phase: str, info: dict) -> None:
     global _foreign
-    if phase == "start" and not _ours and info.get("generation", 2) >= 1:
+    if phase == "start" and _ours != threading.get_ident() and info.get("generation", 2) >= 1:
         _foreign += 1
 
 
@@ -69,11 +79,13 @@ gc.callbacks.append(_on_gc)
 
 def _collect(generation: int | None = None) -> None:
     global _ours
-    _ours = True
+    me = threading.get_ident()
+    _ours = me
     try:
         gc.collect() if generation is None else gc.collect(generation)
     finally:
-        _ours = False
+        _ours = 0
+        _census_collects[me] = _census_collects.get(me, 0) + 1
 
 
 def postpone_old_collections() -> None:
@@ -174,8 +186,10 @@ def loop_state(ev: Any) -> Any:
 class Census:
     """Exact counts for one loop, cheap after the first (see the module docstring)."""
 
-    def __init__(self, store: Any):
+    def __init__(self, store: Any, others: Callable[[], list] | None = None):
         self.store = store
+        self.others = others  # the Census of every loop active now (any thread), to exclude their stores
+        self._lock = threading.Lock()  # another thread's census may walk this store too
         self.store_ids: set[int] = set()
         self._visited: set[int] = set()  # store objects already walked (kept alive by the store)
         self._walked = 0
@@ -186,8 +200,27 @@ class Census:
 
     def close(self) -> None:
         """Drop every reference to the loop's results."""
-        self.store = None
-        self.store_ids, self._visited, self._old, self._first = set(), set(), {}, []
+        with self._lock:
+            self.store = None
+            self.store_ids, self._visited, self._old, self._first = set(), set(), {}, []
+
+    def _excluded(self) -> set[int]:
+        """Ids of the arrays kept by this loop's store and every other active loop's (any thread).
+
+        Two loops running at once in two threads must not count each other's
+        kept samples as growth. Each store is walked only where it grew.
+        """
+        others = [c for c in self.others() if c is not self] if self.others is not None else []
+        with self._lock:
+            self._walk_store()
+            if not others:
+                return self.store_ids
+            ids = set(self.store_ids)
+        for c in others:
+            with c._lock:
+                c._walk_store()
+                ids |= c.store_ids
+        return ids
 
     def _walk_store(self) -> None:
         store = self.store
@@ -205,23 +238,23 @@ class Census:
         """`(live, pending, state_arrays)`; `exact` runs a full collection first."""
         from genmlx.memory import count_nodes
 
-        self._walk_store()
-        ids = self.store_ids
+        stamp = _stamp()
+        ids = self._excluded()
         first = self._foreign == -1
-        if exact or first or self._foreign != _foreign or not _GENERATIONS:
+        if exact or first or self._foreign != stamp or not _GENERATIONS:
             _collect(None if exact else 1)
             arrays = [a for a in gc.get_objects() if type(a) is _ARRAY and id(a) not in ids]
             self.full_censuses += 1
         else:
             arrays = self._incremental(ids)
-        self._foreign = _foreign
+        self._foreign = stamp
         self._old = {id(a): weakref.ref(a) for a in arrays}
         if first:
             self._first = list(self._old.values())
         held: set[int] = set()
         if state is not None:
             kept_array_ids(state, held)
-        held -= ids  # a kept sample that is also the state counts once
+        held = {i for i in held if i not in ids}  # a kept sample that is also the state counts once
         pending = count_nodes(*arrays) if arrays else 0
         live = len(arrays) - sum(1 for a in arrays if id(a) in held)
         del arrays
@@ -244,7 +277,7 @@ class Census:
         while its weak reference still points to it. For the leak diagnosis.
         """
         first = {id(a) for r in self._first if (a := r()) is not None}
-        skip = set(self.store_ids)
+        skip = set(self._excluded())
         if state is not None:
             kept_array_ids(state, skip)
         outside = [a for a in gc.get_objects() if type(a) is _ARRAY and id(a) not in skip]
@@ -252,8 +285,7 @@ class Census:
 
     def outside(self) -> list:
         """Every live array outside the store (one heap scan; for the leak diagnosis)."""
-        self._walk_store()
-        ids = self.store_ids
+        ids = self._excluded()
         return [a for a in gc.get_objects() if type(a) is _ARRAY and id(a) not in ids]
 
     def _incremental(self, ids: set[int]) -> list:

@@ -132,9 +132,9 @@ class LoopRecord:
 class _Loop:
     """Live measurement state of one loop; produces a `LoopRecord`."""
 
-    def __init__(self, record: LoopRecord, store: Any, settings):
+    def __init__(self, record: LoopRecord, store: Any, settings, others=None):
         self.rec = record
-        self.census = Census(store)  # closed at the end: the caller's results must not outlive it here
+        self.census = Census(store, others)  # closed at the end: the caller's results must not outlive it here
         self.settings = settings
         self.next_census = 0  # driver step index of the next census
         self.step_s = 0.0  # moving average of step time
@@ -338,7 +338,7 @@ class TestRecorder:
             planned = total_steps  # refined at the first step when steps fuse iterations
         rec = LoopRecord(run_id, algorithm, model, chain, total_steps, self._warmup(planned))
         self.loops.append(rec)
-        loop = self._live[run_id] = _Loop(rec, store, self.settings)
+        loop = self._live[run_id] = _Loop(rec, store, self.settings, self._censuses)
         postpone_old_collections()
         return loop
 
@@ -359,6 +359,10 @@ class TestRecorder:
                 loop.finish(ev.error, loop_state(ev))
             finally:
                 restore_collections()
+
+    def _censuses(self) -> list:
+        """The census of every loop active now: each loop's census excludes all their stores."""
+        return [loop.census for loop in list(self._live.values())]
 
     def records(self) -> list[LoopRecord]:
         return list(self.loops)
