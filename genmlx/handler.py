@@ -29,16 +29,18 @@ from .address import AddressError, Path, from_path, to_path
 from .choicemap import EMPTY, ChoiceMap
 from .rng import KeyStream, next_key
 from .selection import Selection
+from .thread_state import PerThread
 from .trace import Trace
 from .memory.budget import check_budget, get_budget
 from .memory.graph import pending_node_ids
 
 __all__ = ["trace", "splice", "Handler", "current_handler", "current_root"]
 
-_stack: list = []
-_prefix: list = [()]  # full path of the call being handled (for site events)
-_given: set = set()  # ids of constraint values that are given latents, not observations (see `given_latents`)
-_optional: set = set()  # ids of constraint values a generate may leave unvisited (see `optional_values`)
+# Each thread traces with its own stacks (genmlx.thread_state): two runs in two threads never mix.
+_stack = PerThread(list)
+_prefix = PerThread(lambda: [()])  # full path of the call being handled (for site events)
+_given = PerThread(set)  # ids of constraint values that are given latents, not observations (see `given_latents`)
+_optional = PerThread(set)  # ids of constraint values a generate may leave unvisited (see `optional_values`)
 
 
 @contextmanager
@@ -324,7 +326,7 @@ _NESTED = object()
 def _advance(state, sig: tuple, refs: list):
     """The chain position after `sig` (None, i.e. walk the rest, when an input has no signature)."""
     return None if None in refs else site_counts.entry(state, sig, refs).state
-_chain: list = [None]  # the chain state of the running top-level execution (genmlx.site_counts)
+_chain = PerThread(lambda: [None])  # the chain state of the running top-level execution (genmlx.site_counts)
 
 
 def _pending_ids(scores: list, weights: list) -> set:
@@ -332,7 +334,7 @@ def _pending_ids(scores: list, weights: list) -> set:
     return pending_node_ids(*before) if before else set()
 
 
-_sinks: list = []
+_sinks = PerThread(list)
 
 
 def _check_message(dist_name, name, must, path) -> str:

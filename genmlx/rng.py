@@ -32,6 +32,8 @@ from typing import Callable
 
 import mlx.core as mx
 
+from .thread_state import Value
+
 __all__ = ["seed", "next_key", "resolve", "KeyStream", "lanewise", "uniform", "categorical", "shared_lanes",
            "lane_layout"]
 
@@ -88,24 +90,23 @@ class KeyStream:
 
 # -- lane layouts of vectorized execution (see the module docstring) ------------------------------
 
-_lanes: tuple | None = None  # (N, lane index) while a shared-key vectorized pass traces its body
+_lane_state = Value(None)  # (N, lane index) while a shared-key vectorized pass traces its body (per thread)
 
 
 def shared_lanes() -> tuple | None:
     """(N, lane) inside a shared-key vectorized pass (lane: the traced lane index), else None."""
-    return _lanes
+    return _lane_state.v
 
 
 @contextmanager
 def lane_layout(lanes: tuple | None):
     """Run the block with `lanes` = (N, lane index) (shared-key) or None (ordinary draws)."""
-    global _lanes
-    prev = _lanes
-    _lanes = lanes
+    prev = _lane_state.v
+    _lane_state.v = lanes
     try:
         yield
     finally:
-        _lanes = prev
+        _lane_state.v = prev
 
 
 def lanewise(fn: Callable, key, shape: tuple, *extra):
@@ -115,9 +116,10 @@ def lanewise(fn: Callable, key, shape: tuple, *extra):
     depend on the lane (parameters are applied after the draw).
     """
     shape = tuple(shape)
-    if _lanes is None:
+    lanes_ = _lane_state.v
+    if lanes_ is None:
         return fn(key, shape, *extra)
-    n, lane = _lanes
+    n, lane = lanes_
     return _pick_row(fn(key, (n,) + shape, *extra), lane)
 
 
@@ -149,9 +151,10 @@ def lane_key(key) -> mx.array:
     For samplers that call `mx.random` themselves (user-defined distributions):
     they then draw distinct values per lane, at the per-lane cost.
     """
-    if _lanes is None:
+    lanes_ = _lane_state.v
+    if lanes_ is None:
         return key
-    n, lane = _lanes
+    n, lane = lanes_
     return mx.random.split(key, n)[lane]
 
 
@@ -170,7 +173,8 @@ def _gumbel(key, shape):
 
 def categorical(logits, key, shape=None, axis: int = -1) -> mx.array:
     """`mx.random.categorical(logits, axis, shape, key)`, lane-aware (Gumbel-max in a shared-key pass)."""
-    if _lanes is None:
+    lanes_ = _lane_state.v
+    if lanes_ is None:
         return mx.random.categorical(logits, axis=axis, shape=shape, key=key)
     logits = mx.moveaxis(logits, axis, -1) if axis not in (-1, logits.ndim - 1) else logits
     k = logits.shape[-1]

@@ -54,6 +54,7 @@ import mlx.core as mx
 
 from .choicemap import ChoiceMap
 from . import deferred
+from .thread_state import Value
 from .rng import KeyStream, lane_layout, resolve
 from .selection import Selection
 from .trace import Trace, TraceViews
@@ -66,7 +67,7 @@ __all__ = [
 ]
 
 _EVAL_MSG = "Attempting to eval an array during function transformations"
-_depth = 0  # > 0 while a function runs under mx.vmap (switch/mask consult it)
+_depth = Value(0)  # > 0 while a function runs under mx.vmap in this thread (switch/mask consult it)
 
 
 class VectorizationError(TypeError):
@@ -75,7 +76,7 @@ class VectorizationError(TypeError):
 
 def batching() -> bool:
     """True while genmlx code runs under `mx.vmap` (vsimulate, `gm.vmap`, ...)."""
-    return _depth > 0
+    return _depth.v > 0
 
 
 def _explain(name: str, op: str) -> str:
@@ -156,7 +157,6 @@ def vmap_tree(fn: Callable[..., Any], batched: tuple, name: str, op: str):
     plain tree. Returns that tree with `[N]`-shaped leaves. A Python decision on
     an array value inside `fn` raises `VectorizationError` naming `name`.
     """
-    global _depth
     leaves, rebuild_in = flatten(batched)
     leaves, pos_in = _dedupe(leaves)
     box: dict = {}
@@ -168,7 +168,7 @@ def vmap_tree(fn: Callable[..., Any], batched: tuple, name: str, op: str):
         box["rebuild"] = rb
         return ls
 
-    _depth += 1
+    _depth.v += 1
     try:
         outs = mx.vmap(body)(*leaves)
     except ValueError as e:
@@ -176,7 +176,7 @@ def vmap_tree(fn: Callable[..., Any], batched: tuple, name: str, op: str):
             raise VectorizationError(_explain(name, op)) from None
         raise
     finally:
-        _depth -= 1
+        _depth.v -= 1
     return box["rebuild"]([outs[j] for j in box["pos"]])
 
 

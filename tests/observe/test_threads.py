@@ -1,7 +1,17 @@
-"""Two inference runs in two threads, observed at the same time, keep their telemetry apart."""
+"""Two inference runs in two threads, observed at the same time, keep their telemetry apart.
+
+Growth verdicts too: a run's census excludes the kept samples of every run
+active at that moment (all threads), in the Observer and in the leak gate, so
+two clean concurrent runs each grow by ~0 arrays/iteration, and a run that
+leaks is flagged (the run beside it sees that leak, being process-wide, but
+not the leaking run's kept samples). Each run waits for the
+other at its last step (`_meet`): no census of one is taken after the other
+ended and handed its samples to its caller (they are then no run's).
+"""
 
 from __future__ import annotations
 
+import math
 import threading
 
 import mlx.core as mx
@@ -30,35 +40,36 @@ def right(x):
     return a
 
 
-@pytest.mark.no_leak_gate  # its census cannot separate concurrent runs: each loop counts the other's kept samples
-def test_two_threads_keep_metrics_and_spans_apart():
-    # Growth verdicts are not asserted: a census counts the whole process's arrays minus the run's own kept
-    # samples, so two healthy runs in two threads each see the other's samples as growth (the leak gate
-    # reported 2.3 and 0.13 arrays/iteration here). Left open: excluding every active run's store.
-    exporter = InMemorySpanExporter()
-    tp = TracerProvider()
-    tp.add_span_processor(SimpleSpanProcessor(exporter))
+def _meet(barrier, last: int, leak: list | None = None, seen: list | None = None):
+    def cb(i, state, stats):
+        if seen is not None:
+            seen.append(threading.current_thread().name)
+        if leak is not None:
+            leak.append(mx.array(float(i)))  # one array per iteration, kept by nobody's store
+        if i == last:
+            barrier.wait(timeout=60)
+
+    return cb
+
+
+def _run_two(left_cb, right_cb, tp=None, recorder=None):
     results: dict = {}
     errors: list = []
-    barrier = threading.Barrier(2)
-    seen: list = []
+    start = threading.Barrier(2)
 
     def run(name, fn):
         try:
-            barrier.wait(timeout=30)
+            start.wait(timeout=30)
             results[name] = fn()
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append((name, e))
 
-    def steps(i, state, stats):
-        seen.append(threading.current_thread().name)
-
-    with go.observe(tracer_provider=tp, sample_every=10, census_overhead=0.0) as obs:
+    with go.observe(tracer_provider=tp, sample_every=10, census_overhead=math.inf) as obs:
         threads = [
             threading.Thread(target=run, args=("left", lambda: infer.mh(
-                left, (0.5,), {"y": 1.0}, n_samples=300, key=mx.random.key(1)))),
+                left, (0.5,), {"y": 1.0}, n_samples=300, key=mx.random.key(1), callback=left_cb))),
             threading.Thread(target=run, args=("right", lambda: infer.mh(
-                right, (2.0,), {"y": 3.0}, n_samples=200, burn=20, key=mx.random.key(2), callback=steps))),
+                right, (2.0,), {"y": 3.0}, n_samples=200, burn=20, key=mx.random.key(2), callback=right_cb))),
         ]
         for t in threads:
             t.start()
@@ -66,11 +77,31 @@ def test_two_threads_keep_metrics_and_spans_apart():
             t.join(timeout=300)
         snap = obs.snapshot()
     assert not errors, errors
+    return results, snap
+
+
+def _growth(snap) -> dict:
+    return {a["model"]: v for a, v in snap["memory.live_arrays.growth"]}
+
+
+def test_two_threads_keep_metrics_spans_and_growth_apart():
+    # Gated by the leak gate as well: its census of each loop excludes the other loop's kept samples.
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    end = threading.Barrier(2)
+    seen: list = []
+    results, snap = _run_two(_meet(end, 299), _meet(end, 219, seen=seen), tp)
     its = {(a["model"], a["phase"]): v for a, v in snap["inference.iterations"]}
     assert its == {("left", "warmup"): 0, ("left", "sampling"): 300, ("right", "warmup"): 20,
                    ("right", "sampling"): 200}
     acc = {a["model"]: v for a, v in snap["inference.accepted"]}
     assert acc == {"left": sum(results["left"].stats["accepted"]), "right": sum(results["right"].stats["accepted"])}
+    # Each run keeps ~5 arrays per sample; counting the other's samples gave a slope of 2.3 before.
+    growth = _growth(snap)
+    assert set(growth) == {"left", "right"}
+    assert all(abs(g) < 0.05 for g in growth.values()), growth
+    assert all(abs(v) < 0.05 for _, v in snap["memory.pending_nodes.growth"]), snap["memory.pending_nodes.growth"]
     spans = exporter.get_finished_spans()
     runs = {s.attributes["genmlx.model"]: s for s in spans if s.name == "mh run"}
     assert set(runs) == {"left", "right"}
@@ -80,3 +111,31 @@ def test_two_threads_keep_metrics_and_spans_apart():
         assert [s.attributes["genmlx.step.index"] for s in steps] == list(range(0, n, 10))
         assert runs[model].attributes["genmlx.run.steps"] == n
     assert len(seen) == 220 and len(set(seen)) == 1 and seen[0] != threading.main_thread().name
+
+
+@pytest.mark.no_leak_gate  # it leaks on purpose; its own TestRecorder (the gate's census) is asserted instead
+def test_a_leaking_run_is_flagged_and_the_run_beside_it_sees_only_the_leak():
+    # A census counts the process's arrays: which thread holds a leaked array is unknowable, so the clean run
+    # beside the leaking one sees the leak too (~1 array per its iteration, as the two go in step). What it
+    # must not see is the leaking run's kept samples (~2.3 more per iteration before they were excluded).
+    from genmlx_observe.pytest_plugin import marks
+    from genmlx_observe.pytest_plugin.growth import TestRecorder
+    from genmlx_observe.pytest_plugin.report import judge
+
+    end = threading.Barrier(2)
+    leak: list = []
+    settings = marks.Settings(True, 0.1, 0.1, 10, 5, None)
+    rec = TestRecorder(settings)
+    rec.start()
+    try:
+        _, snap = _run_two(_meet(end, 299, leak=leak), _meet(end, 219))
+    finally:
+        rec.stop()
+    assert len(leak) == 300
+    growth = _growth(snap)  # the Observer's verdicts
+    assert 0.9 < growth["left"] < 1.1 and 0.7 < growth["right"] < 1.4, growth
+    loops = {loop.model: loop.to_dict() for loop in rec.loops}
+    judge(list(loops.values()), [], settings)  # the leak gate's verdicts, as the plugin sets them
+    assert loops["left"]["verdict"] == "leak" and 0.9 < loops["left"]["wrapper_growth"] < 1.1, loops["left"]
+    assert 0.9 < loops["left"]["confirm_growth"][0] < 1.1, loops["left"]  # the exact end census agrees
+    assert 0.7 < loops["right"]["wrapper_growth"] < 1.4, loops["right"]
