@@ -74,7 +74,7 @@ def _library_dirs() -> tuple[str, ...]:
 @functools.lru_cache(maxsize=4096)
 def user_file(filename: str) -> bool:
     """True for code the user wrote: not the standard library, site-packages, genmlx or mlx."""
-    if not filename or filename.startswith("<"):
+    if not isinstance(filename, str) or not filename or filename.startswith("<"):
         return False
     path = os.path.join(os.path.realpath(filename), "")
     return not any(path.startswith(d) for d in _library_dirs())
@@ -101,7 +101,7 @@ def roots(store: Any = None, state: Any = None, frame: types.FrameType | None = 
             out.append(Root(f, "frame", _where(f.f_code, f.f_lineno)))
         f = f.f_back
     mods = [(n, m) for n, m in list(sys.modules.items()) if isinstance(m, types.ModuleType)]
-    mods.sort(key=lambda nm: not user_file(getattr(nm[1], "__file__", None) or ""))
+    mods.sort(key=lambda nm: not user_file(getattr(nm[1], "__file__", None)))
     for name, m in mods:
         d = getattr(m, "__dict__", None)
         if isinstance(d, dict) and not name.startswith("genmlx_observe.pytest_plugin"):
@@ -147,7 +147,8 @@ def _skip(o: Any) -> bool:
     t = type(o)
     if t is types.ModuleType or t is types.CodeType:
         return True
-    return getattr(t, "__module__", "").startswith("genmlx_observe.pytest_plugin")
+    m = getattr(t, "__module__", "")
+    return isinstance(m, str) and m.startswith("genmlx_observe.pytest_plugin")  # (some types' is a descriptor)
 
 
 def find_chains(targets: list, root_list: list[Root], limit_objects: int = 5_000_000) -> dict[int, tuple[int, list]]:
