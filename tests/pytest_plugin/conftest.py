@@ -7,6 +7,8 @@ gate must not judge them.
 
 from __future__ import annotations
 
+import gc
+
 import json
 from importlib import metadata
 
@@ -120,6 +122,10 @@ class Gate:
         # in-process runs then keep each session's modules alive (about 10,000
         # objects a run), which slows every later census. The inner suites
         # here have no hypothesis tests.
+        # An in-process run shares the heap with the earlier tests of this worker: their cyclic garbage (a
+        # thread's lazy arrays, say) holds pending graph nodes until a full collection, which the gate's end
+        # census makes; collected now, it cannot turn an inner loop's confirmation negative.
+        gc.collect()
         return runner("-p", "no:cacheprovider", "-p", "no:hypothesispytest", *extra, *args)
 
     def json(self, name: str = "gate.json") -> dict:
