@@ -8,7 +8,6 @@ gate must not judge them.
 from __future__ import annotations
 
 import gc
-
 import json
 from importlib import metadata
 
