@@ -84,7 +84,8 @@ class ChainState:
 class CompiledMH:
     """K fused MH iterations on traces shaped like `template` (a static-structure model).
 
-    `block(keys [K, 2], state, reference leaves) -> (state, kept, stats)`: `kept`
+    `block(keys, state, reference leaves) -> (state, kept, stats)` (keys: the step's
+    one key for keys="block", the K iteration keys `[K, 2]` for "per_iteration"): `kept`
     holds the values of the changed choices stacked `[K // thin, ...]` (the
     states after iterations 0, thin, 2 thin, ... of the block), `stats` the
     `[K]` arrays `accepted` and `accept_prob`. `kernel(keys, trace)` runs one
@@ -113,8 +114,7 @@ class CompiledMH:
         self.keys = "block" if self.flat is not None else "per_iteration"
         self.constants = _constants(template, self.retained)
         self._order = [st.path for st in self.flat.sites if st.path in set(self.changed)] if self.flat else []
-        leaves, self._rebuild_node = flatten(_pack_top(template))
-        self.n_ref = len(leaves)
+        self._rebuild_node = flatten(_pack_top(template))[1]
         self._check_errors: list = []
         self._fn = mx.compile(self._block)
 
