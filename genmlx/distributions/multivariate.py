@@ -152,6 +152,9 @@ def _dirichlet_lp_arrays(x, alpha):
     return _dir_finish_for(k)(s, _lgamma_kernel(a0), n, amin, mx.sum(x, axis=-1, keepdims=True))
 
 
+_TINY32 = float(np.finfo(np.float32).tiny)
+
+
 class Dirichlet(Distribution):
     """Dirichlet(alpha) over the simplex (last axis of alpha: the K categories)."""
 
@@ -182,7 +185,9 @@ class Dirichlet(Distribution):
     def _sample(self, key, shape):
         full = shape + tuple(self.alpha.shape)
         logg = gamma_full(key, self.alpha, shape, full)
-        return mx.softmax(logg, axis=-1, precise=True)
+        # A component that underflows float32 (tiny alpha) is kept at the smallest normal float32, not 0:
+        # an exact 0 is outside the open simplex, and (alpha - 1) log 0 would score it +inf.
+        return mx.maximum(mx.softmax(logg, axis=-1, precise=True), _TINY32)
 
     @property
     def event_shape(self) -> tuple:
