@@ -71,49 +71,42 @@ def test_mh_dynamic(pair, record, cases, model):
     record(**_mh_info(res))
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_mh_fused(pair, record, cases, model):
-    """compiled_mh (keys="block") against the upfront-key floor: the same chain, written in plain MLX."""
-    c = cases[model]
+def _fused(pair, record, c, model, keys: str):
+    """compiled_mh with `keys` against the same chain written in plain MLX (its fastest form we know)."""
     key = mx.random.key(4)
     n = N_FUSED
-    upfront = F.mh_upfront_kernel(c.floor, K)
     st, ll = F.mh_init(c.floor, key)
+    if keys == "block":
+        kernel, run, base = F.mh_upfront_kernel(c.floor, K), F.mh_upfront, "floor_fused_upfront"
+        variant, target = f"fused K={K}", f"fused MH (K = {K}) within 1.3x of the upfront-key plain-MLX floor ({model})"
+    else:
+        kernel, run, base = F.mh_fused_kernel(c.floor, K), F.mh_fused, "floor_fused"
+        variant = f"fused K={K}, per-iteration keys"
+        target = f"fused MH, per-iteration keys, within 1.3x of the same plain-MLX program ({model})"
 
     def genmlx():
-        return infer.compiled_mh(c.model, c.args, c.obs, n_samples=n, iterations_per_step=K, key=key)
+        return infer.compiled_mh(c.model, c.args, c.obs, n_samples=n, iterations_per_step=K, keys=keys, key=key)
 
     # compiled_mh caches its kernel across calls: the first round's first step compiles it, the
     # steady statistic leaves each run's first step out
-    res = pair(genmlx, {"floor_fused_upfront": lambda: F.mh_upfront(upfront, K, st, ll, key, n)},
+    res = pair(genmlx, {base: lambda: run(kernel, K, st, ll, key, n)},
                rounds=3, per=n, unit="iteration", steady=True, warmup="baselines",
-               info={"group": "mh", "model": model, "algorithm": "compiled_mh", "variant": f"fused K={K}",
+               info={"group": "mh", "model": model, "algorithm": "compiled_mh", "variant": variant,
                      "iterations_per_step": K,
-                     "targets": [{"name": f"fused MH (K = {K}) within 1.3x of the upfront-key plain-MLX floor ({model})",
-                                  "ratio": "floor_fused_upfront", "statistic": "steady_paired_median", "max": 1.3}]})
+                     "targets": [{"name": target, "ratio": base, "statistic": "steady_paired_median", "max": 1.3}]})
     record(**_mh_info(res))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_mh_fused(pair, record, cases, model):
+    """compiled_mh (keys="block") against the upfront-key floor: the same chain, written in plain MLX."""
+    _fused(pair, record, cases[model], model, "block")
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_mh_fused_per_iteration_keys(pair, record, cases, model):
     """compiled_mh (keys="per_iteration", the chain of infer.mh) against the same program in plain MLX."""
-    c = cases[model]
-    key = mx.random.key(4)
-    n = N_FUSED
-    kernel = F.mh_fused_kernel(c.floor, K)
-    st, ll = F.mh_init(c.floor, key)
-
-    def genmlx():
-        return infer.compiled_mh(c.model, c.args, c.obs, n_samples=n, iterations_per_step=K, keys="per_iteration",
-                                 key=key)
-
-    res = pair(genmlx, {"floor_fused": lambda: F.mh_fused(kernel, K, st, ll, key, n)},
-               rounds=3, per=n, unit="iteration", steady=True, warmup="baselines",
-               info={"group": "mh", "model": model, "algorithm": "compiled_mh", "variant": f"fused K={K}, per-iteration keys",
-                     "iterations_per_step": K,
-                     "targets": [{"name": f"fused MH, per-iteration keys, within 1.3x of the same plain-MLX program ({model})",
-                                  "ratio": "floor_fused", "statistic": "steady_paired_median", "max": 1.3}]})
-    record(**_mh_info(res))
+    _fused(pair, record, cases[model], model, "per_iteration")
 
 
 K_LARGE = 500
