@@ -22,7 +22,7 @@ the per-site rows are informational (their compiled log density alone is
   steps used; `wasted_grad_fraction` reports them), against the floor
   evaluated once per gradient (`floor_grad`) and chained 16 to an `mx.eval`
   like a NUTS doubling (`floor_grad_chained16`). Target: NUTS within 2x of
-  `floor_grad` per step in the steady state (`steady_paired_median`: the
+  `floor_grad_chained16` (the faster floor) per step in the steady state (`steady_paired_median`: the
   run's iterations after the first, timed between the driver's callbacks,
   paired with the floor of the same round); `paired_median` is the whole
   run (setup, compilation, traces and diagnostics included).
@@ -118,8 +118,9 @@ def test_nuts(benchmark, pair, record, cases, model):
         return infer.nuts(c.model, c.args, c.obs, addresses=c.addresses, n_samples=n, burn=n, key=key,
                           callback=callback)
 
-    targets = ([{"name": f"NUTS cost per gradient within 2x of the compiled plain-MLX gradient ({model})",
-                 "ratio": "floor_grad", "statistic": "steady_paired_median", "max": 2.0}]
+    # judged against the faster floor: the gradients chained 16 to an eval, as a NUTS doubling chains them
+    targets = ([{"name": f"NUTS cost per gradient within 2x of the chained compiled plain-MLX gradient ({model})",
+                 "ratio": "floor_grad_chained16", "statistic": "steady_paired_median", "max": 2.0}]
                if model in TARGETED else [])
     res = pair(genmlx, {"floor_grad": (lambda: F.gradient_chain(vg, z0, FLOOR_GRADS, per_eval=1), FLOOR_GRADS),
                         "floor_grad_chained16": (lambda: F.gradient_chain(vg, z0, FLOOR_GRADS, per_eval=16),

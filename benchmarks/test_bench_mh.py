@@ -18,7 +18,7 @@ floors of `floors.mh_step` (the same proposal, accept rule and kept values):
 Per iteration; `steady` ratios leave out each run's first driver step (where
 `compiled_mh` traces and compiles its kernel the first time; the kernel is
 cached across calls by model, selection, K, thin, args and trace structure). Targets: dynamic MH within 1.5x of
-the eager floor, the fused path within 1.3x of the fused floor.
+the compiled-step floor (the fastest plain-MLX step), the fused path within 1.3x of the fused floor.
 
 Also: instrumentation overhead of genmlx_observe on these loops (detached,
 metrics only, spans at the default sampling, a span per step), as ratios
@@ -66,8 +66,10 @@ def test_mh_dynamic(pair, record, cases, model):
                         "floor_compiled_step": lambda: F.mh_eager(step_c, st, ll, key, n)},
                rounds=size(6, 3), per=n, unit="iteration", steady=True,
                info={"group": "mh", "model": model, "algorithm": "mh", "variant": "dynamic",
-                     "targets": [{"name": f"dynamic MH within 1.5x of the eager plain-MLX floor ({model})",
-                                  "ratio": "floor_eager", "statistic": "steady_paired_median", "max": 1.5}]})
+                     # judged against the fastest plain-MLX program of the step (compiled); the eager one
+                     # (one eval per step built afresh, as genmlx's step is) stays beside it
+                     "targets": [{"name": f"dynamic MH within 1.5x of the compiled-step plain-MLX floor ({model})",
+                                  "ratio": "floor_compiled_step", "statistic": "steady_paired_median", "max": 1.5}]})
     record(**_mh_info(res))
 
 

@@ -13,7 +13,6 @@ import time
 
 import mlx.core as mx
 
-import genmlx as gm
 from benchmarks import floors as F
 from benchmarks import models as M
 from benchmarks.common import device_description
