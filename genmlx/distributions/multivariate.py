@@ -12,8 +12,8 @@ from ..special.fuse import as_float, fused
 from ..special.gamma import bd0_fast, lgamma_pos, stirlerr_big
 from . import support
 from ._common import HALF_LOG_2PI, LOG_2PI, std_normal
-from ._linalg import chol_ok, cholesky, tri_solve
-from .wishart import _eye, _log_diag
+from ._linalg import chol_ok, cholesky, f32_factor_ok, tri_solve_nonsingular
+from .wishart import _eye, _log_diag_nonsingular
 from .base import Distribution
 from .gamma_sampler import gamma_full
 
@@ -251,13 +251,18 @@ class MVN(Distribution):
                 self._fail(ValueError("mvn: parameter cov must be symmetric and finite"))
             else:
                 try:
-                    np.linalg.cholesky(c64)
+                    l64 = np.linalg.cholesky(c64)
                 except np.linalg.LinAlgError:
                     self._fail(ValueError("mvn: parameter cov must be positive definite"))
+                else:
+                    if not f32_factor_ok(l64):
+                        self._fail(ValueError("mvn: parameter cov must have a Cholesky factor representable in float32 "
+                                              "(its factor or the factor's inverse under- or overflows float32)"))
         if isinstance(m, np.ndarray) and not np.all(np.isfinite(m)):
             self._fail(ValueError("mvn: parameter mean must be finite"))
-        self.mean = mx.array(m.astype(np.float32)) if isinstance(m, np.ndarray) else m
-        self.cov = mx.array(c.astype(np.float32)) if isinstance(c, np.ndarray) else c
+        with np.errstate(over="ignore", under="ignore"):  # out-of-range entries were refused above
+            self.mean = mx.array(m.astype(np.float32)) if isinstance(m, np.ndarray) else m
+            self.cov = mx.array(c.astype(np.float32)) if isinstance(c, np.ndarray) else c
         self._prec_tril = None
         if self._invalid is None:
             if isinstance(c, np.ndarray):
@@ -300,9 +305,10 @@ class MVN(Distribution):
                 y = (diff[..., None, :] @ self._prec_tril)[..., 0, :]
             neg_half_logdet = self._c if getattr(self, "_c", None) is not None else self._c_arr
             return _mvn_finish_host(mx.sum(mx.square(y), axis=-1), neg_half_logdet, d)
-        y = tri_solve(self.scale_tril, _mvn_diff(x, self.mean)[..., None])[..., 0]
+        logd, lc = _log_diag_nonsingular(self.scale_tril, _eye(self.mean.shape[-1]))
+        y = tri_solve_nonsingular(lc, _mvn_diff(x, self.mean)[..., None])[..., 0]
         sq = mx.sum(mx.square(y), axis=-1)
-        half_logdet = mx.sum(_log_diag(self.scale_tril, _eye(self.mean.shape[-1])), axis=(-2, -1))
+        half_logdet = mx.sum(logd, axis=(-2, -1))
         return _mvn_finish(sq, half_logdet, d)
 
 

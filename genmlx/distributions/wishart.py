@@ -20,7 +20,7 @@ from ..special.fuse import fused
 from ..special.gamma import lgamma_pos
 from . import support
 from ._common import std_normal
-from ._linalg import chol_ok, cholesky, mT, tri_inv, tri_solve
+from ._linalg import chol_ok, cholesky, f32_factor_ok, mT, tri_inv, tri_solve_nonsingular
 from .base import Distribution
 from .gamma_sampler import gamma_full
 
@@ -58,6 +58,14 @@ def _log_diag(lx, eye):
     return mx.log(mx.where(eye, lx, 1.0))  # log 1 = 0 off the diagonal; finite gradients there
 
 
+@fused
+def _log_diag_nonsingular(lx, eye):
+    """(log of the diagonal, the factor with its zero diagonal elements NaN as `_linalg.nonsingular` makes
+    them): one fused node. A zero diagonal element's log is NaN here, not -inf (both are refused alike)."""
+    lg = mx.where(eye & (lx == 0), mx.nan, lx)
+    return mx.log(mx.where(eye, lg, 1.0)), lg
+
+
 def _eye(p: int) -> mx.array:
     """A boolean identity as a constant (built from NumPy: no graph nodes)."""
     e = _EYES.get(p)
@@ -70,9 +78,10 @@ _EYES: dict = {}
 
 
 def _chol_parts(x, p):
-    """(L, log det X / 2, symmetry deviation): X is valid where the deviation is <= 0 and log det finite."""
-    lx = cholesky(x)
-    half_logdet = mx.sum(_log_diag(lx, _eye(p)), axis=(-2, -1))
+    """(L, log det X / 2, symmetry deviation): X is valid where the deviation is <= 0 and log det finite.
+    L's zero diagonal elements (X singular in float32) are NaN, so that L can be solved with."""
+    logd, lx = _log_diag_nonsingular(cholesky(x), _eye(p))
+    half_logdet = mx.sum(logd, axis=(-2, -1))
     dev = mx.max(_sym_dev(x, mT(x)), axis=(-2, -1))
     return lx, half_logdet, dev
 
@@ -129,9 +138,14 @@ class _WishartBase(Distribution):
                     self._fail(ValueError(f"{self.name}: parameter scale must be symmetric and finite"))
                 else:
                     try:
-                        np.linalg.cholesky(s)
+                        l64 = np.linalg.cholesky(s)
                     except np.linalg.LinAlgError:
                         self._fail(ValueError(f"{self.name}: parameter scale must be positive definite"))
+                    else:
+                        if not f32_factor_ok(l64):
+                            self._fail(ValueError(f"{self.name}: parameter scale must have a Cholesky factor "
+                                                  "representable in float32 (its factor or the factor's inverse "
+                                                  "under- or overflows float32)"))
             self._host = None
             if self._invalid is None:
                 l64 = np.linalg.cholesky(s)
@@ -142,7 +156,8 @@ class _WishartBase(Distribution):
                                   _mvlgamma_host(0.5 * self.df, p))
             else:
                 self.scale_tril = mx.array(np.eye(p, dtype=np.float32))
-            s = mx.array(s.astype(np.float32))
+            with np.errstate(over="ignore", under="ignore"):  # out-of-range factors were refused above
+                s = mx.array(s.astype(np.float32))
             self.scale = s
         else:
             self._host = None
@@ -187,8 +202,9 @@ class Wishart(_WishartBase):
             m = prec @ lx  # L_V^{-1} L_X: tr(V^{-1} X) = |m|_F^2
             c = -(0.5 * self.df * (p * _LN2 + logdet_v) + mvlg)
         else:
-            m = tri_solve(self.scale_tril, lx)
-            half_logdet_v = mx.sum(_log_diag(self.scale_tril, _eye(p)), axis=(-2, -1))
+            logd, lv = _log_diag_nonsingular(self.scale_tril, _eye(p))
+            m = tri_solve_nonsingular(lv, lx)
+            half_logdet_v = mx.sum(logd, axis=(-2, -1))
             c = _wishart_c(self.df, half_logdet_v, mvlgamma(0.5 * self.df, p), float(p))
         tr = mx.sum(mx.square(m), axis=(-2, -1))
         return _wishart_finish(half_logdet_x, tr, dev, self.df, float(p), c)
@@ -208,7 +224,7 @@ class InvWishart(_WishartBase):
         p = self.p
         lx, half_logdet_x, dev = _chol_parts(x, p)
         lpsi = self.scale_tril
-        m = tri_solve(lx, mx.broadcast_to(lpsi, lx.shape[:-2] + (p, p)) if lx.ndim > lpsi.ndim else lpsi)
+        m = tri_solve_nonsingular(lx, mx.broadcast_to(lpsi, lx.shape[:-2] + (p, p)) if lx.ndim > lpsi.ndim else lpsi)
         tr = mx.sum(mx.square(m), axis=(-2, -1))  # tr(Psi X^{-1}) = |L_X^{-1} L_Psi|_F^2
         if self._host is not None:
             _, logdet_psi, mvlg = self._host
