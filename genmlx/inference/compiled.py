@@ -162,7 +162,7 @@ class CompiledMH:
 
             props[j] = mx.vmap(draw)(mx.random.split(ks[j], k), *[props[i] for i in done])
         if self.retained:
-            lln = mx.vmap(lambda *xs: flat.log_density(list(xs), include=self.retained))(*props)
+            lln = flat.log_density(props, include=self.retained, batch=1)
         else:
             lln = mx.zeros((k,))
         logu = mx.log(mx.random.uniform(shape=(k,), key=ks[-1]))

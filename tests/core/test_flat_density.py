@@ -149,3 +149,61 @@ def test_an_unguarded_parameter_check_makes_the_density_nan():
     assert flat.checked()
     assert np.isfinite(flat.log_density([mx.array(0.4)]).item())
     assert np.isnan(flat.log_density([mx.array(1.4)]).item())
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_batch_of_states_scores_each_state(name):
+    """`batch=1`: K states at once (compiled_mh's K proposals) give the K densities of one state each."""
+    model, args, tr, paths, flat = _build(name)
+    rng = np.random.default_rng(5)
+    k = 6
+    batch = []
+    for p in paths:
+        v = np.asarray(tr[p])
+        noise = rng.normal(scale=0.2, size=(k, *v.shape))
+        x = np.clip(v + noise, 0.05, 0.95) if name == "beta_bernoulli" else (
+            np.abs(v + noise) + 0.05 if p == ("tau",) else v + noise)
+        batch.append(mx.array(x, dtype=mx.float32))
+    got = flat.log_density(batch, batch=1)
+    assert got.shape == (k,)
+    for j in range(k):
+        one = flat.log_density([b[j] for b in batch]).item()
+        assert got[j].item() == pytest.approx(one, rel=1e-5, abs=1e-4)
+
+
+def test_scalar_sites_are_scored_elementwise_and_other_forms_by_vmap():
+    _, _, _, _, flat = _build("linreg")
+    assert [g.elementwise for g in flat.groups() if g.n > 1] == [True]
+    _, _, _, _, flat = _build("hierarchical")  # the iid site nests a distribution: scored through vmap
+    nested = [g for g in flat.groups() if g.template.path == ("w",)]
+    assert nested and not nested[0].elementwise
+
+    @gm.gen
+    def vector_obs():
+        w = gm.trace("w", dist.normal(0.0, 1.0))
+        for i in range(5):  # a vector value per site: not scalar sites
+            gm.trace(("c", i), dist.normal(w * mx.array([0.0, 1.0, 2.0]), 1.0))
+
+    obs = {("c", i): mx.array([0.1 * i, 1.0, 2.0 - i]) for i in range(5)}
+    tr, _ = vector_obs.generate((), gm.choicemap(obs), key=mx.random.key(2))
+    flat = flat_density.build(vector_obs, (), tr.get_choices(), [("w",)])
+    group = [g for g in flat.groups() if g.n == 5][0]
+    assert not group._broadcasts([mx.array(0.5)], 0)
+    assert flat.log_density([tr["w"]]).item() == pytest.approx(tr.score.item(), rel=1e-5)
+    ws = mx.array([-1.0, 0.0, 0.7])
+    got = flat.log_density([ws], batch=1)
+    for j in range(3):
+        assert got[j].item() == pytest.approx(flat.log_density([ws[j]]).item(), rel=1e-5)
+
+
+def test_a_batch_with_a_failed_check_is_nan_only_where_it_fails():
+    @gm.gen
+    def probit():
+        z = gm.trace("z", dist.normal(0.0, 1.0))
+        for i in range(5):
+            gm.trace(("y", i), dist.binomial(3.0, z))
+
+    tr, _ = probit.generate((), gm.choicemap({"z": 0.5, **{("y", i): 1.0 for i in range(5)}}), key=mx.random.key(0))
+    flat = flat_density.build(probit, (), tr.get_choices(), [("z",)])
+    got = np.asarray(flat.log_density([mx.array([0.4, 1.4, 0.6])], batch=1))
+    assert np.isfinite(got[0]) and np.isnan(got[1]) and np.isfinite(got[2])
