@@ -3,6 +3,7 @@
 from . import distributions as dist
 from . import events, inference, memory
 from .address import Address, AddressError
+from .boundary import defer_checks
 from .choicemap import ChoiceMap, choicemap
 from .dynamic import DynamicGenFn, gen
 from .gfi import GenerativeFunction
@@ -15,7 +16,7 @@ from .combinators import map_, mask, mix, recurse, scan, switch, unfold, vmap
 from .vectorize import VectorizationError
 
 __all__ = [
-    "dist", "events", "inference", "memory",
+    "dist", "events", "inference", "memory", "defer_checks",
     "Address", "AddressError", "ChoiceMap", "choicemap", "DynamicGenFn", "gen",
     "GenerativeFunction", "splice", "trace", "seed", "Selection", "select",
     "select_all", "select_none", "Trace",

@@ -7,6 +7,7 @@ import inspect
 
 import mlx.core as mx
 
+from . import boundary as _boundary
 from .sums import signed_sum
 from .choicemap import ChoiceMap
 from .gfi import GenerativeFunction, check_args
@@ -98,6 +99,8 @@ class DynamicGenFn(GenerativeFunction):
         h = AssessHandler(self, choices)
         r = self._run(h, args)
         check_consumed(h, choices)
+        if _boundary._sinks:  # a user's assess: it has no trace to carry the checks (genmlx.boundary)
+            _boundary.collect(h.finish_checks())
         return (signed_sum(h.scores) if h.scores else _zero()), r
 
     def _project(self, trace: Trace, selection: Selection):

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import mlx.core as mx
 
+from . import boundary as _b
 from . import vectorize as _vec
 from .choicemap import EMPTY, ChoiceMap
 from .rng import KeyStream, resolve
@@ -74,13 +75,20 @@ class GenerativeFunction(ABC):
         return check_args(self, args)
 
     # -- public GFI -----------------------------------------------------------
+    # A user's call evaluates the parameter checks of what it returns as a bare array (a weight, a
+    # score) before returning; a trace carries its checks to its getters and to materialization
+    # (genmlx.boundary).
     def simulate(self, args: tuple = (), *, key=None) -> Trace:
         """Sample a full trace: score = log p(choices)."""
         return self._simulate(self._check_args(args), KeyStream(resolve(key)))
 
     def generate(self, args: tuple = (), constraints=None, *, key=None) -> tuple[Trace, Weight]:
         """Trace agreeing with `constraints`; weight = log p(constrained choices | rest)."""
-        return self._generate(self._check_args(args), self._constraints(constraints), KeyStream(resolve(key)))
+        mode = _b.user_call()
+        tr, w = self._generate(self._check_args(args), self._constraints(constraints), KeyStream(resolve(key)))
+        if mode:
+            _b.enforce(mode, tr.checks, (tr,))
+        return tr, w
 
     def update(self, trace: Trace, constraints=None, *, args: tuple | None = None, key=None):
         """New trace with `constraints` (and new `args`); returns (trace, weight, discard).
@@ -88,30 +96,51 @@ class GenerativeFunction(ABC):
         weight = log p(new) - log p(old) - log q(fresh choices); the discard holds
         the replaced and removed choices' old values.
         """
+        mode = _b.user_call()
         self._check_trace(trace)
         a = trace.args if args is None else self._check_args(args)
-        return self._update(trace, self._constraints(constraints), a, KeyStream(resolve(key)))
+        out = self._update(trace, self._constraints(constraints), a, KeyStream(resolve(key)))
+        if mode:
+            _b.enforce(mode, out[0].checks, (out[0],))
+        return out
 
     def regenerate(self, trace: Trace, selection: Selection, *, args: tuple | None = None, key=None):
         """Resample the selected choices from their priors; weight = change in log density of the rest."""
         self._check_trace(trace)
         if not isinstance(selection, Selection):
             raise TypeError(f"{self.name}.regenerate: selection must be a Selection (gm.select(...)), got {type(selection).__name__}")
+        mode = _b.user_call()
         a = trace.args if args is None else self._check_args(args)
-        return self._regenerate(trace, selection, a, KeyStream(resolve(key)))
+        out = self._regenerate(trace, selection, a, KeyStream(resolve(key)))
+        if mode:
+            _b.enforce(mode, out[0].checks, (out[0],))
+        return out
 
     def assess(self, args: tuple, choices) -> tuple[Score, Any]:
         """Joint log density of fully specified `choices`; error naming an unconstrained site."""
-        return self._assess(self._check_args(args), self._constraints(choices))
+        mode = _b.user_call()
+        if not mode:
+            return self._assess(self._check_args(args), self._constraints(choices))
+        with _b.collecting() as checks:  # assess makes no trace: its executions hand their checks here
+            out = self._assess(self._check_args(args), self._constraints(choices))
+        _b.enforce(mode, checks)
+        return out
 
     def project(self, trace: Trace, selection: Selection) -> Weight:
         """Log density of the selected choices of `trace`."""
+        mode = _b.user_call()
         self._check_trace(trace)
-        return self._project(trace, selection)
+        w = self._project(trace, selection)
+        if mode:
+            _b.enforce(mode, _b.unchecked(trace), (trace,))
+        return w
 
     def propose(self, args: tuple = (), *, key=None):
         """Sample choices; returns (choices, weight = their log density, retval)."""
+        mode = _b.user_call()
         tr = self.simulate(args, key=key)
+        if mode:
+            _b.enforce(mode, tr.checks, (tr,))
         return tr.get_choices(), tr.score, tr.retval
 
     def get_trace(self, args: tuple, choices) -> Trace:
@@ -128,17 +157,29 @@ class GenerativeFunction(ABC):
 
     def vgenerate(self, args: tuple = (), constraints=None, n: int = 1, *, key=None, layout: str = "per_lane"):
         """N constrained traces in one pass; returns (trace, weights [N]). `layout` as in `vsimulate`."""
-        return _vec.vgenerate(self, self._check_args(args), self._constraints(constraints), n, key, layout)
+        mode = _b.user_call()
+        out = _vec.vgenerate(self, self._check_args(args), self._constraints(constraints), n, key, layout)
+        if mode:
+            _b.enforce(mode, out[0].checks, (out[0],))
+        return out
 
     def vupdate(self, trace: Trace, constraints=None, *, args: tuple | None = None, key=None,
                 layout: str = "per_lane"):
         """Batched update of a vectorized trace; weights and discard leaves are [N]."""
-        return _vec.vupdate(self, trace, self._constraints(constraints), args, key, layout)
+        mode = _b.user_call()
+        out = _vec.vupdate(self, trace, self._constraints(constraints), args, key, layout)
+        if mode:
+            _b.enforce(mode, out[0].checks, (out[0],))
+        return out
 
     def vregenerate(self, trace: Trace, selection: Selection, *, args: tuple | None = None, key=None,
                     layout: str = "per_lane"):
         """Batched regenerate of a vectorized trace; weights are [N]."""
-        return _vec.vregenerate(self, trace, selection, args, key, layout)
+        mode = _b.user_call()
+        out = _vec.vregenerate(self, trace, selection, args, key, layout)
+        if mode:
+            _b.enforce(mode, out[0].checks, (out[0],))
+        return out
 
     # -- helpers ----------------------------------------------------------------
     def _constraints(self, c) -> ChoiceMap:

@@ -29,7 +29,7 @@ from .address import AddressError, Path, from_path, to_path
 from .choicemap import EMPTY, ChoiceMap
 from .rng import KeyStream, next_key
 from .selection import Selection
-from .thread_state import PerThread
+from .thread_state import PerThread, handler_stack
 from .trace import Trace
 from .memory.budget import check_budget, get_budget
 from .memory.graph import pending_node_ids
@@ -37,7 +37,7 @@ from .memory.graph import pending_node_ids
 __all__ = ["trace", "splice", "Handler", "current_handler", "current_root"]
 
 # Each thread traces with its own stacks (genmlx.thread_state): two runs in two threads never mix.
-_stack = PerThread(list)
+_stack = handler_stack
 _prefix = PerThread(lambda: [()])  # full path of the call being handled (for site events)
 _given = PerThread(set)  # ids of constraint values that are given latents, not observations (see `given_latents`)
 _optional = PerThread(set)  # ids of constraint values a generate may leave unvisited (see `optional_values`)

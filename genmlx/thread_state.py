@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-__all__ = ["PerThread", "Value"]
+__all__ = ["PerThread", "Value", "handler_stack"]
 
 
 class PerThread(threading.local):
@@ -54,3 +54,8 @@ class Value(threading.local):
 
     def __init__(self, initial: Any = None):
         self.v = initial
+
+
+# The handlers of the models executing in this thread, innermost last (`genmlx.handler._stack`; here so
+# that `genmlx.boundary` can tell a model body from user code without importing the handler).
+handler_stack = PerThread(list)

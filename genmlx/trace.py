@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import mlx.core as mx
 
 from .address import Address, AddressError, Path, from_path, to_path
+from . import boundary as _boundary
 from .choicemap import ChoiceMap
 
 __all__ = ["Trace", "TraceViews"]
@@ -23,7 +24,8 @@ class Trace:
     `[N]`-shaped leaves. Treat traces as values: they are never mutated.
     """
 
-    __slots__ = ("gen_fn", "args", "retval", "score", "sites", "checks", "batch", "aux", "_choices", "_ready")
+    __slots__ = ("gen_fn", "args", "retval", "score", "sites", "checks", "batch", "aux", "_choices", "_ready",
+                 "_checked")
 
     def __init__(self, gen_fn, args: tuple, retval: Any, score: mx.array,
                  sites: Mapping[Path, "Trace"] | None = None, checks: tuple = (),
@@ -39,6 +41,7 @@ class Trace:
         s(self, "aux", aux)  # combinator-specific static data (e.g. a switch's branch index)
         s(self, "_choices", None)
         s(self, "_ready", False)  # set by the loop driver once every array in it is evaluated and checked
+        s(self, "_checked", False)  # set once its checks are evaluated and hold (genmlx.boundary)
 
     def __setattr__(self, name, value):
         raise AttributeError("Trace is immutable: use the GFI (update, regenerate) to make a new one")
@@ -50,13 +53,21 @@ class Trace:
     def get_args(self) -> tuple:
         return self.args
 
+    # The getters are the user's reads: a trace with parameter checks not yet known to hold
+    # evaluates them on the first (genmlx.boundary). The fields are the raw record.
     def get_retval(self):
+        if self.checks and not (self._ready or self._checked):
+            _boundary.read(self)
         return self.retval
 
     def get_score(self) -> mx.array:
+        if self.checks and not (self._ready or self._checked):
+            _boundary.read(self)
         return self.score
 
     def get_choices(self) -> ChoiceMap:
+        if self.checks and not (self._ready or self._checked):
+            _boundary.read(self)
         c = self._choices
         if c is None:
             leaves: dict = {}
@@ -72,6 +83,8 @@ class Trace:
         """The value of the choice at `addr`."""
         if self.sites is None:
             raise AddressError(f"a {self.gen_fn!r} trace is a single value; it has no address {addr!r}")
+        if self.checks and not (self._ready or self._checked):
+            _boundary.read(self)
         return self.get_choices()[addr]
 
     def get_subtrace(self, addr: Address) -> "Trace":

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from .. import boundary as _boundary
 from ..address import AddressError, from_path
 from ..tree import flatten
 from ..choicemap import ChoiceMap
@@ -179,10 +180,16 @@ class Vmap(u.Structural, GenerativeFunction):
         paths, vals = self._constraint_leaves(choices, n)
         batched, lane_args = self._split_args(args)
 
-        def fn(b, vs):
-            return kern._assess(lane_args(b), ChoiceMap._from_leaves(dict(zip(paths, vs))))
+        collect = bool(_boundary._sinks)  # a user's assess collects the lanes' checks (genmlx.boundary)
 
-        s, r = _vmap_tree(fn, (batched, vals), self.name, "assess", n)
+        def fn(b, vs):
+            with _boundary.collecting(collect) as sink:
+                s, r = kern._assess(lane_args(b), ChoiceMap._from_leaves(dict(zip(paths, vs))))
+            return s, r, [type(c)(c.ok, c.error) for c in sink or ()]
+
+        s, r, cs = _vmap_tree(fn, (batched, vals), self.name, "assess", n)
+        if cs:
+            _boundary.collect(_v._reduce_checks(cs))
         return mx.sum(s), r
 
     def _project(self, trace, selection):

@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import mlx.core as mx
 
+from .. import boundary as _b
 from .. import handler as _handler
 from ..address import AddressError, from_path
 from ..checks import DeferredCheck
@@ -211,6 +212,8 @@ class Distribution(GenerativeFunction):
         """Draw values of batch shape `shape` (+ the parameters' broadcast shape)."""
         if self._invalid is not None:
             raise self._invalid
+        if self._lazy_checks and not self._held:
+            self._boundary()
         if isinstance(shape, int):
             shape = (shape,)
         return self._sample(resolve(key), tuple(shape))
@@ -219,10 +222,26 @@ class Distribution(GenerativeFunction):
         """Log density (or mass) at `value`; -inf outside the support."""
         if self._invalid is not None:
             raise self._invalid
+        if self._lazy_checks and not self._held:
+            self._boundary()
         return self._log_prob(as_value(value))
 
     def __call__(self, key=None):
+        if self._lazy_checks and not self._held:
+            self._boundary()
         return self.sample(key=key)
+
+    _held = False  # True once the array parameters' checks were evaluated and hold
+
+    def _boundary(self) -> None:
+        """A user's `sample` / `log_prob` of array parameters: their checks first (genmlx.boundary),
+        once per distribution object; inside a model body they join the model's checks."""
+        mode = _b.user_call(2)
+        if mode == _b.EVALUATE:
+            if _b.evaluate(self.deferred_checks()):
+                self._held = True
+        elif mode == _b.ATTACH:
+            _b.enforce(mode, self.deferred_checks())
 
     # -- GFI of a single choice (its choicemap is a value map at address ()) ---------
     def _constraints(self, c) -> ChoiceMap:
@@ -265,6 +284,8 @@ class Distribution(GenerativeFunction):
         v = choices.value()
         if v is None:
             raise AddressError(f"assess: the value of {self.name} is not constrained")
+        if self._lazy_checks and _b._sinks:  # a user's assess of a bare distribution (genmlx.boundary)
+            _b.collect(self.deferred_checks())
         return self._score(v), v
 
     def _project(self, trace, selection):

@@ -54,18 +54,25 @@ def test_a_value_singular_in_float32_has_log_density_minus_inf(make):
 def test_an_array_matrix_with_a_zero_in_its_factor_is_named_not_an_mlx_error(make, name, param):
     d = make()
     value = mx.zeros((2,)) if name == "mvn" else mx.eye(2)
-    lp, = _eval(d.log_prob(value))  # evaluates: no RuntimeError from the triangular inverse
+    with gm.defer_checks():  # the raw density: it evaluates (no RuntimeError from the triangular inverse)
+        lp, = _eval(d.log_prob(value))
     assert not np.isfinite(lp) or lp == -np.inf
     with pytest.raises(ValueError, match=f"{name}: parameter {param}"):
         d.validate()
+    with pytest.raises(ValueError, match=f"{name}: parameter {param}"):
+        d.log_prob(value)  # a user's log_prob checks the array parameters first
 
     @gm.gen
     def model():
         return gm.trace("m", make())
 
-    tr, w = model.generate((), {"m": value}, key=mx.random.key(0))
     with pytest.raises(ValueError) as e:
-        gm.memory.materialize((tr, w))
+        model.generate((), {"m": value}, key=mx.random.key(0))  # a user's generate checks before returning
+    assert f"parameter {param}" in str(e.value) and "'m'" in str(e.value)
+    with gm.defer_checks():
+        tr, w = model.generate((), {"m": value}, key=mx.random.key(0))
+    with pytest.raises(ValueError) as e:
+        gm.memory.materialize((tr, w))  # no MLX RuntimeError first: the check is reached and names it
     assert f"parameter {param}" in str(e.value) and "'m'" in str(e.value)
 
 
