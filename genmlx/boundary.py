@@ -28,6 +28,12 @@ show as a silent NaN score. Hence, for a public call made by user code:
 * `with gm.defer_checks():` turns the evaluation at return off, for user code that
   materializes its results itself (`gm.memory.materialize`, which checks them).
 
+The values a user passes to score (constraints of `generate` / `update`, the choices of
+`assess`, the value of `log_prob`) are checked the same way: a NaN value is refused naming
+its address. One given as a Python number, list or NumPy array is checked on the host (free);
+one given as an `mx.array` joins the call's check evaluation (the one eval a call with only
+Python-number parameters then makes).
+
 A user call is one whose caller's module is not in the `genmlx` package.
 """
 
@@ -40,7 +46,8 @@ import mlx.core as mx
 
 from .thread_state import PerThread, Value, handler_stack
 
-__all__ = ["defer_checks", "user_call", "evaluate", "enforce", "unchecked", "read", "collecting", "collect"]
+__all__ = ["defer_checks", "user_call", "evaluate", "enforce", "unchecked", "read", "collecting", "collect",
+           "given_values", "given_value"]
 
 _EVAL_MSG = "Attempting to eval an array during function transformations"
 _deferred = Value(0)  # > 0 inside `defer_checks()` in this thread
@@ -133,3 +140,54 @@ def collect(checks) -> None:
     """Hand an `assess` execution's checks to the innermost `collecting` block, if any."""
     if _sinks and checks:
         _sinks[-1].extend(checks)
+
+
+# -- the values a user gives ------------------------------------------------------------------------
+
+def _not_nan(v):
+    return ~mx.isnan(v)
+
+
+def _nan_message(op: str, path):
+    from .address import from_path
+
+    where = f" at address {from_path(path)!r}" if path else ""
+    return lambda: f"{op}: the value{where} is NaN (a value to score must be a number)"
+
+
+def given_values(op: str, cm) -> list:
+    """The checks of a user's constraint values: a NaN given as host data raises now; values given as
+    arrays (or of unknown origin) get one collapsed check, evaluated with the call's other checks."""
+    given = getattr(cm, "_given", None)
+    if given is not None:
+        if given[0] is not None:
+            raise ValueError(_nan_message(op, given[0])())
+        paths = given[1]
+    else:
+        paths = cm._leaves
+    leaves = cm._leaves
+    items = []
+    for p in paths:
+        v = leaves.get(p)
+        if type(v) is mx.array and mx.issubdtype(v.dtype, mx.inexact):
+            items.append((v, _not_nan, _nan_message(op, p)))
+    if not items:
+        return []
+    from .checks import collapse
+
+    return [collapse(items)]
+
+
+def given_value(op: str, v) -> list:
+    """`given_values` for one value (a distribution's `log_prob`)."""
+    from .choicemap import _host_nan
+
+    if type(v) is not mx.array:
+        if _host_nan(v):
+            raise ValueError(_nan_message(op, ())())
+        return []
+    if not mx.issubdtype(v.dtype, mx.inexact):
+        return []
+    from .checks import collapse
+
+    return [collapse([(v, _not_nan, _nan_message(op, ()))])]

@@ -44,16 +44,24 @@ class ChoiceMap:
     are hierarchical paths: `{("sub", "x"): 2.0}` is the same map.
     """
 
-    __slots__ = ("_leaves", "_children")
+    # `_given` (set only when built from user data): [the first address whose value, given as a Python
+    # number, list or NumPy array, is NaN (None if none), the addresses given as arrays or choicemaps]:
+    # what genmlx.boundary checks on the host for free and what it must evaluate. Unset: all unknown.
+    __slots__ = ("_leaves", "_children", "_given")
 
     def __init__(self, data: Mapping | "ChoiceMap" | None = None):
         if isinstance(data, ChoiceMap):
             self._leaves = data._leaves
+            g = getattr(data, "_given", None)
+            if g is not None:
+                self._given = g
         else:
             leaves: dict[Path, mx.array] = {}
+            given = [None, []]
             if data:
-                _flatten_into(data, (), leaves)
+                _flatten_into(data, (), leaves, given)
             self._leaves = leaves
+            self._given = given
         self._children = None
 
     @classmethod
@@ -202,10 +210,12 @@ def _fmt(v) -> str:
         return "array"
 
 
-def _flatten_into(data, prefix: Path, out: dict) -> None:
+def _flatten_into(data, prefix: Path, out: dict, given: list | None = None) -> None:
     if isinstance(data, ChoiceMap):
         for p, v in data._leaves.items():
             out[prefix + p] = v
+            if given is not None:
+                given[1].append(prefix + p)
         return
     if not isinstance(data, Mapping):
         raise TypeError(f"choicemap data must be a mapping, got {type(data).__name__}")
@@ -213,11 +223,31 @@ def _flatten_into(data, prefix: Path, out: dict) -> None:
         p = prefix + ((k,) if type(k) is str else to_path(k))
         t = type(v)
         if t is not float and t is not mx.array and isinstance(v, (Mapping, ChoiceMap)):  # (ABC checks are slow)
-            _flatten_into(v, p, out)
+            _flatten_into(v, p, out, given)
         else:
             if p in out:
                 raise AddressError(f"address {from_path(p)!r} given twice in choicemap data")
             out[p] = as_value(v, p)
+            if given is not None:
+                if t is mx.array:
+                    given[1].append(p)
+                elif given[0] is None and _host_nan(v):
+                    given[0] = p
+
+
+def _host_nan(v) -> bool:
+    """A value given as host data (a number, a list, a NumPy array) holds a NaN (no MLX evaluation)."""
+    if type(v) is float:
+        return v != v
+    if isinstance(v, (int, bool)):
+        return False
+    try:
+        import numpy as np
+
+        a = np.asarray(v)
+        return a.dtype.kind == "f" and bool(np.isnan(a).any())
+    except (TypeError, ValueError):
+        return False
 
 
 EMPTY = ChoiceMap._from_leaves({})

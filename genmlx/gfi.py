@@ -85,9 +85,11 @@ class GenerativeFunction(ABC):
     def generate(self, args: tuple = (), constraints=None, *, key=None) -> tuple[Trace, Weight]:
         """Trace agreeing with `constraints`; weight = log p(constrained choices | rest)."""
         mode = _b.user_call()
-        tr, w = self._generate(self._check_args(args), self._constraints(constraints), KeyStream(resolve(key)))
+        cm = self._constraints(constraints)
+        given = _b.given_values(f"{self.name}.generate", cm) if mode else ()
+        tr, w = self._generate(self._check_args(args), cm, KeyStream(resolve(key)))
         if mode:
-            _b.enforce(mode, tr.checks, (tr,))
+            _b.enforce(mode, (*given, *tr.checks), (tr,))
         return tr, w
 
     def update(self, trace: Trace, constraints=None, *, args: tuple | None = None, key=None):
@@ -99,9 +101,11 @@ class GenerativeFunction(ABC):
         mode = _b.user_call()
         self._check_trace(trace)
         a = trace.args if args is None else self._check_args(args)
-        out = self._update(trace, self._constraints(constraints), a, KeyStream(resolve(key)))
+        cm = self._constraints(constraints)
+        given = _b.given_values(f"{self.name}.update", cm) if mode else ()
+        out = self._update(trace, cm, a, KeyStream(resolve(key)))
         if mode:
-            _b.enforce(mode, out[0].checks, (out[0],))
+            _b.enforce(mode, (*given, *out[0].checks), (out[0],))
         return out
 
     def regenerate(self, trace: Trace, selection: Selection, *, args: tuple | None = None, key=None):
@@ -121,9 +125,11 @@ class GenerativeFunction(ABC):
         mode = _b.user_call()
         if not mode:
             return self._assess(self._check_args(args), self._constraints(choices))
+        cm = self._constraints(choices)
+        given = _b.given_values(f"{self.name}.assess", cm)
         with _b.collecting() as checks:  # assess makes no trace: its executions hand their checks here
-            out = self._assess(self._check_args(args), self._constraints(choices))
-        _b.enforce(mode, checks)
+            out = self._assess(self._check_args(args), cm)
+        _b.enforce(mode, given + checks)
         return out
 
     def project(self, trace: Trace, selection: Selection) -> Weight:

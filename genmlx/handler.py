@@ -218,9 +218,14 @@ class Handler:
             )
         else:
             obj._check_args(args)  # a nested call with the wrong args: a TypeError naming the callee
-        if events.site_listeners:
-            return self._counted(path, obj, args)
-        return self.visit(path, obj, args)
+        try:
+            if events.site_listeners:
+                return self._counted(path, obj, args)
+            return self.visit(path, obj, args)
+        except ValueError as e:
+            if getattr(e, "value_error", False) and _is_dist(obj):  # a value that does not fit: name its address
+                raise _site_error(path, obj, e) from None
+            raise
 
     def _counted(self, path: Path, obj, args: tuple):
         """Visit a site and emit its `SiteHandled` (see `genmlx.site_counts` for how nodes are counted)."""

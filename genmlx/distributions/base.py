@@ -204,8 +204,23 @@ class Distribution(GenerativeFunction):
         (`dist.normal(mu_vector, 1.0)`) scores the vector as one choice, as Gen's
         broadcasted distributions do; `log_prob` stays elementwise.
         """
-        lp = self._log_prob(value)
+        try:
+            lp = self._log_prob(value)
+        except ValueError as e:
+            raise self._value_error(value, e) from None
         return lp if lp.ndim == 0 else mx.sum(lp)
+
+    def _value_error(self, value, e: ValueError) -> ValueError:
+        """MLX's unnamed broadcasting error for a value whose shape does not fit the parameters, named
+        (`value_error` set: inside a model the handler adds the address)."""
+        if "broadcast" not in str(e):
+            return e
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in self.__dict__.items()
+                           if type(v) is mx.array and not k.startswith("_"))
+        err = ValueError(f"{self.name}: a value of shape {tuple(getattr(value, 'shape', ()))} does not broadcast "
+                         f"with the parameters ({shapes or 'scalars'})")
+        err.value_error = True
+        return err
 
     # -- public ---------------------------------------------------------------------
     def sample(self, key=None, shape: tuple = ()) -> mx.array:
@@ -213,7 +228,7 @@ class Distribution(GenerativeFunction):
         if self._invalid is not None:
             raise self._invalid
         if self._lazy_checks and not self._held:
-            self._boundary()
+            self._boundary(_b.user_call())
         if isinstance(shape, int):
             shape = (shape,)
         return self._sample(resolve(key), tuple(shape))
@@ -222,26 +237,33 @@ class Distribution(GenerativeFunction):
         """Log density (or mass) at `value`; -inf outside the support."""
         if self._invalid is not None:
             raise self._invalid
-        if self._lazy_checks and not self._held:
-            self._boundary()
-        return self._log_prob(as_value(value))
+        mode = _b.user_call()
+        if mode:
+            given = _b.given_value(f"{self.name}.log_prob", value)
+            if given or (self._lazy_checks and not self._held):
+                self._boundary(mode, given)
+        try:
+            return self._log_prob(as_value(value))
+        except ValueError as e:
+            raise self._value_error(value, e) from None
 
     def __call__(self, key=None):
         if self._lazy_checks and not self._held:
-            self._boundary()
+            self._boundary(_b.user_call())
         return self.sample(key=key)
 
     _held = False  # True once the array parameters' checks were evaluated and hold
 
-    def _boundary(self) -> None:
-        """A user's `sample` / `log_prob` of array parameters: their checks first (genmlx.boundary),
-        once per distribution object; inside a model body they join the model's checks."""
-        mode = _b.user_call(2)
+    def _boundary(self, mode: int, given=()) -> None:
+        """A user's `sample` / `log_prob` of array parameters (and the value to score): their checks
+        first (genmlx.boundary), the parameters' once per distribution object; inside a model body
+        they join the model's checks."""
+        params = self.deferred_checks() if self._lazy_checks and not self._held else []
         if mode == _b.EVALUATE:
-            if _b.evaluate(self.deferred_checks()):
+            if _b.evaluate((*given, *params)) and params:
                 self._held = True
         elif mode == _b.ATTACH:
-            _b.enforce(mode, self.deferred_checks())
+            _b.enforce(mode, (*given, *params))
 
     # -- GFI of a single choice (its choicemap is a value map at address ()) ---------
     def _constraints(self, c) -> ChoiceMap:

@@ -184,3 +184,42 @@ def test_gradients_of_a_users_assess_still_work():
     g = mx.grad(lambda s: model.assess((s,), OBS)[0])(mx.array(1.5))
     # d/ds log N(0.5; 0, s) = -1/s + 0.5^2 / s^3
     assert abs(g.item() - (-1 / 1.5 + 0.25 / 1.5 ** 3)) < 1e-5
+
+
+NAN_VALUE_CALLS = {
+    "generate": lambda v: plain.generate((), {"x": v}, key=mx.random.key(0))[1],
+    "update": lambda v: plain.update(plain.simulate((), key=mx.random.key(0)), {"x": v})[1],
+    "assess": lambda v: plain.assess((), {"x": v})[0],
+    "assess(choicemap)": lambda v: plain.assess((), gm.choicemap({"x": v}))[0],
+    "log_prob": lambda v: dist.normal(0.0, 1.0).log_prob(v),
+}
+
+
+@pytest.mark.parametrize("call", sorted(NAN_VALUE_CALLS))
+@pytest.mark.parametrize("kind", ["float", "list", "numpy", "mx.array"])
+def test_a_nan_value_to_score_is_refused_naming_its_address(call, kind):
+    v = {"float": math.nan, "list": [0.5, math.nan], "numpy": np.array([math.nan]),
+         "mx.array": mx.array([0.5, math.nan])}[kind]
+    with pytest.raises(ValueError, match="NaN") as e:
+        NAN_VALUE_CALLS[call](v)
+    assert call == "log_prob" or "address 'x'" in str(e.value)
+
+
+def test_a_nan_given_as_host_data_is_refused_without_an_eval(monkeypatch):
+    ev = _Evals(monkeypatch)
+    with pytest.raises(ValueError, match="NaN"):
+        plain.generate((), {"x": math.nan})
+    with pytest.raises(ValueError, match="NaN"):
+        dist.normal(0.0, 1.0).log_prob([1.0, math.nan])
+    assert ev.calls == []
+
+
+def test_a_value_that_does_not_fit_the_parameters_is_named_with_its_address():
+    @gm.gen
+    def grid():
+        return gm.trace("x", dist.normal(mx.zeros((2, 2)), 1.0))
+
+    with pytest.raises(ValueError, match=r"normal: a value of shape \(3,\) does not broadcast.*'x'"):
+        grid.assess((), {"x": mx.zeros((3,))})
+    with pytest.raises(ValueError, match=r"normal: a value of shape \(3,\) does not broadcast"):
+        dist.normal(mx.zeros((2, 2)), 1.0).log_prob(mx.zeros((3,)))

@@ -28,6 +28,9 @@ COMBINATORS = ["map_", "unfold", "switch", "vmap", "scan", "mix", "mask", "recur
 INFERENCE = ["importance_sampling", "mh", "smc", "gibbs", "elliptical_slice", "hmc", "mala", "nuts", "vi",
              "enumerative", "compiled_mh", "mh_chains"]
 GFI = ["simulate", "generate", "update", "regenerate", "assess", "project"]
+# a user's bare call with generated (often mx.array) parameters, its result read raw (no materialize):
+# the boundary checks of genmlx.boundary are all that stands between an invalid parameter and a NaN
+BARE = ["simulate", "generate", "update", "regenerate", "assess", "project", "propose", "log_prob"]
 PLUGIN = ["observe_config", "observe_env", "observe_run"]
 
 NAMED_WORDS = ("parameter", "address", "argument", "constraint", "selection", "observation", "index",
@@ -44,6 +47,11 @@ def strategy(name: str):
         return st.tuples(st.sampled_from(["mixture", "product", "iid"]), S.count, S.small_list)
     if kind == "gfi":
         return st.tuples(S.constraints, S.selection, S.value)
+    if kind == "bare":  # (mu, sigma, a value for x); half of them scalar arrays, valid or not, as models make them
+        scalar = st.sampled_from([0.0, 0.5, 2.0, -1.0, math.nan, math.inf, 1e-30])
+        as_array = st.tuples(st.just("mx"), scalar, st.sampled_from(["float32", "float16"]))
+        return st.one_of(st.tuples(as_array, as_array, st.one_of(scalar, as_array)),
+                         st.tuples(S.param, S.param, S.value))
     if kind == "combinator":
         return st.tuples(S.count, S.param, S.small_list, S.count)
     if kind == "inference":
@@ -69,6 +77,7 @@ def strategy(name: str):
 
 def all_entries() -> list:
     return ([f"dist:{d}" for d in DISTS] + ["dist_combinator:all"] + [f"gfi:{g}" for g in GFI]
+            + [f"bare:{b}" for b in BARE]
             + [f"combinator:{c}" for c in COMBINATORS] + [f"inference:{a}" for a in INFERENCE]
             + [f"plugin:{p}" for p in PLUGIN])
 

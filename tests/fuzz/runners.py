@@ -100,6 +100,44 @@ def gfi(op, spec):
     return _verdict(finite_or_neg_inf(w))
 
 
+# -- a user's bare calls, read raw ----------------------------------------------------------------
+
+@gm.gen
+def _scaled(mu, s):
+    x = gm.trace("x", dist.normal(mu, s))
+    gm.trace("y", dist.normal(x, 1.0))
+    return x
+
+
+def bare(op, spec):
+    """A bare public call with generated parameters (arrays of any dtype and shape, numbers, junk), its
+    result read as a user reads it: `np.asarray` of the returned arrays, never `gm.memory.materialize`."""
+    mu, s, v = (decode(p) for p in spec)
+    args = (mu, s)
+    if op == "simulate":
+        out = [_scaled.simulate(args, key=KEY).get_score()]
+    elif op == "generate":
+        t, w = _scaled.generate(args, {"y": 0.5}, key=KEY)
+        out = [w, t.get_score()]
+    elif op == "update":
+        t, w, _ = _scaled.update(_scaled.simulate((0.0, 1.0), key=KEY), {"x": v}, args=args, key=KEY)
+        out = [w, t.get_score()]
+    elif op == "regenerate":
+        t, w = _scaled.regenerate(_scaled.simulate((0.0, 1.0), key=KEY), gm.select("x"), args=args, key=KEY)
+        out = [w, t.get_score()]
+    elif op == "assess":
+        out = [_scaled.assess(args, {"x": v, "y": 0.5})[0]]
+    elif op == "project":
+        out = [_scaled.project(_scaled.simulate(args, key=KEY), gm.select("x", "y"))]
+    elif op == "propose":
+        out = [_scaled.propose(args, key=KEY)[1]]
+    else:
+        d = dist.normal(mu, s)
+        x = d.sample(key=KEY)
+        return _verdict(all_finite(x), finite_or_neg_inf(d.log_prob(v), d.log_prob(x)))
+    return _verdict(finite_or_neg_inf(*out))
+
+
 # -- combinators ---------------------------------------------------------------------------------
 
 @gm.gen
