@@ -47,4 +47,15 @@ def materialize(obj: T) -> T:
                 ok = c.ok
                 if not (ok.item() if type(ok) is mx.array else ok):
                     raise c.error()
+        _mark_checked(obj)
     return obj
+
+
+def _mark_checked(obj) -> None:
+    """The traces `obj` is or holds at its top level passed their checks: their getters need not
+    evaluate them again (genmlx.boundary)."""
+    from genmlx.trace import Trace
+
+    for t in (obj,) if isinstance(obj, Trace) else obj if isinstance(obj, (tuple, list)) else ():
+        if isinstance(t, Trace):
+            object.__setattr__(t, "_checked", True)

@@ -223,3 +223,12 @@ def test_a_value_that_does_not_fit_the_parameters_is_named_with_its_address():
         grid.assess((), {"x": mx.zeros((3,))})
     with pytest.raises(ValueError, match=r"normal: a value of shape \(3,\) does not broadcast"):
         dist.normal(mx.zeros((2, 2)), 1.0).log_prob(mx.zeros((3,)))
+
+
+def test_a_materialized_trace_reads_without_another_eval(monkeypatch):
+    s = mx.array(2.0)
+    tr, w = gm.memory.materialize(model.generate((s,), {"y": 0.1}, key=mx.random.key(0)))
+    tr2 = gm.memory.materialize(model.simulate((s,), key=mx.random.key(1)))
+    ev = _Evals(monkeypatch)
+    tr.get_score(), tr2.get_score(), tr2["x"]
+    assert ev.calls == []
