@@ -80,16 +80,38 @@ changing branch (shared addresses kept, Gen's weight); and, found by this harnes
 gamma / beta / inv_gamma / neg_binomial / poisson / binomial samplers over an empty
 parameter array (MLX cannot argmax a zero-size axis), `wishart`/`mvn` with a float16
 matrix (MLX's linear algebra takes float32/float64 only), `von_mises` with a float16
-kappa of 0 (NaN draws), `gm.mix` with NaN or all -inf logits (a NaN score), and
+kappa of 0 (NaN draws), `gm.mix` with NaN or all -inf logits (a NaN score),
 Python-number parameters that are valid in float64 but 0 or inf in float32
-(`normal(0, 1e-141)`: now refused by the parameter's own check).
+(`normal(0, 1e-141)`: now refused by the parameter's own check), `dirichlet` draws whose
+components underflow float32 to exactly 0 (scored +inf; now kept at the smallest normal
+float32), and `inv_wishart(1e30, [[1e-30, 0], [0, 1e30]])`, whose draws are singular in
+float32 and whose scoring reached MLX's triangular inverse, which raises an unnamed
+`RuntimeError` at evaluation on a zero diagonal: every solve of mvn / wishart / inv_wishart
+now turns such a zero into NaN first (a singular value scores -inf; an array cov / scale is
+named by its check), and a host matrix whose Cholesky factor or its inverse leaves float32
+(`[[1e-90, 0], [0, 1]]`) is refused naming `cov` / `scale`.
 
-Not covered: MLX compilation is off in the worker by default (`--compiled` runs the
-same inputs with it, at a C++ compile per new kernel shape); `range` outcomes are
-valid parameters beyond float32's range (e.g. `lognormal(0, 1e6)` draws inf) and are
-counted, not failed; a bare `assess` with an invalid `mx.array` parameter returns a NaN
-score (array checks travel with traces, and `assess` makes none; the fuzzed `assess`
-entry uses Python-number parameters) -- see docs/distributions.md, "Invalid parameters".
+A user's bare call (the `bare:*` entries: parameters generated as arrays, numbers or junk,
+results read raw with `np.asarray`, never `gm.memory.materialize`): array parameter
+checks are deferred (no eval on the hot path), so a bare `assess`, `generate`, `update`,
+... with an invalid `mx.array` parameter used to return a NaN score silently. A public
+call made from user code now evaluates the checks of what it returns as a bare array
+(weights, `assess`'s score, `log_prob`, draws) before returning: the checks alone, one
+`mx.eval`, the result's graph left lazy; a trace carries its checks to its getters
+(`get_score`, `get_retval`, `get_choices`, `tr[addr]`; evaluated once); a NaN value to
+score (a constraint, an observation) is refused naming its address. genmlx's own calls
+(the inference loops, whose driver evaluates the checks with the step), model bodies and
+`gm.defer_checks()` evaluate nothing (genmlx/boundary.py).
+
+Not covered: MLX compilation is off in the worker by default (`--compiled` runs the same
+inputs with it, at a C++ compile per new kernel shape); `range` outcomes are valid
+parameters beyond float32's range (e.g. `lognormal(0, 1e6)` draws inf) and are counted,
+not failed. What cannot be closed: a bare score or weight computed inside the user's own
+`mx.compile` or `mx.vmap` (no evaluation is possible while MLX traces; a trace returned
+from it still carries its checks, a bare array has nothing to carry them), the raw fields
+`Trace.score` / `.retval` (genmlx's own record, read unchecked), and calls made under
+`gm.defer_checks()` (the caller takes materialization on) -- MLX has no hook on a read
+of a lazy array, so a check can only run at an evaluation genmlx makes.
 """
 
 

@@ -205,6 +205,11 @@ def inference(alg, spec):
         obs = {"y0": decode(spec["y"]) if not isinstance(spec["y"], list) else spec["y"]}
     sel = make_selection(spec["sel"])
     addrs = spec["addrs"]
+    if alg in ("hmc", "mala", "nuts", "vi") and isinstance(obs, dict) and isinstance(addrs, list):
+        # gradient samplers need every choice outside `addresses` observed: fill in the rest, so that
+        # valid inputs reach the sampler itself (the generated observations take precedence)
+        rest = {"k": 1.0, "y0": 0.5, "y1": -1.0}
+        obs = {**{a: v for a, v in rest.items() if a not in addrs}, **obs}
     args = (2,)
     key = KEY
     if alg == "importance_sampling":

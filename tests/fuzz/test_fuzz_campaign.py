@@ -3,7 +3,7 @@
 Every generated input runs in the persistent worker process (worker.py); a crash (signal), a
 hang, a silent non-finite result or an exception that names nothing fails the entry point's
 test with hypothesis's minimal input. The full campaign (>= 10,000 inputs, docs/fuzzing.md) is
-`python -m tests.fuzz --examples 200 --report docs/fuzzing.md`.
+`python -m tests.fuzz --examples 300 --report docs/fuzzing.md`.
 """
 
 import os
