@@ -29,10 +29,11 @@ show as a silent NaN score. Hence, for a public call made by user code:
   materializes its results itself (`gm.memory.materialize`, which checks them).
 
 The values a user passes to score (constraints of `generate` / `update`, the choices of
-`assess`, the value of `log_prob`) are checked the same way: a NaN value is refused naming
-its address. One given as a Python number, list or NumPy array is checked on the host (free);
-one given as an `mx.array` joins the call's check evaluation (the one eval a call with only
-Python-number parameters then makes).
+`assess`) are checked the same way: a NaN value is refused naming its address. One given as
+a Python number, list or NumPy array is checked on the host (free); one given as an
+`mx.array` joins the call's check evaluation (the one eval a call with only Python-number
+parameters then makes). A distribution's `log_prob` refuses a NaN given as host data; an
+`mx.array` value is elementwise NaN in, NaN out (see `given_value`).
 
 A user call is one whose caller's module is not in the `genmlx` package.
 """
@@ -178,16 +179,13 @@ def given_values(op: str, cm) -> list:
     return [collapse(items)]
 
 
-def given_value(op: str, v) -> list:
-    """`given_values` for one value (a distribution's `log_prob`)."""
-    from .choicemap import _host_nan
-
+def given_value(op: str, v) -> None:
+    """A distribution's `log_prob` value given as host data: a NaN raises (no evaluation). An `mx.array`
+    value is not scanned: `log_prob` is elementwise, and a NaN element gives NaN at that element, as in
+    NumPy and SciPy (the NaN is the caller's own, where it was put; scanning every scored array would
+    cost a pass over the data and an eval per call)."""
     if type(v) is not mx.array:
+        from .choicemap import _host_nan
+
         if _host_nan(v):
             raise ValueError(_nan_message(op, ())())
-        return []
-    if not mx.issubdtype(v.dtype, mx.inexact):
-        return []
-    from .checks import collapse
-
-    return [collapse([(v, _not_nan, _nan_message(op, ()))])]

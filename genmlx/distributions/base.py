@@ -237,11 +237,12 @@ class Distribution(GenerativeFunction):
         """Log density (or mass) at `value`; -inf outside the support."""
         if self._invalid is not None:
             raise self._invalid
-        mode = _b.user_call()
-        if mode:
-            given = _b.given_value(f"{self.name}.log_prob", value)
-            if given or (self._lazy_checks and not self._held):
-                self._boundary(mode, given)
+        if type(value) is not mx.array or (self._lazy_checks and not self._held):
+            mode = _b.user_call()
+            if mode:
+                _b.given_value(f"{self.name}.log_prob", value)
+                if self._lazy_checks and not self._held:
+                    self._boundary(mode)
         try:
             return self._log_prob(as_value(value))
         except ValueError as e:
@@ -254,16 +255,14 @@ class Distribution(GenerativeFunction):
 
     _held = False  # True once the array parameters' checks were evaluated and hold
 
-    def _boundary(self, mode: int, given=()) -> None:
-        """A user's `sample` / `log_prob` of array parameters (and the value to score): their checks
-        first (genmlx.boundary), the parameters' once per distribution object; inside a model body
-        they join the model's checks."""
-        params = self.deferred_checks() if self._lazy_checks and not self._held else []
+    def _boundary(self, mode: int) -> None:
+        """A user's `sample` / `log_prob` of array parameters: their checks first (genmlx.boundary),
+        once per distribution object; inside a model body they join the model's checks."""
         if mode == _b.EVALUATE:
-            if _b.evaluate((*given, *params)) and params:
+            if _b.evaluate(self.deferred_checks()):
                 self._held = True
         elif mode == _b.ATTACH:
-            _b.enforce(mode, (*given, *params))
+            _b.enforce(mode, self.deferred_checks())
 
     # -- GFI of a single choice (its choicemap is a value map at address ()) ---------
     def _constraints(self, c) -> ChoiceMap:

@@ -195,14 +195,26 @@ NAN_VALUE_CALLS = {
 }
 
 
-@pytest.mark.parametrize("call", sorted(NAN_VALUE_CALLS))
-@pytest.mark.parametrize("kind", ["float", "list", "numpy", "mx.array"])
+# log_prob of an mx.array value is elementwise, NaN in, NaN out (the next test)
+NAN_CASES = [(c, k) for c in sorted(NAN_VALUE_CALLS) for k in ["float", "list", "numpy", "mx.array"]
+             if (c, k) != ("log_prob", "mx.array")]
+
+
+@pytest.mark.parametrize("call, kind", NAN_CASES)
 def test_a_nan_value_to_score_is_refused_naming_its_address(call, kind):
     v = {"float": math.nan, "list": [0.5, math.nan], "numpy": np.array([math.nan]),
          "mx.array": mx.array([0.5, math.nan])}[kind]
     with pytest.raises(ValueError, match="NaN") as e:
         NAN_VALUE_CALLS[call](v)
     assert call == "log_prob" or "address 'x'" in str(e.value)
+
+
+def test_log_prob_of_an_array_value_is_elementwise_nan_in_nan_out(monkeypatch):
+    ev = _Evals(monkeypatch)
+    lp = dist.normal(0.0, 1.0).log_prob(mx.array([0.5, math.nan]))  # no scan of the data, no eval
+    assert ev.calls == []
+    monkeypatch.undo()
+    assert np.isfinite(np.array(lp)).tolist() == [True, False]
 
 
 def test_a_nan_given_as_host_data_is_refused_without_an_eval(monkeypatch):

@@ -134,7 +134,10 @@ def bare(op, spec):
     else:
         d = dist.normal(mu, s)
         x = d.sample(key=KEY)
-        return _verdict(all_finite(x), finite_or_neg_inf(d.log_prob(v), d.log_prob(x)))
+        lp = d.log_prob(v)
+        if isinstance(v, mx.array) and mx.any(mx.isnan(v.astype(mx.float32))).item():
+            lp = None  # elementwise, NaN in, NaN out (docs/distributions.md): the NaN is the caller's own
+        return _verdict(all_finite(x), finite_or_neg_inf(lp, d.log_prob(x)))
     return _verdict(finite_or_neg_inf(*out))
 
 
