@@ -53,9 +53,10 @@ def dot_primitives(*arrays) -> int:
 
 def independent_count(model, key) -> int:
     """Graph nodes of one unevaluated `simulate`, counted without site accounting."""
-    tr = model.simulate((XS,), key=key)
-    leaves = [tr[a] for a in _addresses(model)]
-    return dot_primitives(tr.get_score(), tr.get_retval(), *leaves)
+    with gm.defer_checks():  # the getters read the lazy graph (a user's first read evaluates the checks)
+        tr = model.simulate((XS,), key=key)
+        leaves = [tr[a] for a in _addresses(model)]
+        return dot_primitives(tr.get_score(), tr.get_retval(), *leaves)
 
 
 def _addresses(model):
