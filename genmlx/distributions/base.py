@@ -244,7 +244,12 @@ class Distribution(GenerativeFunction):
                 if self._lazy_checks and not self._held:
                     self._boundary(mode)
         try:
-            return self._log_prob(as_value(value))
+            v = as_value(value)
+        except TypeError:
+            raise TypeError(f"{self.name}.log_prob: the value must be a number or an array of numbers, "
+                            f"got {type(value).__name__} {value!r}") from None
+        try:
+            return self._log_prob(v)
         except ValueError as e:
             raise self._value_error(value, e) from None
 

@@ -244,3 +244,10 @@ def test_a_materialized_trace_reads_without_another_eval(monkeypatch):
     ev = _Evals(monkeypatch)
     tr.get_score(), tr2.get_score(), tr2["x"]
     assert ev.calls == []
+
+
+@pytest.mark.parametrize("value", [None, "a", {}])
+def test_a_non_numeric_value_to_log_prob_is_named(value):
+    # found by the campaign's bare:log_prob entry: as_value's message named neither the distribution nor log_prob
+    with pytest.raises(TypeError, match="normal.log_prob: the value must be a number"):
+        dist.normal(0.0, 1.0).log_prob(value)
