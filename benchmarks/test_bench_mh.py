@@ -73,6 +73,27 @@ def test_mh_dynamic(pair, record, cases, model):
     record(**_mh_info(res))
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_mh_compiled_step(pair, record, cases, model):
+    """`mh(compile=True)`: a Python loop over the compiled proposal (GenJAX's Python loop over a jitted
+    step), against the same loop over the compiled plain-MLX step."""
+    c = cases[model]
+    key = mx.random.key(3)
+    n = N_DYNAMIC
+    step_c = mx.compile(F.mh_step(c.floor))
+    st, ll = F.mh_init(c.floor, key)
+
+    def genmlx():
+        return infer.mh(c.model, c.args, c.obs, n_samples=n, key=key, compile=True)
+
+    res = pair(genmlx, {"floor_compiled_step": lambda: F.mh_eager(step_c, st, ll, key, n)},
+               rounds=size(6, 3), per=n, unit="iteration", steady=True,
+               info={"group": "mh", "model": model, "algorithm": "mh", "variant": "compiled step",
+                     "targets": [{"name": f"mh(compile=True) within 1.5x of the compiled-step plain-MLX floor ({model})",
+                                  "ratio": "floor_compiled_step", "statistic": "steady_paired_median", "max": 1.5}]})
+    record(**_mh_info(res))
+
+
 def _fused(pair, record, c, model, keys: str):
     """compiled_mh with `keys` against the same chain written in plain MLX (its fastest form we know)."""
     key = mx.random.key(4)

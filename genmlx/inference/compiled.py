@@ -59,6 +59,7 @@ from ._common import (
     check_count, finish_stats, init_trace, resolve_selection, run_name, scalar_paths, split_key,
 )
 from .accept_scan import chain_states
+from .kernel_keys import args_key, structure_key
 from .mh import summarize_mcmc
 from .result import InferenceResult
 
@@ -270,61 +271,13 @@ _cache: dict = {}
 _CACHE_SIZE = 16
 
 
-def _static_key(x):
-    """A hashable stand-in for a static part of a trace's structure (arrays: shape and dtype)."""
-    if isinstance(x, mx.array):
-        return ("a", tuple(x.shape), x.dtype)
-    if isinstance(x, (list, tuple)):
-        return (type(x), tuple(_static_key(y) for y in x))
-    if isinstance(x, dict):
-        return (type(x), tuple((k, _static_key(v)) for k, v in x.items()))
-    try:
-        hash(x)
-        return (type(x), x)
-    except TypeError:
-        return ("id", id(x))
-
-
-def _args_key(x):
-    # args are baked into the compiled function: arrays by identity (the entry keeps them alive)
-    if isinstance(x, mx.array):
-        return ("a", id(x))
-    if isinstance(x, (list, tuple)):
-        return (type(x), tuple(_args_key(y) for y in x))
-    if isinstance(x, dict):
-        return (type(x), tuple((k, _args_key(v)) for k, v in x.items()))
-    try:
-        hash(x)
-        return (type(x), x)
-    except TypeError:
-        return ("id", id(x))
-
-
-def _structure_key(tr: Trace):
-    g = tr.gen_fn
-    if tr.sites is None:
-        d = getattr(g, "__dict__", {})
-        return (type(g), _static_key(tr.retval), tuple((k, _static_key(v)) for k, v in d.items() if k[0] != "_"
-                                                        or isinstance(v, mx.array)))
-    return (id(g), _static_key(tr.retval) if isinstance(tr.retval, mx.array) else None, tr.aux if _hashable(tr.aux) else id(tr.aux),
-            tuple((p, _structure_key(st)) for p, st in tr.sites.items()))
-
-
-def _hashable(x) -> bool:
-    try:
-        hash(x)
-        return True
-    except TypeError:
-        return False
-
-
 def kernel_for(template: Trace, selection, k: int, thin: int, keys: str = "block") -> CompiledMH:
     """A `CompiledMH` for traces shaped like `template`, reused across calls (its compiled function
     is traced once per model, selection, K, thin, key layout, args, trace structure and values of
     the choices the chain does not change: keys="block" bakes them into the program)."""
     try:
         key = (id(template.gen_fn), selection._paths, selection._all, selection._neg, k, thin, keys,
-               _args_key(template.args), _structure_key(template))
+               args_key(template.args), structure_key(template))
         hash(key)
     except TypeError:
         return CompiledMH(template, selection, k, thin, keys)

@@ -52,7 +52,9 @@ class Decide(NamedTuple):
     `accept` with everything else and then reads it, so the choice costs no
     graph nodes and no extra sync. `old` must be materialized (the previous
     state); `new` is evaluated whether it is accepted or not, as a merge would,
-    and its failed parameter checks are raised only if it is accepted.
+    and its failed parameter checks are raised only if it is accepted. A `new`
+    with a `_genmlx_build()` method (a proposal held as array leaves) is built
+    into the state only when accepted.
     """
 
     accept: Any
@@ -132,15 +134,23 @@ def _materialize(out: Step, keep: bool) -> tuple[Any, Any]:
     arrays, checks = arrays_and_checks((pending, sample, out.stats), walked)
     mx.eval(arrays, [c.ok for c in checks])
     state = out.state
+    built = None
     if decide:
-        state = state.new if state.accept.item() else state.old
-        if state is not out.state.new:  # a rejected proposal's parameters are not the run's business
-            checks = ()
+        if state.accept.item():
+            state = state.new
+            build = getattr(state, "_genmlx_build", None)
+            if build is not None:  # a proposal held as leaves (a compiled step): its trace, built now
+                state = built = build()
+        else:
+            state = state.old
+            checks = ()  # a rejected proposal's parameters are not the run's business
     if checks:
         from ..checks import raise_failed
 
         raise_failed(checks)
     mark_ready(walked)
+    if built is not None:
+        mark_ready([built])
     if not keep:
         return state, None
     return state, (state if out.sample is out.state else out.sample)

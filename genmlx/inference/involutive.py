@@ -72,7 +72,7 @@ def involutive_mh(model, args: tuple, observations=None, *, proposal, involution
     if not callable(involution):
         raise TypeError(f"involutive_mh: involution must be callable, got {type(involution).__name__}")
     return _mcmc("involutive_mh", model, args, observations, None, n_samples, burn, thin, key, init, callback,
-                 progress, lambda sel: involutive_mh_kernel(proposal, proposal_args, involution))
+                 progress, lambda sel, tr: involutive_mh_kernel(proposal, proposal_args, involution))
 
 
 def log_abs_det_jacobian(f: Callable[[mx.array], mx.array], x: mx.array) -> mx.array:

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .. import events
 from ..rng import KeyStream
 from ..selection import Selection
 from ..trace import Trace
 from . import driver
+from .compiled_step import Leaves, proposal_for
 from ._common import (
     _flatten_numbers, check_count, finish_stats, init_trace, mh_accept, resolve_selection, run_name, scalar_paths, select_trace,
     split_key,
@@ -57,6 +59,23 @@ def _driver_kernel(propose: Callable, *extra) -> Callable:
 
     def kernel(key, trace):
         accept, new, stats = propose(key, trace, *extra)
+        return driver.Decide(accept, new, trace), stats
+
+    return kernel
+
+
+def _selection_kernel(selection: Selection, template: Trace) -> Callable:
+    """`mh(compile=True)`'s kernel for `run_chain`: the proposal compiled over the trace's leaves where
+    the model allows it (`compiled_step`: the same chain, one compiled call per iteration), else the GFI's."""
+    compiled = proposal_for(template, selection, _propose)
+    if compiled is None:
+        return _driver_kernel(_propose, selection)
+    memo = Leaves()
+
+    def kernel(key, trace):
+        # site accounting (an `on_site` observer) measures the GFI's graph per site: run the GFI's proposal
+        out = None if events.site_listeners else compiled.propose(key, trace, memo)
+        accept, new, stats = out if out is not None else _propose(key, trace, selection)
         return driver.Decide(accept, new, trace), stats
 
     return kernel
@@ -121,7 +140,7 @@ def summarize_mcmc(r: driver.RunResult) -> dict:
 
 
 def mh(model, args: tuple, observations=None, *, selection=None, n_samples: int, burn: int = 0, thin: int = 1,
-       key=None, init: Trace | None = None, callback=None, progress=None) -> InferenceResult:
+       key=None, init: Trace | None = None, callback=None, progress=None, compile: bool = False) -> InferenceResult:
     """Metropolis-Hastings with each selected choice's prior as the proposal.
 
     Args:
@@ -133,6 +152,16 @@ def mh(model, args: tuple, observations=None, *, selection=None, n_samples: int,
         key: an MLX key (same key, same chain, bit for bit).
         init: a starting trace (default: `model.generate(args, observations)`).
         callback: `callback(step, trace, stats)` after each iteration.
+        compile: run each iteration's proposal as one compiled MLX function of
+            the trace's arrays (`compiled_step`), as a Python loop over a jitted
+            step runs in JAX: the same chain, a fraction of the Python per
+            iteration. The model's Python code then runs when the step is traced
+            (once per model structure), not every iteration: leave it off for a
+            model whose code has side effects or reads state that changes during
+            the run. A model that cannot be compiled (a branch on a random
+            value, `.item()`, a proposal that changes the trace's structure)
+            runs as without it; so does any iteration observed per site (site
+            accounting measures the GFI's own graph).
 
     Returns:
         `InferenceResult` with `.traces` (the kept traces), `.stats`: per-iteration
@@ -144,8 +173,11 @@ def mh(model, args: tuple, observations=None, *, selection=None, n_samples: int,
             unobserved choice (or naming an observation), or an observation with
             zero density under the model.
     """
+    if not isinstance(compile, bool):
+        raise TypeError(f"mh: compile must be True or False, got {compile!r}")
+    make = _selection_kernel if compile else (lambda sel, tr: _driver_kernel(_propose, sel))
     return _mcmc("mh", model, args, observations, selection, n_samples, burn, thin, key, init, callback, progress,
-                 lambda sel: _driver_kernel(_propose, sel))
+                 make)
 
 
 def mh_custom(model, args: tuple, observations=None, *, proposal, proposal_args: tuple = (), n_samples: int,
@@ -159,7 +191,7 @@ def mh_custom(model, args: tuple, observations=None, *, proposal, proposal_args:
     if not hasattr(proposal, "_simulate"):
         raise TypeError(f"mh_custom: proposal must be a generative function (@gm.gen), got {type(proposal).__name__}")
     return _mcmc("mh_custom", model, args, observations, None, n_samples, burn, thin, key, init, callback, progress,
-                 lambda sel: _driver_kernel(_propose_custom, proposal, tuple(proposal_args)))
+                 lambda sel, tr: _driver_kernel(_propose_custom, proposal, tuple(proposal_args)))
 
 
 def _mcmc(algorithm, model, args, observations, selection, n_samples, burn, thin, key, init, callback, progress,
@@ -175,5 +207,5 @@ def _mcmc(algorithm, model, args, observations, selection, n_samples, burn, thin
 
         tr, obs = init, as_choicemap(observations)
     sel = resolve_selection(algorithm, tr, obs, selection)
-    return run_chain(algorithm, make_kernel(sel), tr, n_samples, burn=burn, thin=thin, key=k_run,
+    return run_chain(algorithm, make_kernel(sel, tr), tr, n_samples, burn=burn, thin=thin, key=k_run,
                      callback=callback, progress=progress, summary_paths=scalar_paths(tr, sel, obs))

@@ -1,0 +1,66 @@
+"""Cache keys for compiled kernels: what of a trace and its arguments a compiled function bakes in.
+
+A compiled kernel (`compiled_mh`'s block, `mh`'s compiled proposal) is traced
+once per model structure and reused while the key below is the same: the
+structure of the trace (sites, distribution classes and their static
+attributes, shapes and dtypes of arrays) and the model's arguments (arrays by
+identity: the compiled function holds them as constants).
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+from ..trace import Trace
+
+__all__ = ["args_key", "structure_key"]
+
+
+def _static_key(x):
+    """A hashable stand-in for a static part of a trace's structure (arrays: shape and dtype)."""
+    if isinstance(x, mx.array):
+        return ("a", tuple(x.shape), x.dtype)
+    if isinstance(x, (list, tuple)):
+        return (type(x), tuple(_static_key(y) for y in x))
+    if isinstance(x, dict):
+        return (type(x), tuple((k, _static_key(v)) for k, v in x.items()))
+    try:
+        hash(x)
+        return (type(x), x)
+    except TypeError:
+        return ("id", id(x))
+
+
+def args_key(x):
+    """The model's arguments as a key: baked into the compiled function, so arrays by identity."""
+    if isinstance(x, mx.array):
+        return ("a", id(x))
+    if isinstance(x, (list, tuple)):
+        return (type(x), tuple(args_key(y) for y in x))
+    if isinstance(x, dict):
+        return (type(x), tuple((k, args_key(v)) for k, v in x.items()))
+    try:
+        hash(x)
+        return (type(x), x)
+    except TypeError:
+        return ("id", id(x))
+
+
+def structure_key(tr: Trace):
+    """The structure of `tr`: generative functions, addresses, distribution classes and static
+    parameters, array shapes and dtypes (not values)."""
+    g = tr.gen_fn
+    if tr.sites is None:
+        d = getattr(g, "__dict__", {})
+        return (type(g), _static_key(tr.retval), tuple((k, _static_key(v)) for k, v in d.items() if k[0] != "_"
+                                                        or isinstance(v, mx.array)))
+    return (id(g), _static_key(tr.retval) if isinstance(tr.retval, mx.array) else None, tr.aux if _hashable(tr.aux) else id(tr.aux),
+            tuple((p, structure_key(st)) for p, st in tr.sites.items()))
+
+
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+        return True
+    except TypeError:
+        return False

@@ -1,0 +1,140 @@
+"""mh(compile=True): the proposal as one compiled function of the trace's leaves (genmlx.inference.compiled_step).
+
+Same chain as the GFI's proposal with the same key; models that cannot be compiled run the GFI's; failed
+parameter checks of accepted proposals are raised naming the address; site accounting sees the GFI's graph;
+live arrays and pending nodes stay flat."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import genmlx as gm
+from genmlx import dist, events
+from genmlx import inference as infer
+from genmlx.inference import compiled_step
+
+from .test_mh import assert_flat_run
+
+BB_DATA = [1, 1, 0, 1, 1, 1, 0, 1, 1, 0]
+
+
+@gm.gen
+def beta_bernoulli(n):
+    p = gm.trace("p", dist.beta(2.0, 2.0))
+    for i in range(n):
+        gm.trace(("y", i), dist.bernoulli(p))
+
+
+@gm.gen
+def point(mu, s):
+    z = gm.trace("z", dist.normal(mu, s))
+    gm.trace("y", dist.normal(z, 0.5))
+    return z
+
+
+@gm.gen
+def hierarchical(n):
+    mu = gm.trace("mu", dist.normal(0.0, 2.0))
+    s = gm.trace("s", dist.gamma(2.0, 2.0))
+    return [gm.trace(("g", i), point, mu, s) for i in range(n)]
+
+
+@gm.gen
+def branchy():
+    k = gm.trace("k", dist.normal(0.0, 1.0))
+    if k.item() > 0:  # a Python decision on a random value: not compilable
+        gm.trace("x", dist.normal(1.0, 1.0))
+    else:
+        gm.trace("x", dist.normal(-1.0, 1.0))
+    gm.trace("y", dist.normal(k, 1.0))
+
+
+CASES = {
+    "beta_bernoulli": (beta_bernoulli, (10,), {("y", i): float(v) for i, v in enumerate(BB_DATA)}, None),
+    "hierarchical": (hierarchical, (4,), {("g", i, "y"): 0.4 * i - 0.5 for i in range(4)}, None),
+    "hierarchical_subset": (hierarchical, (4,), {("g", i, "y"): 0.4 * i - 0.5 for i in range(4)},
+                            ["mu", ("g", 2, "z")]),
+}
+
+
+def _values(res, path):
+    return np.array([np.asarray(t[path]) for t in res.traces])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_same_chain_as_the_gfi_proposal(name):
+    model, args, obs, sel = CASES[name]
+    kw = dict(selection=sel, n_samples=60, burn=5, key=mx.random.key(7))
+    eager = infer.mh(model, args, obs, **kw)
+    fast = infer.mh(model, args, obs, compile=True, **kw)
+    assert eager.stats["accepted"] == fast.stats["accepted"]
+    assert 0 < sum(fast.stats["accepted"]) < len(fast.stats["accepted"])
+    assert np.allclose(eager.stats["accept_prob"], fast.stats["accept_prob"], rtol=1e-5, atol=1e-6)
+    for path in eager.traces[0].get_choices().paths():
+        assert np.allclose(_values(eager, path), _values(fast, path), rtol=1e-6, atol=1e-6), path
+    for a, b in zip(eager.traces[::10], fast.traces[::10]):
+        assert b.score.item() == pytest.approx(a.score.item(), rel=1e-5, abs=1e-5)
+        assert isinstance(b, gm.Trace) and b.get_choices().paths() == a.get_choices().paths()
+
+
+def test_the_compiled_step_is_used_and_cached_per_structure():
+    model, args, obs, _ = CASES["beta_bernoulli"]
+    compiled_step._cache.clear()
+    infer.mh(model, args, obs, n_samples=5, compile=True, key=mx.random.key(1))
+    infer.mh(model, args, obs, n_samples=5, compile=True, key=mx.random.key(2))
+    (kern,) = compiled_step._cache.values()
+    assert kern.ok and kern.traced
+    assert len(kern._where) == kern.n_leaves > sum(m >= 0 for m in kern._where)  # unchanged leaves not returned
+
+
+def test_a_model_that_cannot_be_compiled_runs_the_gfi_proposal():
+    kw = dict(n_samples=40, key=mx.random.key(3))
+    eager = infer.mh(branchy, (), {"y": 0.7}, **kw)
+    fast = infer.mh(branchy, (), {"y": 0.7}, compile=True, **kw)
+    assert np.array_equal(_values(eager, "k"), _values(fast, "k"))
+    assert not [k for k in compiled_step._cache.values() if k.gen_fn is branchy and k.ok]
+
+
+def test_a_proposal_with_an_invalid_parameter_is_rejected_as_the_gfi_rejects_it():
+    @gm.gen
+    def bad_scale():
+        z = gm.trace("z", dist.normal(0.0, 1.0))
+        w = gm.trace("w", dist.normal(0.0, z))  # a resampled z < 0 is an invalid scale for w
+        gm.trace("y", dist.normal(w, 1.0))
+
+    kw = dict(n_samples=200, key=mx.random.key(4))
+    eager = infer.mh(bad_scale, (), {"y": 0.3}, **kw)
+    fast = infer.mh(bad_scale, (), {"y": 0.3}, compile=True, **kw)
+    assert eager.stats["accepted"] == fast.stats["accepted"]
+    assert np.array_equal(_values(eager, "z"), _values(fast, "z"))
+    assert _values(fast, "z").min() > 0
+
+
+def test_site_accounting_observes_the_gfi_proposal_every_iteration():
+    class Sites:
+        def __init__(self):
+            self.n = 0
+
+        def on_site(self, ev):
+            self.n += 1
+
+    model, args, obs, _ = CASES["beta_bernoulli"]
+    obs_ = Sites()
+    with events.subscribed(obs_):
+        infer.mh(model, args, obs, n_samples=20, compile=True, key=mx.random.key(5))
+    assert obs_.n >= 20 * 11  # every site of every iteration
+
+
+def test_compile_must_be_a_bool():
+    model, args, obs, _ = CASES["beta_bernoulli"]
+    with pytest.raises(TypeError, match="compile"):
+        infer.mh(model, args, obs, n_samples=2, compile="yes")
+
+
+def test_live_arrays_and_pending_nodes_stay_flat():
+    model, args, obs, _ = CASES["hierarchical"]
+    res = assert_flat_run(lambda rec: infer.mh(model, args, obs, n_samples=600, compile=True,
+                                               key=mx.random.key(6), callback=rec))
+    assert len(res.traces) == 600
