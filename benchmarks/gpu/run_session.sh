@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The GPU rows of this stop on a lent CUDA machine (see /work/shared/GPU.md), in two calls after the one
+# that carried .whl/p1 (mkdir -p /tmp/cu && cp .whl/p1/* /tmp/cu/). Both carry .whl/p2:
+#   bash benchmarks/gpu/run_session.sh A   # distributed algorithms on one NCCL rank (issue 19), test_bench_mh.py
+#   bash benchmarks/gpu/run_session.sh B   # compiled_mh per iteration against its floors, the scalar-site rows
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+if [ ! -d /tmp/site/mlx ]; then
+  cat /tmp/cu/cu13.part.aa .whl/p2/cu13.part.ab > /tmp/cu/mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
+    /tmp/cu/mlx_cuda_13-*.whl .whl/p2/mlx-0.32.4-*.whl .whl/p2/small/*.whl
+fi
+export PYTHONPATH=/tmp/site:$PWD MLX_PTX_CACHE_DIR=/tmp/ptx
+python3 -c "import mlx.core as mx; print(mx.default_device(), mx.device_info().get('device_name'))"
+bench() {  # pytest-benchmark rows into $OUT/$1.json
+  local name=$1 limit=$2; shift 2
+  timeout "$limit" python3 -m pytest "$@" -q -p no:cacheprovider -o addopts="" \
+    --benchmark-json="$OUT/$name.json" 2>&1 | tail -3
+}
+case "${1:-A}" in
+  A)
+    timeout 230 python3 -m genmlx.distributed.launch -n 1 --backend nccl benchmarks/distributed_gpu.py \
+      "$OUT/distributed-gpu.json" > "$OUT/distributed-gpu.log" 2>&1; echo "distributed rc=$?"
+    tail -8 "$OUT/distributed-gpu.log"
+    bench gpu-mh 300 benchmarks/test_bench_mh.py
+    ;;
+  B)
+    timeout 200 python3 -m benchmarks.gpu.mh_per_iteration "$OUT/mh-per-iteration.json" 2>&1 | tail -8
+    bench gpu-scalar-sites 330 benchmarks/test_bench_scalar_sites.py
+    ;;
+esac
+ls -la "$OUT"
