@@ -77,10 +77,17 @@ def user_call(depth: int = 1) -> int:
     ATTACH (a user call inside a model body) or EVALUATE. `depth` counts frames from the public method."""
     if _deferred.v:
         return SKIP
-    name = sys._getframe(depth + 1).f_globals.get("__name__", "")
-    if name == "genmlx" or name.startswith("genmlx."):
+    g = sys._getframe(depth + 1).f_globals
+    internal = _modules.get(id(g))
+    if internal is None:  # a module's globals live as long as the module: its id is a stable key
+        name = g.get("__name__", "")
+        internal = _modules[id(g)] = name == "genmlx" or name.startswith("genmlx.")
+    if internal:
         return SKIP
-    return ATTACH if handler_stack else EVALUATE
+    return ATTACH if handler_stack.v else EVALUATE
+
+
+_modules: dict = {}  # id(module globals) -> whether the module is genmlx's own
 
 
 def evaluate(checks) -> bool:
