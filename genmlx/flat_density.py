@@ -20,10 +20,13 @@ many again), where the one-vector-site form of the same model costs one.
    static arguments agree form one group; the numbers and arrays that differ
    between them (`x` above, the observed values, which variable a site
    reads) become stacked `[G]` inputs, built once.
-3. Score. `log_density(values)` evaluates each group as one `mx.vmap` of the
-   site's log density over its stacked inputs, and sums. 100 scalar
-   observations then cost what one vector site costs; the whole function
-   works under `mx.grad`, `mx.vmap` and `mx.compile`.
+3. Score. `log_density(values)` evaluates each group on its stacked inputs
+   and sums: scalar sites whose expressions and distribution act elementwise
+   directly (`[G]` inputs give the G densities), other forms as one `mx.vmap`
+   of the site's log density. 100 scalar observations then cost what one
+   vector site costs; the whole function works under `mx.grad`, `mx.vmap`
+   and `mx.compile`. `batch=1` scores K states at once (compiled_mh's K
+   proposals) with the states on a leading axis instead of a vmap.
 
 The flattened density equals the model's (`assess`) to float32 rounding
 (tests/core/test_flat_density.py checks models of every shape against
