@@ -40,10 +40,11 @@ def cases() -> dict[str, Case]:
 
 
 # the suite's keys (test_bench_is: 1, test_bench_mh: 3 dynamic / 4 fused, test_bench_hmc_nuts: 8)
-KEYS = {"is": 1, "mh": 3, "compiled_mh": 4, "nuts": 8}
+KEYS = {"is": 1, "mh": 3, "mh_compiled": 3, "compiled_mh": 4, "nuts": 8}
 CALLS = {
     "is": "infer.importance_sampling(model, args, obs, n_particles=n, vectorized=True, key=key)",
     "mh": "infer.mh(model, args, obs, n_samples=n, key=key)",
+    "mh_compiled": "infer.mh(model, args, obs, n_samples=n, key=key, compile=True)",
     "compiled_mh": "infer.compiled_mh(model, args, obs, n_samples=n, iterations_per_step=k, key=key)",
     "nuts": "infer.nuts(model, args, obs, addresses=addresses, n_samples=n, burn=burn, key=key)",
 }
@@ -74,9 +75,11 @@ def build(spec: dict, table: dict[str, Case] | None = None):
 
         return fn, lambda res: {"log_ml": float(res.log_ml)}
 
-    if kind == "mh":
+    if kind in ("mh", "mh_compiled"):
+        compile = kind == "mh_compiled"
+
         def fn():
-            return infer.mh(c.model, c.args, c.obs, n_samples=n, key=key)
+            return infer.mh(c.model, c.args, c.obs, n_samples=n, key=key, compile=compile)
 
         return fn, lambda res: _chain_summary(res, c.addresses)
 
