@@ -46,15 +46,17 @@ class Census:
         self.points: list = []
         self.proc = psutil.Process()
         self.keep = None  # the driver's store of kept samples: the caller's, not growth
-        self.history_bytes_per_step = 0  # what the driver's per-iteration statistics add, by design
+        self.history_bytes = 0  # what the driver's per-iteration statistics have added so far, by design
+        self._last: dict = {}  # the previous step's statistics (a value that is the same object costs a slot)
         self._next = warm
 
     def on_run_start(self, e):
         self.keep = e.store
 
     def __call__(self, i, state, stats):
-        if not self.history_bytes_per_step and stats:
-            self.history_bytes_per_step = sum(_entry_bytes(v) for v in stats.values())
+        last = self._last
+        self.history_bytes += sum(_SLOT if v is last.get(k) else _entry_bytes(v) for k, v in stats.items())
+        self._last = stats
         self.take((i + 1) * self.per_step, state)
 
     def take(self, it: int, state=None) -> None:
@@ -64,7 +66,7 @@ class Census:
         self._next = it + self.every
         gc.collect()
         live = memory.live_arrays(exclude=(self.keep, state))
-        self.points.append((it, self.proc.memory_info().rss, live, memory.pending_nodes()))
+        self.points.append((it, self.proc.memory_info().rss, live, memory.pending_nodes(), self.history_bytes))
 
 
 def slope(x, y) -> dict:
@@ -98,8 +100,8 @@ def verdict(row: dict) -> dict:
 def summarize(c: Census, alg: str, n: int, seconds: float, extra: dict | None = None) -> dict:
     pts = np.array(c.points, dtype=float)
     row = {"algorithm": alg, "iterations": n, "seconds": seconds, "ms_per_iteration": 1000 * seconds / max(n, 1),
-           "points": len(pts), "history_bytes_per_1000": 1000 * c.history_bytes_per_step / c.per_step,
-           "history_model": f"slot {_SLOT} + float {_FLOAT}",
+           "points": len(pts), "history_bytes_per_1000": slope(pts[:, 0], pts[:, 4])["per_1000"] if len(pts) > 1 else 0.0,
+           "history_model": f"slot {_SLOT} + float {_FLOAT}, counted per step",
            "rss_bytes": slope(pts[:, 0], pts[:, 1]), "live_arrays": slope(pts[:, 0], pts[:, 2]),
            "pending_nodes": slope(pts[:, 0], pts[:, 3]), **(extra or {})}
     row["verdict"] = verdict(row)
