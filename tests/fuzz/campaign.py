@@ -71,7 +71,7 @@ def campaign(names: list, examples: int, timeout_s: float = 30.0, seed_: int = 2
 
 FINDINGS = """
 The CI test (`tests/fuzz/test_fuzz_campaign.py`) runs the same seed and entry points with
-`GENMLX_FUZZ_EXAMPLES` inputs each (default 100, about a minute); at 300 it is this run.
+`GENMLX_FUZZ_EXAMPLES` inputs each (default 300: this run, about two minutes).
 
 ## What the campaign found (issue 22), and what stays outside it
 

@@ -1,4 +1,4 @@
-"""The fuzz campaign, reduced for CI: a fixed seed and GENMLX_FUZZ_EXAMPLES (default 100) inputs per entry point.
+"""The fuzz campaign, reduced for CI: a fixed seed and GENMLX_FUZZ_EXAMPLES (default 300) inputs per entry point.
 
 Every generated input runs in the persistent worker process (worker.py); a crash (signal), a
 hang, a silent non-finite result or an exception that names nothing fails the entry point's
@@ -14,7 +14,7 @@ from .campaign import fuzz_entry
 from .entries import all_entries
 from .worker import Pool
 
-EXAMPLES = int(os.environ.get("GENMLX_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("GENMLX_FUZZ_EXAMPLES", "300"))
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.no_leak_gate]  # the work happens in the worker process
 
