@@ -7,6 +7,7 @@ warm-up call (compilation), median of REPS calls, measured inside the rank
 (process start and `init` excluded), with the time spent in collectives
 measured separately: the same call's collectives repeated on their own.
 Writes `{rank, world_size, seconds, collective_seconds, device, ...}`.
+`GENMLX_BENCH_DEVICE=cpu` runs the ranks on the CPU of a machine whose default device is a GPU.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE)]
+
+if os.environ.get("GENMLX_BENCH_DEVICE") == "cpu":
+    mx.set_default_device(mx.cpu)
 
 import genmlx as gm  # noqa: E402
 import genmlx.distributed as gd  # noqa: E402

@@ -23,6 +23,10 @@ case "${1:-A}" in
       "$OUT/distributed-gpu.json" > "$OUT/distributed-gpu.log" 2>&1; echo "distributed rc=$?"
     tail -8 "$OUT/distributed-gpu.log"
     bench gpu-mh 300 benchmarks/test_bench_mh.py
+    # 1 rank against 2 ranks on this machine's 16 CPU cores (ring backend): the cost ratio without two
+    # ranks contending for two cores, as they do on the 2-core box
+    GENMLX_BENCH_DEVICE=cpu timeout 150 python3 -m benchmarks.distributed --reps 3 \
+      --out "$OUT/distributed-cpu16.json" 2>&1 | tail -8
     ;;
   B)
     timeout 200 python3 -m benchmarks.gpu.mh_per_iteration "$OUT/mh-per-iteration.json" 2>&1 | tail -8
