@@ -33,13 +33,13 @@ __all__ = ["CompiledProposal", "Pending", "Leaves", "proposal_for"]
 class Pending:
     """A proposed trace as the compiled function returned it: its leaves and checks, built on accept."""
 
-    __slots__ = ("leaves", "checks", "_kernel", "_memo")
+    __slots__ = ("leaves", "made", "checks", "_kernel", "_memo")
 
-    def __init__(self, kernel: "CompiledProposal", leaves: list, checks: tuple, memo: "Leaves"):
-        self._kernel, self.leaves, self.checks, self._memo = kernel, leaves, checks, memo
+    def __init__(self, kernel: "CompiledProposal", leaves: list, made: list, checks: tuple, memo: "Leaves"):
+        self._kernel, self.leaves, self.made, self.checks, self._memo = kernel, leaves, made, checks, memo
 
     def _genmlx_arrays(self):
-        return self.leaves
+        return self.made  # the other leaves are the current trace's, already evaluated
 
     def _genmlx_build(self) -> Trace:
         k = self._kernel
@@ -120,7 +120,7 @@ class CompiledProposal:
         nc = len(self._checks)
         checks = tuple(kind(ok, err) for (kind, err), ok in zip(self._checks, outs[2:2 + nc]))
         made = outs[2 + nc:]
-        new = Pending(self, [made[m] if m >= 0 else leaves[~m] for m in self._where], checks, memo)
+        new = Pending(self, [made[m] if m >= 0 else leaves[~m] for m in self._where], made, checks, memo)
         return outs[0], new, {"accepted": outs[0], "accept_prob": outs[1]}
 
 
