@@ -13,7 +13,8 @@ from .models import (GUIDE_INIT, LATENTS, OBS, WS_DATA, XS, amortized_guide, bit
                      walk_forward, walk_observation)
 
 N_PARTICLES = 100  # SMC family: particle-steps = N_PARTICLES x time steps
-IS_BATCH = {"importance": 1_000, "importance_vectorized": 10_000, "importance_resampling": 1_000}
+IS_BATCH = {"importance": 1_000, "importance_vectorized": 10_000, "importance_vectorized_1k": 1_000,
+            "importance_resampling": 1_000}
 COMPILED_K = 1_000  # compiled_mh: iterations per driver step (thin = K: one kept sample per block)
 
 
@@ -130,6 +131,8 @@ ALGORITHMS = {
     "importance": (_batched("importance", lambda b, k: infer.importance_sampling(
         regression, (XS,), OBS, n_particles=b, key=k)), 1),
     "importance_vectorized": (_batched("importance_vectorized", lambda b, k: infer.importance_sampling(
+        regression, (XS,), OBS, n_particles=b, vectorized=True, key=k)), 1),
+    "importance_vectorized_1k": (_batched("importance_vectorized_1k", lambda b, k: infer.importance_sampling(
         regression, (XS,), OBS, n_particles=b, vectorized=True, key=k)), 1),
     "importance_resampling": (_batched("importance_resampling", lambda b, k: infer.importance_resampling(
         regression, (XS,), OBS, n_particles=b, n_samples=10, key=k)), 1),
