@@ -24,7 +24,7 @@ import mlx.core as mx
 
 from ..trace import Trace
 from ..tree import _spec, flatten
-from ..vectorize import _pack_top, _unpack
+from ..vectorize import _Dist, _Node, _pack_top, _unpack
 from .kernel_keys import args_key, structure_key
 
 __all__ = ["CompiledProposal", "Pending", "Leaves", "proposal_for"]
@@ -42,9 +42,7 @@ class Pending:
         return self.made  # the other leaves are the current trace's, already evaluated
 
     def _genmlx_build(self) -> Trace:
-        k = self._kernel
-        tr = _unpack(k.rebuild(self.leaves), k.args)
-        tr = Trace(tr.gen_fn, tr.args, tr.retval, tr.score, tr.sites, self.checks, None, tr.aux)
+        tr = self._kernel.build(self.leaves, self.checks)
         self._memo.trace, self._memo.leaves = tr, self.leaves
         return tr
 
@@ -72,6 +70,7 @@ class CompiledProposal:
         self.gen_fn = template.gen_fn
         leaves, self.rebuild = flatten(_pack_top(template))
         self.spec = _spec(_pack_top(template), [])
+        self.build = trace_builder(self.spec, template.args)
         self.n_leaves = len(leaves)
         self.ok = True  # False once the model proved not compilable
         self.traced = False  # True once a call succeeded
@@ -126,6 +125,60 @@ class CompiledProposal:
 
 class _Uncompilable(Exception):
     pass
+
+
+def trace_builder(spec, args):
+    """`build(leaves, checks) -> Trace` for traces of structure `spec` (a packed trace's, `tree._spec`):
+    `_unpack(rebuild(leaves), args)` written out once as one Python expression, since the generic
+    walk over the structure is most of the Python an accepted proposal costs."""
+    consts: list = []
+
+    def const(x) -> str:
+        consts.append(x)
+        return f"K[{len(consts) - 1}]"
+
+    pos = [0]
+
+    def expr(sp) -> str:
+        kind = sp[0]
+        if kind == "leaf":
+            pos[0] += 1
+            return f"L[{pos[0] - 1}]"
+        if kind == "static":
+            return const(sp[1])
+        if kind == "named":
+            parts = [expr(x) for x in sp[2]]
+            if sp[1] is _Node:  # a packed trace: made into a Trace, as _unpack does
+                gen, a, retval, score, sites, aux = parts
+                return f"T({gen}, {a}, {retval}, {score}, {sites}, (), None, {aux})"
+            if sp[1] is _Dist:  # a packed distribution: an instance with these attributes
+                return f"D({parts[0]}, {parts[1]})"
+            return f"{const(sp[1])}({', '.join(parts)})"
+        if kind == "seq":
+            parts = [expr(x) for x in sp[2]]
+            if sp[1] is list:
+                return f"[{', '.join(parts)}]"
+            if sp[1] is tuple:
+                return f"({''.join(p + ', ' for p in parts)})"
+            return f"{const(sp[1])}([{', '.join(parts)}])"
+        if kind == "dict":
+            body = ", ".join(f"{const(k)}: {expr(v)}" for k, v in sp[2])
+            return f"{{{body}}}" if sp[1] is dict else f"{const(sp[1])}({{{body}}})"
+        if kind == "obj":
+            return f"{const(sp[1])}({expr(sp[2])})"
+        raise ValueError(f"unknown structure node {kind!r}")
+
+    if spec[0] != "named" or spec[1] is not _Node:
+        raise ValueError("not a packed trace")
+    gen, _, retval, score, sites, aux = [expr(x) for x in spec[2]]
+    src = f"lambda L, C: T({gen}, A, {retval}, {score}, {sites}, C, None, {aux})"
+    return eval(src, {"T": Trace, "D": _make_dist, "K": consts, "A": args})  # noqa: S307 (our own source)
+
+
+def _make_dist(cls, attrs: dict):
+    d = cls.__new__(cls)
+    d.__dict__.update(attrs)
+    return d
 
 
 _cache: dict = {}
