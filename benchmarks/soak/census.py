@@ -103,6 +103,7 @@ def summarize(c: Census, alg: str, n: int, seconds: float, extra: dict | None = 
            "points": len(pts), "history_bytes_per_1000": slope(pts[:, 0], pts[:, 4])["per_1000"] if len(pts) > 1 else 0.0,
            "history_model": f"slot {_SLOT} + float {_FLOAT}, counted per step",
            "rss_bytes": slope(pts[:, 0], pts[:, 1]), "live_arrays": slope(pts[:, 0], pts[:, 2]),
-           "pending_nodes": slope(pts[:, 0], pts[:, 3]), **(extra or {})}
+           "pending_nodes": slope(pts[:, 0], pts[:, 3]),
+           "census": [[int(x) for x in p] for p in c.points], **(extra or {})}
     row["verdict"] = verdict(row)
     return row
