@@ -19,11 +19,17 @@ warning says so. A write that fails (a full disk, a file size limit, an
 unwritable path) rolls its transaction back, so the earlier checkpoints stay
 as they were, and raises `CheckpointError` naming the path.
 
-After each committed checkpoint the whole database is copied
+After the first committed checkpoint the whole database is copied
 (`sqlite3.Connection.backup`) to `<path>.bak`, through a temporary file and
-`os.replace`, so the backup is always a complete database. `open_for_resume`
-uses it when the main file cannot be opened (truncated, not a database),
-fails SQLite's check or a checksum, or holds no run.
+`os.replace`, so the backup is always a complete database; each later
+checkpoint writes the same rows to the backup in a transaction of its own
+(a mirror), so a checkpoint costs what its own rows cost, not the size of
+the database (copying it whole made the thousandth checkpoint of a long run
+cost several times the first). A failed mirror write rolls back (the backup
+stays at the previous checkpoint) and the next checkpoint copies the database
+whole again; so does any other write (settings, a new run). `open_for_resume`
+uses the backup when the main file cannot be opened (truncated, not a
+database), fails SQLite's check or a checksum, or holds no run.
 """
 
 from __future__ import annotations
@@ -97,6 +103,7 @@ class Store:
 
     def __init__(self, path: str, *, create: bool):
         self.path = os.fspath(path)
+        self._bak: sqlite3.Connection | None = None  # the backup, open while it mirrors the checkpoints
         if not create and not os.path.exists(self.path):
             raise CheckpointError(f"checkpoint: {self.path} does not exist (nothing to resume)")
         try:
@@ -122,10 +129,19 @@ class Store:
         return db
 
     def close(self) -> None:
+        self._close_mirror()
         try:
             self.db.close()
         except sqlite3.Error:
             pass
+
+    def _close_mirror(self) -> None:
+        if self._bak is not None:
+            try:
+                self._bak.close()
+            except sqlite3.Error:
+                pass
+            self._bak = None
 
     # -- settings and runs ----------------------------------------------------------------------
     def settings(self) -> dict:
@@ -160,24 +176,47 @@ class Store:
         cb, cblob = chunk
         sb, sblob = state
         m = json.dumps(meta)
+        now = time.time()
+        chunk_row = (slot, seq, first_step, step - first_step, cb, cblob, _digest(slot, seq, first_step, cb, cblob))
+        ckpt_row = (slot, seq, step, int(done), now, m, sb, sblob, _digest(slot, seq, step, m + sb, sblob))
 
-        def f():
-            self.db.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (slot, seq, first_step, step - first_step, cb, cblob,
-                             _digest(slot, seq, first_step, cb, cblob)))
-            self.db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (slot, seq, step, int(done), time.time(), m, sb, sblob,
-                             _digest(slot, seq, step, m + sb, sblob)))
-            self.db.execute("DELETE FROM checkpoints WHERE slot = ? AND seq <= ?", (slot, seq - keep))
+        def f(db):
+            db.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", chunk_row)
+            db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", ckpt_row)
+            db.execute("DELETE FROM checkpoints WHERE slot = ? AND seq <= ?", (slot, seq - keep))
             if done:
-                self.db.execute("UPDATE runs SET status = 'done' WHERE slot = ?", (slot,))
+                db.execute("UPDATE runs SET status = 'done' WHERE slot = ?", (slot,))
 
-        self._write(f, f"the checkpoint at step {step}")
-        self.backup()
+        self._write(lambda: f(self.db), f"the checkpoint at step {step}", keep_mirror=True)
+        if self._bak is None:
+            self.backup()
+        else:
+            self._mirror(f)
         return len(cb) + len(cblob) + len(m) + len(sb) + len(sblob)
 
+    def _mirror(self, f) -> None:
+        """Write the checkpoint just committed to the backup too, in one transaction of its own."""
+        bak = self._bak
+        try:
+            bak.execute("BEGIN IMMEDIATE")
+            try:
+                f(bak)
+                bak.execute("COMMIT")
+            except BaseException:
+                try:
+                    bak.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+        except sqlite3.Error as e:
+            self._close_mirror()  # the backup holds the previous checkpoint; the next one copies anew
+            raise CheckpointError(f"checkpoint: writing to the backup {backup_path(self.path)} failed "
+                                  f"({type(e).__name__}: {e}); the checkpoints in {self.path} are intact") from e
+
     def backup(self) -> None:
-        """Copy the committed database to `<path>.bak` atomically (a temporary file, then os.replace)."""
+        """Copy the committed database to `<path>.bak` atomically (a temporary file, then os.replace);
+        the copy then stays open to mirror the next checkpoints."""
+        self._close_mirror()
         bak = backup_path(self.path)
         tmp = bak + ".tmp"
         try:
@@ -191,6 +230,9 @@ class Store:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, bak)
+            mirror = sqlite3.connect(bak, timeout=10.0, isolation_level=None, check_same_thread=False)
+            mirror.execute("PRAGMA synchronous=FULL")
+            self._bak = mirror
         except (sqlite3.Error, OSError) as e:
             _remove(tmp)
             raise CheckpointError(f"checkpoint: copying {self.path} to its backup {bak} failed "
@@ -198,9 +240,12 @@ class Store:
 
     def discard_backup(self) -> None:
         """Remove a backup left by an earlier run of this path (it is not this run's)."""
+        self._close_mirror()
         _remove(backup_path(self.path))
 
-    def _write(self, f, what: str) -> None:
+    def _write(self, f, what: str, keep_mirror: bool = False) -> None:
+        if not keep_mirror:  # a write the backup does not mirror: the next checkpoint copies the database whole
+            self._close_mirror()
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -317,6 +362,7 @@ class Store:
                     fresh.db.execute("UPDATE runs SET status = 'done' WHERE slot = ?", (slot,))
 
             fresh._write(f, f"the recovered checkpoint of run {slot}")
+        self._close_mirror()
         self.db = fresh.db
         warnings.warn(f"checkpoint: {self.path} is damaged ({'; '.join(problems)}); resuming from the last "
                       f"good checkpoints ({', '.join(used)}); the damaged file is kept as {aside}",

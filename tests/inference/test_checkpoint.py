@@ -284,3 +284,50 @@ def test_a_new_checkpointed_run_discards_an_earlier_runs_backup(db):
     assert os.path.exists(backup_path(db))
     with checkpointing(db, every=EVERY, overwrite=True):
         assert not os.path.exists(backup_path(db))
+
+
+def test_the_backup_is_copied_whole_once_then_mirrors_each_checkpoint(db, monkeypatch):
+    """Copying the whole database at every checkpoint made each cost grow with the run's samples: the
+    backup is copied once and each later checkpoint writes its own rows to it."""
+    from genmlx.checkpoint.store import Store
+
+    copies = []
+    whole = Store.backup
+    monkeypatch.setattr(Store, "backup", lambda self: (copies.append(1), whole(self))[1])
+    rec = Recorder()
+    with events.subscribed(rec), checkpointing(db, every=EVERY):
+        call("mh")
+    assert len(rec.checkpoints) >= STEPS["mh"] // EVERY and len(copies) == 1
+
+    def rows(path):
+        con = sqlite3.connect(path)
+        try:
+            return [con.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in ("runs", "chunks")] + [
+                con.execute("SELECT slot, seq, step, done, meta, body, blob, digest FROM checkpoints ORDER BY 1, 2")
+                .fetchall()]
+        finally:
+            con.close()
+
+    assert rows(backup_path(db)) == rows(db)  # the mirror holds every committed row
+
+
+def test_a_failed_mirror_write_is_one_error_and_the_run_resumes_bit_for_bit(db, monkeypatch):
+    from genmlx.checkpoint.store import Store
+
+    mirror = Store._mirror
+    failed = []
+
+    def flaky(self, f):
+        if not failed:
+            failed.append(1)
+            self._close_mirror()
+            raise CheckpointError(f"checkpoint: writing to the backup {backup_path(self.path)} failed (test)")
+        return mirror(self, f)
+
+    monkeypatch.setattr(Store, "_mirror", flaky)
+    with pytest.raises(CheckpointError, match="backup"):
+        with checkpointing(db, every=EVERY):
+            call("mh")
+    with resume(db):
+        res = call("mh")
+    assert digest(res) == reference("mh")
