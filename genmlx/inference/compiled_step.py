@@ -8,7 +8,7 @@ test — is one `mx.compile`d function of the current trace's array leaves
 (values, scores, parameters). Its graph is traced once per model structure;
 each iteration then costs one call of the compiled function instead of the
 GFI's Python, and the new trace is rebuilt from the returned leaves only when
-it is accepted (`Pending.build`, called by the driver).
+it is accepted (`Pending._genmlx_build`, called by the driver; `trace_builder`).
 
 Same chain: the compiled function runs the same operations on the same keys
 as the eager proposal (`mh._propose`), so `mh` keeps the same traces whether a
