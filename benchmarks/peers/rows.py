@@ -84,22 +84,16 @@ def _mh_rows() -> list[Row]:
     out = []
     for rid, model, label in [("bb", "beta_bernoulli", "Beta-Bernoulli"), ("reg5", "regression5", "5-site regression")]:
         n = MH_ITERATIONS["mh"]
-        out.append(Row(
-            f"mh-{rid}", "mh", f"{label}: `mh` vs a Python loop over a jitted step",
-            {"kind": "mh", "model": model, "n": n},
-            {"genjax_loop_sites": _genjax("mh_loop", model, "sites", n),
-             "genjax_loop_vector": _genjax("mh_loop", model, "vector", n)},
-            n, "iteration", MH_ROUNDS,
-            targets=({"name": f"dynamic mh within 1.5x of GenJAX's Python loop over a jitted mh step ({model})",
-                      "peer": "genjax_loop_vector", "statistic": "paired_median", "max": 1.5},)))
-        out.append(Row(
-            f"mhc-{rid}", "mh", f"{label}: `mh(compile=True)` vs a Python loop over a jitted step",
-            {"kind": "mh_compiled", "model": model, "n": n},
-            {"genjax_loop_sites": _genjax("mh_loop", model, "sites", n),
-             "genjax_loop_vector": _genjax("mh_loop", model, "vector", n)},
-            n, "iteration", MH_ROUNDS,
-            targets=({"name": f"mh(compile=True) within 1.5x of GenJAX's Python loop over a jitted mh step ({model})",
-                      "peer": "genjax_loop_vector", "statistic": "paired_median", "max": 1.5},)))
+        for prefix, kind, call, what in [("mh", "mh", "`mh`", "dynamic mh"),
+                                         ("mhc", "mh_compiled", "`mh(compile=True)`", "mh(compile=True)")]:
+            out.append(Row(
+                f"{prefix}-{rid}", "mh", f"{label}: {call} vs a Python loop over a jitted step",
+                {"kind": kind, "model": model, "n": n},
+                {"genjax_loop_sites": _genjax("mh_loop", model, "sites", n),
+                 "genjax_loop_vector": _genjax("mh_loop", model, "vector", n)},
+                n, "iteration", MH_ROUNDS,
+                targets=({"name": f"{what} within 1.5x of GenJAX's Python loop over a jitted mh step ({model})",
+                          "peer": "genjax_loop_vector", "statistic": "paired_median", "max": 1.5},)))
         for k in (50, 500):
             n = MH_ITERATIONS["compiled_mh"]
             out.append(Row(
