@@ -34,7 +34,7 @@ from typing import Callable
 import mlx.core as mx
 
 from genmlx.distributions._common import std_normal  # the normal sampler dist.normal uses
-from genmlx.distributions.gamma_sampler import log_gamma_draw  # the gamma sampler dist.beta uses
+from genmlx.distributions.gamma_sampler import log_gamma_draw, log_gamma_pair  # the gamma sampler dist.beta uses
 from genmlx.inference.accept_scan import chain_states  # plain MLX: the accept recursion of an independence chain
 
 __all__ = [
@@ -52,7 +52,10 @@ def normal_lp(x, mu, sigma):
 
 
 def beta22(key, shape=()):
-    """Beta(2, 2) draws, as `dist.beta(2.0, 2.0).sample` makes them (two log-gamma draws)."""
+    """Beta(2, 2) draws, as `dist.beta(2.0, 2.0).sample` makes them: one draw takes both log-gammas
+    from one sampler pass (`log_gamma_pair`), a batch two log-gamma batches."""
+    if tuple(shape) == ():
+        return mx.sigmoid(mx.subtract(*log_gamma_pair(key, 2.0, 2.0)))
     k1, k2 = mx.random.split(key)
     return mx.sigmoid(log_gamma_draw(k1, 2.0, shape) - log_gamma_draw(k2, 2.0, shape))
 

@@ -51,6 +51,17 @@ BB_ARGS = (len(BB_DATA),)
 BB_OBS = {("y", i): float(y) for i, y in enumerate(BB_DATA)}
 
 
+@gm.gen
+def beta_bernoulli_vec(n):
+    """The same model with the observations as one vector site `"y"` (GenJAX: `bernoulli.repeat(n)`)."""
+    p = gm.trace("p", dist.beta(2.0, 2.0))
+    gm.trace("y", dist.bernoulli(mx.broadcast_to(p, (n,))))
+    return p
+
+
+BB_VEC_OBS = {"y": mx.array([float(y) for y in BB_DATA])}
+
+
 # -- linear regression ----------------------------------------------------------------------
 
 @gm.gen

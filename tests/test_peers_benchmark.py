@@ -188,7 +188,7 @@ def test_every_target_names_a_peer_of_its_row_and_a_known_statistic():
         for t in row.targets:
             assert t["peer"] in row.peers and t["statistic"] in ("paired_median", "first")
             targets += 1
-    assert targets == 8 + 4  # MH: 2 models x (mh, mh(compile=True), K = 50, K = 500); NUTS: 2 regression forms x 2
+    assert targets == 12 + 4  # MH: 2 models x (2 forms x (mh, mh(compile=True)), K = 50, K = 500); NUTS: 2 forms x 2
     assert {r.genmlx["model"] for r in R.ROWS if r.group == "nuts"} == {
         "regression100", "regression100_vec", "funnel", "funnel_vec"}
 

@@ -3,6 +3,7 @@
 # that carried .whl/p1 (mkdir -p /tmp/cu && cp .whl/p1/* /tmp/cu/). Both carry .whl/p2:
 #   bash benchmarks/gpu/run_session.sh A   # distributed algorithms on one NCCL rank (issue 19), test_bench_mh.py
 #   bash benchmarks/gpu/run_session.sh B   # compiled_mh per iteration against its floors, the scalar-site rows
+#   bash benchmarks/gpu/run_session.sh P   # a compiled_mh block's time split (kernel call, eval, Python), fused rows
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 if [ ! -d /tmp/site/mlx ]; then
@@ -27,6 +28,10 @@ case "${1:-A}" in
     # ranks contending for two cores, as they do on the 2-core box
     GENMLX_BENCH_DEVICE=cpu timeout 100 python3 -m benchmarks.distributed --reps 3 \
       --out "$OUT/distributed-cpu16.json" 2>&1 | tail -8
+    ;;
+  P)  # where a compiled_mh block's time goes (benchmarks/gpu/profile_blocks.py), then the fused rows
+    timeout 200 python3 -m benchmarks.gpu.profile_blocks 20000 2>&1 | tee "$OUT/profile-blocks.txt" | head -70
+    bench gpu-mh-fused 300 benchmarks/test_bench_mh.py -k "fused and not per_iteration"
     ;;
   B)
     timeout 200 python3 -m benchmarks.gpu.mh_per_iteration "$OUT/mh-per-iteration.json" 2>&1 | tail -8

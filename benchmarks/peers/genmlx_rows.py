@@ -31,7 +31,10 @@ def cases() -> dict[str, Case]:
     xs, ys = M.regression100()
     return {
         "beta_bernoulli": Case(M.beta_bernoulli, M.BB_ARGS, M.BB_OBS, ["p"]),
+        "beta_bernoulli_vec": Case(M.beta_bernoulli_vec, M.BB_ARGS, M.BB_VEC_OBS, ["p"]),
         "regression5": Case(M.linreg, (M.LR5_XS,), M.obs_of(M.LR5_YS), ["slope", "intercept"]),
+        "regression5_vec": Case(M.linreg_vec, (mx.array(M.LR5_XS),), {"y": mx.array(M.LR5_YS)},
+                                ["slope", "intercept"]),
         "regression100": Case(M.linreg, (xs,), M.obs_of(ys), ["slope", "intercept"]),
         "regression100_vec": Case(M.linreg_vec, (mx.array(xs),), {"y": mx.array(ys)}, ["slope", "intercept"]),
         "funnel": Case(M.funnel, (), {}, M.FUNNEL_ADDRESSES),

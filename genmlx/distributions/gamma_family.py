@@ -21,7 +21,8 @@ from ..special.gamma import (bd0_fast, bd0_given_ratio, bd0_logs, bd0_ratio, lbe
 from . import support
 from ._common import LOG_2PI, POS
 from .base import Distribution, batch_shape
-from .gamma_sampler import gamma_full, other_key
+from ..rng import shared_lanes
+from .gamma_sampler import gamma_full, log_gamma_pair, other_key
 
 __all__ = ["Gamma", "InvGamma", "Beta", "gamma", "inv_gamma", "beta"]
 
@@ -284,6 +285,8 @@ class Beta(Distribution):
 
     def _sample(self, key, shape):
         full = shape + batch_shape(self.a, self.b)
+        if full == () and shared_lanes() is None:  # one draw (a site's, or a lane's under vmap): both gammas at once
+            return _sigmoid_diff(*log_gamma_pair(key, self.a, self.b))
         return _sigmoid_diff(gamma_full(key, self.a, shape, full), gamma_full(other_key(key), self.b, shape, full))
 
     def _log_prob(self, x):

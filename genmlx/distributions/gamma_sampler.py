@@ -38,7 +38,7 @@ from ..rng import lanewise, shared_lanes
 from ..special.normal import std_normal_from_uniform
 from .base import shape_of
 
-__all__ = ["FAIL_PROB", "rounds_for", "reject_prob_bound", "log_gamma_draw", "gamma_full", "open_uniform", "other_key",
+__all__ = ["FAIL_PROB", "rounds_for", "reject_prob_bound", "log_gamma_draw", "log_gamma_pair", "gamma_full", "open_uniform", "other_key",
            "capacity"]
 
 FAIL_PROB = 2e-7
@@ -272,6 +272,84 @@ def _lane_fn(rounds: int, boost: int, q: float):
 
 
 _LANES: dict = {}
+
+
+def _pair_lane_fn(rounds: int, boost: int, q: float, m: int):
+    """`_lane_fn` for m gammas per lane at once (`a`: [m]): one draw of each kind of uniform for all
+    m, so Beta's two gammas (m = 2) cost one sampler's primitives, not two samplers'.
+
+    Scalar semantics: round 1 from uniforms(key) of shape (2 + extra, m), rounds 2..K from
+    uniforms(key + a constant) of shape (2 (K - 1), m); column j is gamma j. Under `mx.vmap`
+    the rule runs round 1 for every (lane, j) and rounds 2..K only for those round 1 rejected,
+    each from its own lane's second key and column: the scalar call's numbers, bit for bit.
+    """
+    fkey = ("pair", rounds, boost, q, m)
+    f = _LANES.get(fkey)
+    if f is not None:
+        return f
+    extra = 1 if boost in (-1, 2) else 0
+    k = rounds
+
+    def stage2(u2, d, c):
+        z2 = _normals(u2[: k - 1])
+        return _select_rounds(z2, _accept(z2, u2[k - 1:], d, c), k - 1)
+
+    @mx.custom_function
+    def lane(key, a):
+        u1 = _uniforms(key, (2 + extra, m))
+        u2 = _uniforms(_second_key(key), (2 * (k - 1), m))
+        d, c = _prep(a, boost)
+        z1 = _normals(u1[0])
+        m1 = _accept(z1, u1[1], d, c)
+        zs, ms, _ = stage2(u2, d, c)
+        acc = m1 > 0
+        return _finish(mx.where(acc, z1, zs), mx.where(acc, m1, ms), u1[2] if extra else u1[0], a, d, c, boost)
+
+    @lane.vmap
+    def lane_vmap(inputs, axes):
+        key, a = inputs
+        ka, aa = axes
+        if ka is None:  # the same key for every lane: nothing to compact
+            a0 = mx.moveaxis(a, aa, 0)
+            return mx.stack([lane(key, a0[i]) for i in range(a0.shape[0])]), 0
+        keys = mx.moveaxis(key, ka, 0)
+        n = keys.shape[0]
+        ab = mx.broadcast_to(mx.moveaxis(a, aa, 0) if aa is not None else a, (n, m)).reshape(n * m)
+        u1 = mx.vmap(lambda kk: _uniforms(kk, (2 + extra, m)))(keys)  # [n, 2 + extra, m]
+        u1 = mx.transpose(u1, (1, 0, 2)).reshape(2 + extra, n * m)  # (lane, j) flattened as lane * m + j
+        d, c = _prep(ab, boost)
+        z1 = _normals(u1[0])
+        m1 = _accept(z1, u1[1], d, c)
+        fail = m1 <= 0
+        cap = capacity(n * m, q)
+        slots, use2, back = _compact(fail, n * m, cap)
+        u2 = mx.vmap(lambda kk: _uniforms(kk, (2 * (k - 1), m)))(_second_key(keys[slots // m]))  # [cap, 2(K-1), m]
+        u2 = mx.take_along_axis(u2, (slots % m)[:, None, None], axis=2)[:, :, 0].T  # each slot's own column
+        zs, ms, _ = stage2(u2, d[slots], c[slots])
+        z = mx.where(use2, zs[back], z1)
+        mm = mx.where(use2, ms[back], m1)
+        return _finish(z, mm, u1[2] if extra else u1[0], ab, d, c, boost).reshape(n, m), 0
+
+    _LANES[fkey] = lane
+    return lane
+
+
+def log_gamma_pair(key, a, b):
+    """log Gamma(a) and log Gamma(b) draws (scalars: floats or 0-d arrays) from one key: Beta's
+    draw. One sampler pass over both (`_pair_lane_fn`): half the primitives of two draws."""
+    if isinstance(a, mx.array) or isinstance(b, mx.array):
+        boost, k, q = -1, MAX_ROUNDS, reject_prob_bound(2.0)
+        ab = mx.stack([mx.asarray(a, dtype=mx.float32) if not isinstance(a, mx.array) else a.astype(mx.float32),
+                       mx.asarray(b, dtype=mx.float32) if not isinstance(b, mx.array) else b.astype(mx.float32)])
+    else:
+        a, b = float(a), float(b)
+        ba, bb = (2 if x < 1.0 else (1 if x < 2.0 else 0) for x in (a, b))
+        boost = ba if ba == bb else -1  # -1: the kernel decides each one's boost
+        k = max(rounds_for(a + ba), rounds_for(b + bb))
+        q = reject_prob_bound(max(min(a + ba, b + bb), 2.0))
+        ab = mx.array([a, b], dtype=mx.float32)
+    g = _pair_lane_fn(k, boost, q, 2)(key, ab)
+    return g[..., 0], g[..., 1]
 
 
 def _shared_fn(rounds: int, boost: int, q: float, n: int):

@@ -267,3 +267,41 @@ def test_sampling_runs_inside_compile_without_host_sync():
     f = mx.compile(lambda k: dist.beta(0.5, 2.0)._sample(k, (100,)) + dist.poisson(30.0)._sample(k, (100,)))
     y = f(mx.random.key(1))
     assert y.shape == (100,) and np.all(np.isfinite(np.array(y)))
+
+
+# -- Beta's single draw: both gammas from one sampler pass (log_gamma_pair) ------------------------
+
+
+@pytest.mark.parametrize("a, b", [(2.0, 2.0), (0.5, 3.0), (1.5, 0.3), (0.2, 7.0)])  # the last: two boost levels
+def test_single_beta_draws_follow_the_law(a, b):
+    """One draw per key (the path of a scalar site): vmapped lanes, KS against scipy."""
+    keys = mx.random.split(mx.random.key(41), N)
+    x = np.array(mx.vmap(lambda k: dist.beta(a, b)._sample(k, ()))(keys)).astype(np.float64)
+    assert np.all((x >= 0) & (x <= 1))
+    assert stats.kstest(x, stats.beta(a, b).cdf).pvalue > ALPHA
+
+
+@pytest.mark.parametrize("params", [(2.0, 2.0), (0.5, 3.0), (1.5, 0.3)])
+def test_paired_lanes_equal_scalar_draws_bit_for_bit(params):
+    """The vmap rule compacts rounds 2..K over (lane, gamma) pairs: the scalar call's numbers, exactly;
+    also with a parameter batched over the lanes (boosts decided per lane)."""
+    keys = mx.random.split(mx.random.key(5), 300)
+    d = dist.beta(*params)
+    lanes = mx.vmap(lambda k: d._sample(k, ()))(keys)
+    np.testing.assert_array_equal(np.array(lanes), np.array(mx.stack([d._sample(k, ()) for k in keys])))
+    av = mx.array(np.linspace(0.2, 4.0, 300).astype(np.float32))
+    lanes = mx.vmap(lambda k, a: dist.beta(a, params[1])._sample(k, ()))(keys, av)
+    one = mx.stack([dist.beta(av[i], params[1])._sample(keys[i], ()) for i in range(300)])
+    np.testing.assert_array_equal(np.array(lanes), np.array(one))
+
+
+def test_paired_draw_builds_fewer_graph_nodes_than_two_draws():
+    """Why the pair exists: one sampler pass for both gammas, not two."""
+    from genmlx.distributions.gamma_sampler import log_gamma_pair, other_key
+    from genmlx.memory.graph import count_nodes
+
+    key = mx.random.key(2)
+    mx.eval(key)
+    pair = count_nodes(*log_gamma_pair(key, 2.0, 2.0))
+    two = count_nodes(log_gamma_draw(key, 2.0), log_gamma_draw(other_key(key), 2.0))
+    assert pair < 0.7 * two, (pair, two)
