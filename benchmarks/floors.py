@@ -7,9 +7,9 @@ algorithm as genmlx's, on the same model, with the same random-number
 machinery:
 
 * Fairness: the floors draw their random numbers with genmlx's own samplers —
-  `genmlx.distributions.gamma_sampler.log_gamma_draw` (the vectorized
-  Marsaglia-Tsang gamma in log space; Beta(a, b) = sigmoid(log G_a - log G_b),
-  exactly as `dist.beta` samples) and `genmlx.distributions._common.std_normal`
+  `genmlx.distributions.gamma_sampler.log_gamma_pair` (the vectorized
+  Marsaglia-Tsang gamma in log space, both of Beta's gammas in one pass;
+  Beta(a, b) = sigmoid(log G_a - log G_b), exactly as `dist.beta` samples) and `genmlx.distributions._common.std_normal`
   (the fused Giles inverse-CDF normal of `dist.normal`). The speed of a
   sampler is the distributions' business (benchmarked on its own); here it
   must cancel out of the ratio. Log-densities are written out by hand.
@@ -34,7 +34,7 @@ from typing import Callable
 import mlx.core as mx
 
 from genmlx.distributions._common import std_normal  # the normal sampler dist.normal uses
-from genmlx.distributions.gamma_sampler import log_gamma_draw, log_gamma_pair  # the gamma sampler dist.beta uses
+from genmlx.distributions.gamma_sampler import log_gamma_pair  # the gamma sampler dist.beta uses
 from genmlx.inference.accept_scan import chain_states  # plain MLX: the accept recursion of an independence chain
 
 __all__ = [
@@ -52,12 +52,9 @@ def normal_lp(x, mu, sigma):
 
 
 def beta22(key, shape=()):
-    """Beta(2, 2) draws, as `dist.beta(2.0, 2.0).sample` makes them: one draw takes both log-gammas
-    from one sampler pass (`log_gamma_pair`), a batch two log-gamma batches."""
-    if tuple(shape) == ():
-        return mx.sigmoid(mx.subtract(*log_gamma_pair(key, 2.0, 2.0)))
-    k1, k2 = mx.random.split(key)
-    return mx.sigmoid(log_gamma_draw(k1, 2.0, shape) - log_gamma_draw(k2, 2.0, shape))
+    """Beta(2, 2) draws, as `dist.beta(2.0, 2.0).sample` makes them: both log-gammas from one
+    sampler pass (`log_gamma_pair`)."""
+    return mx.sigmoid(mx.subtract(*log_gamma_pair(key, 2.0, 2.0, shape)))
 
 
 # -- models as plain functions -----------------------------------------------------------------

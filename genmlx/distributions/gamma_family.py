@@ -285,8 +285,8 @@ class Beta(Distribution):
 
     def _sample(self, key, shape):
         full = shape + batch_shape(self.a, self.b)
-        if full == () and shared_lanes() is None:  # one draw (a site's, or a lane's under vmap): both gammas at once
-            return _sigmoid_diff(*log_gamma_pair(key, self.a, self.b))
+        if full == shape and (shape or shared_lanes() is None):  # scalar parameters: both gammas in one pass
+            return _sigmoid_diff(*log_gamma_pair(key, self.a, self.b, shape))
         return _sigmoid_diff(gamma_full(key, self.a, shape, full), gamma_full(other_key(key), self.b, shape, full))
 
     def _log_prob(self, x):

@@ -334,13 +334,13 @@ def _pair_lane_fn(rounds: int, boost: int, q: float, m: int):
     return lane
 
 
-def log_gamma_pair(key, a, b):
-    """log Gamma(a) and log Gamma(b) draws (scalars: floats or 0-d arrays) from one key: Beta's
-    draw. One sampler pass over both (`_pair_lane_fn`): half the primitives of two draws."""
+def log_gamma_pair(key, a, b, shape: tuple = ()):
+    """log Gamma(a) and log Gamma(b) draws of shape `shape` (a, b: floats or 0-d arrays) from one key:
+    Beta's draw. One sampler pass over both (a trailing axis of two): half the primitives of two
+    draws. A single draw (`shape == ()`) is one lane (`_pair_lane_fn`, compacted under `mx.vmap`)."""
     if isinstance(a, mx.array) or isinstance(b, mx.array):
         boost, k, q = -1, MAX_ROUNDS, reject_prob_bound(2.0)
-        ab = mx.stack([mx.asarray(a, dtype=mx.float32) if not isinstance(a, mx.array) else a.astype(mx.float32),
-                       mx.asarray(b, dtype=mx.float32) if not isinstance(b, mx.array) else b.astype(mx.float32)])
+        ab = mx.stack([mx.asarray(x).astype(mx.float32) for x in (a, b)])
     else:
         a, b = float(a), float(b)
         ba, bb = (2 if x < 1.0 else (1 if x < 2.0 else 0) for x in (a, b))
@@ -348,7 +348,18 @@ def log_gamma_pair(key, a, b):
         k = max(rounds_for(a + ba), rounds_for(b + bb))
         q = reject_prob_bound(max(min(a + ba, b + bb), 2.0))
         ab = mx.array([a, b], dtype=mx.float32)
-    g = _pair_lane_fn(k, boost, q, 2)(key, ab)
+    shape = tuple(shape)
+    if shape == ():
+        g = _pair_lane_fn(k, boost, q, 2)(key, ab)
+    else:
+        full = shape + (2,)
+        size = 2 * math.prod(shape)
+        if size == 0:
+            g = mx.zeros(full)
+        elif size >= COMPACT_MIN:
+            g = _draw_compact(key, mx.broadcast_to(ab, full), full, k, boost, q)[0]
+        else:
+            g = _draw(key, mx.broadcast_to(ab, full), full, k, boost)[0]
     return g[..., 0], g[..., 1]
 
 

@@ -305,3 +305,11 @@ def test_paired_draw_builds_fewer_graph_nodes_than_two_draws():
     pair = count_nodes(*log_gamma_pair(key, 2.0, 2.0))
     two = count_nodes(log_gamma_draw(key, 2.0), log_gamma_draw(other_key(key), 2.0))
     assert pair < 0.7 * two, (pair, two)
+
+
+@pytest.mark.parametrize("a, b", [(2.0, 2.0), (0.5, 3.0), (0.2, 7.0)])
+@pytest.mark.parametrize("n", [50, N])  # below and above the batch size whose later rounds are compacted
+def test_batched_beta_pairs_follow_the_law(a, b, n):
+    x = _draw(dist.beta(a, b), n=n, seed=7)
+    assert np.all((x >= 0) & (x <= 1))
+    assert stats.kstest(x, stats.beta(a, b).cdf).pvalue > ALPHA
