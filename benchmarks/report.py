@@ -24,6 +24,8 @@ from benchmarks.summary import judge
 
 ROOT = Path(__file__).resolve().parents[1]
 ANALYSIS = Path(__file__).parent / "analysis.md"
+# the hand-written 1-rank-against-2-ranks section of the CPU report (figures from benchmarks.distributed)
+DISTRIBUTED_NOTE = Path(__file__).parent / "distributed_note.md"
 
 REFERENCE = """\
 ## Reference points (other systems; from the issue, a 2-core x86 machine like this one, after warm-up)
@@ -329,6 +331,8 @@ def render(data: dict, source: str, peers: dict | None = None) -> str:
     if ANALYSIS.exists():
         parts.append(ANALYSIS.read_text().strip())
     parts.append(REFERENCE.strip())
+    if DISTRIBUTED_NOTE.exists() and data.get("genmlx", {}).get("device_tag", "").startswith("cpu"):
+        parts.append(DISTRIBUTED_NOTE.read_text().strip())
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
