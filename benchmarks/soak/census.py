@@ -16,18 +16,23 @@ import psutil
 
 from genmlx import memory
 
-# Python objects that a list holds by reference without allocating them (shared singletons)
-_SHARED = (bool, type(None))
-# RSS per list entry, measured on this box: a million floats appended to a list raise RSS by 40.4 MB,
-# 9 bytes of list slot (8, over-allocated by 1/8) and 31 of float (24, in pymalloc's pools)
+# RSS per history entry (genmlx.inference.history keeps the driver's per-iteration statistics), measured
+# on this box: a float is 8 bytes of an array("d") and a bool 1 byte of an array("b") (a million of each
+# raise RSS by 9.1 MB, the arrays over-allocated by about 1/16); any other value is a list slot (8,
+# over-allocated by 1/8) and its object (a float 31 in pymalloc's pools; small ints, None: shared)
+_ARRAY_FLOAT, _ARRAY_BOOL = 8.5, 1.06
 _SLOT, _FLOAT = 9, 31
 
 
-def _entry_bytes(v) -> int:
-    """RSS one per-iteration statistic adds to the driver's history (its list slot and the object)."""
+def _entry_bytes(v, same: bool = False) -> float:
+    """RSS one per-iteration statistic adds to the driver's history (`same`: the previous step's object)."""
     if isinstance(v, list):
         return sum(_entry_bytes(x) for x in v)
-    if isinstance(v, _SHARED) or (isinstance(v, int) and -5 <= v <= 256):
+    if type(v) is float:
+        return _ARRAY_FLOAT
+    if type(v) is bool:
+        return _ARRAY_BOOL
+    if same or v is None or (isinstance(v, int) and -5 <= v <= 256):
         return _SLOT
     return _SLOT + (_FLOAT if isinstance(v, float) else sys.getsizeof(v))
 
@@ -55,7 +60,7 @@ class Census:
 
     def __call__(self, i, state, stats):
         last = self._last
-        self.history_bytes += sum(_SLOT if v is last.get(k) else _entry_bytes(v) for k, v in stats.items())
+        self.history_bytes += sum(_entry_bytes(v, v is last.get(k)) for k, v in stats.items())
         self._last = stats
         self.take((i + 1) * self.per_step, state)
 
@@ -101,7 +106,7 @@ def summarize(c: Census, alg: str, n: int, seconds: float, extra: dict | None = 
     pts = np.array(c.points, dtype=float)
     row = {"algorithm": alg, "iterations": n, "seconds": seconds, "ms_per_iteration": 1000 * seconds / max(n, 1),
            "points": len(pts), "history_bytes_per_1000": slope(pts[:, 0], pts[:, 4])["per_1000"] if len(pts) > 1 else 0.0,
-           "history_model": f"slot {_SLOT} + float {_FLOAT}, counted per step",
+           "history_model": f"array float {_ARRAY_FLOAT} / bool {_ARRAY_BOOL}, else slot {_SLOT} + object",
            "rss_bytes": slope(pts[:, 0], pts[:, 1]), "live_arrays": slope(pts[:, 0], pts[:, 2]),
            "pending_nodes": slope(pts[:, 0], pts[:, 3]),
            "census": [[int(x) for x in p] for p in c.points], **(extra or {})}

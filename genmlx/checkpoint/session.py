@@ -230,7 +230,11 @@ class RunCheckpoint:
         """Write the checkpoint after `step` driver steps; returns its bytes. Raises CheckpointError."""
         from .schema import SchemaError
 
-        new_hist = {k: v[self.hist_len.get(k, 0):] for k, v in history.items()}
+        if hasattr(history, "since"):  # the driver's `History`: only the new entries become lists
+            new_hist, lengths = history.since(self.hist_len), history.lengths()
+        else:
+            new_hist = {k: v[self.hist_len.get(k, 0):] for k, v in history.items()}
+            lengths = {k: len(v) for k, v in history.items()}
         try:
             chunk = encode((samples[self.n_samples:], new_hist), self.program)
             body = encode(state, self.program)
@@ -239,7 +243,7 @@ class RunCheckpoint:
         n = self.store.save(self.slot, self.seq, step, done, counters, chunk, self.last_step, body, self.block.keep)
         self.seq += 1
         self.n_samples = len(samples)
-        self.hist_len = {k: len(v) for k, v in history.items()}
+        self.hist_len = lengths
         self.last_step = step
         self.finished = done
         self.last_time = time.monotonic()

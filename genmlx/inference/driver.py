@@ -29,6 +29,7 @@ from ..checkpoint.session import begin as _begin_checkpoint
 from ..checkpoint.store import CheckpointError
 from ..tree import arrays_and_checks, mark_ready
 from . import interrupt as _interrupt
+from .history import History
 from .interrupt import RunInterrupted
 
 __all__ = ["Step", "Decide", "RunResult", "run", "host", "sync_count", "RunInterrupted"]
@@ -198,7 +199,7 @@ def run(
     # evaluated with the first step that uses a key (one sync fewer than evaluating it here)
     keys = mx.random.split(key, max(n_steps, 1))
     samples: list = []
-    history: dict[str, list] = {}
+    history = History()  # compact while the run lasts; lists in the result
     params = dict(params or {})
     nested = getattr(_local, "depth", 0)
     ck = None if nested else _begin_checkpoint(
@@ -210,7 +211,8 @@ def run(
         if restored is not None:
             state, start = restored.state, restored.step
             samples.extend(restored.samples)
-            history.update(restored.history)
+            for k, v in restored.history.items():
+                history.extend(k, v)
             syncs_before = restored.counters.get("syncs", 0)
             duration_before = restored.counters.get("duration_s", 0.0)
             restored = None
@@ -227,12 +229,12 @@ def run(
     done = start
     error: BaseException | None = None
 
-    def result() -> RunResult:
-        return RunResult(state, samples, history, done, done * iterations_per_step, _syncs - syncs0,
-                         time.perf_counter() - t_start)
+    def result(stats=None) -> RunResult:
+        return RunResult(state, samples, history.lists() if stats is None else stats, done,
+                         done * iterations_per_step, _syncs - syncs0, time.perf_counter() - t_start)
 
     def save(final: bool) -> None:
-        r = result()
+        r = result(stats=history)  # the checkpoint writes the history's new entries only
         _save_checkpoint(ck, run_id, algorithm, model, chain, r, final)
 
     _local.depth = nested + 1
@@ -252,14 +254,7 @@ def run(
                 if keep:
                     samples.append(kept)
                 kept = None
-                for k, v in stats.items():
-                    h = history.get(k)
-                    if h is None:
-                        h = history[k] = []
-                    if isinstance(v, list) and iterations_per_step > 1:
-                        h.extend(v)
-                    else:
-                        h.append(v)
+                history.add(stats, iterations_per_step)
                 done = i + 1
                 counts = check_budget(f"{algorithm} step {i}", exclude=samples)
                 if events.step_listeners:
