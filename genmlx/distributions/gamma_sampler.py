@@ -210,100 +210,39 @@ def _draw_compact(key, a, shape, rounds, boost, q, pick=None):
 # -- one draw per lane: the path of scalar sites, compacted across lanes under mx.vmap ------------
 
 
-def _lane_fn(rounds: int, boost: int, q: float):
-    """A custom function drawing one log-Gamma(a) value from (key, a), with a vmap rule.
+def _lane_fn(rounds: int, boost: int, q: float, m: int | None = None):
+    """A custom function drawing one log-Gamma(a) value (`m` None) or m of them (`a`: [m]; Beta's
+    two gammas) from (key, a), with a vmap rule.
 
     Scalar semantics (also what each lane of a vmapped call equals, bit for bit): round 1
     from uniforms(key), rounds 2..K from uniforms(key + a constant) - a second, independent
     threefry key without a split (which would cost one more hash per lane); the first
-    accepting round wins. Under `mx.vmap` the rule runs round 1 for every lane and rounds
-    2..K only for the lanes round 1 rejected, each from its own k2 - the same numbers the
-    scalar call would draw, at a third of the work (lanes beyond `capacity` slots, with
+    accepting round wins, else round K. The call runs the K rounds as one batch (rows of the
+    two draws). Under `mx.vmap` the rule runs round 1 for every lane (and gamma) and rounds
+    2..K only for those round 1 rejected, each from its own lane's second key - the same
+    numbers the scalar call draws, at a third of the work (lanes beyond `capacity` slots, with
     probability below 1e-20, keep their round-1 proposal).
     """
-    fkey = (rounds, boost, q)
+    fkey = (rounds, boost, q, m)
     f = _LANES.get(fkey)
     if f is not None:
         return f
     extra = 1 if boost in (-1, 2) else 0
     k = rounds
-
-    def stage2(u2, d, c):
-        z2 = _normals(u2[: k - 1])
-        return _select_rounds(z2, _accept(z2, u2[k - 1:], d, c), k - 1)
-
-    @mx.custom_function
-    def lane(key, a):
-        u1 = _uniforms(key, (2 + extra,))
-        u2 = _uniforms(_second_key(key), (2 * (k - 1),))
-        d, c = _prep(a, boost)
-        z1 = _normals(u1[0])
-        m1 = _accept(z1, u1[1], d, c)
-        zs, ms, _ = stage2(u2, d, c)
-        acc = m1 > 0
-        return _finish(mx.where(acc, z1, zs), mx.where(acc, m1, ms), u1[2] if extra else u1[0], a, d, c, boost)
-
-    @lane.vmap
-    def lane_vmap(inputs, axes):
-        key, a = inputs
-        ka, aa = axes
-        if ka is None:  # the same key for every lane: nothing to compact
-            n = a.shape[aa]
-            a0 = mx.moveaxis(a, aa, 0)
-            return mx.stack([lane(key, a0[i]) for i in range(n)]), 0
-        keys = mx.moveaxis(key, ka, 0)
-        n = keys.shape[0]
-        ab = mx.moveaxis(a, aa, 0) if aa is not None else a
-        u1 = mx.vmap(lambda kk: _uniforms(kk, (2 + extra,)))(keys).T  # [2 + extra, n]
-        d, c = _prep(ab, boost)
-        z1 = _normals(u1[0])
-        m1 = _accept(z1, u1[1], d, c)
-        fail = m1 <= 0
-        cap = capacity(n, q)
-        lanes, use2, back = _compact(fail, n, cap)
-        u2 = mx.vmap(lambda kk: _uniforms(kk, (2 * (k - 1),)))(_second_key(keys[lanes])).T  # [2(K-1), cap]
-        zs, ms, _ = stage2(u2, d[lanes] if d.ndim else d, c[lanes] if c.ndim else c)
-        z = mx.where(use2, zs[back], z1)
-        m = mx.where(use2, ms[back], m1)
-        return _finish(z, m, u1[2] if extra else u1[0], ab, d, c, boost), 0
-
-    _LANES[fkey] = lane
-    return lane
-
-
-_LANES: dict = {}
-
-
-def _pair_lane_fn(rounds: int, boost: int, q: float, m: int):
-    """`_lane_fn` for m gammas per lane at once (`a`: [m]): one draw of each kind of uniform for all
-    m, so Beta's two gammas (m = 2) cost one sampler's primitives, not two samplers'.
-
-    Scalar semantics: round 1 from uniforms(key) of shape (2 + extra, m), rounds 2..K from
-    uniforms(key + a constant) of shape (2 (K - 1), m); column j is gamma j. Under `mx.vmap`
-    the rule runs round 1 for every (lane, j) and rounds 2..K only for those round 1 rejected,
-    each from its own lane's second key and column: the scalar call's numbers, bit for bit.
-    """
-    fkey = ("pair", rounds, boost, q, m)
-    f = _LANES.get(fkey)
-    if f is not None:
-        return f
-    extra = 1 if boost in (-1, 2) else 0
-    k = rounds
-
-    def stage2(u2, d, c):
-        z2 = _normals(u2[: k - 1])
-        return _select_rounds(z2, _accept(z2, u2[k - 1:], d, c), k - 1)
+    n1 = 2 + extra
+    tail = () if m is None else (m,)
+    width = 1 if m is None else m
+    # rows of [u1; u2] holding each round's normal and accept uniforms
+    z_rows = mx.array([0] + [n1 + j for j in range(k - 1)])
+    a_rows = mx.array([1] + [n1 + k - 1 + j for j in range(k - 1)])
 
     @mx.custom_function
     def lane(key, a):
-        u1 = _uniforms(key, (2 + extra, m))
-        u2 = _uniforms(_second_key(key), (2 * (k - 1), m))
+        u = mx.concatenate([_uniforms(key, (n1,) + tail), _uniforms(_second_key(key), (2 * (k - 1),) + tail)])
         d, c = _prep(a, boost)
-        z1 = _normals(u1[0])
-        m1 = _accept(z1, u1[1], d, c)
-        zs, ms, _ = stage2(u2, d, c)
-        acc = m1 > 0
-        return _finish(mx.where(acc, z1, zs), mx.where(acc, m1, ms), u1[2] if extra else u1[0], a, d, c, boost)
+        z = _normals(u[z_rows])
+        zf, mf, _ = _select_rounds(z, _accept(z, u[a_rows], d, c), k)
+        return _finish(zf, mf, u[2] if extra else u[0], a, d, c, boost)
 
     @lane.vmap
     def lane_vmap(inputs, axes):
@@ -314,30 +253,38 @@ def _pair_lane_fn(rounds: int, boost: int, q: float, m: int):
             return mx.stack([lane(key, a0[i]) for i in range(a0.shape[0])]), 0
         keys = mx.moveaxis(key, ka, 0)
         n = keys.shape[0]
-        ab = mx.broadcast_to(mx.moveaxis(a, aa, 0) if aa is not None else a, (n, m)).reshape(n * m)
-        u1 = mx.vmap(lambda kk: _uniforms(kk, (2 + extra, m)))(keys)  # [n, 2 + extra, m]
-        u1 = mx.transpose(u1, (1, 0, 2)).reshape(2 + extra, n * m)  # (lane, j) flattened as lane * m + j
+        ab = mx.broadcast_to(mx.moveaxis(a, aa, 0) if aa is not None else a, (n,) + tail).reshape(n * width)
+        # round 1 for every (lane, gamma), flattened as lane * width + gamma
+        u1 = mx.vmap(lambda kk: _uniforms(kk, (n1,) + tail))(keys)  # [n, n1, *tail]
+        u1 = mx.moveaxis(u1, 1, 0).reshape(n1, n * width)
         d, c = _prep(ab, boost)
         z1 = _normals(u1[0])
         m1 = _accept(z1, u1[1], d, c)
         fail = m1 <= 0
-        cap = capacity(n * m, q)
-        slots, use2, back = _compact(fail, n * m, cap)
-        u2 = mx.vmap(lambda kk: _uniforms(kk, (2 * (k - 1), m)))(_second_key(keys[slots // m]))  # [cap, 2(K-1), m]
-        u2 = mx.take_along_axis(u2, (slots % m)[:, None, None], axis=2)[:, :, 0].T  # each slot's own column
-        zs, ms, _ = stage2(u2, d[slots], c[slots])
+        cap = capacity(n * width, q)
+        slots, use2, back = _compact(fail, n * width, cap)
+        owner = slots if m is None else slots // m
+        u2 = mx.vmap(lambda kk: _uniforms(kk, (2 * (k - 1),) + tail))(_second_key(keys[owner]))
+        if m is not None:  # [cap, 2(K-1), m]: each slot's own gamma
+            u2 = mx.take_along_axis(u2, (slots % m)[:, None, None], axis=2)[:, :, 0]
+        u2 = u2.T  # [2(K-1), cap]
+        z2 = _normals(u2[: k - 1])
+        zs, ms, _ = _select_rounds(z2, _accept(z2, u2[k - 1:], d[slots], c[slots]), k - 1)
         z = mx.where(use2, zs[back], z1)
         mm = mx.where(use2, ms[back], m1)
-        return _finish(z, mm, u1[2] if extra else u1[0], ab, d, c, boost).reshape(n, m), 0
+        return _finish(z, mm, u1[2] if extra else u1[0], ab, d, c, boost).reshape((n,) + tail), 0
 
     _LANES[fkey] = lane
     return lane
 
 
+_LANES: dict = {}
+
+
 def log_gamma_pair(key, a, b, shape: tuple = ()):
     """log Gamma(a) and log Gamma(b) draws of shape `shape` (a, b: floats or 0-d arrays) from one key:
     Beta's draw. One sampler pass over both (a trailing axis of two): half the primitives of two
-    draws. A single draw (`shape == ()`) is one lane (`_pair_lane_fn`, compacted under `mx.vmap`)."""
+    draws. A single draw (`shape == ()`) is one lane (`_lane_fn`, compacted under `mx.vmap`)."""
     if isinstance(a, mx.array) or isinstance(b, mx.array):
         boost, k, q = -1, MAX_ROUNDS, reject_prob_bound(2.0)
         ab = mx.stack([mx.asarray(x).astype(mx.float32) for x in (a, b)])
@@ -350,7 +297,7 @@ def log_gamma_pair(key, a, b, shape: tuple = ()):
         ab = mx.array([a, b], dtype=mx.float32)
     shape = tuple(shape)
     if shape == ():
-        g = _pair_lane_fn(k, boost, q, 2)(key, ab)
+        g = _lane_fn(k, boost, q, 2)(key, ab)
     else:
         full = shape + (2,)
         size = 2 * math.prod(shape)
