@@ -16,7 +16,7 @@ values' own types, when the run returns.
 from __future__ import annotations
 
 from array import array
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["History"]
 
@@ -53,20 +53,6 @@ class History:
     def extend(self, key: str, values) -> None:
         for v in values:
             self.append(key, v)
-
-    def __len__(self) -> int:
-        return len(self._series)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._series
-
-    def keys(self):
-        return self._series.keys()
-
-    def items(self) -> Iterator[tuple[str, list]]:
-        """(name, values as a list): for small histories and tests; `since` for increments."""
-        for k in self._series:
-            yield k, self.values(k)
 
     def values(self, key: str, start: int = 0) -> list:
         """The series `key` from entry `start` on, as a list of the values' own types."""
