@@ -30,6 +30,7 @@ Beta and Dirichlet draws with shapes like 1e-3 neither underflow nor divide
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mlx.core as mx
@@ -112,14 +113,29 @@ def _finish(z, margin, ub, a, d, c, boost):
 
 
 def _select_rounds(z, margin, k):
-    """First accepting round of each lane (margin > 0), else the last proposal: (z, margin, ok)."""
-    acc = margin > 0
+    """First accepting round of each lane (margin > 0), else the last proposal: (z, margin, ok).
+    `ok` is lazy: nothing computes it unless the caller evaluates it."""
     if k == 1:
-        return z[0], margin[0], acc[0]
-    first = mx.argmax(acc, axis=0, keepdims=True)
-    ok = mx.any(acc, axis=0)
-    pick = mx.where(ok[None], first, k - 1)  # all rejected: the last proposal (see FAIL_PROB)
-    return mx.take_along_axis(z, pick, axis=0)[0], mx.take_along_axis(margin, pick, axis=0)[0], ok
+        return z[0], margin[0], margin[0] > 0
+    pick = _first_accepting(margin, _last_round(k, margin.ndim))
+    return (mx.take_along_axis(z, pick, axis=0)[0], mx.take_along_axis(margin, pick, axis=0)[0],
+            mx.any(margin > 0, axis=0))
+
+
+@mx.compile
+def _first_accepting(margin, last):
+    """The first round with margin > 0, the last round counting as accepting (all rejected: the last,
+    see FAIL_PROB). logical_or, not `|`: MLX 0.32's vmap of bitwise_or with an unbatched operand
+    gives wrong lanes."""
+    return mx.argmax(mx.logical_or(margin > 0, last), axis=0, keepdims=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _last_round(k: int, ndim: int) -> mx.array:
+    """[k, 1, ...]: True at round k - 1 (a constant; evaluated once)."""
+    x = (mx.arange(k) == k - 1).reshape((k,) + (1,) * (ndim - 1))
+    mx.eval(x)
+    return x
 
 
 def _draw(key, a, shape, rounds, boost):
