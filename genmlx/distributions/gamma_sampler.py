@@ -39,8 +39,8 @@ from ..rng import lanewise, shared_lanes
 from ..special.normal import std_normal_from_uniform
 from .base import shape_of
 
-__all__ = ["FAIL_PROB", "rounds_for", "reject_prob_bound", "log_gamma_draw", "log_gamma_pair", "gamma_full", "open_uniform", "other_key",
-           "capacity"]
+__all__ = ["FAIL_PROB", "rounds_for", "reject_prob_bound", "log_gamma_draw", "log_gamma_pair", "gamma_full",
+           "open_uniform", "other_key", "capacity"]
 
 FAIL_PROB = 2e-7
 MAX_ROUNDS = 4
