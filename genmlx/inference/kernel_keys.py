@@ -16,34 +16,25 @@ from ..trace import Trace
 __all__ = ["args_key", "structure_key"]
 
 
-def _static_key(x):
-    """A hashable stand-in for a static part of a trace's structure (arrays: shape and dtype)."""
+def _key(x, array_key):
+    """A hashable stand-in for `x` (containers walked; arrays as `array_key` makes them)."""
     if isinstance(x, mx.array):
-        return ("a", tuple(x.shape), x.dtype)
+        return array_key(x)
     if isinstance(x, (list, tuple)):
-        return (type(x), tuple(_static_key(y) for y in x))
+        return (type(x), tuple(_key(y, array_key) for y in x))
     if isinstance(x, dict):
-        return (type(x), tuple((k, _static_key(v)) for k, v in x.items()))
-    try:
-        hash(x)
-        return (type(x), x)
-    except TypeError:
-        return ("id", id(x))
+        return (type(x), tuple((k, _key(v, array_key)) for k, v in x.items()))
+    return (type(x), x) if _hashable(x) else ("id", id(x))
+
+
+def _static_key(x):
+    """A static part of a trace's structure: arrays by shape and dtype."""
+    return _key(x, lambda a: ("a", tuple(a.shape), a.dtype))
 
 
 def args_key(x):
     """The model's arguments as a key: baked into the compiled function, so arrays by identity."""
-    if isinstance(x, mx.array):
-        return ("a", id(x))
-    if isinstance(x, (list, tuple)):
-        return (type(x), tuple(args_key(y) for y in x))
-    if isinstance(x, dict):
-        return (type(x), tuple((k, args_key(v)) for k, v in x.items()))
-    try:
-        hash(x)
-        return (type(x), x)
-    except TypeError:
-        return ("id", id(x))
+    return _key(x, lambda a: ("a", id(a)))
 
 
 def structure_key(tr: Trace):

@@ -23,6 +23,15 @@ class Case(NamedTuple):
 
 # -- plain and nested dynamic models ----------------------------------------------------
 
+@gm.gen
+def beta_bernoulli(n):
+    """p ~ Beta(2, 2); n Bernoulli(p) observations as scalar sites ("y", i)."""
+    p = gm.trace("p", dist.beta(2.0, 2.0))
+    for i in range(n):
+        gm.trace(("y", i), dist.bernoulli(p))
+    return p
+
+
 
 @gm.gen
 def linreg(xs):

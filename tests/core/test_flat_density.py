@@ -11,6 +11,8 @@ import genmlx as gm
 from genmlx import dist, flat_density
 from genmlx.choicemap import ChoiceMap
 
+from .models import beta_bernoulli
+
 
 @gm.gen
 def linreg(xs):
@@ -41,13 +43,6 @@ def hierarchical(n):
     for i in range(n):
         gm.trace(("g", i), point, mu + 0.0 * tau)
     gm.trace("w", dist.iid(dist.normal(mu, mx.sqrt(tau)), 5))
-
-
-@gm.gen
-def beta_bernoulli(n):
-    p = gm.trace("p", dist.beta(2.0, 2.0))
-    for i in range(n):
-        gm.trace(("y", i), dist.bernoulli(p))
 
 
 @gm.gen

@@ -25,7 +25,7 @@ from genmlx import inference as infer
 from genmlx.distributions.base import Distribution
 from genmlx.vectorize import lane
 
-from .models import VECTORIZABLE
+from .models import VECTORIZABLE, beta_bernoulli
 
 ALPHA = 1e-3
 N = 20_000
@@ -229,14 +229,6 @@ def test_switch_and_mix_in_shared_layout_pick_branches_at_the_right_rates():
 
 
 # -- importance sampling (shared layout by default) -----------------------------------------------
-
-
-@gm.gen
-def beta_bernoulli(n):
-    p = gm.trace("p", dist.beta(2.0, 2.0))
-    for i in range(n):
-        gm.trace(("y", i), dist.bernoulli(p))
-    return p
 
 
 def test_vectorized_is_log_ml_matches_the_exact_beta_bernoulli_evidence():

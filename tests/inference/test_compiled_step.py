@@ -15,16 +15,11 @@ from genmlx import dist, events
 from genmlx import inference as infer
 from genmlx.inference import compiled_step
 
+from core.models import beta_bernoulli
+
 from .test_mh import assert_flat_run
 
 BB_DATA = [1, 1, 0, 1, 1, 1, 0, 1, 1, 0]
-
-
-@gm.gen
-def beta_bernoulli(n):
-    p = gm.trace("p", dist.beta(2.0, 2.0))
-    for i in range(n):
-        gm.trace(("y", i), dist.bernoulli(p))
 
 
 @gm.gen
