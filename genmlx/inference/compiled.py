@@ -59,7 +59,7 @@ from ._common import (
     check_count, finish_stats, init_trace, resolve_selection, run_name, scalar_paths, split_key,
 )
 from .accept_scan import chain_states
-from .kernel_keys import args_key, structure_key
+from .kernel_keys import KernelCache, args_key, structure_key
 from .mh import summarize_mcmc
 from .result import InferenceResult
 
@@ -267,8 +267,7 @@ class _Block:
         yield from self.values.values()
 
 
-_cache: dict = {}
-_CACHE_SIZE = 16
+_cache = KernelCache()
 
 
 def kernel_for(template: Trace, selection, k: int, thin: int, keys: str = "block") -> CompiledMH:
@@ -281,15 +280,8 @@ def kernel_for(template: Trace, selection, k: int, thin: int, keys: str = "block
         hash(key)
     except TypeError:
         return CompiledMH(template, selection, k, thin, keys)
-    hit = _cache.get(key)
-    if hit is not None and hit.gen_fn is template.gen_fn and hit.constants == _constants(template, hit.retained):
-        _cache[key] = _cache.pop(key)  # most recently used last
-        return hit
-    kern = CompiledMH(template, selection, k, thin, keys)
-    _cache[key] = kern
-    while len(_cache) > _CACHE_SIZE:
-        _cache.pop(next(iter(_cache)))
-    return kern
+    hit = _cache.get(key, lambda h: h.gen_fn is template.gen_fn and h.constants == _constants(template, h.retained))
+    return hit if hit is not None else _cache.put(key, CompiledMH(template, selection, k, thin, keys))
 
 
 def _constants(tr: Trace, paths: list) -> tuple:

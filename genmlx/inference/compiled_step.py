@@ -25,7 +25,7 @@ import mlx.core as mx
 from ..trace import Trace
 from ..tree import _spec, flatten
 from ..vectorize import _Dist, _Node, _pack_top, _unpack
-from .kernel_keys import args_key, structure_key
+from .kernel_keys import KernelCache, args_key, structure_key
 
 __all__ = ["CompiledProposal", "Pending", "Leaves", "proposal_for"]
 
@@ -181,8 +181,7 @@ def _make_dist(cls, attrs: dict):
     return d
 
 
-_cache: dict = {}
-_CACHE_SIZE = 16
+_cache = KernelCache()
 
 
 def proposal_for(template: Trace, selection, propose) -> CompiledProposal | None:
@@ -195,12 +194,7 @@ def proposal_for(template: Trace, selection, propose) -> CompiledProposal | None
         hash(key)
     except TypeError:
         return None
-    hit = _cache.get(key)
-    if hit is not None and hit.gen_fn is template.gen_fn:
-        _cache[key] = _cache.pop(key)
+    hit = _cache.get(key, lambda h: h.gen_fn is template.gen_fn)
+    if hit is not None:
         return hit if hit.ok else None
-    kern = CompiledProposal(template, selection, propose)
-    _cache[key] = kern
-    while len(_cache) > _CACHE_SIZE:
-        _cache.pop(next(iter(_cache)))
-    return kern
+    return _cache.put(key, CompiledProposal(template, selection, propose))

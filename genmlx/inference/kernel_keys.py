@@ -13,7 +13,7 @@ import mlx.core as mx
 
 from ..trace import Trace
 
-__all__ = ["args_key", "structure_key"]
+__all__ = ["args_key", "structure_key", "KernelCache"]
 
 
 def _key(x, array_key):
@@ -55,3 +55,30 @@ def _hashable(x) -> bool:
         return True
     except TypeError:
         return False
+
+
+class KernelCache:
+    """The most recently used compiled kernels by key (a kernel's traced graph is reused across runs)."""
+
+    def __init__(self, size: int = 16):
+        self.size, self._d = size, {}
+
+    def get(self, key, valid):
+        """The kernel under `key` if `valid(kernel)` (marked most recently used), else None."""
+        hit = self._d.get(key)
+        if hit is None or not valid(hit):
+            return None
+        self._d[key] = self._d.pop(key)
+        return hit
+
+    def put(self, key, kernel):
+        self._d[key] = kernel
+        while len(self._d) > self.size:
+            self._d.pop(next(iter(self._d)))
+        return kernel
+
+    def values(self):
+        return self._d.values()
+
+    def clear(self) -> None:
+        self._d.clear()
