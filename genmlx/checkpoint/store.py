@@ -98,6 +98,20 @@ def _digest(slot: int, seq: int, step: int, body: str, blob: bytes) -> bytes:
     return h.digest()
 
 
+def _transaction(db: sqlite3.Connection, f) -> None:
+    """`f(db)` in one immediate transaction: committed whole, or rolled back and the error raised."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        f(db)
+        db.execute("COMMIT")
+    except BaseException:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise
+
+
 class Store:
     """One open checkpoint database."""
 
@@ -196,18 +210,8 @@ class Store:
 
     def _mirror(self, f) -> None:
         """Write the checkpoint just committed to the backup too, in one transaction of its own."""
-        bak = self._bak
         try:
-            bak.execute("BEGIN IMMEDIATE")
-            try:
-                f(bak)
-                bak.execute("COMMIT")
-            except BaseException:
-                try:
-                    bak.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                raise
+            _transaction(self._bak, f)
         except sqlite3.Error as e:
             self._close_mirror()  # the backup holds the previous checkpoint; the next one copies anew
             raise CheckpointError(f"checkpoint: writing to the backup {backup_path(self.path)} failed "
@@ -247,16 +251,7 @@ class Store:
         if not keep_mirror:  # a write the backup does not mirror: the next checkpoint copies the database whole
             self._close_mirror()
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                f()
-                self.db.execute("COMMIT")
-            except BaseException:
-                try:
-                    self.db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                raise
+            _transaction(self.db, lambda db: f())
         except sqlite3.Error as e:
             raise CheckpointError(f"checkpoint: writing {what} to {self.path} failed ({type(e).__name__}: {e}); "
                                   "the checkpoints written before it are intact") from e
