@@ -16,13 +16,11 @@ import time
 import mlx.core as mx
 
 from benchmarks import floors as F
-from benchmarks import models as M
+from benchmarks.gpu.mh_per_iteration import CASES  # the same models, data and floors
 from genmlx import inference as infer
 from genmlx.inference import compiled as C
 
 K = 50
-CASES = {"beta_bernoulli": (M.beta_bernoulli, M.BB_ARGS, M.BB_OBS, F.BetaBernoulli(M.BB_DATA)),
-         "regression5": (M.linreg, (M.LR5_XS,), M.obs_of(M.LR5_YS), F.Regression(M.LR5_XS, M.LR5_YS))}
 
 
 class Clock:
