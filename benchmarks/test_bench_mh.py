@@ -50,48 +50,40 @@ def _mh_info(res) -> dict:
             "acceptance_rate": st.get("acceptance_rate"), "iterations": it}
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_mh_dynamic(pair, record, cases, model):
-    c = cases[model]
+def _loop(pair, record, c, model, compile: bool):
+    """`infer.mh` (one driver step per iteration, the GFI's or the compiled proposal) against the same
+    loop over the plain-MLX step, compiled (the fastest; the target's floor) and, for dynamic mh, eager."""
     key = mx.random.key(3)
     n = N_DYNAMIC
     step = F.mh_step(c.floor)
     step_c = mx.compile(step)
     st, ll = F.mh_init(c.floor, key)
+    floors = {"floor_compiled_step": lambda: F.mh_eager(step_c, st, ll, key, n)}
+    if not compile:  # the eager floor (one eval per step built afresh, as genmlx's step is), shown beside
+        floors = {"floor_eager": lambda: F.mh_eager(step, st, ll, key, n), **floors}
+    what = "mh(compile=True)" if compile else "dynamic MH"
 
     def genmlx():
-        return infer.mh(c.model, c.args, c.obs, n_samples=n, key=key)
+        return infer.mh(c.model, c.args, c.obs, n_samples=n, key=key, compile=compile)
 
-    res = pair(genmlx, {"floor_eager": lambda: F.mh_eager(step, st, ll, key, n),
-                        "floor_compiled_step": lambda: F.mh_eager(step_c, st, ll, key, n)},
-               rounds=size(6, 3), per=n, unit="iteration", steady=True,
-               info={"group": "mh", "model": model, "algorithm": "mh", "variant": "dynamic",
-                     # judged against the fastest plain-MLX program of the step (compiled); the eager one
-                     # (one eval per step built afresh, as genmlx's step is) stays beside it
-                     "targets": [{"name": f"dynamic MH within 1.5x of the compiled-step plain-MLX floor ({model})",
+    res = pair(genmlx, floors, rounds=size(6, 3), per=n, unit="iteration", steady=True,
+               info={"group": "mh", "model": model, "algorithm": "mh",
+                     "variant": "compiled step" if compile else "dynamic",
+                     "targets": [{"name": f"{what} within 1.5x of the compiled-step plain-MLX floor ({model})",
                                   "ratio": "floor_compiled_step", "statistic": "steady_paired_median", "max": 1.5}]})
     record(**_mh_info(res))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_mh_dynamic(pair, record, cases, model):
+    _loop(pair, record, cases[model], model, compile=False)
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_mh_compiled_step(pair, record, cases, model):
     """`mh(compile=True)`: a Python loop over the compiled proposal (GenJAX's Python loop over a jitted
     step), against the same loop over the compiled plain-MLX step."""
-    c = cases[model]
-    key = mx.random.key(3)
-    n = N_DYNAMIC
-    step_c = mx.compile(F.mh_step(c.floor))
-    st, ll = F.mh_init(c.floor, key)
-
-    def genmlx():
-        return infer.mh(c.model, c.args, c.obs, n_samples=n, key=key, compile=True)
-
-    res = pair(genmlx, {"floor_compiled_step": lambda: F.mh_eager(step_c, st, ll, key, n)},
-               rounds=size(6, 3), per=n, unit="iteration", steady=True,
-               info={"group": "mh", "model": model, "algorithm": "mh", "variant": "compiled step",
-                     "targets": [{"name": f"mh(compile=True) within 1.5x of the compiled-step plain-MLX floor ({model})",
-                                  "ratio": "floor_compiled_step", "statistic": "steady_paired_median", "max": 1.5}]})
-    record(**_mh_info(res))
+    _loop(pair, record, cases[model], model, compile=True)
 
 
 def _fused(pair, record, c, model, keys: str):
