@@ -4,12 +4,14 @@
 #   bash benchmarks/gpu/run_session.sh A   # distributed algorithms on one NCCL rank (issue 19), test_bench_mh.py
 #   bash benchmarks/gpu/run_session.sh B   # compiled_mh per iteration against its floors, the scalar-site rows
 #   bash benchmarks/gpu/run_session.sh P   # a compiled_mh block's time split (kernel call, eval, Python), fused rows
+#   bash benchmarks/gpu/run_session.sh M   # issue 14's MH module whole, compiled_mh per iteration, the PTX cache
+#   bash benchmarks/gpu/run_session.sh D   # the block time split, then the IS and distribution modules
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 if [ ! -d /tmp/site/mlx ]; then
   cat /tmp/cu/cu13.part.aa .whl/p2/cu13.part.ab > /tmp/cu/mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
-    /tmp/cu/mlx_cuda_13-*.whl .whl/p2/mlx-0.32.4-*.whl .whl/p2/small/*.whl
+    /tmp/cu/mlx_cuda_13-*.whl .whl/p2/mlx-0.32.4-*.whl .whl/p2/small/*.whl .whl/p2/otel/*.whl
 fi
 export PYTHONPATH=/tmp/site:$PWD MLX_PTX_CACHE_DIR=/tmp/ptx
 python3 -c "import mlx.core as mx; print(mx.default_device(), mx.device_info().get('device_name'))"
@@ -32,6 +34,16 @@ case "${1:-A}" in
   P)  # where a compiled_mh block's time goes (benchmarks/gpu/profile_blocks.py), then the fused rows
     timeout 200 python3 -m benchmarks.gpu.profile_blocks 20000 2>&1 | tee "$OUT/profile-blocks.txt" | head -70
     bench gpu-mh-fused 300 benchmarks/test_bench_mh.py -k "fused and not per_iteration"
+    ;;
+  M)  # MLX compiles each fused kernel with NVRTC once per machine: the cache comes back as ptx.tgz
+    bench gpu-mh 260 benchmarks/test_bench_mh.py
+    timeout 150 python3 -m benchmarks.gpu.mh_per_iteration "$OUT/mh-per-iteration.json" 2>&1 | tail -8
+    tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
+    ;;
+  D)
+    timeout 120 python3 -m benchmarks.gpu.profile_blocks 20000 2>&1 | tee "$OUT/profile-blocks.txt" | head -40
+    bench gpu-is 200 benchmarks/test_bench_is.py
+    bench gpu-distributions 230 benchmarks/test_bench_distributions.py
     ;;
   B)
     timeout 200 python3 -m benchmarks.gpu.mh_per_iteration "$OUT/mh-per-iteration.json" 2>&1 | tail -8
