@@ -22,7 +22,7 @@ from . import support
 from ._common import LOG_2PI, POS
 from .base import Distribution, batch_shape
 from ..rng import shared_lanes
-from .gamma_sampler import gamma_full, log_gamma_pair, other_key
+from .gamma_sampler import beta_draw, gamma_full, log_gamma_pair, other_key
 
 __all__ = ["Gamma", "InvGamma", "Beta", "gamma", "inv_gamma", "beta"]
 
@@ -286,7 +286,7 @@ class Beta(Distribution):
     def _sample(self, key, shape):
         full = shape + batch_shape(self.a, self.b)
         if full == shape and (shape or shared_lanes() is None):  # scalar parameters: both gammas in one pass
-            return _sigmoid_diff(*log_gamma_pair(key, self.a, self.b, shape))
+            return _sigmoid_diff(*log_gamma_pair(key, self.a, self.b, shape)) if shape else beta_draw(key, self.a, self.b)
         return _sigmoid_diff(gamma_full(key, self.a, shape, full), gamma_full(other_key(key), self.b, shape, full))
 
     def _log_prob(self, x):

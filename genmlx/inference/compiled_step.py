@@ -31,19 +31,21 @@ __all__ = ["CompiledProposal", "Pending", "Leaves", "proposal_for"]
 
 
 class Pending:
-    """A proposed trace as the compiled function returned it: its leaves and checks, built on accept."""
+    """A proposed trace as the compiled function returned it: its new leaves and checks, built on accept."""
 
-    __slots__ = ("leaves", "made", "checks", "_kernel", "_memo")
+    __slots__ = ("inputs", "made", "checks", "_kernel", "_memo")
 
-    def __init__(self, kernel: "CompiledProposal", leaves: list, made: list, checks: tuple, memo: "Leaves"):
-        self._kernel, self.leaves, self.made, self.checks, self._memo = kernel, leaves, made, checks, memo
+    def __init__(self, kernel: "CompiledProposal", inputs: list, made: list, checks: tuple, memo: "Leaves"):
+        self._kernel, self.inputs, self.made, self.checks, self._memo = kernel, inputs, made, checks, memo
 
     def _genmlx_arrays(self):
         return self.made  # the other leaves are the current trace's, already evaluated
 
     def _genmlx_build(self) -> Trace:
-        tr = self._kernel.build(self.leaves, self.checks)
-        self._memo.trace, self._memo.leaves = tr, self.leaves
+        made, inputs = self.made, self.inputs
+        leaves = [made[m] if m >= 0 else inputs[~m] for m in self._kernel._where]
+        tr = self._kernel.build(leaves, self.checks)
+        self._memo.trace, self._memo.leaves = tr, leaves
         return tr
 
 
@@ -118,8 +120,7 @@ class CompiledProposal:
             self.traced = True
         nc = len(self._checks)
         checks = tuple(kind(ok, err) for (kind, err), ok in zip(self._checks, outs[2:2 + nc]))
-        made = outs[2 + nc:]
-        new = Pending(self, [made[m] if m >= 0 else leaves[~m] for m in self._where], made, checks, memo)
+        new = Pending(self, leaves, outs[2 + nc:], checks, memo)
         return outs[0], new, {"accepted": outs[0], "accept_prob": outs[1]}
 
 
