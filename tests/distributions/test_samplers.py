@@ -295,6 +295,35 @@ def test_paired_lanes_equal_scalar_draws_bit_for_bit(params):
     np.testing.assert_array_equal(np.array(lanes), np.array(one))
 
 
+@pytest.mark.parametrize("a, b", [(2.0, 2.0), (0.5, 3.0), (1.5, 0.3), (0.2, 7.0)])
+def test_one_beta_draw_is_one_compiled_call_with_the_lanes_numbers(a, b):
+    """`beta_draw` (a scalar site's draw) is the pair's single lane as one compiled call: the same
+    numbers as sigmoid(log G_a - log G_b) of `log_gamma_pair`, key for key, also with array
+    parameters and under `mx.vmap` (the lane's vmap rule still applies inside the compiled call)."""
+    from genmlx.distributions.gamma_sampler import beta_draw, log_gamma_pair
+
+    keys = mx.random.split(mx.random.key(17), 200)
+    for pa, pb in [(mx.array(a), b), (a, b)]:
+        got = mx.stack([beta_draw(k, pa, pb) for k in keys])
+        want = mx.stack([mx.sigmoid(mx.subtract(*log_gamma_pair(k, pa, pb))) for k in keys])
+        np.testing.assert_array_equal(np.array(got), np.array(want))
+    np.testing.assert_array_equal(np.array(mx.vmap(lambda k: beta_draw(k, a, b))(keys)), np.array(want))
+
+
+def test_lane_caches_stay_small_whatever_the_shapes():
+    """The lane functions are cached by q; `q_bucket` rounds q up to a few values, so a model drawing
+    from many different shapes adds a handful of entries, not one per shape."""
+    from genmlx.distributions import gamma_sampler as G
+
+    qs = [G.reject_prob_bound(max(a, 2.0)) for a in np.linspace(0.1, 500.0, 2000)]
+    buckets = {G.q_bucket(q) for q in qs}
+    assert all(G.q_bucket(q) >= q for q in qs) and len(buckets) <= 9, sorted(buckets)
+    before = len(G._LANES)
+    for a in np.linspace(2.0, 3.9, 50):
+        dist.beta(float(a), float(a) + 0.05)._sample(mx.random.key(0), ())
+    assert len(G._LANES) - before <= 2
+
+
 def test_paired_draw_builds_fewer_graph_nodes_than_two_draws():
     """Why the pair exists: one sampler pass for both gammas, not two."""
     from genmlx.distributions.gamma_sampler import log_gamma_pair, other_key
