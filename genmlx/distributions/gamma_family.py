@@ -10,6 +10,7 @@ beta is sigmoid(log G_a - log G_b), which cannot produce 0/0 at tiny shapes.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mlx.core as mx
@@ -120,8 +121,7 @@ class Gamma(Distribution):
         self.shape = self._param("shape", shape, *POS)
         self.rate = self._param("rate", rate, *POS)
         self._check_shapes(shape=self.shape, rate=self.rate)
-        self._host = _host_consts(self, lambda a, b: (_host_k(a), _gamma_c_host(a, b), _gamma_at0_host(a, b)),
-                                   self.shape, self.rate)
+        self._host = _host_consts(self, _gamma_host, self.shape, self.rate)
 
     def _sample(self, key, shape):
         full = shape + batch_shape(self.shape, self.rate)
@@ -176,7 +176,7 @@ class InvGamma(Distribution):
         self.shape = self._param("shape", shape, *POS)
         self.scale = self._param("scale", scale, *POS)
         self._check_shapes(shape=self.shape, scale=self.scale)
-        self._host = _host_consts(self, lambda a, b: (_host_k(a), _gamma_c_host(a, b)), self.shape, self.scale)
+        self._host = _host_consts(self, _inv_gamma_host, self.shape, self.scale)
 
     def _sample(self, key, shape):
         full = shape + batch_shape(self.shape, self.scale)
@@ -258,10 +258,23 @@ def _beta_host(a: float, b: float):
     return k, nk, k + nk, _beta_c_host(a, b), math.log(k / (k + nk)), math.log(nk / (k + nk))
 
 
+def _gamma_host(a: float, b: float):
+    return _host_k(a), _gamma_c_host(a, b), _gamma_at0_host(a, b)
+
+
+def _inv_gamma_host(a: float, b: float):
+    return _host_k(a), _gamma_c_host(a, b)
+
+
 def _host_consts(d, fn, *params):
     """Parameter-only terms on the host (float64) when every parameter is a Python number."""
     if d._invalid is not None or not all(isinstance(p, float) for p in params):
         return None
+    return _host_values(fn, params)
+
+
+@functools.lru_cache(maxsize=4096)  # a model builds its distributions afresh every execution
+def _host_values(fn, params: tuple) -> tuple:
     return tuple(float(v) for v in fn(*params))
 
 

@@ -352,20 +352,18 @@ def _pair_setup(a, b):
     """(boost, rounds, q, [a, b] as an array) of a two-gamma draw."""
     if isinstance(a, mx.array) or isinstance(b, mx.array):
         return -1, MAX_ROUNDS, reject_prob_bound(2.0), mx.stack([mx.asarray(x).astype(mx.float32) for x in (a, b)])
-    a, b = float(a), float(b)
+    return _float_pair_setup(float(a), float(b))
+
+
+@functools.lru_cache(maxsize=256)  # a model builds its Beta afresh every execution, mostly with the same shapes
+def _float_pair_setup(a: float, b: float):
     ba, bb = (2 if x < 1.0 else (1 if x < 2.0 else 0) for x in (a, b))
     boost = ba if ba == bb else -1  # -1: the kernel decides each one's boost
     k = max(rounds_for(a + ba), rounds_for(b + bb))
     q = reject_prob_bound(max(min(a + ba, b + bb), 2.0))
-    return boost, k, q, _float_pair(a, b)
-
-
-@functools.lru_cache(maxsize=256)
-def _float_pair(a: float, b: float) -> mx.array:
-    """[a, b] as an evaluated float32 array (never mutated; shared by the draws with these shapes)."""
-    x = mx.array([a, b], dtype=mx.float32)
-    mx.eval(x)
-    return x
+    ab = mx.array([a, b], dtype=mx.float32)  # evaluated now, never mutated: shared by these draws
+    mx.eval(ab)
+    return boost, k, q, ab
 
 
 def _shared_fn(rounds: int, boost: int, q: float, n: int):
