@@ -66,7 +66,7 @@ def _loop(pair, record, c, model, compile: bool):
     def genmlx():
         return infer.mh(c.model, c.args, c.obs, n_samples=n, key=key, compile=compile)
 
-    res = pair(genmlx, floors, rounds=size(6, 3), per=n, unit="iteration", steady=True,
+    res = pair(genmlx, floors, rounds=size(9, 3), per=n, unit="iteration", steady=True,
                info={"group": "mh", "model": model, "algorithm": "mh",
                      "variant": "compiled step" if compile else "dynamic",
                      "targets": [{"name": f"{what} within 1.5x of the compiled-step plain-MLX floor ({model})",
