@@ -14,6 +14,9 @@ if [ ! -d /tmp/site/mlx ]; then
     /tmp/cu/mlx_cuda_13-*.whl .whl/p2/mlx-0.32.4-*.whl .whl/p2/small/*.whl .whl/p2/otel/*.whl
 fi
 export PYTHONPATH=/tmp/site:$PWD MLX_PTX_CACHE_DIR=/tmp/ptx
+# a kernel cache from an earlier machine (mode M brings one back as ptx.tgz; keep it as .whl/ptx/ptx.tgz
+# and carry .whl/ptx with .whl/p2): a fresh machine otherwise spends minutes in NVRTC
+if [ ! -d /tmp/ptx ] && [ -f .whl/ptx/ptx.tgz ]; then tar xzf .whl/ptx/ptx.tgz -C /tmp; fi
 python3 -c "import mlx.core as mx; print(mx.default_device(), mx.device_info().get('device_name'))"
 bench() {  # pytest-benchmark rows into $OUT/$1.json
   local name=$1 limit=$2; shift 2
