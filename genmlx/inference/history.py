@@ -51,6 +51,20 @@ class History:
         s.append(v)
 
     def extend(self, key: str, values) -> None:
+        """Append each of `values` (a multi-iteration step's list): one C call when they are all
+        floats or all bools and the series holds that type."""
+        values = values if type(values) is list else list(values)
+        if not values:
+            return
+        t = type(values[0])
+        code = _CODES.get(t)
+        s = self._series.get(key)
+        if code is not None and (s is None or (type(s) is array and s.typecode == code)) \
+                and len(set(map(type, values))) == 1:
+            if s is None:
+                s = self._series[key] = array(code)
+            s.extend(values)
+            return
         for v in values:
             self.append(key, v)
 

@@ -50,6 +50,21 @@ def test_a_multi_iteration_step_adds_one_entry_per_iteration():
     assert h1.lists() == {"chains": [[0.1, 0.2]]}
 
 
+def test_a_blocks_list_is_stored_compactly_unless_it_mixes_types():
+    """A fused block's `[K]` statistics extend the compact series in one call; a list with another
+    type in it (or a series already of another type) goes value by value, converting nothing."""
+    h = History()
+    h.add({"accepted": [True, False] * 25, "accept_prob": [0.25] * 50}, 50)
+    assert h._series["accepted"].typecode == "b" and h._series["accept_prob"].typecode == "d"
+    h.add({"accepted": [True] * 50, "accept_prob": [0.5] * 49 + [1]}, 50)  # an int among the floats
+    assert h._series["accepted"].typecode == "b" and type(h._series["accept_prob"]) is list
+    out = h.lists()
+    assert out["accepted"] == [True, False] * 25 + [True] * 50
+    assert out["accept_prob"] == [0.25] * 50 + [0.5] * 49 + [1] and type(out["accept_prob"][-1]) is int
+    h.add({"accepted": [1.0, 0.0]}, 2)  # floats into a bool series: the series turns into a list
+    assert h.lists()["accepted"][-2:] == [1.0, 0.0] and type(h.lists()["accepted"][0]) is bool
+
+
 def test_since_gives_a_checkpoint_its_increment():
     h = History({"a": [1.0, 2.0], "b": [True]})
     n = h.lengths()
