@@ -299,7 +299,9 @@ class Beta(Distribution):
     def _sample(self, key, shape):
         full = shape + batch_shape(self.a, self.b)
         if full == shape and (shape or shared_lanes() is None):  # scalar parameters: both gammas in one pass
-            return _sigmoid_diff(*log_gamma_pair(key, self.a, self.b, shape)) if shape else beta_draw(key, self.a, self.b)
+            if not shape:  # one draw (a scalar site): one compiled call
+                return beta_draw(key, self.a, self.b)
+            return _sigmoid_diff(*log_gamma_pair(key, self.a, self.b, shape))
         return _sigmoid_diff(gamma_full(key, self.a, shape, full), gamma_full(other_key(key), self.b, shape, full))
 
     def _log_prob(self, x):

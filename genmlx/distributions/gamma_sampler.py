@@ -40,8 +40,8 @@ from ..rng import lanewise, shared_lanes
 from ..special.normal import std_normal_from_uniform
 from .base import shape_of
 
-__all__ = ["FAIL_PROB", "rounds_for", "reject_prob_bound", "log_gamma_draw", "log_gamma_pair", "beta_draw", "gamma_full",
-           "open_uniform", "other_key", "capacity"]
+__all__ = ["FAIL_PROB", "rounds_for", "reject_prob_bound", "q_bucket", "log_gamma_draw", "log_gamma_pair", "beta_draw",
+           "gamma_full", "open_uniform", "other_key", "capacity"]
 
 FAIL_PROB = 2e-7
 MAX_ROUNDS = 4
@@ -352,18 +352,17 @@ def _pair_setup(a, b):
     """(boost, rounds, q, [a, b] as an array) of a two-gamma draw."""
     if isinstance(a, mx.array) or isinstance(b, mx.array):
         return -1, MAX_ROUNDS, reject_prob_bound(2.0), mx.stack([mx.asarray(x).astype(mx.float32) for x in (a, b)])
-    return _float_pair_setup(float(a), float(b))
+    a, b = float(a), float(b)
+    # a fresh array per draw: a cache of arrays would hold live arrays that a leak gate counts
+    return (*_float_pair_plan(a, b), mx.array([a, b], dtype=mx.float32))
 
 
-@functools.lru_cache(maxsize=256)  # a model builds its Beta afresh every execution, mostly with the same shapes
-def _float_pair_setup(a: float, b: float):
+@functools.lru_cache(maxsize=1024)  # a model builds its Beta afresh every execution, mostly with the same shapes
+def _float_pair_plan(a: float, b: float) -> tuple:
     ba, bb = (2 if x < 1.0 else (1 if x < 2.0 else 0) for x in (a, b))
     boost = ba if ba == bb else -1  # -1: the kernel decides each one's boost
     k = max(rounds_for(a + ba), rounds_for(b + bb))
-    q = reject_prob_bound(max(min(a + ba, b + bb), 2.0))
-    ab = mx.array([a, b], dtype=mx.float32)  # evaluated now, never mutated: shared by these draws
-    mx.eval(ab)
-    return boost, k, q, ab
+    return boost, k, q_bucket(reject_prob_bound(max(min(a + ba, b + bb), 2.0)))
 
 
 def _shared_fn(rounds: int, boost: int, q: float, n: int):

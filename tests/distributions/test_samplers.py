@@ -318,10 +318,10 @@ def test_lane_caches_stay_small_whatever_the_shapes():
     qs = [G.reject_prob_bound(max(a, 2.0)) for a in np.linspace(0.1, 500.0, 2000)]
     buckets = {G.q_bucket(q) for q in qs}
     assert all(G.q_bucket(q) >= q for q in qs) and len(buckets) <= 9, sorted(buckets)
-    before = len(G._LANES)
+    before, compiled = len(G._LANES), G._beta_lane.cache_info().currsize
     for a in np.linspace(2.0, 3.9, 50):
         dist.beta(float(a), float(a) + 0.05)._sample(mx.random.key(0), ())
-    assert len(G._LANES) - before <= 2
+    assert len(G._LANES) - before <= 2 and G._beta_lane.cache_info().currsize - compiled <= 2
 
 
 def test_paired_draw_builds_fewer_graph_nodes_than_two_draws():
