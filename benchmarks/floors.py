@@ -35,7 +35,7 @@ from typing import Callable
 import mlx.core as mx
 
 from genmlx.distributions._common import std_normal  # the normal sampler dist.normal uses
-from genmlx.distributions.gamma_sampler import log_gamma_pair  # the gamma sampler dist.beta uses
+from genmlx.distributions.gamma_sampler import beta_draw, log_gamma_pair  # the gamma sampler dist.beta uses
 from genmlx.inference.accept_scan import chain_states  # plain MLX: the accept recursion of an independence chain
 
 __all__ = [
@@ -54,7 +54,9 @@ def normal_lp(x, mu, sigma):
 
 def beta22(key, shape=()):
     """Beta(2, 2) draws, as `dist.beta(2.0, 2.0).sample` makes them: both log-gammas from one
-    sampler pass (`log_gamma_pair`)."""
+    sampler pass (`log_gamma_pair`); a single draw as its one compiled call (`beta_draw`)."""
+    if shape == ():
+        return beta_draw(key, 2.0, 2.0)
     return mx.sigmoid(mx.subtract(*log_gamma_pair(key, 2.0, 2.0, shape)))
 
 
