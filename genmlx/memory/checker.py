@@ -57,6 +57,7 @@ class _State:
     def reset(self):
         self.live: int | None = None  # last measured
         self.pending: int | None = None
+        self.base: tuple | None = None  # (live, pending) at the budget's first measurement
         self.checks = 0
         self.measures = 0
         self.sweeps = 0
@@ -90,6 +91,8 @@ def check(limit: int, where: str, exclude: Any) -> tuple[int, int] | None:
         _record_live(n, census.full(exclude))
         _sweep(n, census.excluded_ids())
         st.next_sweep = now + (time.perf_counter() - now) / _SWEEP_DUTY
+        if st.base is None:
+            st.base = (st.live, st.young + st.old)
     elif near or now >= st.next_measure:
         _record_live(n, census.count(exclude))
         skip = census.excluded_ids()
@@ -109,7 +112,8 @@ def check(limit: int, where: str, exclude: Any) -> tuple[int, int] | None:
         live, pending = st.live, st.young + st.old
         if live + pending > limit:
             st.pending = pending
-            raise ResourceLimitExceeded(live, pending, limit, where)
+            grew = (max(0, live - st.base[0]), max(0, pending - st.base[1])) if st.base else None
+            raise ResourceLimitExceeded(live, pending, limit, where, grew)
     st.pending = pending
     return live, pending
 

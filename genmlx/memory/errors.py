@@ -17,31 +17,38 @@ class ResourceLimitExceeded(RuntimeError):
         pending: unevaluated primitive graph nodes reachable from live arrays.
         limit: the budget that was exceeded.
         where: what was running (e.g. ``"mh step 4211"``), or ``""``.
+        grew: (live, pending) growth since the budget's first measurement, or
+            None; the message names the cause by what grew when it is known
+            (what a process already held says nothing about the leak).
     """
 
-    def __init__(self, live: int, pending: int, limit: int, where: str = ""):
+    def __init__(self, live: int, pending: int, limit: int, where: str = "", grew: tuple | None = None):
         self.live = live
         self.pending = pending
         self.limit = limit
         self.where = where
+        self.grew = grew
         super().__init__(self._message())
 
     def __reduce__(self):
-        return (type(self), (self.live, self.pending, self.limit, self.where))
+        return (type(self), (self.live, self.pending, self.limit, self.where, self.grew))
 
     def _message(self) -> str:
         at = f" at {self.where}" if self.where else ""
         used = self.live + self.pending
-        if self.pending >= self.live:
+        by_growth = bool(self.grew) and max(self.grew) > 0
+        live, pending = self.grew if by_growth else (self.live, self.pending)
+        most = "Most of what grew since the budget's first check is" if by_growth else "Most of it is"
+        if pending >= live:
             cause = (
-                "Most of it is pending graph nodes: a lazily accumulated array "
+                f"{most} pending graph nodes: a lazily accumulated array "
                 "(e.g. `score = score + x` or `score += x` in a loop) keeps its "
                 "whole history alive. Evaluate lazy accumulators each iteration "
                 "with mx.eval(...) or gm.memory.materialize(...)."
             )
         else:
             cause = (
-                "Most of it is live array objects: something keeps arrays in a "
+                f"{most} live array objects: something keeps arrays in a "
                 "growing container (a list of per-iteration arrays, a memo cache, "
                 "closures or exception tracebacks). Don't keep per-iteration "
                 "arrays; keep Python numbers (`x.item()`) or evaluated summaries."

@@ -242,6 +242,10 @@ def test_error_message_and_pickling():
     assert (e2.live, e2.pending, e2.limit, e2.where) == (12, 600_000, 499_000, "mh step 7")
     wrappers = ResourceLimitExceeded(live=600_000, pending=0, limit=499_000)
     assert "growing container" in str(wrappers)
+    # what grew names the cause, not what the process already held
+    grown = ResourceLimitExceeded(live=400_000, pending=120_000, limit=499_000, grew=(3, 119_000))
+    assert "pending graph nodes: a lazily accumulated" in str(grown) and "mx.eval" in str(grown)
+    assert pickle.loads(pickle.dumps(grown)).grew == (3, 119_000)
 
 
 def test_env_var_parsing(monkeypatch):

@@ -69,6 +69,26 @@ def test_lazy_score_is_caught_by_the_budget(x):
     assert "pending graph nodes" in str(e) and "mx.eval" in str(e)
 
 
+def test_the_error_names_what_grew_not_what_was_already_held(x):
+    """A process already holding a lazy graph (pending nodes from before the budget) that then
+    leaks arrays into a list: the error blames the growing container, not the old graph."""
+    held = mx.array(0.0)
+    for _ in range(300):  # 300 pending nodes held from before the budget block
+        held = held + x
+    kept = []
+    limit = baseline_used() + 150
+    with budget(limit=limit):
+        with pytest.raises(ResourceLimitExceeded) as err:
+            for i in range(STEPS * 4):
+                kept.append(mx.array(float(i)))
+                check_budget(f"list loop {i}")
+    e = err.value
+    assert e.pending >= e.live  # by the absolute counts the old graph would look like the cause
+    assert e.grew[0] >= 100 and e.grew[1] == 0  # but the arrays are what grew
+    assert "growing container" in str(e) and "lazily accumulated" not in str(e)
+    mx.eval(held)
+
+
 def test_fixed_lazy_score_is_flat_and_stays_under_budget(x):
     box = {"s": mx.array(0.0)}
 
