@@ -19,7 +19,7 @@ from genmlx import dist, events, site_counts
 from genmlx.inference import mh
 from genmlx.tree import arrays_and_checks, mark_ready
 
-from .models import CASES
+from .models import CASES, beta_bernoulli
 
 
 class Keep:
@@ -156,13 +156,7 @@ def test_mh_runs_step_zero_and_later_steps_equal_walks():
 
 
 def test_the_cache_answers_a_steady_mh_chain_and_holds_no_arrays():
-    @gm.gen
-    def bb(n):
-        p = gm.trace("p", dist.beta(2.0, 2.0))
-        for i in range(n):
-            gm.trace(("y", i), dist.bernoulli(p))
-        return p
-
+    bb = beta_bernoulli
     site_counts.clear()
     obs = {("y", i): float(i % 2) for i in range(5)}
     with events.subscribed(Keep()):
