@@ -226,15 +226,13 @@ class RunCheckpoint:
             return True
         return b.seconds is not None and time.monotonic() - self.last_time >= b.seconds
 
-    def save(self, step: int, state, samples: list, history: dict, counters: dict, done: bool = False) -> int:
-        """Write the checkpoint after `step` driver steps; returns its bytes. Raises CheckpointError."""
+    def save(self, step: int, state, samples: list, history, counters: dict, done: bool = False) -> int:
+        """Write the checkpoint after `step` driver steps; returns its bytes. Raises CheckpointError.
+
+        `history`: the driver's `History`; only its entries since the last checkpoint become lists."""
         from .schema import SchemaError
 
-        if hasattr(history, "since"):  # the driver's `History`: only the new entries become lists
-            new_hist, lengths = history.since(self.hist_len), history.lengths()
-        else:
-            new_hist = {k: v[self.hist_len.get(k, 0):] for k, v in history.items()}
-            lengths = {k: len(v) for k, v in history.items()}
+        new_hist, lengths = history.since(self.hist_len), history.lengths()
         try:
             chunk = encode((samples[self.n_samples:], new_hist), self.program)
             body = encode(state, self.program)
