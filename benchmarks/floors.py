@@ -9,7 +9,8 @@ machinery:
 * Fairness: the floors draw their random numbers with genmlx's own samplers —
   `genmlx.distributions.gamma_sampler.log_gamma_pair` (the vectorized
   Marsaglia-Tsang gamma in log space, both of Beta's gammas in one pass;
-  Beta(a, b) = sigmoid(log G_a - log G_b), exactly as `dist.beta` samples)
+  Beta(a, b) = sigmoid(log G_a - log G_b), exactly as `dist.beta` samples,
+  a single draw as `beta_draw`'s one compiled call)
   and `genmlx.distributions._common.std_normal` (the fused Giles
   inverse-CDF normal of `dist.normal`). The speed of a
   sampler is the distributions' business (benchmarked on its own); here it
