@@ -45,6 +45,7 @@ from contextlib import contextmanager
 
 import mlx.core as mx
 
+from . import evaluation as _evaluation
 from .thread_state import PerThread, Value, handler_stack
 
 __all__ = ["defer_checks", "user_call", "evaluate", "enforce", "unchecked", "read", "collecting", "collect",
@@ -95,7 +96,7 @@ def evaluate(checks) -> bool:
     oks = [c.ok for c in checks if type(c.ok) is mx.array]
     if oks:
         try:
-            mx.eval(oks)
+            _evaluation.evaluate(oks)
         except ValueError as e:
             if _EVAL_MSG in str(e):
                 return False  # mx.compile / mx.vmap tracing: the checks keep travelling

@@ -46,6 +46,7 @@ from .address import Path, to_path
 from .choicemap import ChoiceMap
 from .distributions.base import Distribution
 from .dynamic import DynamicGenFn
+from .evaluation import evaluate
 
 __all__ = ["Sym", "FlatDensity", "build", "NotFlat"]
 
@@ -366,7 +367,7 @@ class _Group:
                     self.slots.append(("fixed", first))
                 else:
                     stacked = mx.stack([mx.array(x) if not isinstance(x, mx.array) else x for x in xs])
-                    mx.eval(stacked)  # a constant: never a graph node of the functions that read it
+                    evaluate(stacked)  # a constant: never a graph node of the functions that read it
                     self.slots.append(("const", stacked))
         self.batched = [i for i, s in enumerate(self.slots) if s[0] != "fixed"]
         self.checked = _has_checks(self.template.attrs)
@@ -526,7 +527,7 @@ class FlatDensity:
             _signature(st.value, consts)
         # constants computed by the model (a parameter derived from data) are evaluated once, here:
         # never a graph node of the functions that read them, never pending while the density lives
-        mx.eval([n[1] for n in consts if n[0] == "const" and isinstance(n[1], mx.array)])
+        evaluate([n[1] for n in consts if n[0] == "const" and isinstance(n[1], mx.array)])
 
     def groups(self, include=None) -> list[_Group]:
         key = None if include is None else frozenset(include)

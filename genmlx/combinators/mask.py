@@ -24,6 +24,7 @@ import mlx.core as mx
 
 from ..address import AddressError
 from ..choicemap import EMPTY, ChoiceMap
+from ..evaluation import item
 from ..gfi import GenerativeFunction, check_args
 from ..selection import Selection
 from ..trace import Trace
@@ -65,7 +66,7 @@ class Mask(u.Structural, GenerativeFunction):
                     "have a different trace structure). Pass a Python bool, or use gm.switch between branches "
                     "of the same structure."
                 )
-            return bool(f.item())  # a host sync
+            return bool(item(f))  # a host sync
         if isinstance(f, (bool, int)):
             return bool(f)
         raise TypeError(f"{self.name}: flag must be a bool or a scalar array, got {type(f).__name__}")

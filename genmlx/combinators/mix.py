@@ -27,6 +27,7 @@ from ..address import AddressError
 from ..choicemap import EMPTY, ChoiceMap
 from ..distributions.base import Distribution
 from ..dynamic import DynamicGenFn
+from ..evaluation import item
 from ..gfi import GenerativeFunction, check_args
 from ..handler import trace as _trace
 from ..selection import Selection
@@ -54,7 +55,7 @@ class _Categorical(Distribution):
                 lg = mx.array(logits, dtype=mx.float32)
             except (TypeError, ValueError):
                 raise ValueError(f"mix: logits must be a vector of numbers, got {logits!r}") from None
-            if lg.ndim == 1 and lg.shape[0] >= 1 and not _logits_ok(lg).item():
+            if lg.ndim == 1 and lg.shape[0] >= 1 and not item(_logits_ok(lg)):
                 raise ValueError(f"mix: logits must be {_LOGITS_MUST}, got {logits!r}")
         if lg.ndim != 1 or lg.shape[0] < 1:
             raise ValueError(f"mix: logits must be a non-empty vector, got shape {tuple(lg.shape)}")

@@ -44,6 +44,7 @@ import mlx.core as mx
 from ..checks import DeferredCheck
 from ..choicemap import ChoiceMap
 from ..dynamic import DynamicGenFn
+from ..evaluation import item
 from ..gfi import GenerativeFunction, check_args
 from ..handler import optional_values
 from ..rng import KeyStream
@@ -92,7 +93,7 @@ class Switch(u.Structural, GenerativeFunction):
                 raise TypeError(f"{self.name}: index must be a scalar, got an array of shape {tuple(idx.shape)}")
             if _vec.batching():
                 return None, idx.reshape(())
-            idx = idx.item()  # a host sync: Python picks the branch
+            idx = item(idx)  # a host sync: Python picks the branch
         if isinstance(idx, bool):
             idx = int(idx)
         if isinstance(idx, float) and idx.is_integer():

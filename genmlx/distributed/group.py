@@ -35,6 +35,8 @@ from typing import Iterator
 import mlx.core as mx
 import numpy as np
 
+from ..evaluation import evaluate
+
 __all__ = [
     "Group", "PeerLostError", "init", "world", "current", "using", "rank_from_env",
     "EXIT_TIMEOUT", "EXIT_PEER_LOST", "DEFAULT_TIMEOUT_S",
@@ -149,7 +151,7 @@ class Group:
         timer.start()
         try:
             out = make()
-            mx.eval(out)
+            evaluate(out)
             return out
         except RuntimeError as e:
             raise PeerLostError(f"genmlx.distributed: {self.where} ({self.backend}): {what} failed: {e}; "

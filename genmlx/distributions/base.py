@@ -40,6 +40,7 @@ from .. import handler as _handler
 from ..address import AddressError, from_path
 from ..checks import DeferredCheck
 from ..choicemap import EMPTY, ChoiceMap, as_value
+from ..evaluation import evaluate
 from ..gfi import GenerativeFunction
 from ..rng import lane_key, resolve
 from ..selection import Selection
@@ -184,7 +185,7 @@ class Distribution(GenerativeFunction):
             raise self._invalid
         cs = self.deferred_checks()
         if cs:
-            mx.eval([c.ok for c in cs])
+            evaluate([c.ok for c in cs])
             from ..checks import raise_failed
 
             raise_failed(cs)

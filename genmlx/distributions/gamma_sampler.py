@@ -36,6 +36,7 @@ import math
 
 import mlx.core as mx
 
+from ..evaluation import evaluate
 from ..rng import lanewise, shared_lanes
 from ..special.normal import std_normal_from_uniform
 from .base import shape_of
@@ -143,7 +144,7 @@ def _first_accepting(margin, last):
 def _last_round(k: int, ndim: int) -> mx.array:
     """[k, 1, ...]: True at round k - 1 (a constant; evaluated once)."""
     x = (mx.arange(k) == k - 1).reshape((k,) + (1,) * (ndim - 1))
-    mx.eval(x)
+    evaluate(x)
     return x
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from ..address import from_path, to_path
 from ..checks import DeferredCheck, ok_or_rejected, raise_failed
 from ..choicemap import ChoiceMap
+from ..evaluation import evaluate
 from ..gfi import as_choicemap, same_callee
 from ..rng import resolve
 from ..selection import Selection
@@ -53,7 +54,7 @@ def run_name(model) -> str:
 def split_key(key, n: int = 2) -> list:
     """`n` fresh keys from `key` (or genmlx's stream), evaluated (a setup cost, not a step's)."""
     ks = mx.random.split(resolve(key), n)
-    mx.eval(ks)
+    evaluate(ks)
     return [ks[i] for i in range(n)]
 
 
@@ -70,7 +71,7 @@ def init_trace(algorithm: str, model, args: tuple, observations, key) -> tuple[T
     score = driver.host(tr.score)
     if not math.isfinite(score):
         if tr.checks:  # an invalid array parameter (a covariance that is not positive definite, ...)
-            mx.eval([c.ok for c in tr.checks])
+            evaluate([c.ok for c in tr.checks])
             raise_failed(tr.checks)
         raise ValueError(_bad_score(algorithm, tr, obs, score))
     return tr, obs
@@ -100,7 +101,7 @@ def _bad_score(algorithm: str, tr: Trace, obs: ChoiceMap, score: float) -> str:
     leaves = _leaf_scores(tr)
     vals = [s for _, s in leaves]
     if vals:
-        mx.eval(vals)
+        evaluate(vals)
     for p, s in leaves:
         v = s.item() if s.size == 1 else float(mx.sum(s).item())
         if not math.isfinite(v):

@@ -9,6 +9,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..choicemap import ChoiceMap
+from ..evaluation import evaluate
 from ..memory import materialize
 from ..rng import resolve
 from ..trace import TraceViews
@@ -55,7 +56,7 @@ class Setup(NamedTuple):
 def setup(algorithm: str, model, args: tuple, observations, addresses, key, init=None) -> Setup:
     """Split the key, build the unconstrained density, check the initial point has finite density."""
     ks = mx.random.split(resolve(key), 3)
-    mx.eval(ks)
+    evaluate(ks)
     logp = unconstrained_logdensity(model, args, observations, addresses, key=ks[0], init=init)
     z0 = logp.layout.z0
     lp0 = driver.host(logp(z0))
@@ -131,7 +132,7 @@ def _trace_maker(model, args, layout, vals, n, c, chains):
         return _scalar_traces(model, args, layout, vals, n).__getitem__
     leaves, rebuild = flatten(node)
     checks = _reduce_checks(cs)
-    mx.eval(leaves, [k.ok for k in checks])
+    evaluate(leaves, [k.ok for k in checks])
     raise_failed(checks)
     host = [np.asarray(x) for x in leaves]
     if chains:

@@ -49,6 +49,7 @@ from ..checks import DeferredCheck, GuardedCheck
 from ..choicemap import ChoiceMap
 from ..distributions.base import Distribution
 from ..dynamic import DynamicGenFn
+from ..evaluation import evaluate
 from ..rng import KeyStream, lane_layout
 from ..sums import signed_sum
 from ..trace import Trace, TraceViews
@@ -375,7 +376,7 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
         # Iteration i uses the i-th of split(k_run, iterations): the keys `mh` gives its driver
         # steps, so mh and compiled_mh with the same key run the same chain.
         all_keys = mx.random.split(k_run, n_steps * k).reshape(n_steps, k, 2)
-        mx.eval(all_keys)
+        evaluate(all_keys)
         counter = [0]
 
         def step(key_, state):

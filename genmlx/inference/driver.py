@@ -27,6 +27,7 @@ import mlx.core as mx
 from .. import events, rng
 from ..checkpoint.session import begin as _begin_checkpoint
 from ..checkpoint.store import CheckpointError
+from ..evaluation import clean_up_at_thread_end, evaluate, item
 from ..tree import arrays_and_checks, mark_ready
 from . import interrupt as _interrupt
 from .history import History
@@ -81,8 +82,11 @@ def host(x) -> Any:
     global _syncs
     _syncs += 1
     if isinstance(x, mx.array):
-        return x.item() if x.size == 1 else x.tolist()
-    mx.eval(x)
+        if x.size == 1:
+            return item(x)
+        evaluate(x)
+        return x.tolist()
+    evaluate(x)
     return x
 
 
@@ -133,7 +137,7 @@ def _materialize(out: Step, keep: bool) -> tuple[Any, Any]:
     sample = out.sample if keep and out.sample is not out.state else None
     pending = (out.state.accept, out.state.new) if decide else out.state
     arrays, checks = arrays_and_checks((pending, sample, out.stats), walked)
-    mx.eval(arrays, [c.ok for c in checks])
+    evaluate(arrays, [c.ok for c in checks])
     state = out.state
     built = None
     if decide:
@@ -192,6 +196,7 @@ def run(
     """
     if n_steps < 0 or burn < 0 or thin < 1:
         raise ValueError(f"{algorithm}: need n_steps >= 0, burn >= 0, thin >= 1; got {n_steps}, {burn}, {thin}")
+    clean_up_at_thread_end()  # MLX's per-thread state, freed before the process exits (genmlx.evaluation)
     from ..memory import check_budget
 
     _apply_cache_policy()

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..address import from_path
 from ..choicemap import ChoiceMap
+from ..evaluation import evaluate
 from ..gfi import as_choicemap
 from ..memory import materialize
 from ..rng import KeyStream, resolve
@@ -136,7 +137,7 @@ def programmable_vi(model, guide, args: tuple, observations, init_params, *, ite
     obs = as_choicemap(observations)
     k_fit, k_out = split_key(key)
     lw0, _ = log_weights(model, guide, args, obs, params, k_out[None], guide_args)  # checks the pairing once
-    mx.eval(lw0)
+    evaluate(lw0)
 
     if objective == "elbo":
         def loss(p, key):
@@ -168,7 +169,7 @@ def guide_moments(guide, guide_args: tuple, n: int, key) -> dict:
         draws = [guide.simulate(guide_args, key=keys[i]).get_choices()._leaves for i in range(n)]
         paths = dict.fromkeys(p for d in draws for p in d)
         leaves = {p: mx.stack([d[p] for d in draws if p in d]) for p in paths}
-    mx.eval(list(leaves.values()))
+    evaluate(list(leaves.values()))
     out = {}
     for p, v in leaves.items():
         a = np.asarray(v.astype(mx.float32), dtype=np.float64)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..checks import raise_failed
 from ..deferred import Deferred
+from ..evaluation import evaluate
 from ..gfi import as_choicemap
 from ..rng import KeyStream
 from .. import compiled_pass, vectorize
@@ -105,7 +106,7 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
             vtr = Deferred(functools.partial(compiled_pass.trace_of_values, model, args_c, obs_c, vtr, n, k, layout))
             if not finite:  # the guarded checks may fail only here: check them all
                 full = vtr.get()
-                mx.eval([c.ok for c in full.checks])
+                evaluate([c.ok for c in full.checks])
                 raise_failed(full.checks)
         traces = BatchedTraces(vtr, n)
         state = vtr

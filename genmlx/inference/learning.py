@@ -20,6 +20,7 @@ from typing import Any, Callable, NamedTuple
 import mlx.core as mx
 
 from ..choicemap import ChoiceMap
+from ..evaluation import evaluate
 from ..gfi import as_choicemap
 from ..rng import KeyStream
 from . import driver
@@ -214,7 +215,7 @@ def wake_sleep(model, guide, args: tuple, data, model_params, guide_params, *, i
     x_obs = ChoiceMap({a: data[a] for a in observed})._leaves
     obs_paths = list(x_obs)
     y = obs_vector(data, observed)
-    mx.eval(y)
+    evaluate(y)
     z_paths = _latent_paths(guide, gp, y)
 
     def wake(mp, gp, keys):

@@ -79,6 +79,7 @@ from typing import NamedTuple
 import mlx.core as mx
 import numpy as np
 
+from ..evaluation import evaluate
 from ..memory import ResourceLimitExceeded
 from . import driver
 from ._gradient import check_int, check_positive, check_step_size, finish, setup, summarize
@@ -449,7 +450,7 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     vg = mx.value_and_grad(s.logp)
     transition = nuts_transition(vg, int(max_tree_depth))
     lp0, g0 = mx.compile(vg)(s.z0)
-    mx.eval(lp0, g0)
+    evaluate(lp0, g0)
     plan = schedule(burn, adapt_step_size, adapt_mass, target)
     rng = np.random.default_rng(np.asarray(s.aux_key).tolist())
     state = NUTSState(s.z0, lp0, g0, host_init_adaptation(step_size, s.logp.dim), 0, rng, 1)

@@ -36,6 +36,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import mlx.core as mx
 
 from ..checks import DeferredCheck
+from ..evaluation import item
 from ..gfi import as_choicemap
 from ..selection import Selection
 from ..trace import Trace
@@ -71,7 +72,7 @@ class _WeightCheck:
 
 
 def _weight_error(algorithm: str, t: int, obs, lse) -> Exception:
-    v = lse.item()
+    v = item(lse)
     what = "NaN" if v != v else "-inf" if v < 0 else "+inf"
     addrs = obs._show() if len(obs) else "none"
     return ZeroLikelihoodError(
@@ -275,7 +276,7 @@ def finish(res: driver.RunResult, traces, extra_stats: dict | None = None) -> In
     """Build the InferenceResult: log_ml = banked evidence + log mean of the final weights."""
     s: SMCState = res.state
     lw = s.log_weights
-    log_ml = (s.log_ml + mx.logsumexp(lw) - math.log(lw.shape[0])).item()
+    log_ml = item(s.log_ml + mx.logsumexp(lw) - math.log(lw.shape[0]))
     stats = dict(res.stats)
     stats.update(steps=res.steps, iterations=res.iterations, syncs=res.syncs, duration_s=res.duration_s)
     stats["n_particles"] = int(lw.shape[0])

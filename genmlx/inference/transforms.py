@@ -42,6 +42,7 @@ import numpy as np
 from .. import flat_density
 from ..address import from_path, to_path
 from ..choicemap import ChoiceMap, as_value
+from ..evaluation import evaluate
 from ..gfi import as_choicemap
 from ..rng import resolve
 
@@ -416,7 +417,7 @@ def layout(model, args: tuple, observations, addresses, *, key=None, init=None) 
             raise ValueError(f"init: address {unknown[0]!r} is not in addresses")
         values.update({from_path(to_path(a)): v for a, v in init.items()})
     z0 = lay.to_unconstrained(values)
-    mx.eval(z0)
+    evaluate(z0)
     return lay._replace(z0=z0)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from ._common import run_name, split_key
 from ._gradient import build_traces, check_int, check_positive, setup
+from ..evaluation import item
 from .learning import _EVAL_MSG, adam, fit, run_stats
 from .result import InferenceResult
 from .transforms import Identity
@@ -128,7 +129,7 @@ def vi(model, args: tuple, observations=None, *, addresses, iterations: int = 10
     k_post, k_tr = split_key(s.aux_key)
     z = loc + scale * mx.random.normal((n_posterior, d), key=k_post)
     lp = _batch_logp(logp, z)
-    stats["final_elbo"] = float(np.mean(lp)) + float(mx.sum(log_scale).item()) + entropy_const
+    stats["final_elbo"] = float(np.mean(lp)) + float(item(mx.sum(log_scale))) + entropy_const
     posterior = _moments(lay, loc, scale, z)
     if n_traces:
         eps = mx.random.normal((n_traces, d), key=k_tr)
@@ -148,7 +149,7 @@ def _batch_logp(logp, z) -> np.ndarray:
     try:
         return np.asarray(mx.vmap(logp)(z), dtype=np.float64)
     except ValueError:
-        return np.array([logp(z[i]).item() for i in range(min(500, z.shape[0]))], dtype=np.float64)
+        return np.array([item(logp(z[i])) for i in range(min(500, z.shape[0]))], dtype=np.float64)
 
 
 def _moments(lay, loc, scale, z) -> dict:

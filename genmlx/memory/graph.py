@@ -25,7 +25,8 @@ from are still referenced.
 
 Costs (MLX 0.32, CPU, 2 cores): about 0.35 us per evaluated array (1.7 ms for
 5,000) and 1.2-1.8 us per pending node (17 ms for a 10,000-node chain).
-Do not count graphs while another thread evaluates the same arrays.
+A walk holds `genmlx.evaluation.WALK_LOCK`, under which genmlx evaluates:
+an evaluation in another thread frees the nodes a walk would read (a crash).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import threading
 from typing import Any, Callable, Iterable
 
 import mlx.core as mx
+
+from genmlx.evaluation import WALK_LOCK
 
 from .census import live_array_objects, young_array_objects
 from .walk import arrays_in
@@ -78,7 +81,6 @@ class _Exporter:
     """A helper thread with a large stack that runs `mx.export_to_dot`."""
 
     def __init__(self):
-        self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue | None = None
         self._pid = None
         self._failed = None
@@ -113,7 +115,7 @@ class _Exporter:
             del box, done
 
     def ids(self, arrays: list) -> set[int]:
-        with self._lock:
+        with WALK_LOCK:  # one export at a time, and no evaluation (genmlx's) while it walks
             if self._pid != os.getpid():  # first use, or after fork (the thread is gone)
                 if self._failed == os.getpid() or not self._start():
                     self._failed = os.getpid()

@@ -13,6 +13,7 @@ from typing import TypeVar
 import mlx.core as mx
 
 from genmlx.checks import raise_failed
+from genmlx.evaluation import evaluate
 
 from .walk import walk
 
@@ -38,7 +39,7 @@ def materialize(obj: T) -> T:
     """
     arrays, checks = walk(obj)
     if arrays:
-        mx.eval(*arrays.values())
+        evaluate(*arrays.values())
     if checks:
         if all(type(c.ok) is mx.array for c in checks):
             raise_failed(checks)
