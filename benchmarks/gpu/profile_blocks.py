@@ -1,8 +1,11 @@
 """Where a compiled_mh block's wall time goes on the default device, against the upfront-key floor's.
 
 `python -m benchmarks.gpu.profile_blocks [N]`: for Beta-Bernoulli and the 5-site regression at K = 50,
-the wall time per block split into the compiled kernel's call (building its outputs' graph), the
-driver's `mx.eval` (waiting for the device) and the rest (Python), then cProfile's top functions.
+the wall time per block split into the driver's parts (the block: the compiled kernel's call and its
+Python; the step's materialize: its `mx.eval`, waiting for the device, and its walk; the statistics'
+conversion to Python, the history, the budget's check), the rest of the driver's loop, and the call's
+set-up and finish outside the driver (the initial trace, diagnostics, the final trace) spread over
+its blocks; then cProfile's top functions.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import mlx.core as mx
 
 from benchmarks import floors as F
 from benchmarks.gpu.mh_per_iteration import CASES  # the same models, data and floors
+import genmlx.memory as gm_memory
 from genmlx import inference as infer
 from genmlx.inference import compiled as C
+from genmlx.inference import driver
+from genmlx.inference.history import History
 
 K = 50
 
@@ -39,23 +45,39 @@ class Clock:
         return timed
 
 
-def split(run, kernels) -> dict:
-    """Run `run()` with mx.eval and every kernel in `kernels` (objects with `_fn`, or None) timed."""
-    ev, call = Clock(), Clock()
-    real_eval = mx.eval
-    mx.eval = ev.wrap(real_eval)
-    saved = [(k, k._fn) for k in kernels]
-    for k, fn in saved:
-        k._fn = call.wrap(fn)
+def split(run, parts: dict) -> dict:
+    """Run `run()` with each callable in `parts` ({label: (owner, attribute)}) timed; nested parts are
+    reported inclusive (the driver's materialize includes its eval, the block its kernel call)."""
+    clocks = {label: Clock() for label in parts}
+    saved = []
+    for label, (owner, attr) in parts.items():
+        saved.append((owner, attr, owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr)))
+        setattr(owner, attr, clocks[label].wrap(getattr(owner, attr)))
     try:
         t0 = time.perf_counter()
         run()
         total = time.perf_counter() - t0
     finally:
-        mx.eval = real_eval
-        for k, fn in saved:
-            k._fn = fn
-    return {"total": total, "eval": ev.s, "kernel_call": call.s, "rest": total - ev.s - call.s}
+        for owner, attr, fn in reversed(saved):
+            setattr(owner, attr, fn)
+    out = {"total": total, **{label: c.s for label, c in clocks.items()}}
+    inside = sum(c.s for label, c in clocks.items() if label in IN_LOOP)
+    if "run" in clocks:  # genmlx: the driver's loop apart from its parts, and the call's set-up and finish
+        out["loop_rest"] = clocks["run"].s - inside
+        out["outside_run"] = total - clocks["run"].s
+    else:
+        out["rest"] = total - inside
+    return out
+
+
+# The parts of one driver step (or floor block), each timed inclusively; none nests in another.
+IN_LOOP = ("block", "materialize", "to_python", "history", "budget", "floor_kernel", "floor_eval")
+
+
+def genmlx_parts(kern) -> dict:
+    return {"run": (driver, "run"), "block": (kern, "block"), "kernel_call": (kern, "_fn"), "materialize": (driver, "_materialize"),
+            "eval": (mx, "eval"), "to_python": (driver, "_to_python"), "history": (History, "add"),
+            "budget": (gm_memory, "check_budget")}
 
 
 class _Holder:
@@ -74,8 +96,9 @@ def main(n: int) -> None:
         st, ll = F.mh_init(floor, mx.random.key(0))
         f = lambda: F.mh_upfront(lambda *a: fk._fn(*a), K, st, ll, mx.random.key(2), n)
         f()
-        for label, run, kerns in [("genmlx", g, [kern]), ("floor", f, [fk])] * 2:
-            s = split(run, kerns)
+        floor_parts = {"floor_kernel": (fk, "_fn"), "floor_eval": (mx, "eval")}
+        for label, run, parts in [("genmlx", g, genmlx_parts(kern)), ("floor", f, floor_parts)] * 2:
+            s = split(run, parts)
             print(f"{name} {label}: per block " + "  ".join(f"{k} {v / blocks * 1e6:.0f} us" for k, v in s.items()),
                   flush=True)
         pr = cProfile.Profile()

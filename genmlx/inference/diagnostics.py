@@ -169,10 +169,14 @@ def r_hat(draws) -> float:
     Works on one chain too (its two halves are compared). Values near 1
     (< 1.01 recommended) suggest the chains mix; NaN when the draws are constant.
     """
-    a = _as_chains(draws, "r_hat")
+    return _r_hat(_as_chains(draws, "r_hat"))
+
+
+def _r_hat(a: np.ndarray, ranked: np.ndarray | None = None) -> float:
+    """`r_hat` of [chains, draws]; `ranked`: `rank_normalize(a)` if already made."""
     if a.shape[1] < 4 or np.ptp(a) == 0 or not np.all(np.isfinite(a)):
         return math.nan
-    bulk = _rhat(_split(rank_normalize(a)))
+    bulk = _rhat(_split(rank_normalize(a) if ranked is None else ranked))
     folded = np.abs(a - np.median(a))
     tail = _rhat(_split(rank_normalize(folded)))
     return float(np.nanmax([bulk, tail])) if not (math.isnan(bulk) and math.isnan(tail)) else math.nan
@@ -361,7 +365,9 @@ def chain_summaries(draws: Mapping[Any, np.ndarray]) -> dict:
             flat = a.reshape(a.shape[0], a.shape[1], -1)
             cols = {(k, i): flat[:, :, i] for i in range(flat.shape[2])}
         for kk, c in cols.items():
-            out["ess_bulk"][kk] = ess_bulk(c)
+            c = _as_chains(c, "chain_summaries")
+            ranked = rank_normalize(c) if np.ptp(c) != 0 else None  # bulk ESS and R-hat share it
+            out["ess_bulk"][kk] = _ess(_split(ranked)) if ranked is not None else math.nan
             out["ess_tail"][kk] = ess_tail(c)
-            out["r_hat"][kk] = r_hat(c)
+            out["r_hat"][kk] = _r_hat(c, ranked)
     return out

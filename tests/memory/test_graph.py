@@ -194,4 +194,3 @@ def test_nodes_sharing_a_primitive_object_are_counted_once_each():
     assert one > 0
     assert count_nodes(*draws) == 3 * one
     assert nodes_added(draws[:1], draws) == 2 * one
-
