@@ -94,6 +94,10 @@ class Trace:
             raise AddressError(f"no site at address {addr!r} in trace of {_name(self.gen_fn)}")
         return st
 
+    def _choice_value(self, p: Path):
+        """The value of the choice at path `p`: the raw record (`_find(p).retval`), no checks."""
+        return self._find(p).retval
+
     def _find(self, p: Path):
         if self.sites is None:
             return None

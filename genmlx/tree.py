@@ -107,6 +107,11 @@ def _walk(o, arrays, checks, seen, traces=None) -> None:
     if oid in seen:
         return
     seen.add(oid)
+    if isinstance(o, _Trace):  # a Trace subclass (a compiled chain's state): its own arrays, as below
+        if o._ready:
+            return
+        if traces is not None:
+            traces.append(o)
     if isinstance(o, (list, tuple)):
         for x in o:
             _walk(x, arrays, checks, seen, traces)

@@ -138,6 +138,8 @@ class _Encoder:
         from ..gfi import GenerativeFunction
         from ..trace import Trace
 
+        if t is not Trace and isinstance(o, Trace) and hasattr(o, "full"):  # a compiled chain's state
+            o, t = o.full(), Trace  # (`ChainTrace`): written, and restored, as its full trace
         if t is Trace:
             sites = None if o.sites is None else {"D": [[self(p, where), self(s, f"{where}/{p}")]
                                                         for p, s in o.sites.items()]}

@@ -418,7 +418,7 @@ def site_values(traces: list, path) -> np.ndarray:
     """Values at `path` across traces as a float64 array `[draws, *shape]` (one batched copy)."""
     if not traces:
         return np.zeros((0,))
-    vals = [t._find(path).retval for t in traces]
+    vals = [t._choice_value(path) for t in traces]
     return np.asarray(mx.stack(vals).astype(mx.float32) if vals[0].dtype == mx.bool_ else mx.stack(vals), dtype=np.float64)
 
 

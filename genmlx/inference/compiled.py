@@ -50,21 +50,22 @@ from ..choicemap import ChoiceMap
 from ..distributions.base import Distribution
 from ..dynamic import DynamicGenFn
 from ..evaluation import evaluate
+from ..memory import materialize
 from ..rng import KeyStream, lane_layout
 from ..sums import signed_sum
 from ..trace import Trace, TraceViews
-from ..tree import flatten
+from ..tree import flatten, mark_ready
 from ..vectorize import VectorizationError, _pack_top, _unpack, vmap_tree
 from . import driver
 from ._common import (
-    check_count, finish_stats, init_trace, resolve_selection, run_name, scalar_paths, split_key,
+    check_count, finish_stats, init_trace, mh_accept, resolve_selection, run_name, scalar_paths, split_key,
 )
 from .accept_scan import chain_states
 from .kernel_keys import KernelCache, args_key, structure_key
 from .mh import summarize_mcmc
 from .result import InferenceResult
 
-__all__ = ["compiled_mh", "CompiledMH", "ChainState", "StackedTraces", "kernel_for", "KEY_LAYOUTS"]
+__all__ = ["compiled_mh", "CompiledMH", "ChainState", "ChainTrace", "StackedTraces", "kernel_for", "KEY_LAYOUTS"]
 
 KEY_LAYOUTS = ("block", "per_iteration")
 
@@ -107,6 +108,7 @@ class CompiledMH:
         trial, _ = self.gen_fn._regenerate(template, selection, self.args, KeyStream(_VIEW_KEY))
         self.changed = [p for p in self.paths if _value(trial, p) is not _value(template, p)]
         self.retained = [p for p in self.paths if p not in set(self.changed)]
+        self.changed_index = {p: j for j, p in enumerate(self.changed)}
         self.lean = _sums_its_sites(template)
         self.flat = None
         if keys == "block" and self.lean and self.changed:
@@ -119,6 +121,10 @@ class CompiledMH:
         self._rebuild_node = flatten(_pack_top(template))[1]
         self._check_errors: list = []
         self._fn = mx.compile(self._block)
+        if k == 1 and keys == "per_iteration" and self.lean and self.changed:  # `step`'s: mh(compile=True)
+            self._template_choices = dict(template.get_choices()._leaves)
+            evaluate(list(self._template_choices.values()))  # constants of the program: never pending
+            self._one_fn = mx.compile(self._one)
 
     # -- the compiled block ------------------------------------------------------------------
     def _block(self, keys, ll, *ins):
@@ -175,24 +181,67 @@ class CompiledMH:
         """keys="per_iteration": iteration j's proposal is `regenerate` with the j-th key, as `mh_step` draws it."""
         ref = _unpack(self._rebuild_node(list(ref_leaves)), self.args)
         errors: list = []
-
-        def lane(key):
-            with lane_layout(None):
-                ks = KeyStream(key)
-                new, w = self.gen_fn._regenerate(ref, self.selection, self.args, ks)
-                lln = _log_density(new, self.retained) if self.lean else w
-                logu = mx.log(mx.random.uniform(key=ks()))
-            oks = []
-            for c in new.checks:
-                if isinstance(c, GuardedCheck):  # failed, it makes the density NaN or -inf: never accepted
-                    continue
-                oks.append(c.ok if c.ok.ndim == 0 else mx.all(c.ok))
-                errors.append(getattr(c.error, "static", c.error))
-            return [_value(new, p) for p in self.changed], lln, logu, oks
-
-        props, lln, logu, oks = vmap_tree(lane, (keys,), run_name(self.gen_fn), "compiled_mh")
+        props, lln, logu, oks = vmap_tree(lambda key: self._lane(key, ref, errors), (keys,),
+                                          run_name(self.gen_fn), "compiled_mh")
         self._check_errors = errors
         return props, lln, logu, oks
+
+    def _lane(self, key, ref: Trace, errors: list):
+        """The proposal `mh_step` makes with `key` from `ref`: the changed choices' new values, the
+        density the accept rule compares, the accept test's log uniform and the checks' flags (their
+        errors appended to `errors`)."""
+        with lane_layout(None):
+            ks = KeyStream(key)
+            new, w = self.gen_fn._regenerate(ref, self.selection, self.args, ks)
+            lln = _log_density(new, self.retained) if self.lean else w
+            logu = mx.log(mx.random.uniform(key=ks()))
+        oks = []
+        for c in new.checks:
+            if isinstance(c, GuardedCheck):  # failed, it makes the density NaN or -inf: never accepted
+                continue
+            oks.append(c.ok if c.ok.ndim == 0 else mx.all(c.ok))
+            errors.append(getattr(c.error, "static", c.error))
+        return [_value(new, p) for p in self.changed], lln, logu, oks
+
+    # -- one iteration (mh(compile=True) on a model whose score sums its sites) ----------------
+    def _one(self, key, *values):
+        """`mh_step`'s iteration from the state whose changed choices are `values`, as one program.
+
+        The state's trace is made inside the program (`generate` with every choice constrained:
+        the other choices are the kernel's template's, constants of the program, as they are
+        every run's, which `kernel_for` checks), then proposed from with the eager proposal's own
+        operations (`regenerate`, `mh_accept`). Only the changed values, the decision, its
+        probability and the proposal's checks leave the program: a trace keeps a score per site,
+        and each output costs the call and the evaluation (13 more scalar outputs: about 30 us
+        an iteration on the 2-core CPU).
+        """
+        choices = dict(self._template_choices)
+        choices.update(zip(self.changed, values))
+        cur, _ = self.gen_fn.generate(self.args, ChoiceMap._from_leaves(choices), key=_VIEW_KEY)
+        ks = KeyStream(key)
+        new, w = self.gen_fn._regenerate(cur, self.selection, self.args, ks)
+        accept, stats = mh_accept(ks(), w)
+        errors, oks = [], []
+        rejected = mx.logical_not(accept)
+        for c in new.checks:  # an accepted proposal's failed check is raised, naming its address
+            oks.append(mx.logical_or(c.ok if c.ok.ndim == 0 else mx.all(c.ok), rejected))
+            errors.append(getattr(c.error, "static", c.error))
+        self._check_errors = errors
+        kept = [mx.where(accept, _value(new, p), v) for p, v in zip(self.changed, values)]
+        return [*kept, accept, stats["accept_prob"], *oks]
+
+    def step(self, key, trace: Trace) -> tuple["ChainTrace", dict]:
+        """One iteration from `trace` (a `ChainTrace` of this kernel, or any trace of the run): the new
+        state as a `ChainTrace` and the iteration's `accepted` and `accept_prob`."""
+        if type(trace) is ChainTrace and trace._kernel is self:
+            ref, values = trace._ref, trace.values
+        else:
+            ref, values = trace, [_value(trace, p) for p in self.changed]
+        outs = self._one_fn(key, *values)
+        nc = len(self.changed)
+        checks = tuple(DeferredCheck(ok, err) for ok, err in zip(outs[nc + 2:], self._check_errors))
+        new = ChainTrace(self, ref, tuple(outs[:nc]), checks)
+        return new, {"accepted": outs[nc], "accept_prob": outs[nc + 1]}
 
     def block(self, keys, state: ChainState, ref_leaves: list):
         """One block of K iterations from `state`; proposals are drawn from the reference trace."""
@@ -326,6 +375,85 @@ class StackedTraces(TraceViews):
         if not vals:
             return np.zeros((0,))
         return np.asarray(mx.concatenate(vals)[: self.n])
+
+
+class ChainTrace(Trace):
+    """A state of a chain run by `CompiledMH.step` (mh(compile=True)), as a Trace.
+
+    It holds what the chain needs, the changed choices' values, and the run's first
+    trace (`_ref`), whose other choices are this state's too. Choice values are read from those without building
+    anything (`trace[addr]`, `get_choices()`); a read of a score, a return value or the
+    sites builds the full trace (`full()`: the model's `generate` with every choice
+    constrained), so a chain that nobody reads per site never pays for it.
+    `_find` (a site's own trace) reads one full trace too.
+    """
+
+    __slots__ = ("_kernel", "_ref", "values")
+
+    def __init__(self, kernel: CompiledMH, ref: Trace, values: tuple, checks: tuple = ()):
+        s = object.__setattr__
+        s(self, "_kernel", kernel)
+        s(self, "_ref", ref)
+        s(self, "values", values)
+        s(self, "gen_fn", ref.gen_fn)
+        s(self, "args", ref.args)
+        s(self, "checks", checks)
+        s(self, "batch", None)
+        s(self, "_choices", None)
+        s(self, "_ready", False)
+        s(self, "_checked", False)
+
+    def __getattr__(self, name):  # retval, score, sites, aux: the full trace's (slots left unset)
+        if name not in _BUILT:
+            raise AttributeError(f"'ChainTrace' object has no attribute {name!r}")
+        return getattr(self.full(), name)
+
+    def full(self) -> Trace:
+        """This state as a plain, evaluated Trace: every site's value and score (one `generate`).
+
+        Built anew on each call and kept by nobody: a stored sample never grows after the run
+        stored it (the leak gate and the budget walk a result store once). Read several fields of
+        one state from one `full()`.
+        """
+        full = materialize(self._kernel.trace_of(self._ref, self.values))  # no lazy graph outlives the read
+        mark_ready([full])
+        return full
+
+    def _genmlx_arrays(self):  # the chain's arrays
+        yield from self.values
+
+    def _find(self, p):
+        return self.full()._find(p)
+
+    def _choice_value(self, p):
+        j = self._kernel.changed_index.get(p)
+        return self.values[j] if j is not None else self._ref._choice_value(p)
+
+    def __getitem__(self, addr):
+        from ..address import to_path
+
+        if self.checks and not (self._ready or self._checked):
+            from .. import boundary
+
+            boundary.read(self)
+        j = self._kernel.changed_index.get(to_path(addr))
+        return self.values[j] if j is not None else self._ref[addr]
+
+    def get_choices(self) -> ChoiceMap:
+        c = self._choices
+        if c is None:
+            if self.checks and not (self._ready or self._checked):
+                from .. import boundary
+
+                boundary.read(self)
+            leaves = dict(self._ref.get_choices()._leaves)
+            leaves.update(zip(self._kernel.changed, self.values))
+            c = ChoiceMap._from_leaves(leaves)
+            object.__setattr__(self, "_choices", c)
+        return c
+
+
+_BUILT = ("retval", "score", "sites", "aux")
 
 
 def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samples: int, burn: int = 0,

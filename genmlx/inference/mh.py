@@ -65,20 +65,58 @@ def _driver_kernel(propose: Callable, *extra) -> Callable:
 
 
 def _selection_kernel(selection: Selection, template: Trace) -> Callable:
-    """`mh(compile=True)`'s kernel for `run_chain`: the proposal compiled over the trace's leaves where
-    the model allows it (`compiled_step`: the same chain, one compiled call per iteration), else the GFI's."""
-    compiled = proposal_for(template, selection, _propose)
-    if compiled is None:
-        return _driver_kernel(_propose, selection)
+    """`mh(compile=True)`'s kernel for `run_chain`, the fastest form the model allows (the same chain):
+
+    * a static model whose score sums its sites (`@gm.gen` functions of distributions): one compiled
+      call per iteration of the changed choices' values and the state's log density (`CompiledMH.step`);
+      the state is a `ChainTrace`, built into a full trace only when read;
+    * another static-structure model: the proposal compiled over the trace's leaves (`compiled_step`);
+    * else the GFI's proposal.
+    """
+    from .compiled import ChainTrace  # (compiled imports this module at import time)
+
+    chain = _chain_kernel(template, selection)
+    compiled = None
     memo = Leaves()
 
     def kernel(key, trace):
+        nonlocal chain, compiled
         # site accounting (an `on_site` observer) measures the GFI's graph per site: run the GFI's proposal
-        out = None if events.site_listeners else compiled.propose(key, trace, memo)
-        accept, new, stats = out if out is not None else _propose(key, trace, selection)
+        if not events.site_listeners:
+            if chain is not None:
+                if chain[1]:
+                    return chain[0].step(key, trace)
+                try:
+                    out = chain[0].step(key, trace)
+                    chain = (chain[0], True)
+                    return out
+                except Exception:  # not compilable (a Python decision on a value, `.item()`, ...): the
+                    chain = None  # leaves' compiled proposal, else the GFI's, raising the model's own error
+            if compiled is None:
+                compiled = proposal_for(template, selection, _propose) or False
+            out = compiled.propose(key, trace, memo) if compiled else None
+            if out is not None:
+                accept, new, stats = out
+                return driver.Decide(accept, new, trace), stats
+        if isinstance(trace, ChainTrace):  # the GFI proposes from a full trace
+            trace = trace.full()
+        accept, new, stats = _propose(key, trace, selection)
         return driver.Decide(accept, new, trace), stats
 
     return kernel
+
+
+def _chain_kernel(template: Trace, selection: Selection):
+    """`(CompiledMH with a one-iteration step, traced yet?)` for a model whose score sums its sites, else None."""
+    from .compiled import kernel_for  # (compiled imports this module at import time)
+
+    if template.batch is not None or template.sites is None:
+        return None
+    try:
+        k = kernel_for(template, selection, 1, 1, "per_iteration")
+    except Exception:  # the trial regenerate failed: the GFI's proposal reports the model's error
+        return None
+    return (k, False) if getattr(k, "_one_fn", None) is not None else None
 
 
 def mh_kernel(selection: Selection) -> Callable:

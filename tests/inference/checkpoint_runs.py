@@ -54,14 +54,15 @@ def walk(T):
 
 YS = [0.3, 0.8, 0.2, -0.4, -0.1, 0.6, 1.2, 1.0, 1.9, 2.2, 1.7, 2.5, 2.1, 2.8, 3.3, 2.9, 3.6, 3.1, 3.9, 4.4,
       4.0, 4.8, 4.3, 5.1, 5.6, 5.2, 5.9, 6.3, 5.8, 6.6]
-STEPS = {"mh": 160, "hmc": 120, "nuts": 100, "vi": 150, "smc": len(YS)}
+STEPS = {"mh": 160, "mh_compiled": 160, "hmc": 120, "nuts": 100, "vi": 150, "smc": len(YS)}
 
 
 def call(alg: str, seed: int = 7, **kw):
     """One inference call of `alg` (the same call in every process and every test)."""
     key = mx.random.key(seed)
-    if alg == "mh":
-        return infer.mh(regression, (XS,), OBS, n_samples=75, burn=10, thin=2, key=key, **kw)
+    if alg in ("mh", "mh_compiled"):  # mh(compile=True)'s states are ChainTraces, written as full traces
+        return infer.mh(regression, (XS,), OBS, n_samples=75, burn=10, thin=2, key=key,
+                        compile=alg == "mh_compiled", **kw)
     if alg == "hmc":
         return infer.hmc(regression, (XS,), OBS, addresses=["slope", "noise"], n_samples=60, burn=60,
                          n_leapfrog=5, key=key, **kw)

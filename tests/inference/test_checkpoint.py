@@ -22,7 +22,7 @@ from genmlx.checkpoint import (
 )
 from inference.checkpoint_runs import EVERY, STEPS, call, digest, reference
 
-ALGS = ["mh", "hmc", "nuts", "smc", "vi"]
+ALGS = ["mh", "mh_compiled", "hmc", "nuts", "smc", "vi"]
 
 
 def _stop_at(step: int, sig=signal.SIGINT):

@@ -1,8 +1,9 @@
-"""mh(compile=True): the proposal as one compiled function of the trace's leaves (genmlx.inference.compiled_step).
+"""mh(compile=True): one compiled call per iteration, of the chain state (a model whose score sums its sites:
+`CompiledMH.step`, states are `ChainTrace`s) or of the trace's leaves (other static models: `compiled_step`).
 
-Same chain as the GFI's proposal with the same key; models that cannot be compiled run the GFI's; failed
-parameter checks of accepted proposals are raised naming the address; site accounting sees the GFI's graph;
-live arrays and pending nodes stay flat."""
+Same chain as the GFI's proposal with the same key; models that cannot be compiled run the GFI's; a proposal
+with an invalid parameter is rejected as the GFI rejects it; site accounting sees the GFI's graph; live
+arrays and pending nodes stay flat."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 import genmlx as gm
 from genmlx import dist, events
 from genmlx import inference as infer
-from genmlx.inference import compiled_step
+from genmlx.inference import compiled, compiled_step
+from genmlx.inference.compiled import ChainTrace
 
 from core.models import beta_bernoulli
 
@@ -89,14 +91,32 @@ def test_combinator_traces_are_rebuilt_by_the_compiled_step():
     assert kern.ok and kern.traced  # map_'s trace went through the compiled step, not the fallback
 
 
-def test_the_compiled_step_is_used_and_cached_per_structure():
+def test_a_model_that_sums_its_sites_runs_one_compiled_call_of_the_chain_state():
     model, args, obs, _ = CASES["beta_bernoulli"]
+    compiled._cache.clear()
     compiled_step._cache.clear()
     infer.mh(model, args, obs, n_samples=5, compile=True, key=mx.random.key(1))
-    infer.mh(model, args, obs, n_samples=5, compile=True, key=mx.random.key(2))
-    (kern,) = compiled_step._cache.values()
-    assert kern.ok and kern.traced
-    assert len(kern._where) == kern.n_leaves > sum(m >= 0 for m in kern._where)  # unchanged leaves not returned
+    res = infer.mh(model, args, obs, n_samples=5, compile=True, key=mx.random.key(2))
+    (kern,) = [k for k in compiled._cache.values() if k.gen_fn is model]  # one kernel for both runs
+    assert kern.changed == [("p",)] and kern._one_fn is not None
+    assert not list(compiled_step._cache.values())  # the leaves' compiled proposal was not needed
+    # (a step observed per site, as the leak gate's sampled steps are, runs the GFI's: a plain Trace)
+    assert sum(isinstance(t, ChainTrace) for t in res.traces) >= 3
+
+
+def test_a_chain_state_reads_its_choices_without_building_and_its_scores_from_a_full_trace():
+    model, args, obs, _ = CASES["beta_bernoulli"]
+    res = infer.mh(model, args, obs, n_samples=20, compile=True, key=mx.random.key(3))
+    t = [x for x in res.traces if isinstance(x, ChainTrace)][-1]
+    before = len(gm.memory.arrays_in(t))
+    assert t["p"] is t.values[0] and t["y", 0] is res.traces[0]["y", 0]  # its own value; the run's data
+    assert t.get_choices().paths() == model.simulate(args, key=mx.random.key(0)).get_choices().paths()
+    full = t.full()
+    assert type(full) is gm.Trace and full is not t.full()  # built anew, kept by nobody
+    assert full["p"].item() == t["p"].item()
+    assert t.score.item() == pytest.approx(full.score.item())
+    assert t.get_subtrace("p").score.item() == full.get_subtrace("p").score.item()
+    assert len(gm.memory.arrays_in(t)) == before  # a stored sample never grows when read
 
 
 def test_a_model_that_cannot_be_compiled_runs_the_gfi_proposal():
