@@ -35,6 +35,10 @@ differently, and the chains would part from there.
 The function is traced once per (model, selection, K, thin, args and trace
 structure); later steps and later calls reuse it (`kernel_for` keeps the
 last 16 kernels).
+
+`CompiledMH.step` is `mh(compile=True)`'s one iteration for the same models,
+one program of the changed values and `L` (the same chain, with the same
+caveat about the last bits of the density); its states are `ChainTrace`s.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from .. import flat_density
+from .. import boundary, flat_density
+from ..address import to_path
 from ..checks import DeferredCheck, GuardedCheck
 from ..choicemap import ChoiceMap
 from ..distributions.base import Distribution
@@ -58,7 +63,7 @@ from ..tree import flatten, mark_ready
 from ..vectorize import VectorizationError, _pack_top, _unpack, vmap_tree
 from . import driver
 from ._common import (
-    check_count, finish_stats, init_trace, mh_accept, resolve_selection, run_name, scalar_paths, split_key,
+    check_count, finish_stats, init_trace, resolve_selection, run_name, scalar_paths, split_key,
 )
 from .accept_scan import chain_states
 from .kernel_keys import KernelCache, args_key, structure_key
@@ -122,8 +127,8 @@ class CompiledMH:
         self._check_errors: list = []
         self._fn = mx.compile(self._block)
         if k == 1 and keys == "per_iteration" and self.lean and self.changed:  # `step`'s: mh(compile=True)
-            self._template_choices = dict(template.get_choices()._leaves)
-            evaluate(list(self._template_choices.values()))  # constants of the program: never pending
+            self._template_leaves = tuple(flatten(_pack_top(template))[0])
+            evaluate(self._template_leaves)  # constants of the program: never a pending graph
             self._one_fn = mx.compile(self._one)
 
     # -- the compiled block ------------------------------------------------------------------
@@ -186,14 +191,18 @@ class CompiledMH:
         self._check_errors = errors
         return props, lln, logu, oks
 
-    def _lane(self, key, ref: Trace, errors: list):
+    def _lane(self, key, ref: Trace, errors: list, nan_guard: bool = False):
         """The proposal `mh_step` makes with `key` from `ref`: the changed choices' new values, the
         density the accept rule compares, the accept test's log uniform and the checks' flags (their
-        errors appended to `errors`)."""
+        errors appended to `errors`). `nan_guard`: a NaN or infinite score of a resampled site (an
+        invalid parameter) makes the lean density NaN, as it makes `mh_step`'s weight NaN (never
+        accepted)."""
         with lane_layout(None):
             ks = KeyStream(key)
             new, w = self.gen_fn._regenerate(ref, self.selection, self.args, ks)
             lln = _log_density(new, self.retained) if self.lean else w
+            if nan_guard:
+                lln = lln + 0.0 * _log_density(new, self.changed)
             logu = mx.log(mx.random.uniform(key=ks()))
         oks = []
         for c in new.checks:
@@ -204,44 +213,42 @@ class CompiledMH:
         return [_value(new, p) for p in self.changed], lln, logu, oks
 
     # -- one iteration (mh(compile=True) on a model whose score sums its sites) ----------------
-    def _one(self, key, *values):
-        """`mh_step`'s iteration from the state whose changed choices are `values`, as one program.
+    def _one(self, key, ll, *values):
+        """One MH iteration from the state (`values` of the changed choices, `ll` its retained sites'
+        log density) as one program: `mh_step`'s proposal drawn with `key` from the kernel's template
+        (its leaves are constants of the program: the retained choices are every run's, which
+        `kernel_for` checks), accepted when log u < L_new - L.
 
-        The state's trace is made inside the program (`generate` with every choice constrained:
-        the other choices are the kernel's template's, constants of the program, as they are
-        every run's, which `kernel_for` checks), then proposed from with the eager proposal's own
-        operations (`regenerate`, `mh_accept`). Only the changed values, the decision, its
-        probability and the proposal's checks leave the program: a trace keeps a score per site,
-        and each output costs the call and the evaluation (13 more scalar outputs: about 30 us
-        an iteration on the 2-core CPU).
+        Only the new values, `L`, the decision, its probability and the proposal's checks leave the
+        program: a trace keeps a score per site, and each output costs the call and the evaluation
+        (13 more scalar outputs: about 30 us an iteration on the 2-core CPU).
         """
-        choices = dict(self._template_choices)
-        choices.update(zip(self.changed, values))
-        cur, _ = self.gen_fn.generate(self.args, ChoiceMap._from_leaves(choices), key=_VIEW_KEY)
-        ks = KeyStream(key)
-        new, w = self.gen_fn._regenerate(cur, self.selection, self.args, ks)
-        accept, stats = mh_accept(ks(), w)
-        errors, oks = [], []
-        rejected = mx.logical_not(accept)
-        for c in new.checks:  # an accepted proposal's failed check is raised, naming its address
-            oks.append(mx.logical_or(c.ok if c.ok.ndim == 0 else mx.all(c.ok), rejected))
-            errors.append(getattr(c.error, "static", c.error))
+        ref = _unpack(self._rebuild_node(list(self._template_leaves)), self.args)
+        errors: list = []
+        props, lln, logu, oks = self._lane(key, ref, errors, nan_guard=True)
         self._check_errors = errors
-        kept = [mx.where(accept, _value(new, p), v) for p, v in zip(self.changed, values)]
-        return [*kept, accept, stats["accept_prob"], *oks]
+        lln = lln.astype(mx.float32)
+        log_alpha = lln - ll
+        accept = logu < log_alpha  # NaN never accepts
+        prob = mx.exp(mx.minimum(log_alpha, 0.0))
+        rejected = mx.logical_not(accept)
+        new = [mx.where(accept, p, v) for p, v in zip(props, values)]
+        return [*new, mx.where(accept, lln, ll), accept, prob,
+                *[mx.logical_or(o, rejected) for o in oks]]  # an accepted proposal's failed check is raised
 
     def step(self, key, trace: Trace) -> tuple["ChainTrace", dict]:
         """One iteration from `trace` (a `ChainTrace` of this kernel, or any trace of the run): the new
         state as a `ChainTrace` and the iteration's `accepted` and `accept_prob`."""
         if type(trace) is ChainTrace and trace._kernel is self:
-            ref, values = trace._ref, trace.values
+            ref, ll, values = trace._ref, trace.ll, trace.values
         else:
-            ref, values = trace, [_value(trace, p) for p in self.changed]
-        outs = self._one_fn(key, *values)
+            ref, ll = trace, _log_density(trace, self.retained).astype(mx.float32)
+            values = [_value(trace, p) for p in self.changed]
+        outs = self._one_fn(key, ll, *values)
         nc = len(self.changed)
-        checks = tuple(DeferredCheck(ok, err) for ok, err in zip(outs[nc + 2:], self._check_errors))
-        new = ChainTrace(self, ref, tuple(outs[:nc]), checks)
-        return new, {"accepted": outs[nc], "accept_prob": outs[nc + 1]}
+        checks = tuple(DeferredCheck(ok, err) for ok, err in zip(outs[nc + 3:], self._check_errors))
+        new = ChainTrace(self, ref, tuple(outs[:nc]), outs[nc], checks)
+        return new, {"accepted": outs[nc + 1], "accept_prob": outs[nc + 2]}
 
     def block(self, keys, state: ChainState, ref_leaves: list):
         """One block of K iterations from `state`; proposals are drawn from the reference trace."""
@@ -380,21 +387,23 @@ class StackedTraces(TraceViews):
 class ChainTrace(Trace):
     """A state of a chain run by `CompiledMH.step` (mh(compile=True)), as a Trace.
 
-    It holds what the chain needs, the changed choices' values, and the run's first
-    trace (`_ref`), whose other choices are this state's too. Choice values are read from those without building
-    anything (`trace[addr]`, `get_choices()`); a read of a score, a return value or the
-    sites builds the full trace (`full()`: the model's `generate` with every choice
-    constrained), so a chain that nobody reads per site never pays for it.
-    `_find` (a site's own trace) reads one full trace too.
+    It holds what the chain needs, the changed choices' values and the log density
+    `ll` of the other sites (the accept rule compares it), and the run's first trace
+    (`_ref`), whose other choices are this state's too. Choices are read from
+    those without building anything (`trace[addr]`, `get_choices()`); a read of a
+    score, the return value, the sites or a site's own trace builds the full trace
+    (`full()`: the model's `generate` with every choice constrained), so a chain that
+    nobody reads per site never pays for it.
     """
 
-    __slots__ = ("_kernel", "_ref", "values")
+    __slots__ = ("_kernel", "_ref", "values", "ll")
 
-    def __init__(self, kernel: CompiledMH, ref: Trace, values: tuple, checks: tuple = ()):
+    def __init__(self, kernel: CompiledMH, ref: Trace, values: tuple, ll, checks: tuple = ()):
         s = object.__setattr__
         s(self, "_kernel", kernel)
         s(self, "_ref", ref)
         s(self, "values", values)
+        s(self, "ll", ll)
         s(self, "gen_fn", ref.gen_fn)
         s(self, "args", ref.args)
         s(self, "checks", checks)
@@ -421,6 +430,7 @@ class ChainTrace(Trace):
 
     def _genmlx_arrays(self):  # the chain's arrays
         yield from self.values
+        yield self.ll
 
     def _find(self, p):
         return self.full()._find(p)
@@ -430,11 +440,7 @@ class ChainTrace(Trace):
         return self.values[j] if j is not None else self._ref._choice_value(p)
 
     def __getitem__(self, addr):
-        from ..address import to_path
-
         if self.checks and not (self._ready or self._checked):
-            from .. import boundary
-
             boundary.read(self)
         j = self._kernel.changed_index.get(to_path(addr))
         return self.values[j] if j is not None else self._ref[addr]
@@ -443,8 +449,6 @@ class ChainTrace(Trace):
         c = self._choices
         if c is None:
             if self.checks and not (self._ready or self._checked):
-                from .. import boundary
-
                 boundary.read(self)
             leaves = dict(self._ref.get_choices()._leaves)
             leaves.update(zip(self._kernel.changed, self.values))

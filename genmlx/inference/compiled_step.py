@@ -1,4 +1,7 @@
-"""One MH iteration compiled over the trace's leaves: `mh`'s proposal for static-structure models.
+"""One MH iteration compiled over the trace's leaves: `mh(compile=True)`'s proposal for static-structure
+models whose score is not the sum of their sites (combinators). A model whose score sums its sites runs the
+leaner `CompiledMH.step` (genmlx/inference/compiled.py: the program takes and returns only the changed
+choices' values); `mh._selection_kernel` picks the form.
 
 GenJAX runs MH as a Python loop over a jitted step; this is genmlx's form of
 it. For a model whose trace has the same structure after every proposal (the

@@ -72,26 +72,33 @@ def _selection_kernel(selection: Selection, template: Trace) -> Callable:
       the state is a `ChainTrace`, built into a full trace only when read;
     * another static-structure model: the proposal compiled over the trace's leaves (`compiled_step`);
     * else the GFI's proposal.
+
+    Whether a model compiles is learned from the first call of each form.
     """
     from .compiled import ChainTrace  # (compiled imports this module at import time)
 
     chain = _chain_kernel(template, selection)
+    chain_traced = False
     compiled = None
     memo = Leaves()
 
     def kernel(key, trace):
-        nonlocal chain, compiled
+        nonlocal chain, chain_traced, compiled
+        if chain is not None and (chain_traced or not events.site_listeners):
+            if chain_traced:
+                if events.site_listeners:  # site accounting measures the GFI's graph per site: the GFI's
+                    _propose(key, trace.full() if isinstance(trace, ChainTrace) else trace, selection)
+                    # proposal runs for its site events only, so observing never changes the chain
+                return chain.step(key, trace)
+            try:
+                out = chain.step(key, trace)
+            except Exception:  # not compilable (a Python decision on a value, `.item()`, ...): the
+                chain = None  # leaves' compiled proposal, else the GFI's, raising the model's own error
+            else:
+                chain_traced = True
+                return out
         # site accounting (an `on_site` observer) measures the GFI's graph per site: run the GFI's proposal
         if not events.site_listeners:
-            if chain is not None:
-                if chain[1]:
-                    return chain[0].step(key, trace)
-                try:
-                    out = chain[0].step(key, trace)
-                    chain = (chain[0], True)
-                    return out
-                except Exception:  # not compilable (a Python decision on a value, `.item()`, ...): the
-                    chain = None  # leaves' compiled proposal, else the GFI's, raising the model's own error
             if compiled is None:
                 compiled = proposal_for(template, selection, _propose) or False
             out = compiled.propose(key, trace, memo) if compiled else None
@@ -107,7 +114,7 @@ def _selection_kernel(selection: Selection, template: Trace) -> Callable:
 
 
 def _chain_kernel(template: Trace, selection: Selection):
-    """`(CompiledMH with a one-iteration step, traced yet?)` for a model whose score sums its sites, else None."""
+    """The `CompiledMH` whose `step` runs the chain, for a model whose score sums its sites; else None."""
     from .compiled import kernel_for  # (compiled imports this module at import time)
 
     if template.batch is not None or template.sites is None:
@@ -116,7 +123,7 @@ def _chain_kernel(template: Trace, selection: Selection):
         k = kernel_for(template, selection, 1, 1, "per_iteration")
     except Exception:  # the trial regenerate failed: the GFI's proposal reports the model's error
         return None
-    return (k, False) if getattr(k, "_one_fn", None) is not None else None
+    return k if getattr(k, "_one_fn", None) is not None else None
 
 
 def mh_kernel(selection: Selection) -> Callable:
@@ -190,16 +197,23 @@ def mh(model, args: tuple, observations=None, *, selection=None, n_samples: int,
         key: an MLX key (same key, same chain, bit for bit).
         init: a starting trace (default: `model.generate(args, observations)`).
         callback: `callback(step, trace, stats)` after each iteration.
-        compile: run each iteration's proposal as one compiled MLX function of
-            the trace's arrays (`compiled_step`), as a Python loop over a jitted
-            step runs in JAX: the same chain, a fraction of the Python per
-            iteration. The model's Python code then runs when the step is traced
-            (once per model structure), not every iteration: leave it off for a
-            model whose code has side effects or reads state that changes during
-            the run. A model that cannot be compiled (a branch on a random
-            value, `.item()`, a proposal that changes the trace's structure)
-            runs as without it; so does any iteration observed per site (site
-            accounting measures the GFI's own graph).
+        compile: run each iteration as one compiled MLX call, as a Python loop
+            over a jitted step runs in JAX: the same chain, a fraction of the
+            Python per iteration. For a model whose score sums its sites the
+            call takes and returns only the changed choices' values and the
+            state's log density (`CompiledMH.step`; its last bits may differ
+            from the regenerate weight's, as `compiled_mh`'s do), and the kept
+            traces are `ChainTrace`s (choices read directly; scores and sites
+            from `full()`, built on demand); other static models compile the
+            proposal over the trace's arrays (`compiled_step`, bit for bit).
+            The model's Python code then runs when the step is traced (once
+            per model structure), not every iteration: leave it off for a
+            model whose code has side effects or reads state that changes
+            during the run. A model that cannot be compiled (a branch on a
+            random value, `.item()`, a proposal that changes the trace's
+            structure) runs as without it. An iteration observed per site
+            also runs the GFI's proposal for its site events (site accounting
+            measures the GFI's own graph); the chain stays the same.
 
     Returns:
         `InferenceResult` with `.traces` (the kept traces), `.stats`: per-iteration
