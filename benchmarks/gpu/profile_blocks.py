@@ -1,6 +1,6 @@
 """Where a compiled_mh block's wall time goes on the default device, against the upfront-key floor's.
 
-`python -m benchmarks.gpu.profile_blocks [N]`: for Beta-Bernoulli and the 5-site regression at K = 50,
+`python -m benchmarks.gpu.profile_blocks [N [K]]`: for Beta-Bernoulli and the 5-site regression at K (50),
 the wall time per block split into the driver's parts (the block: the compiled kernel's call and its
 Python; the step's materialize: its `mx.eval`, waiting for the device, and its walk; the statistics'
 conversion to Python, the history, the budget's check), the rest of the driver's loop, and the call's
@@ -23,6 +23,7 @@ from benchmarks.gpu.mh_per_iteration import CASES  # the same models, data and f
 import genmlx.memory as gm_memory
 from genmlx import inference as infer
 from genmlx.inference import compiled as C
+from genmlx.inference import diagnostics
 from genmlx.inference import driver
 from genmlx.inference.history import History
 
@@ -77,7 +78,10 @@ IN_LOOP = ("block", "materialize", "to_python", "history", "budget", "floor_kern
 def genmlx_parts(kern) -> dict:
     return {"run": (driver, "run"), "block": (kern, "block"), "kernel_call": (kern, "_fn"), "materialize": (driver, "_materialize"),
             "eval": (mx, "eval"), "to_python": (driver, "_to_python"), "history": (History, "add"),
-            "budget": (gm_memory, "check_budget")}
+            "budget": (gm_memory, "check_budget"),
+            # outside the driver's loop: the set-up and the finish
+            "init_trace": (C, "init_trace"), "final_trace": (kern, "trace_of"), "kept_array": (C.StackedTraces, "array"),
+            "summaries": (diagnostics, "chain_summaries")}
 
 
 class _Holder:
@@ -86,7 +90,7 @@ class _Holder:
 
 
 def main(n: int) -> None:
-    print(mx.default_device(), mx.device_info().get("device_name"), flush=True)
+    print(mx.default_device(), mx.device_info().get("device_name"), f"K = {K}", flush=True)
     blocks = n // K
     for name, (model, args, obs, floor) in CASES.items():
         g = lambda: infer.compiled_mh(model, args, obs, n_samples=n, iterations_per_step=K, key=mx.random.key(1))
@@ -111,4 +115,6 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        K = int(sys.argv[2])
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000)

@@ -254,7 +254,10 @@ def run(
                 warm = i < burn
                 keep = out.sample is not None and not warm and (i - burn) % thin == 0
                 state, kept = _materialize(out, keep)
-                stats = {k: _to_python(v) for k, v in out.stats.items()}
+                if callback is None and not events.step_listeners:
+                    stats = out.stats  # its arrays wait in the history, read back with later steps'
+                else:
+                    stats = {k: _to_python(v) for k, v in out.stats.items()}
                 out = None  # (a rejected proposal dies here, before the step's census and events)
                 if keep:
                     samples.append(kept)

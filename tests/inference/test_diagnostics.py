@@ -33,6 +33,15 @@ def test_rank_ties_are_averaged_like_scipy():
     np.testing.assert_array_equal(d._rankdata(x), rankdata(x).reshape(x.shape))
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 97, 1000, 1250])
+def test_autocovariance_is_the_direct_sums(n):
+    """The FFT pads to a 2-3-5-smooth length >= 2n - 1 (not a power of two): still the linear one."""
+    a = np.random.default_rng(n).normal(size=(2, n))
+    c = a - a.mean(axis=1, keepdims=True)
+    direct = np.array([[np.dot(r[: n - t], r[t:]) / n for t in range(n)] for r in c])
+    np.testing.assert_allclose(d._autocov(a), direct, rtol=1e-9, atol=1e-12)
+
+
 def test_ess_of_iid_draws_is_close_to_their_number():
     x = np.random.default_rng(1).normal(size=(4, 1000))
     # Sampling spread of the estimate at N=4000 is a few percent; allow 15%.

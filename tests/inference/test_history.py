@@ -100,3 +100,107 @@ def test_a_run_returns_plain_lists():
     acc, prob = res.stats["accepted"], res.stats["accept_prob"]
     assert type(acc) is list and len(acc) == 30 and all(type(x) is bool for x in acc)
     assert type(prob) is list and all(type(x) is float for x in prob)
+
+
+def _reads(monkeypatch) -> list:
+    """Count the history's read-backs of waiting arrays."""
+    import genmlx.inference.history as H
+
+    calls = []
+    real = H.History._read
+
+    def counted(self, key):
+        calls.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(H.History, "_read", counted)
+    return calls
+
+
+def test_array_statistics_wait_and_are_read_back_together(monkeypatch):
+    """A step's statistics given as arrays (a fused block's `[K]` rows, a step's scalars) are read back
+    `DEFER` steps at a time, as one array per series, with the values `.tolist()` gives one by one."""
+    from genmlx.inference.history import DEFER
+
+    reads = _reads(monkeypatch)
+    h, expect_acc, expect_p = History(), [], []
+    for i in range(DEFER + 3):
+        acc = mx.array([True, False, i % 2 == 0])
+        prob = mx.array(0.125 * (i % 8), dtype=mx.float32)
+        mx.eval(acc, prob)
+        h.add({"accepted": acc, "p": prob}, 3)
+        expect_acc += acc.tolist()
+        expect_p.append(prob.item())
+    assert reads == ["accepted", "p"]  # once each after DEFER steps; three steps still wait
+    assert len(list(h._genmlx_arrays())) == 6
+    out = h.lists()
+    assert out["accepted"] == expect_acc and all(type(x) is bool for x in out["accepted"])
+    assert out["p"] == expect_p and all(type(x) is float for x in out["p"])
+    assert h._series["accepted"].typecode == "b" and not list(h._genmlx_arrays())
+
+
+def test_waiting_arrays_keep_their_order_among_plain_values():
+    h = History()
+    h.add({"x": mx.array(1.0)}, 1)
+    h.add({"x": 2.0}, 1)  # a plain value: the waiting arrays go first
+    h.add({"x": mx.array([3.0, 4.0])}, 1)  # another shape: a one-iteration step's list entry
+    h.add({"x": mx.array(5.0)}, 1)
+    assert h.lists() == {"x": [1.0, 2.0, [3.0, 4.0], 5.0]}
+
+
+def test_a_checkpoint_increment_includes_the_waiting_arrays():
+    h = History({"a": [1.0]})
+    n = h.lengths()
+    h.add({"a": mx.array([2.0, 3.0])}, 2)
+    assert h.since(n) == {"a": [2.0, 3.0]} and h.lengths() == {"a": 3}
+
+
+@pytest.mark.no_leak_gate  # (the gate observes each step: its runs read their statistics per step)
+def test_a_run_reads_its_statistics_back_in_batches_unless_someone_reads_them_per_step(monkeypatch):
+    """Without a callback or step observer the driver hands the history the step's arrays (a
+    device-to-host copy per step is what a GPU block cannot afford); with one, plain values per step.
+    Both give the same statistics."""
+    from genmlx.inference.history import DEFER
+
+    reads = _reads(monkeypatch)
+    run = lambda **kw: infer.compiled_mh(_bb, (), {("y", i): 1.0 for i in range(5)}, n_samples=50 * (DEFER + 2),
+                                         iterations_per_step=50, key=mx.random.key(3), **kw)
+    quiet = run()
+    assert reads.count("accepted") == 2  # DEFER blocks, then the last two at the end
+    seen = []
+    watched = run(callback=lambda i, state, stats: seen.append(type(stats["accepted"])))
+    assert set(seen) == {list}
+    for k in ("accepted", "accept_prob"):
+        assert quiet.stats[k] == watched.stats[k]
+
+
+@gm.gen
+def _normal():
+    mu = gm.trace("mu", dist.normal(0.0, 1.0))
+    s = gm.trace("s", dist.beta(2.0, 2.0))
+    for i in range(3):
+        gm.trace(("y", i), dist.normal(mu, 1.0 + s))
+
+
+_OBS = {("y", i): 0.5 * i for i in range(3)}
+_RUNS = {
+    "mh": lambda **kw: infer.mh(_normal, (), _OBS, n_samples=80, **kw),
+    "mh_compiled": lambda **kw: infer.mh(_normal, (), _OBS, n_samples=80, compile=True, **kw),
+    "compiled_mh": lambda **kw: infer.compiled_mh(_normal, (), _OBS, n_samples=400, iterations_per_step=10, **kw),
+    "hmc": lambda **kw: infer.hmc(_normal, (), _OBS, addresses=["mu", "s"], n_samples=40, burn=10, **kw),
+    "nuts": lambda **kw: infer.nuts(_normal, (), _OBS, addresses=["mu", "s"], n_samples=40, burn=40, **kw),
+    "mala": lambda **kw: infer.mala(_normal, (), _OBS, addresses=["mu", "s"], n_samples=40, **kw),
+    "elliptical_slice": lambda **kw: infer.elliptical_slice(_normal, (), _OBS, addresses=["mu"], n_samples=40, **kw),
+    "vi": lambda **kw: infer.vi(_normal, (), _OBS, addresses=["mu", "s"], iterations=40, **kw),
+}
+
+
+@pytest.mark.no_leak_gate
+@pytest.mark.parametrize("name", list(_RUNS))
+def test_statistics_read_in_batches_are_those_read_per_step(name):
+    quiet = _RUNS[name](key=mx.random.key(5))
+    watched = _RUNS[name](key=mx.random.key(5), callback=lambda *a: None)
+    a = {k: v for k, v in quiet.stats.items() if k != "duration_s"}
+    b = {k: v for k, v in watched.stats.items() if k != "duration_s"}
+    assert list(a) == list(b)
+    assert repr(a) == repr(b)  # the same values of the same types (NaN included)
