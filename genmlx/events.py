@@ -62,7 +62,8 @@ class StepEnded(NamedTuple):
     duration_s: float  # wall time of the step, materialization included
     syncs: int  # host syncs inside the step besides the driver's one eval
     phase: str  # "warmup" or "sampling"
-    stats: dict[str, Any]  # sampler statistics as plain Python numbers
+    stats: dict[str, Any]  # sampler statistics as plain Python numbers (as the step gave them, arrays
+    # included, when no observer reads them: every step observer says `reads_stats = False`)
     chain: int
     store: Any  # same object as RunStarted.store
     live_arrays: int | None  # the driver's census, when it took one this step
@@ -112,7 +113,13 @@ class Checkpointed(NamedTuple):
 
 @runtime_checkable
 class Observer(Protocol):
-    """Implement any subset of these methods; missing ones are never called."""
+    """Implement any subset of these methods; missing ones are never called.
+
+    A step observer that never reads `StepEnded.stats` may set `reads_stats = False`:
+    while every step observer does, the driver leaves the statistics on the device and
+    reads them back in batches (on a GPU a read back per step costs as much as a fused
+    block), and `stats` holds the step's own values, arrays included.
+    """
 
     def on_run_start(self, event: RunStarted) -> None: ...
 
@@ -128,6 +135,7 @@ class Observer(Protocol):
 # Module-level tuples: the emission points test their truth and loop over them.
 run_listeners: tuple = ()
 step_listeners: tuple = ()
+stats_listeners: tuple = ()  # step observers that read StepEnded.stats (all but those with reads_stats = False)
 site_listeners: tuple = ()
 _observers: list = []
 dropped: dict[str, int] = {}
@@ -140,9 +148,10 @@ def observers() -> tuple:
 
 
 def _rebuild() -> None:
-    global run_listeners, step_listeners, site_listeners
+    global run_listeners, step_listeners, stats_listeners, site_listeners
     run_listeners = tuple(o for o in _observers if hasattr(o, "on_run_start") or hasattr(o, "on_run_end"))
     step_listeners = tuple(o.on_step for o in _observers if hasattr(o, "on_step"))
+    stats_listeners = tuple(o.on_step for o in _observers if hasattr(o, "on_step") and getattr(o, "reads_stats", True))
     site_listeners = tuple(o.on_site for o in _observers if hasattr(o, "on_site"))
 
 

@@ -254,7 +254,7 @@ def run(
                 warm = i < burn
                 keep = out.sample is not None and not warm and (i - burn) % thin == 0
                 state, kept = _materialize(out, keep)
-                if callback is None and not events.step_listeners:
+                if callback is None and not events.stats_listeners:
                     stats = out.stats  # its arrays wait in the history, read back with later steps'
                 else:
                     stats = {k: _to_python(v) for k, v in out.stats.items()}

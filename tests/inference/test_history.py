@@ -204,3 +204,26 @@ def test_statistics_read_in_batches_are_those_read_per_step(name):
     b = {k: v for k, v in watched.stats.items() if k != "duration_s"}
     assert list(a) == list(b)
     assert repr(a) == repr(b)  # the same values of the same types (NaN included)
+
+
+@pytest.mark.no_leak_gate
+def test_a_step_observer_that_reads_no_statistics_leaves_them_batched(monkeypatch):
+    from genmlx import events
+
+    class Timer:
+        reads_stats = False
+
+        def __init__(self):
+            self.kinds = set()
+
+        def on_step(self, e):
+            self.kinds.add(type(e.stats["accepted"]))
+
+    class Reader(Timer):
+        reads_stats = True
+
+    for obs, kind in ((Timer(), mx.array), (Reader(), list)):
+        with events.subscribed(obs):
+            infer.compiled_mh(_bb, (), {("y", i): 1.0 for i in range(5)}, n_samples=100, iterations_per_step=50,
+                              key=mx.random.key(3))
+        assert obs.kinds == {kind}
