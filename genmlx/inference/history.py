@@ -12,12 +12,14 @@ None, a per-chain list) turns its series into a plain list from then on, so
 nothing is ever converted lossily. `lists()` gives the lists back, with the
 values' own types, when the run returns.
 
-A statistic given as an MLX array (evaluated, on the device) is not read at
-once: reading it back is a device-to-host copy per step, which on a GPU
-costs more than a fused block of iterations (83-281 us a block of 50 on an
-H100, against the whole block's 430-620 us). The arrays of a series wait,
-`DEFER` steps at most, and are read back as one array; any read of the
-history reads them first.
+On a GPU a statistic given as an MLX array (evaluated, on the device) is not
+read at once: reading it back is a device-to-host copy per step, which costs
+more than a fused block of iterations (83-281 us a block of 50 on an H100,
+against the whole block's 430-620 us). The arrays of a series wait, `DEFER`
+steps at most, and are read back as one array; any read of the history reads
+them first. On the CPU reading an evaluated array costs a fraction of a
+microsecond (and one batched read an evaluation, ~140 us here), so there they
+are read at once.
 """
 
 from __future__ import annotations
@@ -35,18 +37,26 @@ __all__ = ["History"]
 DEFER = 32  # steps whose array statistics wait before one read back (live arrays: at most 32 a series)
 
 _CODES = {float: "d", bool: "b"}  # exact types: an int is not a float here, nor a bool an int
-_ARRAY_CODES = {mx.float32: "d", mx.float64: "d", mx.bool_: "b"}  # arrays whose `tolist()` gives those types
-_NUMPY_OF = {"d": np.float64, "b": np.int8}
+# dtypes whose arrays wait (NumPy reads them as they are); others (bfloat16, complex) are read at once
+_DEFERRABLE = {mx.bool_, mx.float32, mx.float64, mx.float16, mx.int8, mx.int16, mx.int32, mx.int64,
+                mx.uint8, mx.uint16, mx.uint32, mx.uint64}
+
+
+def defers_by_default() -> bool:
+    """Array statistics wait when MLX's default device is a GPU."""
+    return mx.default_device().type == mx.DeviceType.gpu
 
 
 class History:
     """Per-iteration statistics by name: `add(stats, per_step)` after each step, `lists()` at the end."""
 
-    __slots__ = ("_series", "_waiting")
+    __slots__ = ("_series", "_waiting", "_defer")
 
-    def __init__(self, lists: dict[str, list] | None = None):
+    def __init__(self, lists: dict[str, list] | None = None, defer: bool | None = None):
+        """`defer`: let array statistics wait (default: when MLX's default device is a GPU)."""
         self._series: dict[str, Any] = {}
         self._waiting: dict[str, tuple[list, bool]] = {}  # a series' arrays not yet read, per-iteration rows?
+        self._defer = defers_by_default() if defer is None else defer
         for k, v in (lists or {}).items():
             self.extend(k, v)
 
@@ -55,8 +65,11 @@ class History:
         step adds one entry per iteration; an array waits to be read back with later steps' (`DEFER`)."""
         for k, v in stats.items():
             if type(v) is mx.array:
-                self._wait(k, v, per_step > 1 and v.ndim > 0)
-            elif isinstance(v, list) and per_step > 1:
+                if self._defer and v.dtype in _DEFERRABLE:
+                    self._wait(k, v, per_step > 1 and v.ndim > 0)
+                    continue
+                v = v.item() if v.ndim == 0 else v.tolist()
+            if isinstance(v, list) and per_step > 1:
                 self.extend(k, v)
             else:
                 self.append(k, v)
@@ -78,16 +91,18 @@ class History:
         arrays, rows = self._waiting.pop(key)
         both = mx.stack(arrays)
         evaluate(both)
+        values = np.asarray(both)
+        del both, arrays
         if rows:  # a multi-iteration step's rows: one entry per iteration
-            both = both.reshape(-1, *both.shape[2:])
-        code = _ARRAY_CODES.get(both.dtype) if both.ndim == 1 else None
+            values = values.reshape(-1, *values.shape[2:])
+        code = "b" if values.dtype == np.bool_ else "d" if values.dtype.kind == "f" else None
         s = self._series.get(key)
-        if code is not None and (s is None or (type(s) is array and s.typecode == code)):
+        if values.ndim == 1 and code is not None and (s is None or (type(s) is array and s.typecode == code)):
             if s is None:
                 s = self._series[key] = array(code)
-            s.frombytes(np.asarray(both).astype(_NUMPY_OF[code]).tobytes())  # no Python object per value
+            s.frombytes(values.astype(np.int8 if code == "b" else np.float64).tobytes())  # no object per value
             return
-        for v in both.tolist():
+        for v in values.tolist():  # (NumPy's tolist gives the types MLX's does)
             self.append(key, v)
 
     def _read_all(self) -> None:

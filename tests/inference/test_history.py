@@ -103,9 +103,10 @@ def test_a_run_returns_plain_lists():
 
 
 def _reads(monkeypatch) -> list:
-    """Count the history's read-backs of waiting arrays."""
+    """Count the history's read-backs of waiting arrays (and let them wait, as on a GPU)."""
     import genmlx.inference.history as H
 
+    monkeypatch.setattr(H, "defers_by_default", lambda: True)
     calls = []
     real = H.History._read
 
@@ -118,8 +119,9 @@ def _reads(monkeypatch) -> list:
 
 
 def test_array_statistics_wait_and_are_read_back_together(monkeypatch):
-    """A step's statistics given as arrays (a fused block's `[K]` rows, a step's scalars) are read back
-    `DEFER` steps at a time, as one array per series, with the values `.tolist()` gives one by one."""
+    """On a GPU a step's statistics given as arrays (a fused block's `[K]` rows, a step's scalars) are
+    read back `DEFER` steps at a time, as one array per series, with the values `.tolist()` gives one
+    by one."""
     from genmlx.inference.history import DEFER
 
     reads = _reads(monkeypatch)
@@ -139,8 +141,15 @@ def test_array_statistics_wait_and_are_read_back_together(monkeypatch):
     assert h._series["accepted"].typecode == "b" and not list(h._genmlx_arrays())
 
 
+def test_on_the_cpu_arrays_are_read_at_once():
+    h = History(defer=False)
+    h.add({"accepted": mx.array([True, False]), "p": mx.array(0.5)}, 2)
+    assert not list(h._genmlx_arrays()) and h._series["accepted"].typecode == "b"
+    assert h.lists() == {"accepted": [True, False], "p": [0.5]}
+
+
 def test_waiting_arrays_keep_their_order_among_plain_values():
-    h = History()
+    h = History(defer=True)
     h.add({"x": mx.array(1.0)}, 1)
     h.add({"x": 2.0}, 1)  # a plain value: the waiting arrays go first
     h.add({"x": mx.array([3.0, 4.0])}, 1)  # another shape: a one-iteration step's list entry
@@ -149,7 +158,7 @@ def test_waiting_arrays_keep_their_order_among_plain_values():
 
 
 def test_a_checkpoint_increment_includes_the_waiting_arrays():
-    h = History({"a": [1.0]})
+    h = History({"a": [1.0]}, defer=True)
     n = h.lengths()
     h.add({"a": mx.array([2.0, 3.0])}, 2)
     assert h.since(n) == {"a": [2.0, 3.0]} and h.lengths() == {"a": 3}
@@ -197,7 +206,8 @@ _RUNS = {
 
 @pytest.mark.no_leak_gate
 @pytest.mark.parametrize("name", list(_RUNS))
-def test_statistics_read_in_batches_are_those_read_per_step(name):
+def test_statistics_read_in_batches_are_those_read_per_step(name, monkeypatch):
+    _reads(monkeypatch)
     quiet = _RUNS[name](key=mx.random.key(5))
     watched = _RUNS[name](key=mx.random.key(5), callback=lambda *a: None)
     a = {k: v for k, v in quiet.stats.items() if k != "duration_s"}
@@ -210,6 +220,7 @@ def test_statistics_read_in_batches_are_those_read_per_step(name):
 def test_a_step_observer_that_reads_no_statistics_leaves_them_batched(monkeypatch):
     from genmlx import events
 
+    _reads(monkeypatch)
     class Timer:
         reads_stats = False
 
