@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu/run_session.sh B   # compiled_mh per iteration against its floors, the scalar-site rows
 #   bash benchmarks/gpu/run_session.sh P   # a compiled_mh block's time split (kernel call, eval, Python), fused rows
 #   bash benchmarks/gpu/run_session.sh Q   # the block time split, then compiled_mh per iteration
+#   bash benchmarks/gpu/run_session.sh R   # Q, then the MH module
 #   bash benchmarks/gpu/run_session.sh M   # issue 14's MH module whole, compiled_mh per iteration, the PTX cache
 #   bash benchmarks/gpu/run_session.sh D   # the block time split, then the IS and distribution modules
 set -uo pipefail
@@ -43,6 +44,10 @@ case "${1:-A}" in
     timeout 150 python3 -m benchmarks.gpu.profile_blocks 20000 2>&1 | tee "$OUT/profile-blocks.txt" | grep -v "^ "
     timeout 150 python3 -m benchmarks.gpu.profile_blocks 20000 500 2>&1 | tee "$OUT/profile-blocks-500.txt" | grep -v "^ "
     timeout 200 python3 -m benchmarks.gpu.mh_per_iteration "$OUT/mh-per-iteration.json" 2>&1 | tail -8
+    ;;
+  R)  # Q, then issue 14's MH module whole
+    bash "$0" Q
+    bench gpu-mh 280 benchmarks/test_bench_mh.py
     ;;
   M)  # MLX compiles each fused kernel with NVRTC once per machine: the cache comes back as ptx.tgz
     bench gpu-mh 260 benchmarks/test_bench_mh.py
