@@ -102,7 +102,7 @@ def _split(a: np.ndarray) -> np.ndarray:
 
 def _fast_len(n: int) -> int:
     """The smallest 2^i 3^j 5^k >= n: a length NumPy's FFT transforms fast (20,000 for n = 19,999:
-    4x faster here than the power of two 32,768)."""
+    3.5x faster here than the power of two 32,768)."""
     best = 1 << max(n - 1, 0).bit_length()
     p5 = 1
     while p5 < best:

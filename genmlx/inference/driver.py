@@ -255,7 +255,7 @@ def run(
                 keep = out.sample is not None and not warm and (i - burn) % thin == 0
                 state, kept = _materialize(out, keep)
                 if callback is None and not events.stats_listeners:
-                    stats = out.stats  # its arrays wait in the history, read back with later steps'
+                    stats = out.stats  # arrays as they are: on a GPU the history reads them back in batches
                 else:
                     stats = {k: _to_python(v) for k, v in out.stats.items()}
                 out = None  # (a rejected proposal dies here, before the step's census and events)
