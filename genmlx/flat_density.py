@@ -399,7 +399,7 @@ class _Group:
             for i, v in fixed.items():
                 if batch and self.slots[i][1][0] == "var":
                     fixed[i] = mx.expand_dims(v, -1)
-            ins = [x if kind == "const" else mx.stack([values[k] for k in x], axis=-1)
+            ins = [x if kind == "const" else _stacked(values, x, batch)
                    for kind, x in (self.slots[i] for i in self.batched)]
             leafs = dict(fixed)
             leafs.update(zip(self.batched, ins))
@@ -420,7 +420,7 @@ class _Group:
             return mx.sum(lp), mx.all(ok)
         return mx.sum(mx.vmap(lambda *xs: one(*xs)[0])(*ins)), None
 
-    def _broadcasts(self, values: list, batch: int) -> bool:
+    def _broadcasts(self, values, batch: int) -> bool:
         """Whether the elementwise evaluation applies: scalar sites (plus `batch` leading axes on every
         variable) whose expressions and density act elementwise; with a batch, no checks (theirs
         would be one conjunction over the whole batch instead of one per element)."""
@@ -512,6 +512,17 @@ class _Evaluator:
 
 
 _MIN_GROUP = 4  # fewer sites of one form are scored one by one
+
+
+def _stacked(values, ks, batch: int):
+    """The variables `ks`' scalar values on a last axis: one read of a `run` when `values` has one
+    (`transforms.SiteValues`: G scalar sites side by side in HMC's `z` are one slice of it)."""
+    run = getattr(values, "run", None)
+    if run is not None and not batch:
+        r = run(ks)
+        if r is not None:
+            return r
+    return mx.stack([values[k] for k in ks], axis=-1)
 
 
 class FlatDensity:
