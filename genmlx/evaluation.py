@@ -38,9 +38,23 @@ atexit.register(mx.clear_streams)  # the main thread's; registered at import, so
 
 
 class _ThreadEnd:
-    """Held in a thread-local: dropped, with the GIL, as its thread ends."""
+    """Held in a thread-local: dropped, with the GIL, as its thread ends.
+
+    Usually in that thread; but Python may free a finished thread's locals later, from the
+    garbage collector in whatever thread runs it, and `mx.clear_streams()` there would clear
+    that thread's streams while it runs (its next evaluation: "There is no Stream(cpu, 3) in
+    current thread"; seen in tests/observe/test_threads.py about once in 6 runs, when a census
+    collected garbage). So it clears only in the thread it was made in.
+    """
+
+    __slots__ = ("ident",)
+
+    def __init__(self):
+        self.ident = threading.get_ident()
 
     def __del__(self):
+        if threading.get_ident() != self.ident:
+            return
         try:
             mx.clear_streams()
         except Exception:  # noqa: BLE001 - nothing to report to at thread end

@@ -1,6 +1,7 @@
 """genmlx.evaluation: evaluations in threads that neither crash beside a graph count nor at exit.
 
-Both failures kill the process, so each case runs in a child process.
+Those two failures kill the process, so their cases run in child processes; the third (a thread's
+end marker freed in another thread) runs here.
 """
 
 from __future__ import annotations
@@ -88,3 +89,34 @@ def test_a_run_in_a_thread_then_exit_ends_cleanly():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "joined"
+
+
+def test_a_threads_end_marker_freed_in_another_thread_leaves_that_threads_streams_alone():
+    """Python may free a finished thread's locals from the garbage collector in another thread: the
+    marker then must not clear the streams of the thread that happens to free it."""
+    import threading
+
+    import mlx.core as mx
+
+    from genmlx.evaluation import _ThreadEnd
+
+    marker: list = []
+    t = threading.Thread(target=lambda: marker.append(_ThreadEnd()))
+    t.start()
+    t.join()
+    out: list = []
+
+    def other():
+        try:
+            mx.eval(mx.array(1.0) + 1.0)  # this thread's stream exists
+            marker.clear()  # the marker dies here, in a thread it was not made in
+            y = mx.array(2.0) * 3.0
+            mx.eval(y)
+            out.append(y.item())
+        except Exception as e:  # noqa: BLE001 - asserted below
+            out.append(e)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert out == [6.0]
