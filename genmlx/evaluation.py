@@ -40,21 +40,25 @@ atexit.register(mx.clear_streams)  # the main thread's; registered at import, so
 class _ThreadEnd:
     """Held in a thread-local: dropped, with the GIL, as its thread ends.
 
-    Usually in that thread; but Python may free a finished thread's locals later, from the
-    garbage collector in whatever thread runs it, and `mx.clear_streams()` there would clear
-    that thread's streams while it runs (its next evaluation: "There is no Stream(cpu, 3) in
-    current thread"; seen in tests/observe/test_threads.py about once in 6 runs, when a census
-    collected garbage). So it clears only in the thread it was made in.
+    Usually in that thread, after `threading` has let go of it; but Python may free a finished
+    thread's locals later, from the garbage collector in whatever thread runs it, and
+    `mx.clear_streams()` there would clear a running thread's streams (its next evaluation:
+    "There is no Stream(cpu, 3) in current thread"; seen in tests/observe/test_threads.py about
+    once in 6 runs, when a census collected garbage). So it clears only in a thread that is no
+    longer running Python code of its own (its end) or in the thread it was made in. Thread ids
+    are reused, so the thread is told apart by its `Thread` object, not its id.
     """
 
-    __slots__ = ("ident",)
+    __slots__ = ("thread",)
 
     def __init__(self):
-        self.ident = threading.get_ident()
+        self.thread = threading.current_thread()
 
     def __del__(self):
-        if threading.get_ident() != self.ident:
-            return
+        me = threading.get_ident()
+        running = next((t for t in threading.enumerate() if t.ident == me), None)
+        if running is not None and running is not self.thread:
+            return  # another thread, alive: its streams are not ours to clear
         try:
             mx.clear_streams()
         except Exception:  # noqa: BLE001 - nothing to report to at thread end
