@@ -77,7 +77,7 @@ IN_LOOP = ("block", "materialize", "to_python", "history", "budget", "floor_kern
 
 def genmlx_parts(kern) -> dict:
     return {"run": (driver, "run"), "block": (kern, "block"), "kernel_call": (kern, "_fn"), "materialize": (driver, "_materialize"),
-            "eval": (mx, "eval"), "to_python": (driver, "_to_python"), "history": (History, "add"),
+            "eval": (mx, "eval"), "to_python": (driver, "to_python"), "history": (History, "add"),
             "budget": (gm_memory, "check_budget"),
             # outside the driver's loop: the set-up and the finish
             "init_trace": (C, "init_trace"), "final_trace": (kern, "trace_of"), "kept_array": (C.StackedTraces, "array"),
@@ -89,16 +89,16 @@ class _Holder:
         self._fn = fn
 
 
-def main(n: int) -> None:
-    print(mx.default_device(), mx.device_info().get("device_name"), f"K = {K}", flush=True)
-    blocks = n // K
+def main(n: int, k: int = K) -> None:
+    print(mx.default_device(), mx.device_info().get("device_name"), f"K = {k}", flush=True)
+    blocks = n // k
     for name, (model, args, obs, floor) in CASES.items():
-        g = lambda: infer.compiled_mh(model, args, obs, n_samples=n, iterations_per_step=K, key=mx.random.key(1))
+        g = lambda: infer.compiled_mh(model, args, obs, n_samples=n, iterations_per_step=k, key=mx.random.key(1))
         g()
         kern = next(v for v in C._cache.values() if v.gen_fn is model)
-        fk = _Holder(F.mh_upfront_kernel(floor, K))
+        fk = _Holder(F.mh_upfront_kernel(floor, k))
         st, ll = F.mh_init(floor, mx.random.key(0))
-        f = lambda: F.mh_upfront(lambda *a: fk._fn(*a), K, st, ll, mx.random.key(2), n)
+        f = lambda: F.mh_upfront(lambda *a: fk._fn(*a), k, st, ll, mx.random.key(2), n)
         f()
         floor_parts = {"floor_kernel": (fk, "_fn"), "floor_eval": (mx, "eval")}
         for label, run, parts in [("genmlx", g, genmlx_parts(kern)), ("floor", f, floor_parts)] * 2:
@@ -115,6 +115,4 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2:
-        K = int(sys.argv[2])
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000, int(sys.argv[2]) if len(sys.argv) > 2 else K)

@@ -30,7 +30,7 @@ from ..checkpoint.store import CheckpointError
 from ..evaluation import clean_up_at_thread_end, evaluate, item
 from ..tree import arrays_and_checks, mark_ready
 from . import interrupt as _interrupt
-from .history import History
+from .history import History, to_python
 from .interrupt import RunInterrupted
 
 __all__ = ["Step", "Decide", "RunResult", "run", "host", "sync_count", "RunInterrupted"]
@@ -93,12 +93,6 @@ def host(x) -> Any:
 def sync_count() -> int:
     """Process-wide number of counted syncs so far."""
     return _syncs
-
-
-def _to_python(v):
-    if isinstance(v, mx.array):
-        return v.item() if v.ndim == 0 else v.tolist()
-    return v
 
 
 _policy_applied = False
@@ -257,7 +251,7 @@ def run(
                 if callback is None and not events.stats_listeners:
                     stats = out.stats  # arrays as they are: on a GPU the history reads them back in batches
                 else:
-                    stats = {k: _to_python(v) for k, v in out.stats.items()}
+                    stats = {k: to_python(v) for k, v in out.stats.items()}
                 out = None  # (a rejected proposal dies here, before the step's census and events)
                 if keep:
                     samples.append(kept)

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..evaluation import evaluate
 
-__all__ = ["History"]
+__all__ = ["History", "to_python"]
 
 DEFER = 32  # steps whose array statistics wait before one read back (live arrays: at most 32 a series)
 
@@ -40,6 +40,13 @@ _CODES = {float: "d", bool: "b"}  # exact types: an int is not a float here, nor
 # dtypes whose arrays wait (NumPy reads them as they are); others (bfloat16, complex) are read at once
 _DEFERRABLE = {mx.bool_, mx.float32, mx.float64, mx.float16, mx.int8, mx.int16, mx.int32, mx.int64,
                 mx.uint8, mx.uint16, mx.uint32, mx.uint64}
+
+
+def to_python(v):
+    """A statistic as plain Python: an array's `.item()` or `.tolist()`, anything else as it is."""
+    if isinstance(v, mx.array):
+        return v.item() if v.ndim == 0 else v.tolist()
+    return v
 
 
 def defers_by_default() -> bool:
@@ -68,7 +75,7 @@ class History:
                 if self._defer and v.dtype in _DEFERRABLE:
                     self._wait(k, v, per_step > 1 and v.ndim > 0)
                     continue
-                v = v.item() if v.ndim == 0 else v.tolist()
+                v = to_python(v)
             if isinstance(v, list) and per_step > 1:
                 self.extend(k, v)
             else:

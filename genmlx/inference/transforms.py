@@ -433,9 +433,10 @@ class SiteValues:
     the vector form's 65-75). A site of a run read alone is an index into its segment.
     """
 
-    __slots__ = ("_values", "_log_det", "_runs", "_where")
+    __slots__ = ("_n", "_values", "_log_det", "_runs", "_where")
 
     def __init__(self, z, sites, segments):
+        self._n = len(sites)
         self._values: dict = {}
         self._log_det = None
         self._runs: list = []
@@ -458,7 +459,7 @@ class SiteValues:
         return self._log_det
 
     def __len__(self) -> int:
-        return len(self._values) + len(self._where)
+        return self._n
 
     def __getitem__(self, k: int):
         x = self._values.get(k)

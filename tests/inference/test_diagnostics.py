@@ -33,6 +33,19 @@ def test_rank_ties_are_averaged_like_scipy():
     np.testing.assert_array_equal(d._rankdata(x), rankdata(x).reshape(x.shape))
 
 
+def test_the_fft_length_is_the_smallest_2_3_5_smooth_one():
+    def smooth(m):
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for n in [*range(1, 600), 19_999, 39_999]:
+        f = d._fast_len(n)
+        assert f >= n and smooth(f) and not any(smooth(m) for m in range(n, f)), (n, f)
+    assert d._fast_len(19_999) == 20_000  # not the power of two 32,768
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, 97, 1000, 1250])
 def test_autocovariance_is_the_direct_sums(n):
     """The FFT pads to a 2-3-5-smooth length >= 2n - 1 (not a power of two): still the linear one."""
