@@ -178,6 +178,16 @@ def test_measure_interleaves_genmlx_and_each_peer(monkeypatch):
     assert judge_peers({"rows": [res]})[0]["met"] is False  # 3x misses "within 2x"
 
 
+def test_a_target_that_names_a_device_is_kept_only_on_that_device():
+    """compiled_mh's peer target is "within 3x" on the CPU and "ahead of" GenJAX's scan on the GPU."""
+    row = next(r for r in R.ROWS if r.id == "cmh50-bb")
+    peer = {name: (lambda: {"cpu_s": 1.0, "wall_s": 1.0, "summary": {}}) for name in row.peers}
+    for device, limit in (("cpu", 3.0), ("gpu", 1.0)):
+        res = runner.measure(row._replace(rounds=1), (lambda: 0, lambda out: {}), peer, "cpu", device)
+        assert [t["max"] for t in res["targets"]] == [limit]
+        assert device.upper() in res["targets"][0]["name"] or device == "cpu"
+
+
 # -- rows and targets ------------------------------------------------------------------------------
 
 def test_every_target_names_a_peer_of_its_row_and_a_known_statistic():
@@ -188,7 +198,8 @@ def test_every_target_names_a_peer_of_its_row_and_a_known_statistic():
         for t in row.targets:
             assert t["peer"] in row.peers and t["statistic"] in ("paired_median", "first")
             targets += 1
-    assert targets == 12 + 4  # MH: 2 models x (2 forms x (mh, mh(compile=True)), K = 50, K = 500); NUTS: 2 forms x 2
+    # MH: 2 models x (2 forms x (mh, mh(compile=True)), K = 50 and K = 500 each on the CPU and the GPU); NUTS: 2 x 2
+    assert targets == 2 * (4 + 2 * 2) + 4
     assert {r.genmlx["model"] for r in R.ROWS if r.group == "nuts"} == {
         "regression100", "regression100_vec", "funnel", "funnel_vec"}
 

@@ -8,6 +8,10 @@
 #   bash benchmarks/gpu/run_session.sh R   # Q, then the MH module
 #   bash benchmarks/gpu/run_session.sh M   # issue 14's MH module whole, compiled_mh per iteration, the PTX cache
 #   bash benchmarks/gpu/run_session.sh D   # the block time split, then the IS and distribution modules
+#   bash benchmarks/gpu/run_session.sh J   # GenJAX and NumPyro on this GPU beside genmlx (benchmarks.peers)
+#   bash benchmarks/gpu/run_session.sh S   # the scalar-site module, then NUTS against NumPyro's funnel
+# The image has JAX 0.11.2 with its CUDA 13 plugin and NumPyro 0.21; GenJAX 1.0.14, NumPyro 0.22 (the
+# CPU run's) and their pure-Python dependencies travel as .whl/peers (carry it with .whl/p1).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 if [ ! -d /tmp/site/mlx ]; then
@@ -15,7 +19,12 @@ if [ ! -d /tmp/site/mlx ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
     /tmp/cu/mlx_cuda_13-*.whl .whl/p2/mlx-0.32.4-*.whl .whl/p2/small/*.whl .whl/p2/otel/*.whl
 fi
-export PYTHONPATH=/tmp/site:$PWD MLX_PTX_CACHE_DIR=/tmp/ptx
+if [ ! -d /tmp/peersite/genjax ] && [ -d /tmp/cu/peers ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/peersite /tmp/cu/peers/*.whl
+fi
+export PYTHONPATH=/tmp/site:/tmp/peersite:$PWD MLX_PTX_CACHE_DIR=/tmp/ptx
+# JAX takes 75% of the GPU's memory at start unless told not to; MLX runs beside it
+export GENMLX_PEERS_PYTHON=$(command -v python3) XLA_PYTHON_CLIENT_PREALLOCATE=false
 # a kernel cache from an earlier machine (mode M brings one back as ptx.tgz; keep it as .whl/ptx/ptx.tgz
 # and carry .whl/ptx with .whl/p2): a fresh machine otherwise spends minutes in NVRTC
 if [ ! -d /tmp/ptx ] && [ -f .whl/ptx/ptx.tgz ]; then tar xzf .whl/ptx/ptx.tgz -C /tmp; fi
@@ -25,7 +34,22 @@ bench() {  # pytest-benchmark rows into $OUT/$1.json
   timeout "$limit" python3 -m pytest "$@" -q -p no:cacheprovider -o addopts="" \
     --benchmark-json="$OUT/$name.json" 2>&1 | tail -3
 }
+peers() {  # rows whose id contains $2, into $OUT/peers.json (each row is written as it ends)
+  local limit=$1; shift
+  timeout "$limit" python3 -m benchmarks.peers --merge --out "$OUT/peers.json" "$@" 2>&1 | grep -v "^ *$"
+}
 case "${1:-A}" in
+  J)
+    python3 -c "import jax, genjax, numpyro; print('jax', jax.__version__, jax.devices(), 'numpyro', numpyro.__version__)"
+    peers 150 --only cmh
+    peers 150 --only nuts-reg100
+    peers 120 --only mh- --only mhc
+    ;;
+  S)
+    bench gpu-scalar-sites 330 benchmarks/test_bench_scalar_sites.py
+    peers 150 --only nuts-funnel
+    peers 100 --only is-
+    ;;
   A)
     timeout 150 python3 -m genmlx.distributed.launch -n 1 --backend nccl benchmarks/distributed_gpu.py \
       "$OUT/distributed-gpu.json" > "$OUT/distributed-gpu.log" 2>&1; echo "distributed rc=$?"

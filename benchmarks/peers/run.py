@@ -115,11 +115,12 @@ def _side(first: dict, runs: list[dict], per: int) -> dict:
     return out
 
 
-def measure(row: Row, genmlx_side, peer_sides: dict, clock: str) -> dict:
+def measure(row: Row, genmlx_side, peer_sides: dict, clock: str, device_type: str = "cpu") -> dict:
     """Time one row: each side's first call, then `row.rounds` rounds of genmlx then every peer.
 
     `genmlx_side` is `(fn, summarize)`; `peer_sides` maps a peer's name to a
-    callable that times one call of it and returns the worker's reply.
+    callable that times one call of it and returns the worker's reply. A target
+    that names a `device` ("cpu" or "gpu") is kept only on that kind of device.
     """
     firsts = {"genmlx": _timed(*genmlx_side)}
     for name, call in peer_sides.items():
@@ -133,7 +134,7 @@ def measure(row: Row, genmlx_side, peer_sides: dict, clock: str) -> dict:
     g = _side(firsts["genmlx"], runs["genmlx"], row.per)
     result = {"id": row.id, "group": row.group, "label": row.label, "unit": row.unit, "per": row.per,
               "rounds": row.rounds, "genmlx": {**g, "spec": row.genmlx}, "peers": {}, "ratios": {},
-              "targets": [dict(t) for t in row.targets]}
+              "targets": [dict(t) for t in row.targets if t.get("device", device_type) == device_type]}
     for name in peer_sides:
         result["peers"][name] = {**_side(firsts[name], runs[name], row.per), "spec": row.peers[name]}
         r = ratios([x[key] for x in runs["genmlx"]], [x[key] for x in runs[name]],
@@ -215,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                 peer_sides = {name: (lambda spec=spec: worker.call(op="time", row=spec))
                               for name, spec in row.peers.items()}
                 try:
-                    result = measure(row, genmlx_rows.build(row.genmlx, table), peer_sides, clock)
+                    result = measure(row, genmlx_rows.build(row.genmlx, table), peer_sides, clock,
+                                     data["device"]["device_type"])
                 except PeerError as e:
                     print(f"peers: {row.id} failed:\n{e}", file=sys.stderr, flush=True)
                     result = {"id": row.id, "group": row.group, "label": row.label, "error": str(e)}
