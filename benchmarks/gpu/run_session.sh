@@ -43,12 +43,12 @@ case "${1:-A}" in
     python3 -c "import jax, genjax, numpyro; print('jax', jax.__version__, jax.devices(), 'numpyro', numpyro.__version__)"
     peers 150 --only cmh
     peers 150 --only nuts-reg100
-    peers 120 --only mh- --only mhc
+    peers 150 --only mh- --only mhc
     ;;
   S)
     bench gpu-scalar-sites 330 benchmarks/test_bench_scalar_sites.py
-    peers 150 --only nuts-funnel
-    peers 100 --only is-
+    peers 120 --only nuts-funnel
+    peers 100 --only is-  # (past the call limit on a slow start: informational rows)
     ;;
   A)
     timeout 150 python3 -m genmlx.distributed.launch -n 1 --backend nccl benchmarks/distributed_gpu.py \
