@@ -185,7 +185,7 @@ def test_a_target_that_names_a_device_is_kept_only_on_that_device():
     for device, limit in (("cpu", 3.0), ("gpu", 1.0)):
         res = runner.measure(row._replace(rounds=1), (lambda: 0, lambda out: {}), peer, "cpu", device)
         assert [t["max"] for t in res["targets"]] == [limit]
-        assert device.upper() in res["targets"][0]["name"] or device == "cpu"
+        assert ("on the GPU" in res["targets"][0]["name"]) == (device == "gpu")
 
 
 # -- rows and targets ------------------------------------------------------------------------------
