@@ -460,14 +460,29 @@ class ChainTrace(Trace):
 _BUILT = ("retval", "score", "sites", "aux")
 
 
+# A block's evaluation has a fixed cost that K hardly changes (on the H100 the plain-MLX floor's
+# takes ~0.45 ms at K = 50 and at K = 500; on the 2-core CPU a K = 500 iteration costs 0.3-0.35x a
+# K = 50 one), so long blocks are the fast default; observers and callbacks then see every 500th
+# iteration, and a short run's block is cut to its length (benchmarks/analysis.md, issue 14).
+DEFAULT_BLOCK = 500
+
+
+def _default_block(n_samples: int, burn: int, thin: int) -> int:
+    k = thin * max(1, round(DEFAULT_BLOCK / thin))
+    needed = n_samples * thin or burn  # a block past the run's iterations is work thrown away
+    return max(thin, min(k, thin * math.ceil(needed / thin)))
+
+
 def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samples: int, burn: int = 0,
                 thin: int = 1, iterations_per_step: int | None = None, keys: str = "block", key=None,
                 callback=None, progress=None) -> InferenceResult:
     """Selection MH with K iterations per driver step, compiled (`mx.compile`) and sync-free.
 
     Args:
-        iterations_per_step: K (default: the multiple of `thin` nearest 50);
-            must be a multiple of `thin`. `burn` is rounded up to a multiple of K.
+        iterations_per_step: K (default: the multiple of `thin` nearest
+            `DEFAULT_BLOCK` = 500, at most the sampling iterations rounded up to
+            a multiple of `thin`); must be a multiple of `thin`. `burn` is rounded
+            up to a multiple of K.
         keys: "block" (default): each block draws its K proposals as one batch
             from one key, for a model that `genmlx.flat_density` flattens (others
             run as "per_iteration"). "per_iteration": iteration i draws with the
@@ -486,7 +501,7 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     n_samples = check_count("compiled_mh", "n_samples", n_samples, 0)
     burn = check_count("compiled_mh", "burn", burn, 0)
     thin = check_count("compiled_mh", "thin", thin, 1)
-    k = iterations_per_step if iterations_per_step is not None else thin * max(1, round(50 / thin))
+    k = iterations_per_step if iterations_per_step is not None else _default_block(n_samples, burn, thin)
     k = check_count("compiled_mh", "iterations_per_step", k, 1)
     if keys not in KEY_LAYOUTS:
         raise ValueError(f"compiled_mh: keys must be one of {KEY_LAYOUTS}, got {keys!r}")
