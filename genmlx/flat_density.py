@@ -261,9 +261,10 @@ class _Site(NamedTuple):
 class _Tracer:
     """The handler of the flattening run: variables become symbols, other choices constants."""
 
-    def __init__(self, choices: ChoiceMap, variables: list):
+    def __init__(self, choices: ChoiceMap, variables: list, data: list = ()):
         self.choices = choices._leaves
         self.index = {p: k for k, p in enumerate(variables)}
+        self.data = {p: j for j, p in enumerate(data)}
         self.prefix: Path = ()
         self.sites: list[_Site] = []
         self.seen: set = set()
@@ -290,17 +291,17 @@ class _Tracer:
         v = self.choices.get(path)
         if v is None:
             raise NotFlat(f"no value for the choice at {path!r}")
-        k = self.index.get(path)
-        value = Sym(v, ("var", k)) if k is not None else v
+        k, j = self.index.get(path), self.data.get(path)
+        value = Sym(v, ("var", k)) if k is not None else Sym(v, ("data", j, v)) if j is not None else v
         attrs = _dist_attrs(d)
         self.sites.append(_Site(path, type(d), attrs, _node(value, True)))
         return value
 
 
-def _trace(model, args: tuple, choices: ChoiceMap, variables: list) -> list[_Site]:
+def _trace(model, args: tuple, choices: ChoiceMap, variables: list, data: list = ()) -> list[_Site]:
     if type(model) is not DynamicGenFn:
         raise NotFlat(f"{type(model).__name__} is not a @gm.gen function")
-    tr = _Tracer(choices, variables)
+    tr = _Tracer(choices, variables, data)
     _handler._stack.append(tr)
     try:
         with _patched_mx():
@@ -311,7 +312,7 @@ def _trace(model, args: tuple, choices: ChoiceMap, variables: list) -> list[_Sit
         raise NotFlat(f"{type(e).__name__}: {e}") from None
     finally:
         _handler._stack.pop()
-    missing = [p for p in variables if p not in tr.seen]
+    missing = [p for p in (*variables, *data) if p not in tr.seen]
     if missing:
         raise NotFlat(f"variables {missing!r} are not choices of the model")
     return tr.sites
@@ -325,6 +326,9 @@ def _signature(node, leaves: list):
     if kind == "var":
         leaves.append(node)
         return ("var",)
+    if kind == "data":
+        leaves.append(node)
+        return ("data", tuple(node[2].shape), node[2].dtype)
     if kind == "const":
         x = node[1]
         leaves.append(node)
@@ -354,13 +358,14 @@ class _Group:
         self.paths = [s.path for s in sites]
         self.template = sites[0]
         self.n = len(sites)
-        self.slots = []  # per leaf position: ("fixed", node) or ("const", stacked) or ("var", [k...])
+        # per leaf position: ("fixed", node), ("const", stacked), ("var", [k...]) or ("data", [j...])
+        self.slots = []
         for q in range(len(leaves[0])):
             col = [lv[q] for lv in leaves]
             first = col[0]
-            if first[0] == "var":
+            if first[0] in ("var", "data"):
                 ks = [c[1] for c in col]
-                self.slots.append(("fixed", first) if len(set(ks)) == 1 else ("var", ks))
+                self.slots.append(("fixed", first) if len(set(ks)) == 1 else (first[0], ks))
             else:
                 xs = [c[1] for c in col]
                 if all(x is xs[0] or (not isinstance(x, mx.array) and x == xs[0]) for x in xs):
@@ -370,26 +375,28 @@ class _Group:
                     evaluate(stacked)  # a constant: never a graph node of the functions that read it
                     self.slots.append(("const", stacked))
         self.batched = [i for i, s in enumerate(self.slots) if s[0] != "fixed"]
+        # the data columns' values are not all scalars (then the elementwise form does not apply)
+        self.data_ndim = any(lv[q][2].ndim for lv in leaves for q in range(len(lv)) if lv[q][0] == "data")
         self.checked = _has_checks(self.template.attrs)
         t = self.template
         self.elementwise = (t.cls.event_ndim == 0 and "event_ndim" not in dict(t.attrs)
                             and t.cls._score is Distribution._score
                             and all(_elementwise_attr(a, n) for a, n in t.attrs) and _elementwise(t.value))
 
-    def log_density(self, values: list, batch: int = 0):
+    def log_density(self, values: list, batch: int = 0, data: list = ()):
         """The group's summed log density and its parameter checks' conjunction.
 
         With `batch`, every variable's value has `batch` leading axes (the same ones) and so do
-        the results: one density per batch element."""
+        the results: one density per batch element. `data`: the data paths' values (no batch axes)."""
         if batch and not self._broadcasts(values, batch):
             if self.checked:
-                return mx.vmap(lambda *vs: self.log_density(list(vs), batch - 1))(*values)
-            return mx.vmap(lambda *vs: self.log_density(list(vs), batch - 1)[0])(*values), None
+                return mx.vmap(lambda *vs: self.log_density(list(vs), batch - 1, data))(*values)
+            return mx.vmap(lambda *vs: self.log_density(list(vs), batch - 1, data)[0])(*values), None
         fixed = {}
         for i, s in enumerate(self.slots):
             if s[0] == "fixed":
                 node = s[1]
-                fixed[i] = values[node[1]] if node[0] == "var" else node[1]
+                fixed[i] = values[node[1]] if node[0] == "var" else data[node[1]] if node[0] == "data" else node[1]
         if not self.batched:
             return self._site(fixed, elementwise=batch > 0)  # with a batch: one density per element
         if batch or self._broadcasts(values, 0):
@@ -399,7 +406,7 @@ class _Group:
             for i, v in fixed.items():
                 if batch and self.slots[i][1][0] == "var":
                     fixed[i] = mx.expand_dims(v, -1)
-            ins = [x if kind == "const" else _stacked(values, x, batch)
+            ins = [x if kind == "const" else _data(data, x) if kind == "data" else _stacked(values, x, batch)
                    for kind, x in (self.slots[i] for i in self.batched)]
             leafs = dict(fixed)
             leafs.update(zip(self.batched, ins))
@@ -408,7 +415,7 @@ class _Group:
         ins = []
         for i in self.batched:
             kind, x = self.slots[i]
-            ins.append(x if kind == "const" else mx.stack([values[k] for k in x]))
+            ins.append(x if kind == "const" else _data(data, x) if kind == "data" else mx.stack([values[k] for k in x]))
 
         def one(*xs):
             leafs = dict(fixed)
@@ -433,8 +440,14 @@ class _Group:
             elif kind == "var":
                 if any(values[k].ndim != batch for k in x):
                     return False
+            elif kind == "data":
+                if self.data_ndim:
+                    return False
             elif x[0] == "var":
                 if values[x[1]].ndim != batch:
+                    return False
+            elif x[0] == "data":
+                if x[2].ndim != 0:
                     return False
             elif getattr(x[1], "ndim", 0) != 0:
                 return False
@@ -455,7 +468,7 @@ class _Group:
 def _elementwise(node) -> bool:
     """Whether an expression (or a distribution's checks) maps stacked inputs elementwise."""
     kind = node[0]
-    if kind in ("var", "const", "static"):
+    if kind in ("var", "const", "data", "static"):
         return True
     if kind == "op":
         _, fn, args, kwargs = node
@@ -496,7 +509,7 @@ class _Evaluator:
 
     def __call__(self, node):
         kind = node[0]
-        if kind in ("var", "const"):
+        if kind in ("var", "const", "data"):
             x = self.leafs[self.pos]
             self.pos += 1
             return x
@@ -512,6 +525,16 @@ class _Evaluator:
 
 
 _MIN_GROUP = 4  # fewer sites of one form are scored one by one
+
+
+def _data(data, js: list):
+    """The data values `js` stacked: from a list of values, or read out of one vector of scalars
+    (a slice when they lie side by side in it, as observations in visit order do)."""
+    if isinstance(data, mx.array):
+        if js == list(range(js[0], js[0] + len(js))):
+            return data[js[0]:js[0] + len(js)]
+        return data[mx.array(js)]
+    return mx.stack([data[j] for j in js])
 
 
 def _stacked(values, ks, batch: int):
@@ -583,14 +606,17 @@ class FlatDensity:
             d = self._paths = {s.path: s for s in self.sites}
         return d
 
-    def log_density(self, values: list, include=None, batch: int = 0):
+    def log_density(self, values: list, include=None, batch: int = 0, data: list = ()):
         """Sum of the site log densities (all sites, or those in `include`) at the variables' `values`.
 
         With `batch`, every value has `batch` leading axes (K states at once: one density each).
+        `data`: the values of the `data` paths `build` was given (the observations of a
+        compiled pass, its inputs), in that order, without batch axes: a list, or one vector
+        when they are all scalars (one input instead of one per observation).
         NaN when a parameter check fails (as the GFI's failed checks make a weight unusable)."""
         total, ok = None, None
         for g in self.groups(include):
-            lp, o = g.log_density(values, batch)
+            lp, o = g.log_density(values, batch, data)
             total = lp if total is None else total + lp
             if o is not None:
                 ok = o if ok is None else mx.logical_and(ok, o)
@@ -599,11 +625,16 @@ class FlatDensity:
         return total if ok is None else mx.where(ok, total, mx.nan)
 
 
-def build(model, args: tuple, choices: ChoiceMap, variables) -> FlatDensity | None:
+def build(model, args: tuple, choices: ChoiceMap, variables, data=()) -> FlatDensity | None:
     """The flattened density of `model` with `variables` (paths) free and every other choice at its
-    value in `choices`; None when the model cannot be flattened."""
+    value in `choices`; None when the model cannot be flattened.
+
+    `data`: choices (paths) whose values are given at each `log_density` call (its `data`) instead
+    of fixed now: observations that are inputs of a compiled pass. Their values in `choices`
+    give the shapes."""
     variables = [to_path(v) for v in variables]
+    data = [to_path(p) for p in data]
     try:
-        return FlatDensity(_trace(model, args, choices, variables), variables)
+        return FlatDensity(_trace(model, args, choices, variables, data), variables)
     except NotFlat:
         return None

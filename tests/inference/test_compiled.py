@@ -83,6 +83,19 @@ def test_thin_keeps_every_thin_th_iteration():
         infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=3, thin=3, iterations_per_step=10)
 
 
+@pytest.mark.parametrize("n_samples, burn, thin, k", [
+    (2000, 0, 1, 500),   # the default block
+    (1200, 100, 3, 501),  # the multiple of thin nearest 500
+    (40, 0, 1, 40),      # a short run: one block of its length, no iteration thrown away
+    (7, 0, 3, 21),
+    (0, 30, 1, 30),      # burn-in only
+])
+def test_default_block_length(n_samples, burn, thin, k):
+    res = infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=n_samples, burn=burn, thin=thin,
+                            key=mx.random.key(4))
+    assert res.stats["iterations_per_step"] == k and len(res.traces) == n_samples
+
+
 def test_same_key_same_chain():
     run = lambda: infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=40, iterations_per_step=10,
                                     key=mx.random.key(3)).traces.values("mu")

@@ -1,0 +1,132 @@
+"""The lean IS pass with the flattened density's weights (`compiled_pass._flat_values`).
+
+A model observed at many scalar sites scores its observations as groups
+(`genmlx.flat_density` with the observations as data): the particles must be
+the site-by-site pass's draws, the weights the same numbers to float32
+rounding, new observation values must reach the cached program, and a model
+the density cannot flatten must fall back to the site-by-site pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import genmlx as gm
+from genmlx import compiled_pass, dist
+from genmlx import inference as infer
+
+
+@gm.gen
+def linreg(xs):
+    slope = gm.trace("slope", dist.normal(0.0, 2.0))
+    intercept = gm.trace("intercept", dist.normal(0.0, 2.0))
+    for i, x in enumerate(xs):
+        gm.trace(("y", i), dist.normal(slope * x + intercept, 1.0))
+
+
+@gm.gen
+def mixed(n):
+    """Two forms of observation (a normal group, a Poisson group), a vector latent and a rate latent."""
+    w = gm.trace("w", dist.normal(mx.zeros(2), 1.0))
+    rate = gm.trace("rate", dist.gamma(2.0, 1.0))
+    for i in range(n):
+        gm.trace(("y", i), dist.normal(w[0] * i / n + w[1], 0.5))
+        gm.trace(("k", i), dist.poisson(rate))
+
+
+@gm.gen
+def rounded_mean(n):
+    mu = gm.trace("mu", dist.normal(0.0, 1.0))
+    m = mx.round(mu * 10.0) / 10.0  # a function the flattening run does not know: it cannot follow it
+    for i in range(n):
+        gm.trace(("y", i), dist.normal(m, 1.0))
+
+
+XS = [i / 10 - 2.0 for i in range(40)]
+YS = [1.5 * x - 0.5 + 0.3 * math.sin(7 * i) for i, x in enumerate(XS)]
+CASES = {
+    "linreg": (linreg, (XS,), {("y", i): y for i, y in enumerate(YS)}),
+    "mixed": (mixed, (20,), {**{("y", i): 0.1 * i - 1.0 for i in range(20)},
+                             **{("k", i): float(i % 4) for i in range(20)}}),
+}
+
+
+def _pass(model, args, obs, n, key, flat: bool, monkeypatch):
+    """The lean pass on the flattened weights (the CPU's size rules off) or site by site."""
+    monkeypatch.setattr(compiled_pass, "FLAT_CPU_MIN_SITES", 1 if flat else 10 ** 9)
+    monkeypatch.setattr(compiled_pass, "FLAT_CPU_MAX_ELEMENTS", 1 << 40)
+    cm = model._constraints(obs)
+    return compiled_pass.vgenerate_values(model, args, cm, n, key)
+
+
+def _flat_entries():
+    return [v for k, v in compiled_pass._COMPILED.items() if k[0] == "flat"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_flat_weights_equal_the_site_by_site_weights_for_the_same_particles(case, monkeypatch):
+    model, args, obs = CASES[case]
+    key = mx.random.key(11)
+    compiled_pass._COMPILED.clear()
+    vals, w = _pass(model, args, obs, 500, key, True, monkeypatch)
+    assert len(_flat_entries()) == 1 and _flat_entries()[0] is not compiled_pass._UNCOMPILABLE
+    vals_s, w_s = _pass(model, args, obs, 500, key, False, monkeypatch)
+    assert set(vals) == set(vals_s)
+    for p in vals:
+        assert np.array_equal(np.array(vals[p]), np.array(vals_s[p]))
+    assert w.shape == (500,)
+    np.testing.assert_allclose(np.array(w), np.array(w_s), rtol=2e-5, atol=1e-4)
+
+
+def test_new_observation_values_reach_the_cached_program(monkeypatch):
+    model, args, obs = CASES["linreg"]
+    key = mx.random.key(12)
+    compiled_pass._COMPILED.clear()
+    other = {p: -y for p, y in obs.items()}
+    for o in (obs, other, obs):
+        _, w = _pass(model, args, o, 300, key, True, monkeypatch)
+        _, w_s = _pass(model, args, o, 300, key, False, monkeypatch)
+        np.testing.assert_allclose(np.array(w), np.array(w_s), rtol=2e-5, atol=1e-4)
+    assert len(_flat_entries()) == 1  # one compiled program served all three
+
+
+def test_a_model_that_does_not_flatten_falls_back_to_the_site_by_site_pass(monkeypatch):
+    obs = {("y", i): (-1.0) ** i for i in range(8)}
+    compiled_pass._COMPILED.clear()
+    monkeypatch.setattr(compiled_pass, "FLAT_CPU_MIN_SITES", 1)
+    res = infer.importance_sampling(rounded_mean, (8,), obs, n_particles=200, vectorized=True, key=mx.random.key(1))
+    assert _flat_entries() == [compiled_pass._UNCOMPILABLE]
+    assert any(k[0] == "values" for k in compiled_pass._COMPILED)  # the site-by-site lean pass ran
+    assert math.isfinite(res.log_ml)
+
+
+def test_flat_weights_are_taken_on_the_cpu_only_where_they_pay():
+    model, args, obs = CASES["linreg"]  # 40 observed sites
+    cpu = mx.default_device().type == mx.DeviceType.cpu
+    for n, taken in ((1_000, True), (200_000, not cpu)):
+        compiled_pass._COMPILED.clear()
+        compiled_pass.vgenerate_values(model, args, model._constraints(obs), n, mx.random.key(0))
+        assert bool(_flat_entries()) == taken, n
+
+
+@pytest.mark.statistical
+def test_vectorized_is_on_the_flat_path_matches_the_exact_evidence():
+    """y_i ~ N(slope x_i + intercept, 1) with N(0, 2^2) priors: y ~ N(0, 4 X X^T + I)."""
+    model, args, obs = CASES["linreg"]
+    compiled_pass._COMPILED.clear()
+    res = infer.importance_sampling(model, args, obs, n_particles=100_000, vectorized=True,
+                                    key=mx.random.key(5))
+    assert _flat_entries() and _flat_entries()[0] is not compiled_pass._UNCOMPILABLE
+    x = np.stack([np.array(XS), np.ones(len(XS))], axis=1)
+    cov = 4.0 * x @ x.T + np.eye(len(XS))
+    y = np.array(YS)
+    exact = float(-0.5 * y @ np.linalg.solve(cov, y) - 0.5 * np.linalg.slogdet(cov)[1]
+                  - 0.5 * len(YS) * math.log(2 * math.pi))
+    lw = np.array(res.log_weights, np.float64)
+    w = np.exp(lw - lw.max())
+    se = w.std() / (math.sqrt(len(w)) * w.mean())  # delta-method standard error of log(mean w)
+    assert abs(res.log_ml - exact) < 5 * se + 0.05
