@@ -10,6 +10,7 @@
 #   bash benchmarks/gpu/run_session.sh D   # the block time split, then the IS and distribution modules
 #   bash benchmarks/gpu/run_session.sh J   # GenJAX and NumPyro on this GPU beside genmlx (benchmarks.peers)
 #   bash benchmarks/gpu/run_session.sh S   # the scalar-site module, then NUTS against NumPyro's funnel
+#   bash benchmarks/gpu/run_session.sh I   # vectorized IS, 102 scalar sites against one vector site
 # The image has JAX 0.11.2 with its CUDA 13 plugin and NumPyro 0.21; GenJAX 1.0.14, NumPyro 0.22 (the
 # CPU run's) and their pure-Python dependencies travel as .whl/peers (carry it with .whl/p1).
 set -uo pipefail
@@ -44,6 +45,10 @@ case "${1:-A}" in
     peers 150 --only cmh
     peers 150 --only nuts-reg100
     peers 150 --only mh- --only mhc
+    ;;
+  I)  # vectorized IS on the 102-site regression against its vector form, then the IS module's regression rows
+    bench gpu-scalar-sites-is 120 benchmarks/test_bench_scalar_sites.py -k importance
+    bench gpu-is-regression 150 benchmarks/test_bench_is.py -k "regression100 and test_is_vectorized"
     ;;
   S)
     bench gpu-scalar-sites 330 benchmarks/test_bench_scalar_sites.py
