@@ -179,18 +179,10 @@ def _flat_values(gf, args, constraints: ChoiceMap, n: int, key, layout: str, sum
     key = resolve(key)
     if entry is None:
         entry = _flat_entry(gf, args, constraints, n, layout, summarize)
-        try:
-            outs = entry[0](key, data) if entry is not None else None
-        except VectorizationError:
-            raise
-        except Exception:  # noqa: BLE001 - whatever the compiled form cannot do, the site-by-site pass does
-            outs = None
-        if outs is None:
-            _COMPILED[sig] = _UNCOMPILABLE
+        outs = _first_call(entry[0], key, data) if entry is not None else None
+        _remember(sig, entry if outs is not None else _UNCOMPILABLE)
+        if outs is None:  # the site-by-site pass does what the flattened one cannot
             return None
-        _COMPILED[sig] = entry
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
     else:
         _COMPILED.move_to_end(sig)
         outs = entry[0](key, data)
@@ -308,16 +300,10 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
             return out
 
         entry = (mx.compile(fn), box)
-        try:
-            outs = entry[0](*inputs)
-        except VectorizationError:
-            raise
-        except Exception:  # something mx.compile cannot trace: the plain pass (which raises its own errors)
-            _COMPILED[sig] = _UNCOMPILABLE
+        outs = _first_call(entry[0], *inputs)
+        _remember(sig, entry if outs is not None else _UNCOMPILABLE)
+        if outs is None:  # the plain pass (which raises its own errors)
             return None
-        _COMPILED[sig] = entry
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
     else:
         _COMPILED.move_to_end(sig)
         if mode == "checks" and not entry[1]["errors"]:
@@ -333,6 +319,23 @@ def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layou
         return checks
     tr = _unpack(first, args, n, checks)
     return tr if mode == "given" else (tr, w)
+
+
+def _first_call(fn, *inputs):
+    """The first call of a new compiled pass, or None when `mx.compile` cannot trace it."""
+    try:
+        return fn(*inputs)
+    except VectorizationError:
+        raise
+    except Exception:  # noqa: BLE001 - something mx.compile cannot trace
+        return None
+
+
+def _remember(sig, entry) -> None:
+    """Cache a compiled pass (or `_UNCOMPILABLE`) under its signature; the least recently used go."""
+    _COMPILED[sig] = entry
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
 
 
 def _builder(spec) -> Callable:

@@ -22,6 +22,7 @@ from genmlx import inference as infer
 
 @gm.gen
 def linreg(xs):
+    """tests/core/models.py's regression with N(0, 2^2) priors: IS from the prior keeps a usable ESS."""
     slope = gm.trace("slope", dist.normal(0.0, 2.0))
     intercept = gm.trace("intercept", dist.normal(0.0, 2.0))
     for i, x in enumerate(xs):
