@@ -27,6 +27,10 @@ many again), where the one-vector-site form of the same model costs one.
    vector site costs; the whole function works under `mx.grad`, `mx.vmap`
    and `mx.compile`. `batch=1` scores K states at once (compiled_mh's K
    proposals) with the states on a leading axis instead of a vmap.
+4. Data. Choices named as `data` in `build` are symbols too, whose values
+   come with each `log_density` call (vectorized IS's observations: inputs of
+   its compiled pass, one vector for all of them), not constants fixed by
+   the tracing run.
 
 The flattened density equals the model's (`assess`) to float32 rounding
 (tests/core/test_flat_density.py checks models of every shape against
@@ -259,7 +263,7 @@ class _Site(NamedTuple):
 
 
 class _Tracer:
-    """The handler of the flattening run: variables become symbols, other choices constants."""
+    """The handler of the flattening run: variables and data become symbols, other choices constants."""
 
     def __init__(self, choices: ChoiceMap, variables: list, data: list = ()):
         self.choices = choices._leaves
@@ -375,8 +379,8 @@ class _Group:
                     evaluate(stacked)  # a constant: never a graph node of the functions that read it
                     self.slots.append(("const", stacked))
         self.batched = [i for i, s in enumerate(self.slots) if s[0] != "fixed"]
-        # the data columns' values are not all scalars (then the elementwise form does not apply)
-        self.data_ndim = any(lv[q][2].ndim for lv in leaves for q in range(len(lv)) if lv[q][0] == "data")
+        # a data column holds a value that is not a scalar (then the elementwise form does not apply)
+        self.data_nonscalar = any(lv[q][2].ndim for lv in leaves for q in range(len(lv)) if lv[q][0] == "data")
         self.checked = _has_checks(self.template.attrs)
         t = self.template
         self.elementwise = (t.cls.event_ndim == 0 and "event_ndim" not in dict(t.attrs)
@@ -441,7 +445,7 @@ class _Group:
                 if any(values[k].ndim != batch for k in x):
                     return False
             elif kind == "data":
-                if self.data_ndim:
+                if self.data_nonscalar:
                     return False
             elif x[0] == "var":
                 if values[x[1]].ndim != batch:

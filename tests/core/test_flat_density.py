@@ -120,6 +120,26 @@ def test_a_subset_of_sites_and_compile_and_vmap():
     assert batch.shape == (3,)
 
 
+def test_data_paths_take_their_values_at_each_call():
+    """Observations named as data: a list of values or one vector of them, the same density as the
+    density built with those values fixed, for the first values and for others."""
+    model, args, tr, paths, flat = _build("linreg")
+    obs = [("y", i) for i in range(len(XS))]
+    with_data = flat_density.build(model, args, tr.get_choices(), paths, data=obs)
+    vals = [tr["slope"], tr["intercept"]]
+    for ys in ([tr[p].item() for p in obs], [0.5 * i - 1.0 for i in range(len(XS))]):
+        choices = ChoiceMap({**{p: tr[p] for p in paths}, **dict(zip(obs, ys))})
+        fixed = flat_density.build(model, args, choices, paths)
+        want = fixed.log_density(vals, include=obs).item()
+        as_list = with_data.log_density(vals, include=obs, data=[mx.array(y) for y in ys])
+        as_vector = mx.compile(lambda s, b, d: with_data.log_density([s, b], include=obs, data=d))(
+            *vals, mx.array(ys))
+        assert as_list.item() == pytest.approx(want, rel=1e-5)
+        assert as_vector.item() == pytest.approx(want, rel=1e-5)
+    k = mx.array([0.0, 1.0, 2.0])  # a batch of states: one density each
+    assert with_data.log_density([k, mx.zeros(3)], include=obs, batch=1, data=mx.array(ys)).shape == (3,)
+
+
 def test_models_that_cannot_be_flattened():
     tr, _ = branchy.generate((), gm.choicemap({}), key=mx.random.key(1))
     assert flat_density.build(branchy, (), tr.get_choices(), [("k",)]) is None
