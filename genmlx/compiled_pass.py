@@ -137,20 +137,21 @@ def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layou
     return _cached_pass("values", gf, args, constraints, n, key, layout, summarize=summarize)
 
 
-# On the CPU the flattened weights make an [N, G] intermediate that the site-by-site pass (whose
-# per-site terms fuse into one [N] sum) does not: past a few million elements that costs more than
-# the inputs and kernels it saves, and with few observed sites there is little to save (2-core CPU:
-# 100-point regression 0.44 against 0.95 ms at N = 1,000, 3.9 against 6.6 ms at N = 20,000, 32
-# against 23 ms at N = 100,000; Beta-Bernoulli's 10 observations 1.4 against 1.1 ms at N = 3,000).
-# A GPU reads the batch at TB/s and pays for every kernel and input, so there it is always taken.
+# With few observed sites there is little to save (2-core CPU: Beta-Bernoulli's 10 observations took
+# 1.4 ms flattened against 1.1 ms site by site at N = 3,000; on a GPU its site-by-site pass met its
+# target, and the flattened one is not measured there yet). On the CPU the flattened weights also
+# make an [N, G] intermediate that the site-by-site pass (whose per-site terms fuse into one [N] sum)
+# does not: past a few million elements that costs more than the inputs and kernels it saves
+# (100-point regression: 0.44 against 0.95 ms at N = 1,000, 3.9 against 6.6 ms at N = 20,000, 32
+# against 23 ms at N = 100,000). A GPU reads such a batch at TB/s.
+FLAT_MIN_SITES = 32
 FLAT_CPU_MAX_ELEMENTS = 1 << 22
-FLAT_CPU_MIN_SITES = 32
 
 
 def _flat_values(gf, args, constraints: ChoiceMap, n: int, key, layout: str, summarize):
     """`vgenerate_values` with the weights from the flattened density of the observed sites, or None
-    (a model it cannot flatten, array args, observations that are not scalars of one dtype, or an
-    [N, G] batch too large for the CPU).
+    (a model it cannot flatten, array args, fewer than `FLAT_MIN_SITES` observations or ones that
+    are not scalars of one dtype, or an [N, G] batch too large for the CPU).
 
     The particles are the same draws as the site-by-site pass's (the same `vgenerate`, whose own
     weights the compiled program drops); the weights agree to float32 rounding (tests).
@@ -160,7 +161,7 @@ def _flat_values(gf, args, constraints: ChoiceMap, n: int, key, layout: str, sum
     if not vals or any(type(v) is not mx.array or v.ndim for v in vals) or len({v.dtype for v in vals}) > 1:
         return None
     cpu = mx.default_device().type == mx.DeviceType.cpu
-    if cpu and not FLAT_CPU_MIN_SITES <= len(vals) <= FLAT_CPU_MAX_ELEMENTS // n:
+    if len(vals) < FLAT_MIN_SITES or (cpu and n * len(vals) > FLAT_CPU_MAX_ELEMENTS):
         return None
     arrays: list = []
     try:

@@ -58,7 +58,7 @@ CASES = {
 
 def _pass(model, args, obs, n, key, flat: bool, monkeypatch):
     """The lean pass on the flattened weights (the CPU's size rules off) or site by site."""
-    monkeypatch.setattr(compiled_pass, "FLAT_CPU_MIN_SITES", 1 if flat else 10 ** 9)
+    monkeypatch.setattr(compiled_pass, "FLAT_MIN_SITES", 1 if flat else 10 ** 9)
     monkeypatch.setattr(compiled_pass, "FLAT_CPU_MAX_ELEMENTS", 1 << 40)
     cm = model._constraints(obs)
     return compiled_pass.vgenerate_values(model, args, cm, n, key)
@@ -98,20 +98,21 @@ def test_new_observation_values_reach_the_cached_program(monkeypatch):
 def test_a_model_that_does_not_flatten_falls_back_to_the_site_by_site_pass(monkeypatch):
     obs = {("y", i): (-1.0) ** i for i in range(8)}
     compiled_pass._COMPILED.clear()
-    monkeypatch.setattr(compiled_pass, "FLAT_CPU_MIN_SITES", 1)
+    monkeypatch.setattr(compiled_pass, "FLAT_MIN_SITES", 1)
     res = infer.importance_sampling(rounded_mean, (8,), obs, n_particles=200, vectorized=True, key=mx.random.key(1))
     assert _flat_entries() == [compiled_pass._UNCOMPILABLE]
     assert any(k[0] == "values" for k in compiled_pass._COMPILED)  # the site-by-site lean pass ran
     assert math.isfinite(res.log_ml)
 
 
-def test_flat_weights_are_taken_on_the_cpu_only_where_they_pay():
-    model, args, obs = CASES["linreg"]  # 40 observed sites
+def test_flat_weights_are_taken_only_where_they_pay():
     cpu = mx.default_device().type == mx.DeviceType.cpu
-    for n, taken in ((1_000, True), (200_000, not cpu)):
+    model, args, obs = CASES["linreg"]  # 40 observed sites
+    few = {p: y for p, y in list(obs.items())[:20]}  # 20 observed, 20 latent
+    for o, n, taken in ((obs, 1_000, True), (obs, 200_000, not cpu), (few, 1_000, False)):
         compiled_pass._COMPILED.clear()
-        compiled_pass.vgenerate_values(model, args, model._constraints(obs), n, mx.random.key(0))
-        assert bool(_flat_entries()) == taken, n
+        compiled_pass.vgenerate_values(model, args, model._constraints(o), n, mx.random.key(0))
+        assert bool(_flat_entries()) == taken, (len(o), n)
 
 
 @pytest.mark.statistical
