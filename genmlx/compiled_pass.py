@@ -65,6 +65,8 @@ def _sig(o, arrays: list):
     if o is None or t in (int, str, bool):
         return (t, o)
     if t in (list, tuple):
+        if all(type(x) is float for x in o):  # data as a list of numbers (the xs of 100 sites): one pass
+            return (t, float, tuple(map(float.hex, o)))
         return (t, tuple(_sig(x, arrays) for x in o))
     if t is dict:
         return (t, tuple((k, _sig(v, arrays)) for k, v in o.items()))
