@@ -38,7 +38,9 @@ def to_path(addr: Address) -> Path:
         if not addr:
             raise TypeError("invalid address (): an address path cannot be empty")
         for a in addr:
-            _check_atom(a, addr)
+            t = type(a)
+            if t is not str and t is not int:  # (the common atoms checked by type alone: it is per choice)
+                _check_atom(a, addr)
         return addr
     _check_atom(addr, addr)
     return (addr,)

@@ -13,6 +13,9 @@ __all__ = ["ChoiceMap", "choicemap", "as_value"]
 
 def as_value(v: Any, path: Path = ()) -> mx.array:
     """Convert a constraint value to an `mx.array`, with a clear error when it is not numeric."""
+    t = type(v)
+    if t is float or t is mx.array:  # the common cases first: this runs once per observation
+        return mx.array(v) if t is float else v
     if isinstance(v, mx.array):
         return v
     if isinstance(v, bool):
