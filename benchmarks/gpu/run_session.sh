@@ -35,7 +35,7 @@ bench() {  # pytest-benchmark rows into $OUT/$1.json
   timeout "$limit" python3 -m pytest "$@" -q -p no:cacheprovider -o addopts="" \
     --benchmark-json="$OUT/$name.json" 2>&1 | tail -3
 }
-peers() {  # rows whose id contains $2, into $OUT/peers.json (each row is written as it ends)
+peers() {  # peers rows (its --only arguments) into $OUT/peers.json, under a time limit (each row is kept as it ends)
   local limit=$1; shift
   timeout "$limit" python3 -m benchmarks.peers --merge --out "$OUT/peers.json" "$@" 2>&1 | grep -v "^ *$"
 }
@@ -53,7 +53,7 @@ case "${1:-A}" in
   S)
     bench gpu-scalar-sites 330 benchmarks/test_bench_scalar_sites.py
     peers 120 --only nuts-funnel
-    peers 100 --only is-  # (past the call limit on a slow start: informational rows)
+    peers 100 --only is-
     ;;
   A)
     timeout 150 python3 -m genmlx.distributed.launch -n 1 --backend nccl benchmarks/distributed_gpu.py \
