@@ -83,6 +83,22 @@ def test_flat_weights_equal_the_site_by_site_weights_for_the_same_particles(case
     np.testing.assert_allclose(np.array(w), np.array(w_s), rtol=2e-5, atol=1e-4)
 
 
+def test_the_observation_vector_is_the_same_read_on_the_host_or_stacked_on_the_device(monkeypatch):
+    """The CPU reads the observations on the host, a GPU stacks them: both give the same vector, so
+    the GPU's branch runs here too, through the whole pass."""
+    vals = [mx.array(v) for v in (1.5, -0.25, 3.0)] + [mx.array(2.0) * 2.0]  # the last one lazy
+    host, device = compiled_pass._observation_vector(vals, True), compiled_pass._observation_vector(vals, False)
+    assert host.dtype == device.dtype == mx.float32 and host.tolist() == device.tolist() == [1.5, -0.25, 3.0, 4.0]
+    model, args, obs = CASES["linreg"]
+    key = mx.random.key(13)
+    compiled_pass._COMPILED.clear()
+    _, w_host = _pass(model, args, obs, 200, key, True, monkeypatch)
+    stacked = compiled_pass._observation_vector
+    monkeypatch.setattr(compiled_pass, "_observation_vector", lambda v, on_host: stacked(v, False))
+    _, w_device = _pass(model, args, obs, 200, key, True, monkeypatch)
+    assert np.array_equal(np.array(w_host), np.array(w_device))
+
+
 def test_new_observation_values_reach_the_cached_program(monkeypatch):
     model, args, obs = CASES["linreg"]
     key = mx.random.key(12)
