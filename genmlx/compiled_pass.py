@@ -176,7 +176,7 @@ def _flat_values(gf, args, constraints: ChoiceMap, n: int, key, layout: str, sum
     entry = _COMPILED.get(sig)
     if entry is _UNCOMPILABLE:
         return None
-    data = _observation_vector(vals, on_host=cpu)
+    data = _observation_vector(vals, on_host=cpu or _given_as_host_data(constraints))
     key = resolve(key)
     if entry is None:
         entry = _flat_entry(gf, args, constraints, n, layout, summarize)
@@ -194,9 +194,18 @@ def _flat_values(gf, args, constraints: ChoiceMap, n: int, key, layout: str, sum
 
 
 def _observation_vector(vals: list, on_host: bool) -> mx.array:
-    """The scalar observations as one vector input: read on the host on the CPU (~0.3 us each; an MLX
-    stack of 100 scalars costs ~300 us there), stacked on the device on a GPU (no read back)."""
+    """The scalar observations as one vector input: read on the host (~0.3 us each; an MLX stack of
+    100 scalars costs ~300 us on the CPU and a copy kernel per scalar on a GPU), or stacked by MLX
+    (no read back of arrays a GPU may hold)."""
     return mx.array([v.item() for v in vals], vals[0].dtype) if on_host else mx.stack(vals)
+
+
+def _given_as_host_data(constraints: ChoiceMap) -> bool:
+    """Whether every observation was given as a Python number or NumPy data (`ChoiceMap._given`
+    lists the ones given as MLX arrays): their arrays were made on the host this call, in memory the
+    host reads without waiting for a device (MLX's CUDA backend keeps scalars in managed memory)."""
+    given = getattr(constraints, "_given", None)
+    return given is not None and not given[1]
 
 
 def _flat_entry(gf, args, constraints: ChoiceMap, n: int, layout: str, summarize):

@@ -99,6 +99,14 @@ def test_the_observation_vector_is_the_same_read_on_the_host_or_stacked_on_the_d
     assert np.array_equal(np.array(w_host), np.array(w_device))
 
 
+def test_observations_given_as_host_numbers_are_read_on_the_host():
+    model, _, obs = CASES["linreg"]
+    assert compiled_pass._given_as_host_data(model._constraints(obs))
+    some_arrays = {p: (mx.array(y) if i % 2 else y) for i, (p, y) in enumerate(obs.items())}
+    assert not compiled_pass._given_as_host_data(model._constraints(some_arrays))
+    assert not compiled_pass._given_as_host_data(gm.ChoiceMap._from_leaves({("y", 0): mx.array(1.0)}))
+
+
 def test_new_observation_values_reach_the_cached_program(monkeypatch):
     model, args, obs = CASES["linreg"]
     key = mx.random.key(12)
