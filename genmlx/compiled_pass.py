@@ -35,6 +35,7 @@ import mlx.core as mx
 from . import flat_density
 from .checks import DeferredCheck, GuardedCheck
 from .choicemap import ChoiceMap
+from .evaluation import evaluate
 from .handler import given_latents
 from .rng import resolve
 from .trace import Trace
@@ -176,7 +177,10 @@ def _flat_values(gf, args, constraints: ChoiceMap, n: int, key, layout: str, sum
     entry = _COMPILED.get(sig)
     if entry is _UNCOMPILABLE:
         return None
-    data = _observation_vector(vals, on_host=cpu or _given_as_host_data(constraints))
+    host_data = _given_as_host_data(constraints)
+    if cpu and not host_data:
+        evaluate(vals)  # MLX-array observations may be lazy: one evaluation, not one per value read
+    data = _observation_vector(vals, on_host=cpu or host_data)
     key = resolve(key)
     if entry is None:
         entry = _flat_entry(gf, args, constraints, n, layout, summarize)
