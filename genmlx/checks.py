@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple
 
 import mlx.core as mx
 
+from .special.fuse import compiled
 from .sums import CHUNK as _CHUNK
 
 __all__ = ["DeferredCheck", "GuardedCheck", "raise_failed", "collapse", "ok_or_rejected"]
@@ -53,7 +54,7 @@ def raise_failed(checks) -> None:
 
 # -- fused helpers (one graph node each) ------------------------------------------------------
 
-@mx.compile
+@compiled
 def _ok_or_rejected(ok, accept):
     return mx.logical_or(ok, mx.logical_not(accept))
 
@@ -97,7 +98,7 @@ def _conj(preds: tuple):
                 ps = nxt
             return ps[0]
 
-        f = _conj_fns[preds] = mx.compile(body)
+        f = _conj_fns[preds] = compiled(body)
     return f
 
 

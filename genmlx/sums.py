@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from .special.fuse import compiled
+
 __all__ = ["signed_sum", "sum_nodes", "CHUNK"]
 
 CHUNK = 16  # inputs per compiled region (MLX fuses at most 24 distinct inputs per region)
@@ -35,7 +37,7 @@ def _signed_fn(npos: int, nneg: int):
             s = _tree_sum(xs[:npos])
             return s - _tree_sum(xs[npos:]) if nneg else s
 
-        f = _signed_fns[(npos, nneg)] = mx.compile(body)
+        f = _signed_fns[(npos, nneg)] = compiled(body)
     return f
 
 

@@ -12,6 +12,7 @@ import math
 import mlx.core as mx
 
 from ..rng import lanewise
+from ..special.fuse import compiled
 from ..special.normal import std_normal_from_uniform
 from .base import shape_of
 
@@ -53,7 +54,7 @@ FINITE = (ok_finite, "finite")
 COUNT = (ok_count, "a non-negative integer")
 
 
-@mx.compile
+@compiled
 def _uniform01(key, shape):
     u = mx.random.uniform(shape=shape, key=key)
     return u * (1.0 - 2.0 ** -24) + 2.0 ** -25
@@ -64,7 +65,7 @@ def uniform01(key, shape) -> mx.array:
     return lanewise(_uniform01, key, shape)
 
 
-@mx.compile
+@compiled
 def _std_normal(key, shape):
     u = mx.random.uniform(shape=shape, key=key)
     return std_normal_from_uniform(u * (1.0 - 2.0 ** -24) + 2.0 ** -25)

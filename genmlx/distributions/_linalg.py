@@ -27,6 +27,8 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from ..special.fuse import compiled
+
 __all__ = ["cholesky", "tri_solve", "tri_solve_nonsingular", "nonsingular", "chol_ok", "chol_logdet",
            "tri_inv", "mT", "f32_factor_ok"]
 
@@ -41,7 +43,7 @@ def _eye(n: int) -> mx.array:
     return e
 
 
-@mx.compile
+@compiled
 def _nan_zero_diag(l, eye):
     return mx.where(eye & (l == 0), mx.nan, l)
 

@@ -38,6 +38,7 @@ import mlx.core as mx
 
 from ..evaluation import evaluate
 from ..rng import lanewise, shared_lanes
+from ..special.fuse import compiled
 from ..special.normal import std_normal_from_uniform
 from .base import shape_of
 
@@ -78,22 +79,22 @@ def open_uniform(u):
     return u * (1.0 - 2.0 ** -24) + 2.0 ** -25
 
 
-@mx.compile
+@compiled
 def _uniforms(key, shape):
     return open_uniform(mx.random.uniform(shape=shape, key=key))  # bits + one fused conversion
 
 
-_normals = mx.compile(std_normal_from_uniform)
+_normals = compiled(std_normal_from_uniform)
 
 
-@mx.compile
+@compiled
 def _prep(a, boost):
     lvl = mx.where(a < 1.0, 2.0, mx.where(a < 2.0, 1.0, 0.0)) if boost < 0 else boost
     d = (a + lvl) - _THIRD
     return d, mx.rsqrt(9.0 * d)
 
 
-@mx.compile
+@compiled
 def _accept(z, u, d, c):
     """Per round: log u < z^2/2 + d - d v + d log v with v = (1 + c z)^3 > 0; returns L - log u."""
     v = 1.0 + c * z
@@ -103,7 +104,7 @@ def _accept(z, u, d, c):
     return mx.where(pos, margin, -mx.inf)
 
 
-@mx.compile
+@compiled
 def _finish(z, margin, ub, a, d, c, boost):
     """log(d v) of the chosen round, times the boost factors U^(1/a) (in log space)."""
     v = 1.0 + c * z
@@ -132,7 +133,7 @@ def _select_rounds(z, margin, k):
             mx.any(margin > 0, axis=0))
 
 
-@mx.compile
+@compiled
 def _first_accepting(margin, last):
     """The first round with margin > 0, the last round counting as accepting (all rejected: the last,
     see FAIL_PROB). logical_or, not `|`: MLX 0.32's vmap of bitwise_or with an unbatched operand
@@ -341,7 +342,7 @@ def beta_draw(key, a, b) -> mx.array:
 def _beta_lane(k: int, boost: int, q: float):
     lane = _lane_fn(k, boost, q, 2)
 
-    @mx.compile
+    @compiled
     def draw(key, ab):
         g = lane(key, ab)
         return mx.sigmoid(g[0] - g[1])

@@ -12,6 +12,7 @@ from ..choicemap import ChoiceMap
 from ..evaluation import evaluate
 from ..memory import materialize
 from ..rng import resolve
+from ..special.fuse import one_shot
 from ..trace import TraceViews
 from . import driver
 from .result import InferenceResult
@@ -57,14 +58,22 @@ def setup(algorithm: str, model, args: tuple, observations, addresses, key, init
     """Split the key, build the unconstrained density, check the initial point has finite density."""
     ks = mx.random.split(resolve(key), 3)
     evaluate(ks)
-    logp = unconstrained_logdensity(model, args, observations, addresses, key=ks[0], init=init)
-    z0 = logp.layout.z0
-    lp0 = driver.host(logp(z0))
+    with one_shot():  # one model execution and one density: no kernel compiled for them
+        logp = unconstrained_logdensity(model, args, observations, addresses, key=ks[0], init=init)
+        z0 = logp.layout.z0
+        lp0 = driver.host(logp(z0))
     if not math.isfinite(lp0):
         vals = {a: np.asarray(v).tolist() for a, v in logp.to_constrained(z0).items()}
         raise ValueError(f"{algorithm}: the initial point {vals} has log density {lp0} "
                          "(an observation outside its support, or a bad init?)")
     return Setup(logp, z0, ks[1], ks[2])
+
+
+def initial_gradient(value_and_grad, z0):
+    """`(logp, grad)` at the chain's start: one call, so run as it is (a compiled call would build
+    kernels, at 0.3-2 s each on a new machine, that nothing else uses)."""
+    with one_shot():
+        return value_and_grad(z0)
 
 
 def value_and_grad(logp):

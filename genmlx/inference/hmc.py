@@ -24,7 +24,8 @@ from typing import NamedTuple
 import mlx.core as mx
 
 from . import driver
-from ._gradient import check_int, check_positive, check_step_size, finish, setup, summarize
+from ._gradient import (check_int, check_positive, check_step_size, finish, initial_gradient, setup,
+                        summarize)
 from .adaptation import Adaptation, adapt, init_adaptation, schedule
 
 __all__ = ["hmc", "HMCState", "hmc_kernel", "leapfrog", "DIVERGENCE"]
@@ -144,7 +145,7 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
     s = setup(alg, model, args, observations, addresses, key, init)
     vg = mx.value_and_grad(s.logp)
     kernel = hmc_kernel(vg, n_leapfrog)
-    lp0, g0 = mx.compile(vg)(s.z0)
+    lp0, g0 = initial_gradient(vg, s.z0)
     plan = schedule(burn, adapt_step_size, adapt_mass, target)
     state = HMCState(s.z0, lp0, g0, init_adaptation(step_size, s.logp.dim), 0)
 

@@ -24,7 +24,8 @@ from typing import NamedTuple
 import mlx.core as mx
 
 from . import driver
-from ._gradient import check_int, check_positive, check_step_size, finish, setup, summarize
+from ._gradient import (check_int, check_positive, check_step_size, finish, initial_gradient, setup,
+                        summarize)
 from .adaptation import Adaptation, adapt, init_adaptation, schedule
 
 __all__ = ["mala", "mala_chains", "MalaState", "mala_kernel"]
@@ -77,7 +78,7 @@ def _run(algorithm, model, args, observations, addresses, n_samples, burn, thin,
         z0 = _chain_inits(s, model, args, observations, addresses, n_chains, init)
         vg = mx.vmap(vg)
     kernel = mala_kernel(vg)
-    lp0, g0 = mx.compile(vg)(z0)
+    lp0, g0 = initial_gradient(vg, z0)
     plan = schedule(burn, adapt_step_size, False, target)
     state = MalaState(z0, lp0, g0, init_adaptation(step_size, s.logp.dim), 0)
     chains = n_chains is not None

@@ -82,7 +82,8 @@ import numpy as np
 from ..evaluation import evaluate
 from ..memory import ResourceLimitExceeded
 from . import driver
-from ._gradient import check_int, check_positive, check_step_size, finish, setup, summarize
+from ._gradient import (check_int, check_positive, check_step_size, finish, initial_gradient, setup,
+                        summarize)
 from .adaptation import HostAdaptation, host_adapt, host_init_adaptation, schedule
 from .hmc import DIVERGENCE, leapfrog
 
@@ -449,7 +450,7 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     s = setup(alg, model, args, observations, addresses, key, init)
     vg = mx.value_and_grad(s.logp)
     transition = nuts_transition(vg, int(max_tree_depth))
-    lp0, g0 = mx.compile(vg)(s.z0)
+    lp0, g0 = initial_gradient(vg, s.z0)
     evaluate(lp0, g0)
     plan = schedule(burn, adapt_step_size, adapt_mass, target)
     rng = np.random.default_rng(np.asarray(s.aux_key).tolist())

@@ -26,14 +26,33 @@ catch that.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from typing import Callable
+from typing import Callable, Iterator
 
 import mlx.core as mx
 
-__all__ = ["fused", "as_float", "farray"]
+__all__ = ["fused", "compiled", "as_float", "farray", "one_shot"]
 
 _F32 = mx.float32
+_ONE_SHOT = contextvars.ContextVar("genmlx_fuse_one_shot", default=False)
+
+
+@contextlib.contextmanager
+def one_shot() -> Iterator[None]:
+    """Fused functions called inside run as their plain primitives, with no kernel compiled.
+
+    For work done once per run (a sampler's setup: one model execution, one
+    density at the start). A fused kernel is compiled the first time a machine
+    meets it (C++ on a CPU, NVRTC on a GPU: 0.3-2 s each; MLX keeps them on disk), and
+    a kernel that runs once pays that for nothing. Loops never run inside.
+    """
+    token = _ONE_SHOT.set(True)
+    try:
+        yield
+    finally:
+        _ONE_SHOT.reset(token)
 
 
 def farray(v) -> mx.array:
@@ -56,11 +75,24 @@ def fused(fn: Callable) -> Callable:
     through (MLX inlines it), so fused functions compose freely. `fn.raw` is the
     plain function.
     """
-    compiled = mx.compile(fn)
+    kernel = mx.compile(fn)
 
     @functools.wraps(fn)
     def call(*args):
-        return compiled(*[a if isinstance(a, mx.array) else mx.array(a, dtype=_F32) for a in args])
+        args = [a if isinstance(a, mx.array) else mx.array(a, dtype=_F32) for a in args]
+        return fn(*args) if _ONE_SHOT.get() else kernel(*args)
+
+    call.raw = fn
+    return call
+
+
+def compiled(fn: Callable) -> Callable:
+    """`mx.compile(fn)`, except inside `one_shot()`, where `fn` runs as it is (nothing to compile)."""
+    kernel = mx.compile(fn)
+
+    @functools.wraps(fn)
+    def call(*args):
+        return fn(*args) if _ONE_SHOT.get() else kernel(*args)
 
     call.raw = fn
     return call
