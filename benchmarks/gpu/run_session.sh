@@ -8,7 +8,8 @@
 #   bash benchmarks/gpu/run_session.sh R   # Q, then the MH module
 #   bash benchmarks/gpu/run_session.sh M   # issue 14's MH module whole, compiled_mh per iteration, the PTX cache
 #   bash benchmarks/gpu/run_session.sh D   # the block time split, then the IS and distribution modules
-#   bash benchmarks/gpu/run_session.sh J   # GenJAX and NumPyro on this GPU beside genmlx (benchmarks.peers)
+#   bash benchmarks/gpu/run_session.sh J   # GenJAX and NumPyro on this GPU beside genmlx (benchmarks.peers):
+#                                          # J1 (compiled_mh rows) then J2 (NUTS, MH rows), one call each
 #   bash benchmarks/gpu/run_session.sh S   # the scalar-site module, then NUTS against NumPyro's funnel
 #   bash benchmarks/gpu/run_session.sh I   # vectorized IS, 102 scalar sites against one vector site
 # The image has JAX 0.11.2 with its CUDA 13 plugin and NumPyro 0.21; GenJAX 1.0.14, NumPyro 0.22 (the
@@ -40,10 +41,16 @@ peers() {  # peers rows (its --only arguments) into $OUT/peers.json, under a tim
   timeout "$limit" python3 -m benchmarks.peers --merge --out "$OUT/peers.json" "$@" 2>&1 | grep -v "^ *$"
 }
 case "${1:-A}" in
-  J)
+  J)  # J1 then J2: more than one call's 10 minutes, so in two calls on a warm machine
+    bash "$0" J1
+    bash "$0" J2
+    ;;
+  J1)
     python3 -c "import jax, genjax, numpyro; print('jax', jax.__version__, jax.devices(), 'numpyro', numpyro.__version__)"
     peers 150 --only cmh
-    peers 150 --only nuts-reg100
+    ;;
+  J2)  # NUTS first runs: genmlx's on a new machine and in a later process (new processes), NumPyro's
+    peers 300 --only nuts-reg100
     peers 150 --only mh- --only mhc
     ;;
   I)  # vectorized IS on the 102-site regression against its vector form, then the IS module's regression rows

@@ -91,6 +91,15 @@ def _timed(fn, summarize) -> dict:
     return {"cpu_s": cpu, "wall_s": wall, "summary": summarize(out)}
 
 
+def suite_cache_limit() -> None:
+    """MLX's buffer cache at least `CACHE_LIMIT`, as the suite runs."""
+    import genmlx as gm
+
+    previous = gm.memory.set_cache_limit(CACHE_LIMIT)
+    if previous > CACHE_LIMIT:
+        gm.memory.set_cache_limit(previous)
+
+
 def ratios(g: list[float], p: list[float], g_first: float | None = None, p_first: float | None = None) -> dict:
     """genmlx / peer: median of the per-round ratios, ratio of the minima, and of the first calls."""
     out = {}
@@ -115,13 +124,21 @@ def _side(first: dict, runs: list[dict], per: int) -> dict:
     return out
 
 
-def measure(row: Row, genmlx_side, peer_sides: dict, clock: str, device_type: str = "cpu") -> dict:
+def measure(row: Row, genmlx_side, peer_sides: dict, clock: str, device_type: str = "cpu",
+            genmlx_first_runs=None) -> dict:
     """Time one row: each side's first call, then `row.rounds` rounds of genmlx then every peer.
 
     `genmlx_side` is `(fn, summarize)`; `peer_sides` maps a peer's name to a
     callable that times one call of it and returns the worker's reply. A target
     that names a `device` ("cpu" or "gpu") is kept only on that kind of device.
+    `genmlx_first_runs() -> (cold, warm)`, for a row whose peers get a new
+    process: genmlx's first runs in new processes too (`first_run.first_runs`),
+    with MLX's kernel cache empty (`first_cold`) and kept (`first`); this
+    process's own first call is then kept as `first_in_runner`.
     """
+    cold = warm = None
+    if genmlx_first_runs is not None:
+        cold, warm = genmlx_first_runs()
     firsts = {"genmlx": _timed(*genmlx_side)}
     for name, call in peer_sides.items():
         firsts[name] = call()
@@ -131,14 +148,18 @@ def measure(row: Row, genmlx_side, peer_sides: dict, clock: str, device_type: st
         for name, call in peer_sides.items():
             runs[name].append(call())
     key = f"{clock}_s"
-    g = _side(firsts["genmlx"], runs["genmlx"], row.per)
+    g = _side(warm or firsts["genmlx"], runs["genmlx"], row.per)
+    if cold is not None:
+        g.update(first_cold=cold, first_in_runner=firsts["genmlx"])
     result = {"id": row.id, "group": row.group, "label": row.label, "unit": row.unit, "per": row.per,
               "rounds": row.rounds, "genmlx": {**g, "spec": row.genmlx}, "peers": {}, "ratios": {},
               "targets": [dict(t) for t in row.targets if t.get("device", device_type) == device_type]}
     for name in peer_sides:
         result["peers"][name] = {**_side(firsts[name], runs[name], row.per), "spec": row.peers[name]}
         r = ratios([x[key] for x in runs["genmlx"]], [x[key] for x in runs[name]],
-                   firsts["genmlx"][key], firsts[name][key])
+                   g["first"][key], firsts[name][key])
+        if cold is not None:
+            r["first_cold"] = cold[key] / firsts[name][key]
         r[f"{'wall' if clock == 'cpu' else 'cpu'}_paired_median"] = ratios(
             [x["wall_s" if clock == "cpu" else "cpu_s"] for x in runs["genmlx"]],
             [x["wall_s" if clock == "cpu" else "cpu_s"] for x in runs[name]]).get("paired_median")
@@ -185,14 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     chosen = select_rows(a.only)
 
-    import genmlx as gm
     from benchmarks.common import clock_name, device_description, device_tag, primary_clock
     from benchmarks.peers import genmlx_rows
+    from benchmarks.peers.first_run import FirstRunError, first_runs
     from benchmarks.summary import judge_peers
 
-    previous = gm.memory.set_cache_limit(CACHE_LIMIT)
-    if previous > CACHE_LIMIT:
-        gm.memory.set_cache_limit(previous)
+    suite_cache_limit()
     clock = clock_name(primary_clock())
     out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / f"peers-{device_tag()}.json"
     out.parent.mkdir(exist_ok=True)
@@ -217,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                               for name, spec in row.peers.items()}
                 try:
                     result = measure(row, genmlx_rows.build(row.genmlx, table), peer_sides, clock,
-                                     data["device"]["device_type"])
-                except PeerError as e:
+                                     data["device"]["device_type"],
+                                     (lambda spec=row.genmlx: first_runs(spec)) if row.fresh_worker else None)
+                except (PeerError, FirstRunError) as e:
                     print(f"peers: {row.id} failed:\n{e}", file=sys.stderr, flush=True)
                     result = {"id": row.id, "group": row.group, "label": row.label, "error": str(e)}
             finally:

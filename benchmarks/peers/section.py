@@ -67,12 +67,13 @@ def peers_section(peers: dict) -> str:
         for name, side in row["peers"].items():
             r = row["ratios"].get(name, {})
             if row["group"] == "nuts":
-                nuts.append([row["label"], name.replace("numpyro", "NumPyro"), t(g["first"][f"{clock}_s"]),
+                nuts.append([row["label"], name.replace("numpyro", "NumPyro"),
+                             t((g.get("first_cold") or {}).get(f"{clock}_s")), t(g["first"][f"{clock}_s"]),
                              t(g.get(f"{clock}_median_s")), t(g.get("wall_median_s")),
                              t(side["first"][f"{clock}_s"]), t(side.get(f"{clock}_median_s")),
                              t(side.get("wall_median_s")),
                              f"{t(side['first'].get('compile_wall_s'))} / {t(_median(side.get('compile_wall_s')))}",
-                             x(r.get("paired_median")), x(r.get("first")),
+                             x(r.get("paired_median")), x(r.get("first_cold")), x(r.get("first")),
                              f"{num((g.get('summary') or {}).get('leapfrog_steps'))} / "
                              f"{num((side.get('summary') or {}).get('leapfrog_steps'))}"])
             else:
@@ -85,11 +86,15 @@ def peers_section(peers: dict) -> str:
                       per_unit), ""]
     if nuts:
         out += ["### NUTS, 1 chain, whole run", "",
+                "Every first run is a new process's. genmlx has two: on a *new machine* (MLX's kernel cache empty:",
+                "it compiles each fused kernel, C++ on a CPU, NVRTC on a GPU) and in a *later* process (MLX keeps",
+                "the kernels on disk, `benchmarks/peers/first_run.py`). NumPyro compiles in every process.",
                 "`later`: the median of the runs after the first, in the same process (NumPyro's `mcmc.run` compiles",
                 "again on each call: `compile` is the part of a run JAX spent tracing and compiling, wall clock).",
-                "", table(["model (genmlx form)", "peer", "genmlx first", "genmlx later", "genmlx later (wall)",
-                           "peer first", "peer later", "peer later (wall)", "peer compile: first / later",
-                           "ratio (later)", "first", "leapfrog steps genmlx / peer"], nuts), ""]
+                "", table(["model (genmlx form)", "peer", "genmlx first, new machine", "genmlx first, later process",
+                           "genmlx later", "genmlx later (wall)", "peer first", "peer later", "peer later (wall)",
+                           "peer compile: first / later", "ratio (later)", "first: new machine",
+                           "first: later process", "leapfrog steps genmlx / peer"], nuts), ""]
     out += failed
     return "\n".join(out).rstrip()
 

@@ -1,0 +1,69 @@
+"""genmlx's first run of a row in a new process, as NumPyro's first run is (a fresh worker).
+
+    python -m benchmarks.peers.first_run '<genmlx spec as JSON>'   # prints {"cpu_s", "wall_s", "summary", "kernels"}
+
+MLX compiles each fused kernel the first time a machine meets it (C++ on a CPU, NVRTC on a GPU)
+and keeps it on disk, under `$TMPDIR/mlx/<version>/` or `$MLX_PTX_CACHE_DIR`; JAX compiles again in
+every process unless told to keep its cache. So genmlx has two first runs: on a new machine (the
+kernel cache empty) and in any later process (the cache kept). `first_runs` measures both, each in
+its own process with its own cache folder, so the runner's process and the machine's default cache
+change neither.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+__all__ = ["first_runs", "FirstRunError"]
+
+
+class FirstRunError(RuntimeError):
+    """The new process failed (its stderr's tail is the message)."""
+
+
+def _kernels(cache: str) -> int:
+    """Kernels MLX has built into `cache` (a CPU kernel is a .so, a GPU kernel a .cubin or .ptx file)."""
+    return sum(len(glob.glob(os.path.join(cache, "**", pat), recursive=True)) for pat in ("*.so", "*.cubin", "*.ptx"))
+
+
+def _in_new_process(spec: dict, cache: str, timeout: float) -> dict:
+    env = {**os.environ, "TMPDIR": cache, "MLX_PTX_CACHE_DIR": os.path.join(cache, "ptx")}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.peers.first_run", json.dumps(spec)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise FirstRunError(f"genmlx's first run in a new process failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["kernels_cached"] = _kernels(cache)
+    return out
+
+
+def first_runs(spec: dict, timeout: float = 600.0) -> tuple[dict, dict]:
+    """`(cold, warm)`: the first run in a new process with an empty kernel cache, then in another
+    new process with the kernels the first one built."""
+    with tempfile.TemporaryDirectory(prefix="genmlx-first-run-") as cache:
+        cold = _in_new_process(spec, cache, timeout)
+        warm = _in_new_process(spec, cache, timeout)
+    return cold, warm
+
+
+def main(argv: list[str] | None = None) -> int:
+    spec = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    from benchmarks.peers import genmlx_rows
+    from benchmarks.peers.run import _timed, suite_cache_limit
+
+    suite_cache_limit()
+    out = _timed(*genmlx_rows.build(spec))
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
