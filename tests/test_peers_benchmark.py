@@ -133,7 +133,7 @@ def test_ratios_are_genmlx_over_peer_per_round():
 
 
 class _FakeClock:
-    """Stands for the `time` module in benchmarks.peers.run: time moves only when a side runs."""
+    """Stands for the `time` module and `cpu_seconds` in benchmarks.peers.run: time moves only when a side runs."""
 
     def __init__(self):
         self.now = 0.0
@@ -148,6 +148,7 @@ class _FakeClock:
 def test_measure_interleaves_genmlx_and_each_peer(monkeypatch):
     clock = _FakeClock()
     monkeypatch.setattr(runner, "time", clock)
+    monkeypatch.setattr(runner, "cpu_seconds", clock.process_time)
     log = []
 
     def genmlx_fn():
@@ -224,6 +225,7 @@ def _peers_json(monkeypatch, g_times, p_times, g_first=5.0, p_first=4.0, error=N
     """A peers JSON with one NUTS row: genmlx and NumPyro taking the given CPU seconds per run."""
     clock = _FakeClock()
     monkeypatch.setattr(runner, "time", clock)
+    monkeypatch.setattr(runner, "cpu_seconds", clock.process_time)
     row = R.rows(["nuts-reg100vec"])[0]._replace(rounds=len(g_times))
     g_it, p_it = iter([g_first, *g_times]), iter([p_first, *p_times])
 
@@ -257,6 +259,18 @@ def test_first_runs_in_new_processes_replace_the_runners_first_call(monkeypatch)
     assert row["ratios"]["numpyro"]["first_cold"] == pytest.approx(1.5)
     got = {r["statistic"]: r["met"] for r in judge_peers(data)}
     assert got == {"paired_median": True, "first": True, "first_cold": False}
+
+
+def test_the_cpu_clock_counts_finished_child_processes():
+    """MLX compiles a CPU kernel in a child process (the C++ compiler): its CPU time is the run's."""
+    import subprocess
+
+    from benchmarks.peers.clock import cpu_seconds
+
+    t0 = cpu_seconds()
+    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"],
+                   check=True)
+    assert cpu_seconds() - t0 >= 0.25
 
 
 def test_first_runs_measures_a_new_machine_then_a_later_process():
