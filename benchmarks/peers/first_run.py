@@ -1,6 +1,6 @@
 """genmlx's first run of a row in a new process, as NumPyro's first run is (a fresh worker).
 
-    python -m benchmarks.peers.first_run '<genmlx spec as JSON>'   # prints {"cpu_s", "wall_s", "summary", "kernels"}
+    python -m benchmarks.peers.first_run '<genmlx spec as JSON>'   # prints {"cpu_s", "wall_s", "summary"}
 
 MLX compiles each fused kernel the first time a machine meets it (C++ on a CPU, NVRTC on a GPU)
 and keeps it on disk, under `$TMPDIR/mlx/<version>/` or `$MLX_PTX_CACHE_DIR`; JAX compiles again in

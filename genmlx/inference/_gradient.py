@@ -70,8 +70,8 @@ def setup(algorithm: str, model, args: tuple, observations, addresses, key, init
 
 
 def initial_gradient(value_and_grad, z0):
-    """`(logp, grad)` at the chain's start: one call, so run as it is (a compiled call would build
-    kernels, at 0.3-2 s each on a new machine, that nothing else uses)."""
+    """`(logp, grad)` at the chain's start: one call, so run plainly (`one_shot`); a compiled call
+    would build kernels that nothing else uses, each 0.4-3.5 s on a new machine."""
     with one_shot():
         return value_and_grad(z0)
 
