@@ -75,29 +75,38 @@ def normal_ppf(p) -> np.ndarray:
     return out
 
 
-def _rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of the flattened `x`, ties given their average rank, in `x`'s shape."""
-    flat = x.ravel()
-    n = flat.size
-    order = np.argsort(flat, kind="mergesort")
-    s = flat[order]
-    new = np.concatenate(([True], s[1:] != s[:-1]))
-    starts = np.flatnonzero(np.concatenate((new, [True])))
-    avg = (starts[:-1] + starts[1:] - 1) / 2.0 + 1.0
-    ranks = np.empty(n)
-    ranks[order] = avg[np.cumsum(new) - 1]
-    return ranks.reshape(x.shape)
+def _rankdata_rows(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n along each row of `x` [p, n], ties given their average rank."""
+    p, n = x.shape
+    order = np.argsort(x, axis=1, kind="mergesort")
+    s = np.take_along_axis(x, order, axis=1)
+    new = np.ones((p, n), dtype=bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]  # each row starts a group of its own
+    flat = new.ravel()
+    starts = np.flatnonzero(flat)
+    last = np.append(starts[1:], flat.size) - 1
+    avg = ((starts % n) + (last % n)) / 2.0 + 1.0
+    ranks = np.empty((p, n))
+    np.put_along_axis(ranks, order, avg[np.cumsum(flat) - 1].reshape(p, n), axis=1)
+    return ranks
+
+
+def _rank_normalize_rows(a: np.ndarray) -> np.ndarray:
+    """`rank_normalize` of each `a[i]` ([p, chains, draws]), pooled over its chains."""
+    flat = a.reshape(a.shape[0], -1)
+    return normal_ppf((_rankdata_rows(flat) - 0.375) / (flat.shape[1] + 0.25)).reshape(a.shape)
 
 
 def rank_normalize(x) -> np.ndarray:
     """Pooled ranks mapped through the normal quantile: Phi^-1((r - 3/8) / (S + 1/4))."""
     a = np.asarray(x, dtype=np.float64)
-    return normal_ppf((_rankdata(a) - 0.375) / (a.size + 0.25))
+    return _rank_normalize_rows(a.reshape(1, -1)).reshape(a.shape)
 
 
-def _split(a: np.ndarray) -> np.ndarray:
-    half = a.shape[1] // 2
-    return np.concatenate((a[:, :half], a[:, a.shape[1] - half:]), axis=0)
+def _split_rows(a: np.ndarray) -> np.ndarray:
+    """[p, m, n] -> [p, 2m, n // 2]: each chain's first and last halves as chains of their own."""
+    half = a.shape[2] // 2
+    return np.concatenate((a[:, :, :half], a[:, :, a.shape[2] - half:]), axis=1)
 
 
 def _fast_len(n: int) -> int:
@@ -125,57 +134,96 @@ def _autocov(a: np.ndarray) -> np.ndarray:
     return np.fft.irfft(f * np.conjugate(f), n=nfft, axis=-1)[..., :n] / n
 
 
-def _ess(a: np.ndarray) -> float:
-    """ESS of [chains, draws] by Geyer's initial monotone sequence on the combined autocorrelation."""
-    m, n = a.shape
-    if n < 4 or not np.all(np.isfinite(a)):
-        return math.nan
-    if np.ptp(a) == 0:
-        return math.nan
-    acov = _autocov(a)
-    chain_mean = a.mean(axis=1)
-    mean_var = acov[:, 0].mean() * n / (n - 1.0)
+def _geyer_tau(rho: np.ndarray) -> np.ndarray:
+    """Integrated autocorrelation time of each row of `rho` [q, n] (rho[:, 0] = 1): Geyer's initial
+    positive sequence over the pairs Gamma_j = rho[2j] + rho[2j + 1], made monotone (Stan's rule).
+
+    The pairs are read while every earlier one is positive, up to pair J = (n - 3) // 2; the last
+    pair read, j_end, is the first with Gamma <= 0 (or J). Pairs 0..j_end-1 count twice, each as the
+    smallest Gamma up to it, and rho[2 j_end] once: kept when Gamma_j_end >= 0 or rho[2 j_end] > 0.
+    """
+    q, n = rho.shape
+    pairs = (n - 3) // 2 + 1
+    even, odd = rho[:, 0:2 * pairs:2], rho[:, 1:2 * pairs:2]
+    gamma = even + odd
+    stop = gamma <= 0
+    j_end = np.where(stop.any(axis=1), stop.argmax(axis=1), pairs - 1)
+    before = np.arange(pairs)[None, :] < j_end[:, None]
+    total = np.where(before, np.minimum.accumulate(gamma, axis=1), 0.0).sum(axis=1)
+    rows = np.arange(q)
+    last, g_last = even[rows, j_end], gamma[rows, j_end]
+    return -1.0 + 2.0 * total + np.where((g_last >= 0) | (last > 0), last, 0.0)
+
+
+def _ess_rows(a: np.ndarray) -> np.ndarray:
+    """ESS of each `a[i]` ([p, chains, draws]) by Geyer's initial monotone sequence on the combined
+    autocorrelation; NaN for fewer than 4 draws, a non-finite draw or constant draws."""
+    p, m, n = a.shape
+    out = np.full(p, math.nan)
+    if n < 4 or p == 0:
+        return out
+    flat = a.reshape(p, -1)
+    ok = np.isfinite(flat).all(axis=1)
+    ok[ok] = np.ptp(flat[ok], axis=1) != 0
+    if not ok.any():
+        return out
+    b = a[ok]
+    acov = _autocov(b)
+    mean_var = acov[:, :, 0].mean(axis=1) * n / (n - 1.0)
     var_plus = mean_var * (n - 1.0) / n
     if m > 1:
-        var_plus += chain_mean.var(ddof=1)
-    if var_plus <= 0:
-        return math.nan
-    rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
-    rho[0] = 1.0
-    # initial positive sequence over pairs (Gamma_k = rho[2k] + rho[2k+1]), first pair always kept
-    kept = np.zeros(n)
-    kept[0], kept[1] = 1.0, rho[1]
-    t = 1
-    even, odd = 1.0, rho[1]
-    while t < n - 3 and even + odd > 0:
-        even, odd = rho[t + 1], rho[t + 2]
-        if even + odd >= 0:
-            kept[t + 1], kept[t + 2] = even, odd
-        t += 2
-    max_t = t - 2
-    if even > 0:
-        kept[max_t + 1] = even
-    # initial monotone sequence
-    t = 1
-    while t <= max_t - 2:
-        if kept[t + 1] + kept[t + 2] > kept[t - 1] + kept[t]:
-            kept[t + 1] = kept[t + 2] = (kept[t - 1] + kept[t]) / 2.0
-        t += 2
-    total = m * n
-    tau = -1.0 + 2.0 * kept[: max_t + 1].sum() + kept[max_t + 1: max_t + 2].sum()
-    tau = max(tau, 1.0 / math.log10(total))
-    return float(total / tau)
+        var_plus = var_plus + b.mean(axis=2).var(axis=1, ddof=1)
+    good = var_plus > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = 1.0 - (mean_var[:, None] - acov.mean(axis=1)) / var_plus[:, None]
+    rho[:, 0] = 1.0
+    tau = np.maximum(_geyer_tau(rho), 1.0 / math.log10(m * n))
+    out[ok] = np.where(good, m * n / tau, math.nan)
+    return out
 
 
-def _rhat(a: np.ndarray) -> float:
-    m, n = a.shape
+def _rhat_rows(a: np.ndarray) -> np.ndarray:
+    p, m, n = a.shape
     if m < 2 or n < 2:
-        return math.nan
-    within = a.var(axis=1, ddof=1).mean()
-    if within == 0:
-        return math.nan
-    between = n * a.mean(axis=1).var(ddof=1)
-    return float(math.sqrt((between / within + n - 1) / n))
+        return np.full(p, math.nan)
+    within = a.var(axis=2, ddof=1).mean(axis=1)
+    between = n * a.mean(axis=2).var(axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.sqrt((between / within + n - 1) / n)
+    return np.where(within == 0, math.nan, r)
+
+
+def _r_hat_rows(a: np.ndarray, ranked: np.ndarray | None = None) -> np.ndarray:
+    """`r_hat` of each `a[i]` ([p, chains, draws]); `ranked`: `_rank_normalize_rows(a)` if made."""
+    p = a.shape[0]
+    out = np.full(p, math.nan)
+    if a.shape[2] < 4 or p == 0:
+        return out
+    flat = a.reshape(p, -1)
+    ok = np.isfinite(flat).all(axis=1)
+    ok[ok] = np.ptp(flat[ok], axis=1) != 0
+    if not ok.any():
+        return out
+    b = a[ok]
+    bulk = _rhat_rows(_split_rows(_rank_normalize_rows(b) if ranked is None else ranked[ok]))
+    folded = np.abs(b - np.median(b.reshape(b.shape[0], -1), axis=1)[:, None, None])
+    tail = _rhat_rows(_split_rows(_rank_normalize_rows(folded)))
+    out[ok] = np.fmax(bulk, tail)  # the larger; NaN only when both are
+    return out
+
+
+def _ess_bulk_rows(a: np.ndarray, ranked: np.ndarray | None = None) -> np.ndarray:
+    ranked = _rank_normalize_rows(a) if ranked is None else ranked
+    out = _ess_rows(_split_rows(ranked))
+    out[np.ptp(a.reshape(a.shape[0], -1), axis=1) == 0] = math.nan
+    return out
+
+
+def _ess_tail_rows(a: np.ndarray, prob: float = 0.05) -> np.ndarray:
+    flat = a.reshape(a.shape[0], -1)
+    lo, hi = (_ess_rows(_split_rows((a <= np.quantile(flat, pr, axis=1)[:, None, None]).astype(np.float64)))
+              for pr in (prob, 1.0 - prob))
+    return np.fmin(lo, hi)  # the smaller; NaN only when both are
 
 
 # -- public diagnostics ------------------------------------------------------------------------
@@ -186,40 +234,22 @@ def r_hat(draws) -> float:
     Works on one chain too (its two halves are compared). Values near 1
     (< 1.01 recommended) suggest the chains mix; NaN when the draws are constant.
     """
-    return _r_hat(_as_chains(draws, "r_hat"))
-
-
-def _r_hat(a: np.ndarray, ranked: np.ndarray | None = None) -> float:
-    """`r_hat` of [chains, draws]; `ranked`: `rank_normalize(a)` if already made."""
-    if a.shape[1] < 4 or np.ptp(a) == 0 or not np.all(np.isfinite(a)):
-        return math.nan
-    bulk = _rhat(_split(rank_normalize(a) if ranked is None else ranked))
-    folded = np.abs(a - np.median(a))
-    tail = _rhat(_split(rank_normalize(folded)))
-    return float(np.nanmax([bulk, tail])) if not (math.isnan(bulk) and math.isnan(tail)) else math.nan
+    return float(_r_hat_rows(_as_chains(draws, "r_hat")[None])[0])
 
 
 def ess_bulk(draws) -> float:
     """Bulk effective sample size: ESS of the rank-normalized split chains."""
-    a = _as_chains(draws, "ess_bulk")
-    if np.ptp(a) == 0:
-        return math.nan
-    return _ess(_split(rank_normalize(a)))
+    return float(_ess_bulk_rows(_as_chains(draws, "ess_bulk")[None])[0])
 
 
 def ess_tail(draws, prob: float = 0.05) -> float:
     """Tail effective sample size: min ESS of the indicators x <= q_prob and x <= q_(1-prob)."""
-    a = _as_chains(draws, "ess_tail")
-    vals = []
-    for p in (prob, 1.0 - prob):
-        ind = (a <= np.quantile(a, p)).astype(np.float64)
-        vals.append(_ess(_split(ind)))
-    return float(np.nanmin(vals)) if not all(math.isnan(v) for v in vals) else math.nan
+    return float(_ess_tail_rows(_as_chains(draws, "ess_tail")[None], prob)[0])
 
 
 def ess_mean(draws) -> float:
     """ESS for the mean (split chains, not rank-normalized): what MCSE of the mean uses."""
-    return _ess(_split(_as_chains(draws, "ess_mean")))
+    return float(_ess_rows(_split_rows(_as_chains(draws, "ess_mean")[None]))[0])
 
 
 def mcse(draws) -> float:
@@ -371,20 +401,31 @@ def summary(source, addrs: Iterable | None = None) -> Summary:
 
 
 def chain_summaries(draws: Mapping[Any, np.ndarray]) -> dict:
-    """`{"ess_bulk": {addr: x}, "ess_tail": {...}, "r_hat": {...}}` for result stats (plain floats)."""
-    out: dict = {"ess_bulk": {}, "ess_tail": {}, "r_hat": {}}
+    """`{"ess_bulk": {addr: x}, "ess_tail": {...}, "r_hat": {...}}` for result stats (plain floats).
+
+    Scalar quantities with draws of the same shape are summarized together, as the rows of one
+    array (one FFT, one sort per step for all of them)."""
+    cols: dict = {}
     for k, a in draws.items():
         a = _to_numpy(a)
         a = a[None] if a.ndim == 1 else a
         if a.ndim == 2:
-            cols = {k: a}
+            cols[k] = _as_chains(a, "chain_summaries")
         else:
             flat = a.reshape(a.shape[0], a.shape[1], -1)
-            cols = {(k, i): flat[:, :, i] for i in range(flat.shape[2])}
-        for kk, c in cols.items():
-            c = _as_chains(c, "chain_summaries")
-            ranked = rank_normalize(c) if np.ptp(c) != 0 else None  # bulk ESS and R-hat share it
-            out["ess_bulk"][kk] = _ess(_split(ranked)) if ranked is not None else math.nan
-            out["ess_tail"][kk] = ess_tail(c)
-            out["r_hat"][kk] = _r_hat(c, ranked)
+            cols.update(((k, i), flat[:, :, i]) for i in range(flat.shape[2]))
+    out: dict = {"ess_bulk": {}, "ess_tail": {}, "r_hat": {}}
+    by_shape: dict = {}
+    for kk, c in cols.items():
+        by_shape.setdefault(c.shape, []).append(kk)
+    stats = {}
+    for keys in by_shape.values():
+        a = np.stack([cols[kk] for kk in keys])
+        ranked = _rank_normalize_rows(a)  # bulk ESS and R-hat share it
+        for name, v in (("ess_bulk", _ess_bulk_rows(a, ranked)), ("ess_tail", _ess_tail_rows(a)),
+                        ("r_hat", _r_hat_rows(a, ranked))):
+            stats.update({(name, kk): float(x) for kk, x in zip(keys, v)})
+    for kk in cols:  # in the draws' order
+        for name in out:
+            out[name][kk] = stats[(name, kk)]
     return out

@@ -6,6 +6,7 @@ import statistics
 import mlx.core as mx
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from genmlx.inference import diagnostics as d
 
@@ -30,7 +31,55 @@ def test_rank_ties_are_averaged_like_scipy():
     from scipy.stats import rankdata
 
     x = np.random.default_rng(0).integers(0, 5, size=(3, 40)).astype(float)
-    np.testing.assert_array_equal(d._rankdata(x), rankdata(x).reshape(x.shape))
+    np.testing.assert_array_equal(d._rankdata_rows(x), rankdata(x, axis=1))  # each row on its own
+    pooled = d.rank_normalize(x)  # pooled over chains
+    np.testing.assert_allclose(pooled, d.normal_ppf((rankdata(x).reshape(x.shape) - 0.375) / (x.size + 0.25)))
+
+
+def _geyer_tau_loop(rho):
+    """Geyer's initial monotone sequence as Stan and ArviZ write it, pair by pair (the reference)."""
+    n = rho.size
+    kept = np.zeros(n)
+    kept[0], kept[1] = 1.0, rho[1]
+    t, even, odd = 1, 1.0, rho[1]
+    while t < n - 3 and even + odd > 0:
+        even, odd = rho[t + 1], rho[t + 2]
+        if even + odd >= 0:
+            kept[t + 1], kept[t + 2] = even, odd
+        t += 2
+    max_t = t - 2
+    if even > 0:
+        kept[max_t + 1] = even
+    t = 1
+    while t <= max_t - 2:
+        if kept[t + 1] + kept[t + 2] > kept[t - 1] + kept[t]:
+            kept[t + 1] = kept[t + 2] = (kept[t - 1] + kept[t]) / 2.0
+        t += 2
+    return -1.0 + 2.0 * kept[: max_t + 1].sum() + kept[max_t + 1: max_t + 2].sum()
+
+
+@given(st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=3, max_size=40),
+       st.sampled_from([0.0, 0.5, -0.5, 0.25]))
+@settings(max_examples=300, deadline=None)
+def test_geyer_tau_for_all_rows_at_once_is_the_pair_by_pair_rule(tail, snap):
+    """The vectorized rule against the loop, on any autocorrelations (exact zeros and ties included)."""
+    rho = np.array([1.0] + [snap if abs(v) < 0.1 else v for v in tail])
+    rev = np.concatenate(([1.0], rho[:0:-1]))  # a second row, read in the same call
+    got = d._geyer_tau(np.stack([rho, rev]))
+    np.testing.assert_allclose(got, [_geyer_tau_loop(rho), _geyer_tau_loop(rev)], rtol=1e-12, atol=1e-12)
+
+
+def test_chain_summaries_of_many_sites_at_once_equal_each_sites_own():
+    rng = np.random.default_rng(4)
+    x = np.cumsum(rng.normal(size=(2, 300)), axis=1)
+    draws = {"a": x, "b": np.round(x), "c": np.ones((2, 300)), "v": np.stack([x, -x], axis=-1), "short": x[:, :50]}
+    got = d.chain_summaries(draws)
+    cols = {"a": x, "b": np.round(x), "c": np.ones((2, 300)), ("v", 0): x, ("v", 1): -x, "short": x[:, :50]}
+    for k, c in cols.items():
+        for name, f in (("ess_bulk", d.ess_bulk), ("ess_tail", d.ess_tail), ("r_hat", d.r_hat)):
+            want = f(c)
+            assert (np.isnan(want) and np.isnan(got[name][k])) or got[name][k] == pytest.approx(want, rel=1e-12)
+    assert list(got["r_hat"]) == list(cols)  # the draws' order
 
 
 def test_the_fft_length_is_the_smallest_2_3_5_smooth_one():
