@@ -12,6 +12,8 @@
 #                                          # J1 (compiled_mh rows) then J2 (NUTS, MH rows), one call each
 #   bash benchmarks/gpu/run_session.sh S   # the scalar-site module, then NUTS against NumPyro's funnel
 #   bash benchmarks/gpu/run_session.sh I   # vectorized IS, 102 scalar sites against one vector site
+# A lent machine's copy of the tree carries the .git of the session's start: a JSON written there
+# names that commit with a dirty tree. Record the local commit the tree matched when merging.
 # The image has JAX 0.11.2 with its CUDA 13 plugin and NumPyro 0.21; GenJAX 1.0.14, NumPyro 0.22 (the
 # CPU run's) and their pure-Python dependencies travel as .whl/peers (carry it with .whl/p1).
 set -uo pipefail
