@@ -24,8 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _kernels_built(tmp_path, body: str) -> dict:
-    """Run `body` in a fresh process whose MLX kernel cache starts empty; its printed JSON dict,
-    with `built`: the kernel sources MLX wrote (one per kernel compiled)."""
+    """Run `body` in a fresh process whose MLX kernel cache starts empty; returns the dict `out`
+    it fills. `built()` there counts the kernel libraries MLX has written (one per kernel compiled)."""
     script = textwrap.dedent("""
         import glob, json, os, sys
         import mlx.core as mx
@@ -40,7 +40,7 @@ def _kernels_built(tmp_path, body: str) -> dict:
 
 
 @pytest.mark.skipif(mx.default_device() != mx.cpu, reason="counts the CPU backend's kernel files")
-def test_sampler_setup_builds_no_kernel_and_the_chain_does(tmp_path):
+def test_sampler_setup_builds_no_kernel_and_a_compiled_call_does(tmp_path):
     out = _kernels_built(tmp_path, """
         from genmlx.inference._gradient import initial_gradient, setup
         from tests.inference.gradient_models import LR_VEC_ARGS, LR_VEC_OBS, linreg_vec
