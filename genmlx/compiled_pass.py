@@ -28,7 +28,7 @@ costs instead of 100 inputs and 100 chains of kernels.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import mlx.core as mx
 
@@ -78,6 +78,27 @@ def _sig(o, arrays: list):
     return ("obj", o)
 
 
+class CallKey(NamedTuple):
+    """What a compiled pass's cache key takes from one call: its args' signature (`_sig`), the
+    args' arrays in that order, and the observed leaves' signature. Made once per call by
+    `call_key`: a vectorized IS call keys two passes with it (100 float args: ~60 us each time)."""
+
+    args: tuple
+    arrays: tuple
+    leaves: tuple
+
+
+def call_key(args, constraints: ChoiceMap) -> CallKey | None:
+    """The call's part of the cache keys, or None when its args or observations have no signature."""
+    arrays: list = []
+    try:
+        ck = CallKey(_sig(args, arrays), tuple(arrays), _leaf_sig(constraints._leaves))
+        hash(ck)
+    except (_NoSig, TypeError):
+        return None
+    return ck
+
+
 _HOLE = object()  # where an array was, in a cached pass's skeleton of its args (which holds no arrays)
 
 
@@ -119,7 +140,7 @@ def vgenerate_given(gf, args, constraints: ChoiceMap, given: dict, n: int, key, 
 
 
 def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layout: str = "shared",
-                     summarize: Callable | None = None):
+                     summarize: Callable | None = None, call: CallKey | None = None):
     """The lean compiled pass: (values of the unconstrained choices {path: [N]}, weights [N]).
 
     With `summarize` (a module-level function of the weights, part of the cache key):
@@ -132,12 +153,16 @@ def vgenerate_values(gf, args: tuple, constraints: ChoiceMap, n: int, key, layou
     for its two consumers). The caller must evaluate `checks_of_values` (the checks of
     the same particles, a separate compiled pass) before trusting the weights;
     `trace_of_values` makes the full batched trace of these particles. None when the
-    pass cannot be compiled and cached (then use `vgenerate`).
+    pass cannot be compiled and cached (then use `vgenerate`). `call`: `call_key(args,
+    constraints)` if the caller has made it.
     """
-    got = _flat_values(gf, args, constraints, n, key, layout, summarize)
+    call = call if call is not None else call_key(args, constraints)
+    if call is None:
+        return None
+    got = _flat_values(gf, args, constraints, n, key, layout, summarize, call)
     if got is not None:
         return got
-    return _cached_pass("values", gf, args, constraints, n, key, layout, summarize=summarize)
+    return _cached_pass("values", gf, args, constraints, n, key, layout, summarize=summarize, call=call)
 
 
 # With few observed sites there is little to save (2-core CPU: Beta-Bernoulli's 10 observations took
@@ -151,7 +176,7 @@ FLAT_MIN_SITES = 32
 FLAT_CPU_MAX_ELEMENTS = 1 << 22
 
 
-def _flat_values(gf, args, constraints: ChoiceMap, n: int, key, layout: str, summarize):
+def _flat_values(gf, args, constraints: ChoiceMap, n: int, key, layout: str, summarize, call: CallKey):
     """`vgenerate_values` with the weights from the flattened density of the observed sites, or None
     (a model it cannot flatten, array args, fewer than `FLAT_MIN_SITES` observations or ones that
     are not scalars of one dtype, or an [N, G] batch too large for the CPU).
@@ -166,13 +191,12 @@ def _flat_values(gf, args, constraints: ChoiceMap, n: int, key, layout: str, sum
     cpu = mx.default_device().type == mx.DeviceType.cpu
     if len(vals) < FLAT_MIN_SITES or (cpu and n * len(vals) > FLAT_CPU_MAX_ELEMENTS):
         return None
-    arrays: list = []
-    try:
-        sig = ("flat", gf, _sig(args, arrays), _leaf_sig(obs), n, layout, summarize)
-        hash(sig)
-    except (_NoSig, TypeError):
+    if call.arrays:  # the flattened density keeps the args' values: only args that are part of the signature
         return None
-    if arrays:  # the flattened density keeps the args' values: only args that are part of the signature
+    sig = ("flat", gf, call.args, call.leaves, n, layout, summarize)
+    try:
+        hash(sig)
+    except TypeError:
         return None
     entry = _COMPILED.get(sig)
     if entry is _UNCOMPILABLE:
@@ -240,16 +264,17 @@ def _flat_entry(gf, args, constraints: ChoiceMap, n: int, layout: str, summarize
 
 
 def checks_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
-                     layout: str = "shared") -> tuple:
+                     layout: str = "shared", call: CallKey | None = None) -> tuple:
     """The unguarded parameter checks (one DeferredCheck over all lanes, or none) of the trace
     `trace_of_values` makes.
 
     A compiled pass returning only the check predicates, so their evaluation costs one
     fused pass over the parameters, not the whole trace. The checks the weights guard
     (`checks.GuardedCheck`) are left out: they hold while every weight is finite; when one
-    is not, evaluate the full trace's checks. None if it cannot be compiled.
+    is not, evaluate the full trace's checks. None if it cannot be compiled. `call` as in
+    `vgenerate_values`.
     """
-    return _cached_pass("checks", gf, args, constraints, n, key, layout, values)
+    return _cached_pass("checks", gf, args, constraints, n, key, layout, values, call=call)
 
 
 def trace_of_values(gf, args: tuple, constraints: ChoiceMap, values: dict, n: int, key=None,
@@ -276,13 +301,15 @@ def _leaf_sig(leaves: dict) -> tuple:
 
 
 def _cached_pass(mode: str, gf, args, constraints: ChoiceMap, n: int, key, layout: str, given: dict | None = None,
-                 summarize: Callable | None = None):
+                 summarize: Callable | None = None, call: CallKey | None = None):
     """One cached `mx.compile` of a vectorized pass (mode "trace", "values", "checks" or "given"), or None."""
-    arrays: list = []
-    leaves = constraints._leaves
+    call = call if call is not None else call_key(args, constraints)
+    if call is None:
+        return None
+    arrays, leaves = call.arrays, constraints._leaves
     given = given or {}
     try:
-        sig = (mode, gf, _sig(args, arrays), _leaf_sig(leaves), _leaf_sig(given), n, layout, summarize)
+        sig = (mode, gf, call.args, call.leaves, _leaf_sig(given), n, layout, summarize)
         hash(sig)
     except (_NoSig, TypeError):
         return None

@@ -86,9 +86,13 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
 
         def vstep(k, state):
             if layout == "shared":
-                # the lean compiled pass: particle values, weights (and on a GPU their summaries) only
-                got = compiled_pass.vgenerate_values(model, args_c, obs_c, n, k, layout, summarize=summarize)
-                cs = None if got is None else compiled_pass.checks_of_values(model, args_c, obs_c, got[0], n, k, layout)
+                # the lean compiled pass: particle values, weights (and on a GPU their summaries) only;
+                # then the checks pass of the same particles (both keyed by the call's args, signed once)
+                call = compiled_pass.call_key(args_c, obs_c)
+                got = None if call is None else compiled_pass.vgenerate_values(
+                    model, args_c, obs_c, n, k, layout, summarize=summarize, call=call)
+                cs = None if got is None else compiled_pass.checks_of_values(model, args_c, obs_c, got[0], n, k,
+                                                                             layout, call=call)
                 if cs is not None:
                     vals, w, sums = got if summarize else (*got, None)
                     checks[:] = cs  # evaluated by the driver in the same mx.eval as the particles

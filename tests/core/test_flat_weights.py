@@ -199,3 +199,21 @@ def test_flat_weights_equal_site_weights_for_any_mix_of_observed_forms(sites):
         vals_s, w_s = _pass(model, (), obs, 64, key, False, mp)
     assert all(np.array_equal(np.array(vals[p]), np.array(vals_s[p])) for p in vals_s)
     np.testing.assert_allclose(np.array(w), np.array(w_s), rtol=1e-4, atol=1e-3)
+
+
+def test_a_vectorized_is_call_signs_its_args_once(monkeypatch):
+    """Its two compiled passes (the lean one, the checks of its particles) share one `call_key`: the
+    args' signature (XS: 40 floats) is made once per call, and both passes still hit their cache."""
+    model, args, obs = CASES["linreg"]
+    real_key, real_sig = compiled_pass.call_key, compiled_pass._sig
+    keys, signed = [], []
+    monkeypatch.setattr(compiled_pass, "call_key", lambda *a: keys.append(1) or real_key(*a))
+    monkeypatch.setattr(compiled_pass, "_sig", lambda o, arrays: (signed.append(1) if o is XS else None)
+                        or real_sig(o, arrays))
+    runs = [infer.importance_sampling(model, args, obs, n_particles=64, vectorized=True, key=mx.random.key(i))
+            for i in range(3)]
+    assert len(keys) == 3 and len(signed) == 3  # once per call
+    assert all(math.isfinite(r.log_ml) for r in runs)
+    before = len(compiled_pass._COMPILED)
+    infer.importance_sampling(model, args, obs, n_particles=64, vectorized=True, key=mx.random.key(9))
+    assert len(compiled_pass._COMPILED) == before  # the shared key finds the cached passes
