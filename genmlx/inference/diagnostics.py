@@ -155,16 +155,24 @@ def _geyer_tau(rho: np.ndarray) -> np.ndarray:
     return -1.0 + 2.0 * total + np.where((g_last >= 0) | (last > 0), last, 0.0)
 
 
+def _usable_rows(a: np.ndarray) -> np.ndarray:
+    """Which rows of `a` ([p, chains, draws]) the ESS and R-hat are defined for: at least 4 draws, all
+    finite, not all equal."""
+    p = a.shape[0]
+    if a.shape[2] < 4 or p == 0:
+        return np.zeros(p, dtype=bool)
+    flat = a.reshape(p, -1)
+    ok = np.isfinite(flat).all(axis=1)
+    ok[ok] = np.ptp(flat[ok], axis=1) != 0
+    return ok
+
+
 def _ess_rows(a: np.ndarray) -> np.ndarray:
     """ESS of each `a[i]` ([p, chains, draws]) by Geyer's initial monotone sequence on the combined
     autocorrelation; NaN for fewer than 4 draws, a non-finite draw or constant draws."""
     p, m, n = a.shape
     out = np.full(p, math.nan)
-    if n < 4 or p == 0:
-        return out
-    flat = a.reshape(p, -1)
-    ok = np.isfinite(flat).all(axis=1)
-    ok[ok] = np.ptp(flat[ok], axis=1) != 0
+    ok = _usable_rows(a)
     if not ok.any():
         return out
     b = a[ok]
@@ -195,13 +203,8 @@ def _rhat_rows(a: np.ndarray) -> np.ndarray:
 
 def _r_hat_rows(a: np.ndarray, ranked: np.ndarray | None = None) -> np.ndarray:
     """`r_hat` of each `a[i]` ([p, chains, draws]); `ranked`: `_rank_normalize_rows(a)` if made."""
-    p = a.shape[0]
-    out = np.full(p, math.nan)
-    if a.shape[2] < 4 or p == 0:
-        return out
-    flat = a.reshape(p, -1)
-    ok = np.isfinite(flat).all(axis=1)
-    ok[ok] = np.ptp(flat[ok], axis=1) != 0
+    out = np.full(a.shape[0], math.nan)
+    ok = _usable_rows(a)
     if not ok.any():
         return out
     b = a[ok]
