@@ -225,10 +225,11 @@ def _ess_bulk_rows(a: np.ndarray, ranked: np.ndarray | None = None) -> np.ndarra
 
 
 def _ess_tail_rows(a: np.ndarray, prob: float = 0.05) -> np.ndarray:
-    flat = a.reshape(a.shape[0], -1)
-    lo, hi = (_ess_rows(_split_rows((a <= np.quantile(flat, pr, axis=1)[:, None, None]).astype(np.float64)))
-              for pr in (prob, 1.0 - prob))
-    return np.fmin(lo, hi)  # the smaller; NaN only when both are
+    p = a.shape[0]
+    q = np.quantile(a.reshape(p, -1), [prob, 1.0 - prob], axis=1)  # [2, p]
+    ind = np.concatenate([(a <= q[i][:, None, None]) for i in (0, 1)]).astype(np.float64)  # both tails: one ESS call
+    both = _ess_rows(_split_rows(ind))
+    return np.fmin(both[:p], both[p:])  # the smaller; NaN only when both are
 
 
 # -- public diagnostics ------------------------------------------------------------------------
