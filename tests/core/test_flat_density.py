@@ -11,15 +11,7 @@ import genmlx as gm
 from genmlx import dist, flat_density
 from genmlx.choicemap import ChoiceMap
 
-from .models import beta_bernoulli
-
-
-@gm.gen
-def linreg(xs):
-    slope = gm.trace("slope", dist.normal(0.0, 10.0))
-    intercept = gm.trace("intercept", dist.normal(0.0, 10.0))
-    for i, x in enumerate(xs):
-        gm.trace(("y", i), dist.normal(slope * x + intercept, 1.0))
+from .models import beta_bernoulli, linreg
 
 
 @gm.gen
