@@ -12,6 +12,7 @@
 #                                          # J1 (compiled_mh rows) then J2 (NUTS, MH rows), one call each
 #   bash benchmarks/gpu/run_session.sh S   # the scalar-site module, then NUTS against NumPyro's funnel
 #   bash benchmarks/gpu/run_session.sh I   # vectorized IS, 102 scalar sites against one vector site
+#   bash benchmarks/gpu/run_session.sh K   # the accept scan's CUDA kernel: tests, timing, block split, cmh peers
 # A lent machine's copy of the tree carries the .git of the session's start: a JSON written there
 # names that commit with a dirty tree. Record the local commit the tree matched when merging.
 # The image has JAX 0.11.2 with its CUDA 13 plugin and NumPyro 0.21; GenJAX 1.0.14, NumPyro 0.22 (the
@@ -54,6 +55,16 @@ case "${1:-A}" in
   J2)  # NUTS first runs: genmlx's on a new machine and in a later process (new processes), NumPyro's
     peers 300 --only nuts-reg100
     peers 150 --only mh- --only mhc
+    ;;
+  K)  # the accept recursion as one CUDA kernel (accept_scan.py): its tests, its time against the doubling
+      # form, a compiled_mh block's split, then compiled_mh beside GenJAX's scan; the kernel cache comes back
+    timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
+      tests/inference/test_compiled.py -k "accept_scan or chain or same_key or equals or posterior" 2>&1 | tail -3
+    timeout 90 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
+    timeout 120 python3 -m benchmarks.gpu.profile_blocks 2000 2>&1 | tee "$OUT/profile-blocks.txt" | grep -v "^ "
+    python3 -c "import jax, genjax, numpyro; print('jax', jax.__version__, jax.devices(), 'numpyro', numpyro.__version__)"
+    peers 200 --only cmh
+    tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
     ;;
   I)  # vectorized IS on the 102-site regression against its vector form, then the IS module's regression rows
     bench gpu-scalar-sites-is 120 benchmarks/test_bench_scalar_sites.py -k importance

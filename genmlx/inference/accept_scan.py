@@ -21,6 +21,13 @@ operations whatever K is:
 
 Blocks longer than `chunk` are done `chunk` iterations at a time, so the
 comparison's memory and the work per iteration stay bounded as K grows.
+
+On a CUDA GPU each of those array operations is a kernel launch (about 40
+at K = 50, most of a block's 0.45 ms on an H100), while the recursion
+itself is K scalar steps. There the rule runs as one custom kernel
+(`mx.fast.cuda_kernel`): the block's threads stage the densities and
+uniforms in shared memory and one thread walks them, with the same float32
+subtraction and comparison, so the states are the same.
 """
 
 from __future__ import annotations
@@ -43,6 +50,13 @@ def chain_states(lls: mx.array, logu: mx.array, ll0: mx.array, chunk: int = CHUN
         logu: `[K]` the log uniforms of the K accept tests.
         ll0: the starting state's log density (0-d).
     """
+    if lls.shape[0] and _on_cuda() and lls.dtype == mx.float32 and logu.dtype == mx.float32:
+        return _cuda_scan(lls, logu, ll0.astype(mx.float32))
+    return _doubling_states(lls, logu, ll0, chunk)
+
+
+def _doubling_states(lls, logu, ll0, chunk: int = CHUNK):
+    """`chain_states` by comparison and pointer doubling (the module's steps 1-3), `chunk` at a time."""
     k = lls.shape[0]
     out = [mx.zeros((1,), mx.int32)]
     cur, ll = mx.array(0, mx.int32), ll0
@@ -74,3 +88,54 @@ def _chunk_states(lls, logu, ll0):
             jump = jump[jump]
     on_path = mx.zeros((k + 2,), mx.int32).at[path].add(1)[: k + 1] > 0
     return mx.cummax(mx.where(on_path, idx, 0))
+
+
+def _on_cuda() -> bool:
+    return mx.default_device() == mx.gpu and mx.cuda.is_available()
+
+
+# One thread block: its threads stage a tile of the densities and uniforms in shared memory, thread 0
+# walks the tile (the sequential rule), then the threads write the tile's states out.
+_SCAN_SOURCE = """
+    constexpr int TILE = 1024;
+    __shared__ float sl[TILE];
+    __shared__ float su[TILE];
+    __shared__ int sc[TILE];
+    __shared__ int cur;
+    __shared__ float lcur;
+    const int t = threadIdx.x, nt = blockDim.x;
+    if (t == 0) { cur = 0; lcur = ll0[0]; states[0] = 0; }
+    for (int a = 0; a < K; a += TILE) {
+        const int n = min(TILE, K - a);
+        for (int i = t; i < n; i += nt) { sl[i] = lls[a + i]; su[i] = logu[a + i]; }
+        __syncthreads();
+        if (t == 0) {
+            int c = cur;
+            float l = lcur;
+            for (int i = 0; i < n; ++i) {
+                const float li = sl[i];
+                if (su[i] < li - l) { c = a + i + 1; l = li; }  // NaN compares false: never accepted
+                sc[i] = c;
+            }
+            cur = c;
+            lcur = l;
+        }
+        __syncthreads();
+        for (int i = t; i < n; i += nt) states[a + i + 1] = sc[i];
+        __syncthreads();
+    }
+"""
+_scan_kernel = None
+
+
+def _cuda_scan(lls, logu, ll0):
+    global _scan_kernel
+    if _scan_kernel is None:
+        _scan_kernel = mx.fast.cuda_kernel(name="genmlx_accept_scan", input_names=["lls", "logu", "ll0"],
+                                           output_names=["states"], source=_SCAN_SOURCE)
+    k = lls.shape[0]
+    threads = min(256, 32 * math.ceil(k / 32))
+    (states,) = _scan_kernel(inputs=[lls, logu, ll0.reshape(1)], template=[("K", k)],
+                             grid=(threads, 1, 1), threadgroup=(threads, 1, 1),
+                             output_shapes=[(k + 1,)], output_dtypes=[mx.int32])
+    return states

@@ -23,7 +23,8 @@ def sequential(lls, logu, ll0) -> list:
     return out
 
 
-@pytest.mark.parametrize("k, chunk", [(1, 512), (2, 512), (7, 512), (50, 512), (300, 64), (129, 128), (600, 256)])
+@pytest.mark.parametrize("k, chunk", [(1, 512), (2, 512), (7, 512), (50, 512), (300, 64), (129, 128), (600, 256),
+                                      (1024, 512), (1025, 512), (2500, 512)])  # the CUDA kernel's tiles: 1,024
 def test_chain_states_equal_the_sequential_rule(k, chunk):
     rng = np.random.default_rng(k * 31 + chunk)
     for trial in range(4):
