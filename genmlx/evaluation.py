@@ -30,7 +30,7 @@ from typing import Any
 
 import mlx.core as mx
 
-__all__ = ["WALK_LOCK", "evaluate", "item", "clean_up_at_thread_end"]
+__all__ = ["WALK_LOCK", "evaluate", "evaluate_async", "wait_for", "item", "clean_up_at_thread_end"]
 
 WALK_LOCK = threading.RLock()  # re-entrant: a nested use in one thread cannot deadlock
 
@@ -78,6 +78,32 @@ def evaluate(*args: Any) -> None:
     """`mx.eval(*args)`, never while another thread walks a graph."""
     with WALK_LOCK:
         mx.eval(*args)
+
+
+def evaluate_async(*args: Any) -> None:
+    """`mx.async_eval(*args)`, never while another thread walks a graph.
+
+    MLX walks and detaches the graph in the calling thread before it returns (the arrays are then
+    scheduled, not pending: a later graph walk finds no node of them), and computes on the
+    stream's own thread.
+    """
+    with WALK_LOCK:
+        mx.async_eval(*args)
+
+
+def wait_for(arrays: list) -> None:
+    """Wait until arrays scheduled by one `evaluate_async` are computed, and no longer.
+
+    `mx.eval` of a scheduled array would wait for everything queued on its stream since, work
+    scheduled later included. One array's own wait is enough: one asynchronous evaluation gives
+    all its arrays of a stream one event. The smallest is read, so the read costs nothing.
+    """
+    if arrays:
+        a = min(arrays, key=lambda x: x.size)
+        if a.size == 1:
+            a.item()
+        else:
+            a.tolist()
 
 
 def item(x: mx.array):

@@ -534,7 +534,7 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     res = driver.run(step, kernel.initial_state(tr), n_steps, algorithm="compiled_mh", model=run_name(model),
                      key=k_run, params={"n_samples": n_samples, "burn": burn, "thin": thin, "iterations_per_step": k},
                      burn=burn_steps, iterations_per_step=k, callback=callback, progress=progress,
-                     summarize=summarize_mcmc)
+                     summarize=summarize_mcmc, pipeline=True)  # a block reads nothing on the host
     traces = StackedTraces(kernel, tr, res.samples, per_block, min(n_samples, len(res.samples) * per_block))
     stats = finish_stats(res)
     stats["iterations_per_step"] = k

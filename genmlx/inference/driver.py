@@ -27,7 +27,7 @@ import mlx.core as mx
 from .. import events, rng
 from ..checkpoint.session import begin as _begin_checkpoint
 from ..checkpoint.store import CheckpointError
-from ..evaluation import clean_up_at_thread_end, evaluate, item
+from ..evaluation import clean_up_at_thread_end, evaluate, evaluate_async, item, wait_for
 from ..tree import arrays_and_checks, mark_ready
 from . import interrupt as _interrupt
 from .history import History, to_python
@@ -126,15 +126,39 @@ def _materialize(out: Step, keep: bool) -> tuple[Any, Any]:
     are skipped; everything new is evaluated here and marked. A `Decide` state is
     resolved after the evaluation.
     """
+    return _land(out, keep, _launch(out, keep, wait=True))
+
+
+class _Launched(NamedTuple):
+    arrays: list
+    checks: list
+    walked: list
+
+
+def _launch(out: Step, keep: bool, wait: bool) -> _Launched:
+    """Evaluate the step's new state, kept sample, stats and deferred checks: at once (`wait`), or
+    scheduled on the device (a pipelined run lands them after building the next step)."""
     walked: list = []
     decide = isinstance(out.state, Decide)
     sample = out.sample if keep and out.sample is not out.state else None
     pending = (out.state.accept, out.state.new) if decide else out.state
     arrays, checks = arrays_and_checks((pending, sample, out.stats), walked)
-    evaluate(arrays, [c.ok for c in checks])
+    oks = [c.ok for c in checks]
+    if wait:
+        evaluate(arrays, oks)
+    else:
+        evaluate_async(arrays, oks)
+    return _Launched(arrays + oks, checks, walked)
+
+
+def _land(out: Step, keep: bool, launched: _Launched) -> tuple[Any, Any]:
+    """The step's evaluated results: a `Decide` resolved, failed checks raised, traces marked ready;
+    returns (state, sample)."""
+    wait_for(launched.arrays)
+    checks = launched.checks
     state = out.state
     built = None
-    if decide:
+    if isinstance(state, Decide):
         if state.accept.item():
             state = state.new
             build = getattr(state, "_genmlx_build", None)
@@ -147,7 +171,7 @@ def _materialize(out: Step, keep: bool) -> tuple[Any, Any]:
         from ..checks import raise_failed
 
         raise_failed(checks)
-    mark_ready(walked)
+    mark_ready(launched.walked)
     if built is not None:
         mark_ready([built])
     if not keep:
@@ -171,6 +195,7 @@ def run(
     progress: bool | None = None,
     chain: int = 0,
     summarize: Callable[["RunResult"], dict] | None = None,
+    pipeline: bool = False,
 ) -> RunResult:
     """Run `step` `n_steps` times from `state`.
 
@@ -187,6 +212,12 @@ def run(
             stats as plain Python.
         progress: show a progress bar (default: long runs on a terminal only).
         summarize: builds the run's final diagnostics for `RunEnded`.
+        pipeline: the step reads nothing on the host (no `host()`, no `Decide`):
+            step i + 1 is built and scheduled on the device (`mx.async_eval`)
+            before step i is landed (its checks raised, its statistics,
+            events, budget check and callback), so the host's work of a step
+            overlaps the device's work of the next. Everything a step reports
+            is what it reports unpipelined; at most two steps are in flight.
     """
     if n_steps < 0 or burn < 0 or thin < 1:
         raise ValueError(f"{algorithm}: need n_steps >= 0, burn >= 0, thin >= 1; got {n_steps}, {burn}, {thin}")
@@ -239,20 +270,14 @@ def run(
     _local.depth = nested + 1
     try:
         with _interrupt.guard():
-            for i in range(start, n_steps):
-                t0 = time.perf_counter()
-                s0 = _syncs
-                out = step(keys[i], state)
-                if not isinstance(out, Step):
-                    out = Step(*out)
+            def landed(i: int, stats: Mapping, kept, keep: bool, t0: float, s0: int) -> None:
+                """Step i's results, evaluated: kept, recorded and reported. The caller has dropped the
+                step's `Step` (a rejected proposal dies before the step's census and events)."""
+                nonlocal done
+                if callback is not None or events.stats_listeners:
+                    stats = {k: to_python(v) for k, v in stats.items()}
+                # else arrays as they are: on a GPU the history reads them back in batches
                 warm = i < burn
-                keep = out.sample is not None and not warm and (i - burn) % thin == 0
-                state, kept = _materialize(out, keep)
-                if callback is None and not events.stats_listeners:
-                    stats = out.stats  # arrays as they are: on a GPU the history reads them back in batches
-                else:
-                    stats = {k: to_python(v) for k, v in out.stats.items()}
-                out = None  # (a rejected proposal dies here, before the step's census and events)
                 if keep:
                     samples.append(kept)
                 kept = None
@@ -279,6 +304,56 @@ def run(
                     if ck is not None and ck.last_step != done:
                         save(False)
                     raise RunInterrupted(sig, algorithm, done, result(), ck.path if ck is not None else None)
+
+            def keeps(i: int, out: Step) -> bool:
+                return out.sample is not None and i >= burn and (i - burn) % thin == 0
+
+            if not pipeline:
+                for i in range(start, n_steps):
+                    t0 = time.perf_counter()
+                    s0 = _syncs
+                    out = step(keys[i], state)
+                    if not isinstance(out, Step):
+                        out = Step(*out)
+                    keep = keeps(i, out)
+                    state, kept = _materialize(out, keep)
+                    stats, out = out.stats, None
+                    landed(i, stats, kept, keep, t0, s0)
+                    kept = stats = None
+            else:
+                def land(flight: list) -> None:
+                    """Land the step in flight (a list, emptied: its `Step` dies before the census)."""
+                    nonlocal state
+                    i, out, keep, launched, t0, s0 = flight
+                    flight.clear()
+                    state, kept = _land(out, keep, launched)
+                    stats, out, launched = out.stats, None, None
+                    landed(i, stats, kept, keep, t0, s0)
+
+                flight = None  # the step scheduled and not yet landed: [i, out, keep, launched, t0, s0]
+                ahead = state  # the newest state, scheduled (the next step is built on it)
+                for i in range(start, n_steps + 1):
+                    nxt = None
+                    if i < n_steps:
+                        t0 = time.perf_counter()
+                        s0 = _syncs
+                        try:
+                            out = step(keys[i], ahead)
+                        except BaseException:
+                            if flight is not None:  # the step before is reported before the error
+                                flight = land(flight)
+                            raise
+                        if not isinstance(out, Step):
+                            out = Step(*out)
+                        if isinstance(out.state, Decide):
+                            raise TypeError(f"{algorithm}: a pipelined run's step cannot return a Decide")
+                        keep = keeps(i, out)
+                        nxt = [i, out, keep, _launch(out, keep, wait=False), t0, s0]
+                        ahead = out.state
+                        out = None
+                    if flight is not None:
+                        flight = land(flight)
+                    flight, nxt = nxt, None
             if ck is not None and (ck.last_step != n_steps or not ck.finished):
                 save(True)
     except BaseException as e:
