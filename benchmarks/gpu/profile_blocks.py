@@ -2,8 +2,8 @@
 
 `python -m benchmarks.gpu.profile_blocks [N [K]]`: for Beta-Bernoulli and the 5-site regression at K (50),
 the wall time per block split into the driver's parts (the block: the compiled kernel's call and its
-Python; the step's materialize: its `mx.eval`, waiting for the device, and its walk; the statistics'
-conversion to Python, the history, the budget's check), the rest of the driver's loop, and the call's
+Python; the step's launch: its walk and `mx.async_eval`; its land: the wait for the device and the
+checks; the statistics' conversion to Python, the history, the budget's check), the rest of the driver's loop, and the call's
 set-up and finish outside the driver (the initial trace, diagnostics, the final trace) spread over
 its blocks; then cProfile's top functions.
 """
@@ -72,12 +72,13 @@ def split(run, parts: dict) -> dict:
 
 
 # The parts of one driver step (or floor block), each timed inclusively; none nests in another.
-IN_LOOP = ("block", "materialize", "to_python", "history", "budget", "floor_kernel", "floor_eval")
+IN_LOOP = ("block", "launch", "land", "to_python", "history", "budget", "floor_kernel", "floor_eval")
 
 
 def genmlx_parts(kern) -> dict:
-    return {"run": (driver, "run"), "block": (kern, "block"), "kernel_call": (kern, "_fn"), "materialize": (driver, "_materialize"),
-            "eval": (mx, "eval"), "to_python": (driver, "to_python"), "history": (History, "add"),
+    # a pipelined run: the step's walk and scheduling (`launch`), then its wait (`wait`, inside `land`)
+    return {"run": (driver, "run"), "block": (kern, "block"), "kernel_call": (kern, "_fn"), "launch": (driver, "_launch"),
+            "land": (driver, "_land"), "wait": (driver, "wait_for"), "to_python": (driver, "to_python"), "history": (History, "add"),
             "budget": (gm_memory, "check_budget"),
             # outside the driver's loop: the set-up and the finish
             "init_trace": (C, "init_trace"), "final_trace": (kern, "trace_of"), "kept_array": (C.StackedTraces, "array"),

@@ -160,7 +160,8 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
     res = driver.run(step, state, burn + n_samples * thin, algorithm=alg, model=model.name, key=s.key,
                      params={"n_samples": n_samples, "burn": burn, "thin": thin, "step_size": step_size,
                              "n_leapfrog": n_leapfrog},
-                     burn=burn, thin=thin, callback=callback, progress=progress, summarize=summarize())
+                     burn=burn, thin=thin, callback=callback, progress=progress, summarize=summarize(),
+                     pipeline=True)  # a step reads nothing on the host
     a = res.state.adaptation
     return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin,
                   extra={"final_step_size": a.step_size.item(), "inv_mass": a.inv_mass.tolist()})

@@ -93,7 +93,8 @@ def _run(algorithm, model, args, observations, addresses, n_samples, burn, thin,
     res = driver.run(step, state, burn + n_samples * thin, algorithm=algorithm, model=model.name, key=s.key,
                      params={"n_samples": n_samples, "burn": burn, "thin": thin, "step_size": step_size,
                              "n_chains": n_chains or 1},
-                     burn=burn, thin=thin, callback=callback, progress=progress, summarize=summarize())
+                     burn=burn, thin=thin, callback=callback, progress=progress, summarize=summarize(),
+                     pipeline=True)  # a step reads nothing on the host
     final = res.state.adaptation.step_size.item() if res.steps else step_size
     return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin, chains=chains,
                   extra={"final_step_size": final, **({"n_chains": n_chains} if chains else {})})
