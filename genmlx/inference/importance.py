@@ -125,7 +125,8 @@ def importance_sampling(model, args: tuple, observations=None, *, n_particles: i
 
         res = driver.run(step, None, n, algorithm=algorithm, model=run_name(model), key=key, params=params,
                          callback=callback, progress=progress,
-                         summarize=lambda r: {"log_ml": log_ml_estimate(r.stats.get("log_weight", [0.0]))})
+                         summarize=lambda r: {"log_ml": log_ml_estimate(r.stats.get("log_weight", [0.0]))},
+                         pipeline=True)  # the particles are independent: the next is drawn while one lands
         traces = res.samples
         lw = np.asarray(res.stats["log_weight"], dtype=np.float64)
         state = None

@@ -105,7 +105,7 @@ def fit(loss_and_grad: Callable, params, optimizer: Optimizer, iterations: int, 
 
     state = TrainState(params, optimizer.init(params))
     return driver.run(step, state, iterations, algorithm=algorithm, model=model, key=key, params=run_params,
-                      callback=callback, progress=progress)
+                      callback=callback, progress=progress, pipeline=True)  # a step reads nothing on the host
 
 
 def run_stats(res: driver.RunResult, *names: str) -> dict:
@@ -261,6 +261,7 @@ def wake_sleep(model, guide, args: tuple, data, model_params, guide_params, *, i
 
     state = _WSState(mp, gp, mopt.init(mp), gopt.init(gp))
     res = driver.run(step, state, iterations, algorithm=algorithm, model=run_name(model), key=key,
-                     params={"iterations": iterations, "n_samples": n}, callback=callback, progress=progress)
+                     params={"iterations": iterations, "n_samples": n}, callback=callback, progress=progress,
+                     pipeline=True)
     stats = run_stats(res, "elbo", "wake_log_joint", "sleep_log_q")
     return WakeSleepResult(res.state.model_params, res.state.guide_params, stats)
