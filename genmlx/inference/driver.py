@@ -270,9 +270,11 @@ def run(
     _local.depth = nested + 1
     try:
         with _interrupt.guard():
-            def landed(i: int, stats: Mapping, kept, keep: bool, t0: float, s0: int) -> None:
-                """Step i's results, evaluated: kept, recorded and reported. The caller has dropped the
-                step's `Step` (a rejected proposal dies before the step's census and events)."""
+            def landed(i: int, stats: Mapping, kept, keep: bool, t0: float, s0: int, ahead=None) -> None:
+                """Step i's results, evaluated: kept, recorded and reported (`ahead`: the next step, in
+                flight). The caller has dropped the step's `Step` (a rejected proposal dies before the
+                step's census and events) and holds `stats` until the next step lands, as the end of
+                the run does (a census there counts the same arrays as the step's)."""
                 nonlocal done
                 if callback is not None or events.stats_listeners:
                     stats = {k: to_python(v) for k, v in stats.items()}
@@ -290,7 +292,7 @@ def run(
                         events.StepEnded(
                             run_id, algorithm, model, i, i * iterations_per_step, iterations_per_step,
                             time.perf_counter() - t0, _syncs - s0, "warmup" if warm else "sampling",
-                            stats, chain, samples, live, pending, state,
+                            stats, chain, samples, live, pending, state, ahead,
                         )
                     )
                 if callback is not None:
@@ -319,16 +321,18 @@ def run(
                     state, kept = _materialize(out, keep)
                     stats, out = out.stats, None
                     landed(i, stats, kept, keep, t0, s0)
-                    kept = stats = None
+                    kept = None
             else:
-                def land(flight: list) -> None:
+                stats = None
+
+                def land(flight: list, ahead: list | None) -> None:
                     """Land the step in flight (a list, emptied: its `Step` dies before the census)."""
-                    nonlocal state
+                    nonlocal state, stats
                     i, out, keep, launched, t0, s0 = flight
                     flight.clear()
                     state, kept = _land(out, keep, launched)
                     stats, out, launched = out.stats, None, None
-                    landed(i, stats, kept, keep, t0, s0)
+                    landed(i, stats, kept, keep, t0, s0, ahead[1] if ahead else None)
 
                 flight = None  # the step scheduled and not yet landed: [i, out, keep, launched, t0, s0]
                 ahead = state  # the newest state, scheduled (the next step is built on it)
@@ -341,7 +345,7 @@ def run(
                             out = step(keys[i], ahead)
                         except BaseException:
                             if flight is not None:  # the step before is reported before the error
-                                flight = land(flight)
+                                flight = land(flight, None)
                             raise
                         if not isinstance(out, Step):
                             out = Step(*out)
@@ -352,7 +356,7 @@ def run(
                         ahead = out.state
                         out = None
                     if flight is not None:
-                        flight = land(flight)
+                        flight = land(flight, nxt)
                     flight, nxt = nxt, None
             if ck is not None and (ck.last_step != n_steps or not ck.finished):
                 save(True)

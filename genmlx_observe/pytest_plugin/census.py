@@ -172,7 +172,8 @@ def loop_state(ev: Any) -> Any:
     """
     state = getattr(ev, "state", _MISSING)
     if state is not _MISSING:
-        return state
+        ahead = getattr(ev, "ahead", None)  # a pipelined run's next step, in flight: held by the loop too
+        return state if ahead is None else (state, ahead)
     f = sys._getframe(1)
     for _ in range(8):
         if f is None:

@@ -168,7 +168,9 @@ class _Loop:
         rec.kept_arrays = len(self.census.store_ids)
         dt = time.perf_counter() - t0
         rec.census_s += dt
-        rec.points.append([rec.iterations, live, pending, state])
+        # a pipelined run has already built its next step (`ev.ahead`): that step's Python has run too
+        ran = rec.iterations + (ev.iterations if getattr(ev, "ahead", None) is not None else 0)
+        rec.points.append([ran, live, pending, state])
         self.one_census_s = dt if len(rec.points) == 1 else 0.7 * self.one_census_s + 0.3 * dt
         every = self.settings.census_every
         if not every:

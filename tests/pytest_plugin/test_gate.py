@@ -37,6 +37,30 @@ def test_leaky_loop_fails_with_the_one_line_message(gate):
     assert loop["confirm_growth"] == [2.0, 0.0]
 
 
+def test_pipelined_loops_are_measured_exactly(gate):
+    # A pipelined run holds its next step while one lands (`StepEnded.ahead`): neither a leak nor
+    # an offset that hides one between the loop's first census and its end
+    gate.pytester.makepyfile(
+        """
+        import pytest
+        import loops
+
+        @pytest.mark.limit_wrapper_growth(per_iteration=0.5, warmup=50)
+        def test_pipelined_leaks_two_per_iteration():
+            loops.run(loops.leaky(per_step=2), n=1000, pipeline=True)
+
+        def test_pipelined_clean():
+            loops.run(loops.clean, n=1000, pipeline=True)
+        """
+    )
+    result = gate.run("-rf", "--leak-gate-json=gate.json")
+    result.assert_outcomes(failed=1, passed=1)
+    (loop,) = gate.entries()["test_pipelined_leaks_two_per_iteration"]["loops"]
+    assert loop["wrapper_growth"] == 2.0 and loop["confirm_growth"] == [2.0, 0.0]
+    entry = gate.entries()["test_pipelined_clean"]
+    assert not entry["leaked"] and entry["loops"][0]["wrapper_growth"] == 0.0
+
+
 def test_status_letter_is_L(gate):
     gate.pytester.makepyfile(
         """
