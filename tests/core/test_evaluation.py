@@ -120,3 +120,21 @@ def test_a_threads_end_marker_freed_in_another_thread_leaves_that_threads_stream
     t.start()
     t.join()
     assert out == [6.0]
+
+
+def test_evaluate_async_schedules_and_wait_for_waits_in_place():
+    import mlx.core as mx
+
+    from genmlx.evaluation import evaluate_async, wait_for
+    from genmlx.memory import count_nodes
+
+    base = mx.arange(12, dtype=mx.float32)
+    outs = [base * 2, (base.reshape(3, 4).T + 1), (base > 5), base.astype(mx.bfloat16)[::3], base[:0] + 1,
+            mx.random.key(0)]
+    assert count_nodes(*outs) > 0
+    evaluate_async(outs)
+    assert count_nodes(*outs) == 0  # scheduled: the graph is walked and detached before the call returns
+    wait_for(outs)  # every layout the driver can meet: strided, bool, bfloat16, empty, uint32 keys
+    assert outs[0].tolist() == [2.0 * i for i in range(12)]
+    assert outs[1].shape == (4, 3) and outs[1][0, 1].item() == 5.0
+    assert outs[3].tolist() == [0.0, 3.0, 6.0, 9.0] and outs[4].size == 0
