@@ -12,7 +12,7 @@
 #                                          # J1 (compiled_mh rows) then J2 (NUTS, MH rows), one call each
 #   bash benchmarks/gpu/run_session.sh S   # the scalar-site module, then NUTS against NumPyro's funnel
 #   bash benchmarks/gpu/run_session.sh I   # vectorized IS, 102 scalar sites against one vector site
-#   bash benchmarks/gpu/run_session.sh K   # the accept scan's CUDA kernel: tests, timing, block split, cmh peers
+#   bash benchmarks/gpu/run_session.sh K   # the accept scan's CUDA kernel: tests, timing, block split, pipelining, cmh peers
 # A lent machine's copy of the tree carries the .git of the session's start: a JSON written there
 # names that commit with a dirty tree. Record the local commit the tree matched when merging.
 # The image has JAX 0.11.2 with its CUDA 13 plugin and NumPyro 0.21; GenJAX 1.0.14, NumPyro 0.22 (the
@@ -62,6 +62,7 @@ case "${1:-A}" in
       tests/inference/test_compiled.py -k "accept_scan or chain or same_key or equals or posterior" 2>&1 | tail -3
     timeout 90 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
     timeout 120 python3 -m benchmarks.gpu.profile_blocks 2000 2>&1 | tee "$OUT/profile-blocks.txt" | grep -v "^ "
+    timeout 120 python3 -m benchmarks.gpu.pipeline_ab "$OUT/pipeline-ab.json" 2>&1 | tail -6
     python3 -c "import jax, genjax, numpyro; print('jax', jax.__version__, jax.devices(), 'numpyro', numpyro.__version__)"
     peers 200 --only cmh
     tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
