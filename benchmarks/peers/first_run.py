@@ -57,10 +57,10 @@ def first_runs(spec: dict, timeout: float = 600.0) -> tuple[dict, dict]:
 def main(argv: list[str] | None = None) -> int:
     spec = json.loads((argv if argv is not None else sys.argv[1:])[0])
     from benchmarks.peers import genmlx_rows
-    from benchmarks.peers.run import _timed, suite_cache_limit
+    from benchmarks.peers.run import suite_cache_limit, timed
 
     suite_cache_limit()
-    out = _timed(*genmlx_rows.build(spec))
+    out = timed(*genmlx_rows.build(spec))
     print(json.dumps(out), flush=True)
     return 0
 

@@ -84,7 +84,7 @@ class PeerWorker:
                 self.proc.wait()
 
 
-def _timed(fn, summarize) -> dict:
+def timed(fn, summarize) -> dict:
     gc.collect()
     c0, w0 = cpu_seconds(), time.perf_counter()
     out = fn()
@@ -140,12 +140,12 @@ def measure(row: Row, genmlx_side, peer_sides: dict, clock: str, device_type: st
     cold = warm = None
     if genmlx_first_runs is not None:
         cold, warm = genmlx_first_runs()
-    firsts = {"genmlx": _timed(*genmlx_side)}
+    firsts = {"genmlx": timed(*genmlx_side)}
     for name, call in peer_sides.items():
         firsts[name] = call()
     runs: dict[str, list] = {name: [] for name in firsts}
     for _ in range(row.rounds):
-        runs["genmlx"].append(_timed(*genmlx_side))
+        runs["genmlx"].append(timed(*genmlx_side))
         for name, call in peer_sides.items():
             runs[name].append(call())
     key = f"{clock}_s"
