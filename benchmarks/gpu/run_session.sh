@@ -58,14 +58,14 @@ case "${1:-A}" in
     ;;
   K)  # the accept recursion as one CUDA kernel (accept_scan.py): its tests, its time against the doubling
       # form, a compiled_mh block's split, then compiled_mh beside GenJAX's scan; the kernel cache comes back
-    timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
-      tests/inference/test_compiled.py -k "accept_scan or chain or same_key or equals or posterior" 2>&1 | tail -3
+    timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
+      tests/inference/test_compiled.py -k "accept_scan or posterior_no_syncs or posterior_of_beta" 2>&1 | tail -3
     timeout 90 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
     timeout 120 python3 -m benchmarks.gpu.profile_blocks 2000 2>&1 | tee "$OUT/profile-blocks.txt" | grep -v "^ "
-    timeout 120 python3 -m benchmarks.gpu.pipeline_ab "$OUT/pipeline-ab.json" 2>&1 | tail -6
     python3 -c "import jax, genjax, numpyro; print('jax', jax.__version__, jax.devices(), 'numpyro', numpyro.__version__)"
     peers 200 --only cmh
     tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
+    timeout 100 python3 -m benchmarks.gpu.pipeline_ab "$OUT/pipeline-ab.json" 2>&1 | tail -6
     ;;
   I)  # vectorized IS on the 102-site regression against its vector form, then the IS module's regression rows
     bench gpu-scalar-sites-is 120 benchmarks/test_bench_scalar_sites.py -k importance
