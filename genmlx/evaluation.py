@@ -92,11 +92,13 @@ def evaluate_async(*args: Any) -> None:
 
 
 def wait_for(arrays: list) -> None:
-    """Wait until the arrays scheduled by `evaluate_async` are computed, and for nothing else.
+    """Wait until arrays scheduled by `evaluate_async` are computed, and for nothing else.
 
     `mx.eval` of a scheduled array would also wait for everything queued on its stream since,
-    work scheduled later included. Each array is read in place instead (a `memoryview`: no copy),
-    which waits for its own evaluation only; one already computed costs about a microsecond.
+    work scheduled later included. Each array is read in place instead (a `memoryview`: no copy
+    on a CPU), which waits for its own evaluation only. On a CUDA GPU a read moves a device
+    buffer to host-visible memory: wait through a scalar of the same evaluation (all its arrays
+    of a stream share one event; scalars live in host-visible memory already).
     """
     for a in arrays:
         try:

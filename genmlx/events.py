@@ -69,7 +69,8 @@ class StepEnded(NamedTuple):
     live_arrays: int | None  # the driver's census, when it took one this step
     pending_nodes: int | None
     state: Any = None  # the algorithm's state after the step (what the loop carries, not a leak)
-    ahead: Any = None  # a pipelined run's next step (`driver.Step`), scheduled while this one lands: held, not a leak
+    ahead: Any = None  # a pipelined run's next step, scheduled while this one lands (its `driver.Step` and the
+    # driver's marker of its evaluation): held by the loop, not a leak
 
 
 class RunEnded(NamedTuple):

@@ -130,14 +130,19 @@ def _materialize(out: Step, keep: bool) -> tuple[Any, Any]:
 
 
 class _Launched(NamedTuple):
-    arrays: list
+    done: list  # what to wait for before the step's results are read (scheduled steps)
     checks: list
     walked: list
 
 
 def _launch(out: Step, keep: bool, wait: bool) -> _Launched:
     """Evaluate the step's new state, kept sample, stats and deferred checks: at once (`wait`), or
-    scheduled on the device (a pipelined run lands them after building the next step)."""
+    scheduled on the device (a pipelined run lands them after building the next step).
+
+    A scheduled step is waited for through a scalar of its own evaluation (one evaluation's
+    arrays share one event): reading one of its arrays instead would move a GPU array's buffer
+    to host-visible memory (MLX's CUDA backend does) while the next step's kernels read it.
+    """
     walked: list = []
     decide = isinstance(out.state, Decide)
     sample = out.sample if keep and out.sample is not out.state else None
@@ -146,15 +151,16 @@ def _launch(out: Step, keep: bool, wait: bool) -> _Launched:
     oks = [c.ok for c in checks]
     if wait:
         evaluate(arrays, oks)
-    else:
-        evaluate_async(arrays, oks)
-    return _Launched(arrays + oks, checks, walked)
+        return _Launched([], checks, walked)
+    done = mx.zeros((), mx.bool_)
+    evaluate_async(arrays, oks, done)
+    return _Launched([done], checks, walked)
 
 
 def _land(out: Step, keep: bool, launched: _Launched) -> tuple[Any, Any]:
     """The step's evaluated results: a `Decide` resolved, failed checks raised, traces marked ready;
     returns (state, sample)."""
-    wait_for(launched.arrays)
+    wait_for(launched.done)
     checks = launched.checks
     state = out.state
     built = None
@@ -332,7 +338,7 @@ def run(
                     flight.clear()
                     state, kept = _land(out, keep, launched)
                     stats, out, launched = out.stats, None, None
-                    landed(i, stats, kept, keep, t0, s0, ahead[1] if ahead else None)
+                    landed(i, stats, kept, keep, t0, s0, (ahead[1], ahead[3].done) if ahead else None)
 
                 flight = None  # the step scheduled and not yet landed: [i, out, keep, launched, t0, s0]
                 ahead = state  # the newest state, scheduled (the next step is built on it)
