@@ -7,7 +7,7 @@ prior given the unselected ones, and those never change along the chain. So
 a block of K iterations draws its K proposals at once, one `mx.vmap` of
 `regenerate` over the K iteration keys from a fixed reference trace (the
 run's first state), scores them as a `[K]` batch, and resolves the K accept
-decisions with `accept_scan.chain_states` in O(log K) array operations
+decisions with `accept_scan.resolve` in O(log K) array operations (one kernel on a CUDA GPU)
 instead of K dependent scalar steps. The kept states are gathered from the
 proposals by index. One driver step = K iterations (`iterations_per_step=K`
 in the driver's events), one `mx.eval`, no sync; the graph's size grows with
@@ -65,7 +65,7 @@ from . import driver
 from ._common import (
     check_count, finish_stats, init_trace, resolve_selection, run_name, scalar_paths, split_key,
 )
-from .accept_scan import chain_states
+from .accept_scan import resolve
 from .kernel_keys import KernelCache, args_key, structure_key
 from .mh import summarize_mcmc
 from .result import InferenceResult
@@ -139,10 +139,8 @@ class CompiledMH:
         else:
             props, lln, logu, oks = self._lane_proposals(keys, ins[nc:])
         lln = lln.astype(mx.float32)
-        c = chain_states(lln, logu, ll)  # [K + 1]: the state after each iteration (0: the block's start)
-        L = mx.concatenate([ll.reshape(1).astype(lln.dtype), lln])
-        accepted = c[1:] == mx.arange(1, self.k + 1, dtype=c.dtype)
-        prob = mx.exp(mx.minimum(lln - L[c[:-1]], 0.0))
+        # c [K + 1]: the state after each iteration (0: the block's start, j: proposal j); ll_last: its density
+        c, accepted, prob, ll_last = resolve(lln, logu, ll)
         rejected = mx.logical_not(accepted)
         ok = [mx.all(mx.logical_or(o, rejected)) for o in oks]  # only accepted proposals' checks matter
         kept_rows, last = c[1::self.thin], c[-1]
@@ -151,7 +149,7 @@ class CompiledMH:
             every = mx.concatenate([v[None], p])
             new_values.append(every[last])
             kept.append(every[kept_rows])
-        return [*new_values, L[last], accepted, prob, *ok, *kept]
+        return [*new_values, ll_last, accepted, prob, *ok, *kept]
 
     def _flat_proposals(self, key, values):
         """keys="block": the K proposals drawn site by site as `[K]` batches from the block's one key,
