@@ -13,7 +13,6 @@
 #   bash benchmarks/gpu/run_session.sh S   # the scalar-site module, then NUTS against NumPyro's funnel
 #   bash benchmarks/gpu/run_session.sh I   # vectorized IS, 102 scalar sites against one vector site
 #   bash benchmarks/gpu/run_session.sh K   # the accept scan's CUDA kernel: tests, timing, block split, pipelining, cmh peers
-#   bash benchmarks/gpu/run_session.sh K2  # the kernel's accept statistics: tests, block split, cmh50 peers
 # A lent machine's copy of the tree carries the .git of the session's start: a JSON written there
 # names that commit with a dirty tree. Record the local commit the tree matched when merging.
 # The image has JAX 0.11.2 with its CUDA 13 plugin and NumPyro 0.21; GenJAX 1.0.14, NumPyro 0.22 (the
@@ -67,12 +66,6 @@ case "${1:-A}" in
     peers 200 --only cmh
     tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
     timeout 100 python3 -m benchmarks.gpu.pipeline_ab "$OUT/pipeline-ab.json" 2>&1 | tail -6
-    ;;
-  K2)  # K after the kernel also gives the block's accept statistics (accept_scan.resolve): its tests, the block
-       # split, compiled_mh K = 50 beside GenJAX's scan
-    timeout 60 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py 2>&1 | tail -2
-    timeout 100 python3 -m benchmarks.gpu.profile_blocks 2000 2>&1 | tee "$OUT/profile-blocks.txt" | grep -v "^ "
-    peers 150 --only cmh50
     ;;
   I)  # vectorized IS on the 102-site regression against its vector form, then the IS module's regression rows
     bench gpu-scalar-sites-is 120 benchmarks/test_bench_scalar_sites.py -k importance

@@ -51,7 +51,7 @@ def chain_states(lls: mx.array, logu: mx.array, ll0: mx.array, chunk: int = CHUN
         ll0: the starting state's log density (0-d).
     """
     if lls.shape[0] and _on_cuda() and lls.dtype == mx.float32 and logu.dtype == mx.float32:
-        return _cuda_scan(lls, logu, ll0.astype(mx.float32))[0]
+        return _cuda_scan(lls, logu, ll0.astype(mx.float32))
     return _doubling_states(lls, logu, ll0, chunk)
 
 
@@ -62,12 +62,7 @@ def resolve(lls: mx.array, logu: mx.array, ll0: mx.array) -> tuple[mx.array, mx.
     `states` is `chain_states`; `accepted[j]` is whether iteration j + 1 moved the chain (bool
     `[K]`); `accept_prob[j]` is `exp(min(lls[j] - L, 0))` against the state L it started from
     (NaN for a NaN density); `ll_last` is the log density of the state after the last iteration.
-    On a CUDA GPU all four come from the one kernel (each other array operation would be a kernel
-    launch of its own); elsewhere from `chain_states` and a few gathers.
     """
-    if lls.shape[0] and _on_cuda() and lls.dtype == mx.float32 and logu.dtype == mx.float32:
-        states, accepted, prob, last = _cuda_scan(lls, logu, ll0.astype(mx.float32))
-        return states, accepted, prob, last.reshape(())
     k = lls.shape[0]
     c = chain_states(lls, logu, ll0)
     L = mx.concatenate([ll0.reshape(1).astype(lls.dtype), lls])
@@ -122,7 +117,6 @@ _SCAN_SOURCE = """
     __shared__ float sl[TILE];
     __shared__ float su[TILE];
     __shared__ int sc[TILE];
-    __shared__ float sp[TILE];
     __shared__ int cur;
     __shared__ float lcur;
     const int t = threadIdx.x, nt = blockDim.x;
@@ -136,37 +130,28 @@ _SCAN_SOURCE = """
             float l = lcur;
             for (int i = 0; i < n; ++i) {
                 const float li = sl[i];
-                const float d = li - l;
-                sp[i] = isnan(d) ? d : expf(fminf(d, 0.0f));  // (fminf drops a NaN; mx.minimum keeps it)
-                if (su[i] < d) { c = a + i + 1; l = li; }  // NaN compares false: never accepted
+                if (su[i] < li - l) { c = a + i + 1; l = li; }  // NaN compares false: never accepted
                 sc[i] = c;
             }
             cur = c;
             lcur = l;
         }
         __syncthreads();
-        for (int i = t; i < n; i += nt) {
-            states[a + i + 1] = sc[i];
-            accepted[a + i] = sc[i] == a + i + 1;
-            prob[a + i] = sp[i];
-        }
+        for (int i = t; i < n; i += nt) states[a + i + 1] = sc[i];
         __syncthreads();
     }
-    if (t == 0) { ll_last[0] = lcur; }
 """
 _scan_kernel = None
 
 
 def _cuda_scan(lls, logu, ll0):
-    """`(states, accepted, accept_prob, ll_last [1])` from the one kernel."""
     global _scan_kernel
     if _scan_kernel is None:
         _scan_kernel = mx.fast.cuda_kernel(name="genmlx_accept_scan", input_names=["lls", "logu", "ll0"],
-                                           output_names=["states", "accepted", "prob", "ll_last"],
-                                           source=_SCAN_SOURCE)
+                                           output_names=["states"], source=_SCAN_SOURCE)
     k = lls.shape[0]
     threads = min(256, 32 * math.ceil(k / 32))
-    return _scan_kernel(inputs=[lls, logu, ll0.reshape(1)], template=[("K", k)],
-                        grid=(threads, 1, 1), threadgroup=(threads, 1, 1),
-                        output_shapes=[(k + 1,), (k,), (k,), (1,)],
-                        output_dtypes=[mx.int32, mx.bool_, mx.float32, mx.float32])
+    (states,) = _scan_kernel(inputs=[lls, logu, ll0.reshape(1)], template=[("K", k)],
+                             grid=(threads, 1, 1), threadgroup=(threads, 1, 1),
+                             output_shapes=[(k + 1,)], output_dtypes=[mx.int32])
+    return states
