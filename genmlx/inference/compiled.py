@@ -458,9 +458,9 @@ class ChainTrace(Trace):
 _BUILT = ("retval", "score", "sites", "aux")
 
 
-# A block's evaluation has a fixed cost that K hardly changes (on the H100 the plain-MLX floor's
-# takes ~0.45 ms at K = 50 and at K = 500; on the 2-core CPU a K = 500 iteration costs 0.3-0.35x a
-# K = 50 one), so long blocks are the fast default; observers and callbacks then see every 500th
+# A block's evaluation has a fixed cost that K hardly changes (on the H100 about 30 kernel launches:
+# the plain-MLX floor's block takes ~0.3 ms at K = 50; on the 2-core CPU a K = 500 iteration costs
+# 0.3-0.35x a K = 50 one), so long blocks are the fast default; observers and callbacks then see every 500th
 # iteration, and a short run's block is cut to its length (benchmarks/analysis.md, issue 14).
 DEFAULT_BLOCK = 500
 
