@@ -55,6 +55,7 @@ def merge(parts: list[dict], names: list[str] | None = None) -> dict:
         "device_tag": g0.get("device_tag"),
         "full_workloads": g0.get("full_workloads"),
         "clock": g0.get("clock"),
+        "clock_counts_children": g0.get("clock_counts_children", False),
         "suite_wall_s": sum(float(p.get("genmlx", {}).get("suite_wall_s") or 0.0) for p in parts),
         "targets": targets,
         "targets_met": sum(r["met"] for r in targets),

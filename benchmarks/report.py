@@ -130,7 +130,8 @@ def header(data: dict, source: str) -> str:
             ["device", f"{dev.get('device', '?')} - {dev.get('device_name', '?')} ({dev.get('architecture', '?')}, "
                        f"{dev.get('cpu_count', '?')} CPU cores)"],
             ["MLX / Python", f"{dev.get('mlx', '?')} / {dev.get('python', '?')}"],
-            ["clock", {"cpu": "process CPU time, child processes included (the box is shared; see README)", "wall": "wall time"}.get(
+            ["clock", {"cpu": "process CPU time" + (", child processes included" if g.get("clock_counts_children") else "")
+                              + " (the box is shared; see README)", "wall": "wall time"}.get(
                 g.get("clock"), g.get("clock", "?"))],
             ["workloads", "full (GENMLX_BENCH_FULL=1)" if g.get("full_workloads") else "default (reduced; per-unit figures)"],
             ["run", f"{data.get('datetime', '?')[:19]} UTC, commit {str(commit.get('id', '?'))[:10]}"
