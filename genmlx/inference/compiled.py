@@ -10,7 +10,7 @@ run's first state), scores them as a `[K]` batch, and resolves the K accept
 decisions with `accept_scan.resolve` in O(log K) array operations (one kernel on a CUDA GPU)
 instead of K dependent scalar steps. The kept states are gathered from the
 proposals by index. One driver step = K iterations (`iterations_per_step=K`
-in the driver's events), one `mx.eval`, no sync; the graph's size grows with
+in the driver's events), one evaluation (pipelined), no sync; the graph's size grows with
 log K, so a larger block never costs more per iteration.
 
 The chain's state between blocks (`ChainState`) is the values of the choices
@@ -458,10 +458,11 @@ class ChainTrace(Trace):
 _BUILT = ("retval", "score", "sites", "aux")
 
 
-# A block's evaluation has a fixed cost that K hardly changes (on the H100 about 30 kernel launches:
-# the plain-MLX floor's block takes ~0.3 ms at K = 50; on the 2-core CPU a K = 500 iteration costs
-# 0.3-0.35x a K = 50 one), so long blocks are the fast default; observers and callbacks then see every 500th
-# iteration, and a short run's block is cut to its length (benchmarks/analysis.md, issue 14).
+# A block's evaluation has a fixed cost that grows far slower than K (on the H100 about 30 kernel
+# launches: the plain-MLX floor's block takes ~0.3 ms at K = 50; on the 2-core CPU a K = 500
+# iteration costs 0.3-0.35x a K = 50 one), so long blocks are the fast default; observers and
+# callbacks then see every 500th iteration, and a short run's block is cut to its length
+# (benchmarks/analysis.md, issue 14).
 DEFAULT_BLOCK = 500
 
 

@@ -40,12 +40,18 @@ def right(x):
     return a
 
 
-def _meet(barrier, last: int, leak: list | None = None, seen: list | None = None):
+def _meet(barrier, last: int, leak: list | None = None, seen: list | None = None,
+          lockstep: tuple[threading.Barrier, int] | None = None):
+    """A callback that leaks one array an iteration (`leak`), waits at `barrier` after iteration
+    `last`, and with `lockstep = (step, n)` meets the other run at `step` after each of its first n
+    iterations (so that each run's census sees the other's iterations at its own rate)."""
     def cb(i, state, stats):
         if seen is not None:
             seen.append(threading.current_thread().name)
         if leak is not None:
             leak.append(mx.array(float(i)))  # one array per iteration, kept by nobody's store
+        if lockstep is not None and i < lockstep[1]:
+            lockstep[0].wait(timeout=60)
         if i == last:
             barrier.wait(timeout=60)
 
@@ -123,13 +129,15 @@ def test_a_leaking_run_is_flagged_and_the_run_beside_it_sees_only_the_leak():
     from genmlx_observe.pytest_plugin.growth import TestRecorder
     from genmlx_observe.pytest_plugin.report import judge
 
-    end = threading.Barrier(2)
+    end, step = threading.Barrier(2), threading.Barrier(2)
     leak: list = []
     settings = marks.Settings(True, 0.1, 0.1, 10, 5, None)
     rec = TestRecorder(settings)
     rec.start()
     try:
-        _, snap = _run_two(_meet(end, 299, leak=leak), _meet(end, 219))
+        # in lockstep while both run (the right run's 220 iterations): free-running, the faster thread's
+        # leak per iteration of the slower one's was whatever ratio the scheduler gave them (2.07 seen)
+        _, snap = _run_two(_meet(end, 299, leak=leak, lockstep=(step, 220)), _meet(end, 219, lockstep=(step, 220)))
     finally:
         rec.stop()
     assert len(leak) == 300
