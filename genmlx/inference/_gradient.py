@@ -18,8 +18,8 @@ from . import driver
 from .result import InferenceResult
 from .transforms import unconstrained_logdensity
 
-__all__ = ["check_int", "check_positive", "check_step_size", "Setup", "setup", "value_and_grad", "build_traces", "finish",
-           "summarize"]
+__all__ = ["check_int", "check_positive", "check_step_size", "Setup", "setup", "initial_gradient", "build_traces",
+           "finish", "summarize"]
 
 
 def check_int(algorithm: str, name: str, value: Any, minimum: int) -> int:
@@ -74,11 +74,6 @@ def initial_gradient(value_and_grad, z0):
     would build kernels that nothing else uses, each 0.4-3.5 s on a new machine."""
     with one_shot():
         return value_and_grad(z0)
-
-
-def value_and_grad(logp):
-    """`z -> (logp(z), grad)`, compiled."""
-    return mx.compile(mx.value_and_grad(logp))
 
 
 _KEY = None

@@ -119,16 +119,6 @@ def _progress(total: int, enabled: bool | None, desc: str):
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
 
 
-def _materialize(out: Step, keep: bool) -> tuple[Any, Any]:
-    """The step's one `mx.eval` (new state, kept sample, stats, deferred checks); returns (state, sample).
-
-    Traces already materialized by an earlier step (unchanged parts of the state)
-    are skipped; everything new is evaluated here and marked. A `Decide` state is
-    resolved after the evaluation.
-    """
-    return _land(out, keep, _launch(out, keep, wait=True))
-
-
 class _Launched(NamedTuple):
     done: list  # what to wait for before the step's results are read (scheduled steps)
     checks: list
@@ -276,15 +266,21 @@ def run(
     _local.depth = nested + 1
     try:
         with _interrupt.guard():
-            def landed(i: int, stats: Mapping, kept, keep: bool, t0: float, s0: int, ahead=None) -> None:
-                """Step i's results, evaluated: kept, recorded and reported (`ahead`: the next step, in
-                flight). The caller has dropped the step's `Step` (a rejected proposal dies before the
-                step's census and events) and holds `stats` until the next step lands, as the end of
-                the run does (a census there counts the same arrays as the step's)."""
-                nonlocal done
+            stats = None  # the last landed step's (held until the next lands, as at the run's end)
+
+            def land(flight: list, ahead: list | None) -> None:
+                """Step i's results, evaluated (`flight`: its [i, Step, keep, launched, t0, s0], emptied:
+                the `Step` dies before the step's census and events, a rejected proposal with it), then
+                kept, recorded and reported. `ahead`: a pipelined run's next step, in flight."""
+                nonlocal state, stats, done
+                i, out, keep, launched, t0, s0 = flight
+                flight.clear()
+                state, kept = _land(out, keep, launched)
+                stats, out, launched = out.stats, None, None
                 if callback is not None or events.stats_listeners:
                     stats = {k: to_python(v) for k, v in stats.items()}
                 # else arrays as they are: on a GPU the history reads them back in batches
+                ahead = (ahead[1], ahead[3].done) if ahead else None
                 warm = i < burn
                 if keep:
                     samples.append(kept)
@@ -313,57 +309,36 @@ def run(
                         save(False)
                     raise RunInterrupted(sig, algorithm, done, result(), ck.path if ck is not None else None)
 
-            def keeps(i: int, out: Step) -> bool:
-                return out.sample is not None and i >= burn and (i - burn) % thin == 0
-
-            if not pipeline:
-                for i in range(start, n_steps):
-                    t0 = time.perf_counter()
-                    s0 = _syncs
-                    out = step(keys[i], state)
-                    if not isinstance(out, Step):
-                        out = Step(*out)
-                    keep = keeps(i, out)
-                    state, kept = _materialize(out, keep)
-                    stats, out = out.stats, None
-                    landed(i, stats, kept, keep, t0, s0)
-                    kept = None
-            else:
-                stats = None
-
-                def land(flight: list, ahead: list | None) -> None:
-                    """Land the step in flight (a list, emptied: its `Step` dies before the census)."""
-                    nonlocal state, stats
-                    i, out, keep, launched, t0, s0 = flight
-                    flight.clear()
-                    state, kept = _land(out, keep, launched)
-                    stats, out, launched = out.stats, None, None
-                    landed(i, stats, kept, keep, t0, s0, (ahead[1], ahead[3].done) if ahead else None)
-
-                flight = None  # the step scheduled and not yet landed: [i, out, keep, launched, t0, s0]
-                ahead = state  # the newest state, scheduled (the next step is built on it)
-                for i in range(start, n_steps + 1):
-                    nxt = None
-                    if i < n_steps:
-                        t0 = time.perf_counter()
-                        s0 = _syncs
-                        try:
-                            out = step(keys[i], ahead)
-                        except BaseException:
-                            if flight is not None:  # the step before is reported before the error
-                                flight = land(flight, None)
-                            raise
-                        if not isinstance(out, Step):
-                            out = Step(*out)
-                        if isinstance(out.state, Decide):
-                            raise TypeError(f"{algorithm}: a pipelined run's step cannot return a Decide")
-                        keep = keeps(i, out)
-                        nxt = [i, out, keep, _launch(out, keep, wait=False), t0, s0]
-                        ahead = out.state
-                        out = None
-                    if flight is not None:
-                        flight = land(flight, nxt)
-                    flight, nxt = nxt, None
+            # Unpipelined, each step lands before the next is built (on the landed state: a `Decide`
+            # resolved). Pipelined, step i + 1 is built on step i's scheduled state and scheduled before
+            # step i lands.
+            flight = None  # the step scheduled and not yet landed: [i, Step, keep, launched, t0, s0]
+            for i in range(start, n_steps):
+                t0 = time.perf_counter()
+                s0 = _syncs
+                try:
+                    out = step(keys[i], state if flight is None else flight[1].state)
+                except BaseException:
+                    if flight is not None:  # the step before is reported before the error
+                        land(flight, None)
+                    raise
+                if not isinstance(out, Step):
+                    out = Step(*out)
+                if pipeline and isinstance(out.state, Decide):
+                    raise TypeError(f"{algorithm}: a pipelined run's step cannot return a Decide")
+                keep = out.sample is not None and i >= burn and (i - burn) % thin == 0
+                nxt = [i, out, keep, _launch(out, keep, wait=not pipeline), t0, s0]
+                out = None
+                if flight is not None:
+                    land(flight, nxt)
+                if pipeline:
+                    flight = nxt
+                else:
+                    land(nxt, None)
+                nxt = None
+            if flight is not None:
+                land(flight, None)
+                flight = None
             if ck is not None and (ck.last_step != n_steps or not ck.finished):
                 save(True)
     except BaseException as e:

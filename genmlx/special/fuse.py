@@ -78,12 +78,11 @@ def fused(fn: Callable) -> Callable:
     through (MLX inlines it), so fused functions compose freely. `fn.raw` is the
     plain function, which the call runs instead inside `one_shot()`.
     """
-    kernel = mx.compile(fn)
+    inner = compiled(fn)
 
     @functools.wraps(fn)
     def call(*args):
-        args = [a if isinstance(a, mx.array) else mx.array(a, dtype=_F32) for a in args]
-        return fn(*args) if _ONE_SHOT.get() else kernel(*args)
+        return inner(*[a if isinstance(a, mx.array) else mx.array(a, dtype=_F32) for a in args])
 
     call.raw = fn
     return call
