@@ -208,9 +208,9 @@ def _resolve(props: tuple, lls, logu, state, ll, k: int):
     comparisons as K sequential steps, in O(log K) ops, one kernel on a CUDA GPU) and the states
     after each iteration, gathered by index."""
     c, accepted, _, ll_last = resolve(lls, logu, ll)
-    alls = tuple(mx.concatenate([s[None], p]) for s, p in zip(state, props))
-    rows = c[1:]
-    return tuple(a[c[-1]] for a in alls), ll_last, tuple(a[rows] for a in alls), accepted
+    kept = tuple(mx.concatenate([s[None], p])[c[1:]] for s, p in zip(state, props))
+    # the last state: the last kept row, as a view (an int index is a gather: a launch on a GPU)
+    return tuple(mx.squeeze(a[-1:], 0) for a in kept), ll_last, kept, accepted
 
 
 def mh_fused_kernel(model, k: int) -> Callable:

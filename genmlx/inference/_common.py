@@ -27,6 +27,7 @@ from ..rng import resolve
 from ..selection import Selection
 from ..trace import Trace
 from . import driver
+from .result import Stats
 
 __all__ = [
     "check_count", "select_trace", "same_structure", "mh_accept", "init_trace", "resolve_selection",
@@ -424,7 +425,8 @@ def site_values(traces: list, path) -> np.ndarray:
 
 def finish_stats(res: driver.RunResult, traces: list | None = None, paths: Iterable | None = None,
                  *, chains_axis: bool = False) -> dict:
-    """The result's plain-Python stats: per-iteration history, run counts and summaries."""
+    """The result's plain-Python stats: per-iteration history, run counts and summaries (made on
+    first read: `Stats`)."""
     from .diagnostics import chain_summaries
 
     stats: dict = dict(res.stats)
@@ -435,17 +437,16 @@ def finish_stats(res: driver.RunResult, traces: list | None = None, paths: Itera
         flat = _flatten_numbers(acc)
         if len(flat):
             stats["acceptance_rate"] = float(flat.mean())
-    if traces and paths:
-        draws = {}
-        for p in paths:
-            v = site_values(traces, p)
-            if chains_axis:
-                v = np.moveaxis(v, 1, 0)  # [draws, C, ...] -> [C, draws, ...]
-            else:
-                v = v[None]
-            draws[from_path(p)] = v
-        if draws and next(iter(draws.values())).shape[1] >= 4:
-            stats.update(chain_summaries(draws))
+    paths = list(paths or ())
+    if traces and paths and len(traces) >= 4:
+        def summaries() -> dict:
+            draws = {}
+            for p in paths:
+                v = site_values(traces, p)
+                draws[from_path(p)] = np.moveaxis(v, 1, 0) if chains_axis else v[None]  # [C, draws, ...]
+            return chain_summaries(draws)
+
+        return Stats(stats, summaries)
     return stats
 
 

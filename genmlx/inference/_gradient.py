@@ -15,7 +15,7 @@ from ..rng import resolve
 from ..special.fuse import one_shot
 from ..trace import TraceViews
 from . import driver
-from .result import InferenceResult
+from .result import InferenceResult, Stats
 from .transforms import unconstrained_logdensity
 
 __all__ = ["check_int", "check_positive", "check_step_size", "Setup", "setup", "initial_gradient", "build_traces",
@@ -215,8 +215,8 @@ def finish(res: driver.RunResult, model, args: tuple, layout, *, burn: int, n_sa
     if extra:
         stats.update(extra)
     zs = res.samples
-    if len(zs) >= 4:
-        stats.update(chain_summaries(_draws(layout, zs, chains)))
+    if len(zs) >= 4:  # made on first read
+        stats = Stats(stats, lambda: chain_summaries(_draws(layout, zs, chains)))
     traces = build_traces(model, args, layout, zs, chains)
     return InferenceResult(traces, stats, state=res.state)
 

@@ -28,7 +28,8 @@ itself is K scalar steps. There the rule runs as one custom kernel
 (`mx.fast.cuda_kernel`): the block's threads stage the densities and
 uniforms in shared memory and one thread walks them, with the same float32
 subtraction and comparison, so the states are the same (29 us at K = 50,
-74 us at K = 500: benchmarks/results/gpu/accept-scan-h100.json).
+74 us at K = 500: benchmarks/results/gpu/accept-scan-h100.json). The same
+launch writes `resolve`'s accept flags, probabilities and last density.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def chain_states(lls: mx.array, logu: mx.array, ll0: mx.array, chunk: int = CHUN
         logu: `[K]` the log uniforms of the K accept tests.
         ll0: the starting state's log density (0-d).
     """
-    if lls.shape[0] and _on_cuda() and lls.dtype == mx.float32 and logu.dtype == mx.float32:
-        return _cuda_scan(lls, logu, ll0.astype(mx.float32))
+    if _kernel_runs(lls, logu):
+        return _cuda_resolve(lls, logu, ll0.astype(mx.float32))[0]
     return _doubling_states(lls, logu, ll0, chunk)
 
 
@@ -64,8 +65,15 @@ def resolve(lls: mx.array, logu: mx.array, ll0: mx.array) -> tuple[mx.array, mx.
     `[K]`); `accept_prob[j]` is `exp(min(lls[j] - L, 0))` against the state L it started from
     (NaN for a NaN density); `ll_last` is the log density of the state after the last iteration.
     """
+    if _kernel_runs(lls, logu):
+        return _cuda_resolve(lls, logu, ll0.astype(mx.float32))
+    return _array_resolve(lls, logu, ll0)
+
+
+def _array_resolve(lls, logu, ll0):
+    """`resolve` by array operations (the doubling form's states)."""
     k = lls.shape[0]
-    c = chain_states(lls, logu, ll0)
+    c = _doubling_states(lls, logu, ll0)
     L = mx.concatenate([ll0.reshape(1).astype(lls.dtype), lls])
     accepted = c[1:] == mx.arange(1, k + 1, dtype=c.dtype)
     prob = mx.exp(mx.minimum(lls - L[c[:-1]], 0.0))
@@ -107,16 +115,21 @@ def _chunk_states(lls, logu, ll0):
     return mx.cummax(mx.where(on_path, idx, 0))
 
 
-def _on_cuda() -> bool:
-    return mx.default_device() == mx.gpu and mx.cuda.is_available()
+def _kernel_runs(lls, logu) -> bool:
+    """The CUDA kernel takes the recursion: a non-empty float32 block on a CUDA GPU."""
+    return (lls.shape[0] > 0 and lls.dtype == mx.float32 and logu.dtype == mx.float32
+            and mx.default_device() == mx.gpu and mx.cuda.is_available())
 
 
 # One thread block: its threads stage a tile of the densities and uniforms in shared memory, thread 0
-# walks the tile (the sequential rule), then the threads write the tile's states out.
+# walks the tile (the sequential rule) and notes each iteration's state and accept probability, then the
+# threads write the tile's states, accept flags and probabilities out. All four of `resolve`'s results come
+# from this one launch (the array ops that would derive them are a launch each on MLX's CUDA backend).
 _SCAN_SOURCE = """
     constexpr int TILE = 1024;
     __shared__ float sl[TILE];
     __shared__ float su[TILE];
+    __shared__ float sp[TILE];
     __shared__ int sc[TILE];
     __shared__ int cur;
     __shared__ float lcur;
@@ -131,28 +144,37 @@ _SCAN_SOURCE = """
             float l = lcur;
             for (int i = 0; i < n; ++i) {
                 const float li = sl[i];
-                if (su[i] < li - l) { c = a + i + 1; l = li; }  // NaN compares false: never accepted
+                const float d = li - l;
+                sp[i] = isnan(d) ? d : expf(fminf(d, 0.0f));  // NaN stays NaN, as mx.minimum keeps it
+                if (su[i] < d) { c = a + i + 1; l = li; }  // NaN compares false: never accepted
                 sc[i] = c;
             }
             cur = c;
             lcur = l;
         }
         __syncthreads();
-        for (int i = t; i < n; i += nt) states[a + i + 1] = sc[i];
+        for (int i = t; i < n; i += nt) {
+            states[a + i + 1] = sc[i];
+            accepted[a + i] = sc[i] == a + i + 1;
+            prob[a + i] = sp[i];
+        }
         __syncthreads();
     }
+    if (t == 0) { ll_last[0] = lcur; }
 """
 _scan_kernel = None
 
 
-def _cuda_scan(lls, logu, ll0):
+def _cuda_resolve(lls, logu, ll0):
     global _scan_kernel
     if _scan_kernel is None:
-        _scan_kernel = mx.fast.cuda_kernel(name="genmlx_accept_scan", input_names=["lls", "logu", "ll0"],
-                                           output_names=["states"], source=_SCAN_SOURCE)
+        _scan_kernel = mx.fast.cuda_kernel(name="genmlx_accept_resolve", input_names=["lls", "logu", "ll0"],
+                                           output_names=["states", "accepted", "prob", "ll_last"],
+                                           source=_SCAN_SOURCE)
     k = lls.shape[0]
     threads = min(256, 32 * math.ceil(k / 32))
-    (states,) = _scan_kernel(inputs=[lls, logu, ll0.reshape(1)], template=[("K", k)],
-                             grid=(threads, 1, 1), threadgroup=(threads, 1, 1),
-                             output_shapes=[(k + 1,)], output_dtypes=[mx.int32])
-    return states
+    states, accepted, prob, last = _scan_kernel(
+        inputs=[lls, logu, ll0.reshape(1)], template=[("K", k)], grid=(threads, 1, 1),
+        threadgroup=(threads, 1, 1), output_shapes=[(k + 1,), (k,), (k,), (1,)],
+        output_dtypes=[mx.int32, mx.bool_, mx.float32, mx.float32])
+    return states, accepted, prob, last.reshape(())

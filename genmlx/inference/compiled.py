@@ -52,6 +52,7 @@ from .. import boundary, flat_density
 from ..address import to_path
 from ..checks import DeferredCheck, GuardedCheck
 from ..choicemap import ChoiceMap
+from ..deferred import Deferred
 from ..distributions.base import Distribution
 from ..dynamic import DynamicGenFn
 from ..evaluation import evaluate
@@ -68,7 +69,7 @@ from ._common import (
 from .accept_scan import resolve
 from .kernel_keys import KernelCache, args_key, structure_key
 from .mh import summarize_mcmc
-from .result import InferenceResult
+from .result import InferenceResult, Stats
 
 __all__ = ["compiled_mh", "CompiledMH", "ChainState", "ChainTrace", "StackedTraces", "kernel_for", "KEY_LAYOUTS"]
 
@@ -147,15 +148,17 @@ class CompiledMH:
         new_values, kept = [], []
         for v, p in zip(ins[:nc], props):
             every = mx.concatenate([v[None], p])
-            new_values.append(every[last])
-            kept.append(every[kept_rows])
+            rows = every[kept_rows]
+            kept.append(rows)
+            # thin = 1: the last kept row is the last state, a view (a gather is a kernel launch on a GPU)
+            new_values.append(mx.squeeze(rows[-1:], 0) if self.thin == 1 else every[last])
         return [*new_values, ll_last, accepted, prob, *ok, *kept]
 
     def _flat_proposals(self, key, values):
         """keys="block": the K proposals drawn site by site as `[K]` batches from the block's one key,
         scored by the flattened density of the retained sites (`genmlx.flat_density`)."""
         flat, k = self.flat, self.k
-        ks = mx.random.split(key, len(self.changed) + 1)
+        ks = list(mx.random.split(key, len(self.changed) + 1))  # views (ks[j] would be a gather: a launch)
         index = {p: j for j, p in enumerate(self.changed)}
         props: list = [None] * len(self.changed)
         for p in self._order:  # visit order: a site's parameters read only earlier proposals
@@ -539,9 +542,10 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     stats["iterations_per_step"] = k
     stats["keys"] = kernel.keys
     paths = scalar_paths(tr, sel, obs)
-    if len(traces) >= 4 and paths:
+    if len(traces) >= 4 and paths:  # made on first read
         from .diagnostics import chain_summaries
 
-        stats.update(chain_summaries({p[0] if len(p) == 1 else p:
-                                      traces.array(p).astype(np.float64)[None] for p in paths}))
-    return InferenceResult(traces, stats, state=kernel.trace_of(tr, res.state.values))
+        stats = Stats(stats, lambda: chain_summaries({p[0] if len(p) == 1 else p:
+                                                      traces.array(p).astype(np.float64)[None] for p in paths}))
+    final = res.state.values
+    return InferenceResult(traces, stats, state=Deferred(lambda: kernel.trace_of(tr, final)))

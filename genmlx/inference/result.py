@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..deferred import Deferred
 
-__all__ = ["InferenceResult", "Floats"]
+__all__ = ["InferenceResult", "Floats", "Stats"]
 
 
 class Floats(Sequence):
@@ -62,6 +62,74 @@ class Floats(Sequence):
             return repr(self.tolist())
         head = ", ".join(repr(x) for x in self._a[:3].tolist())
         return f"Floats([{head}, ...], n={self._a.size})"
+
+
+class Stats(dict):
+    """A result's stats: a plain dict whose chain summaries are made on first read.
+
+    The summaries (`ess_bulk`, `ess_tail`, `r_hat`: rank normalization and an FFT per site) cost
+    milliseconds at the end of a run, as much as a GPU takes for hundreds of fused MH
+    iterations, and many runs never read them. `Stats(entries, summaries)` holds
+    `summaries() -> dict` and calls it once, on the first read of a summary key or of the whole
+    mapping (iteration, `len`, `items`, `==`, `repr`, copies, pickling, any change); a read of
+    another key costs nothing more. After that it is an ordinary dict.
+    """
+
+    __slots__ = ("_pending",)
+    SUMMARY_KEYS = frozenset({"ess_bulk", "ess_tail", "r_hat"})
+
+    def __init__(self, entries=(), summaries: Callable[[], dict] | None = None):
+        super().__init__(entries)
+        self._pending = summaries
+
+    def _fill(self) -> None:
+        make = self._pending
+        if make is not None:
+            self._pending = None
+            for k, v in make().items():
+                dict.setdefault(self, k, v)  # an entry set before the first read wins
+
+    def __getitem__(self, key):
+        if self._pending is not None and key in self.SUMMARY_KEYS:
+            self._fill()
+        return dict.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        if self._pending is not None and key in self.SUMMARY_KEYS:
+            self._fill()
+        return dict.get(self, key, default)
+
+    def __contains__(self, key):
+        if self._pending is not None and key in self.SUMMARY_KEYS:
+            self._fill()
+        return dict.__contains__(self, key)
+
+    def __reduce__(self):  # pickled and copied as a plain dict, summaries included
+        self._fill()
+        return (dict, (dict(self.items()),))
+
+    def __reduce_ex__(self, protocol):
+        return self.__reduce__()
+
+
+def _whole(name: str):
+    """A dict method that first makes the pending summaries."""
+    base = getattr(dict, name)
+
+    def method(self, *args, **kwargs):
+        self._fill()
+        return base(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = base.__doc__
+    return method
+
+
+for _name in ("__iter__", "__len__", "__repr__", "__eq__", "__ne__", "__or__", "__ror__", "__ior__", "keys",
+              "items", "values", "copy", "pop", "popitem", "setdefault", "update", "__setitem__",
+              "__delitem__", "__reversed__", "clear"):
+    setattr(Stats, _name, _whole(_name))
+Stats.__hash__ = None
 
 
 @dataclass(frozen=True, eq=False)
