@@ -13,6 +13,8 @@
 #   bash benchmarks/gpu/run_session.sh S   # the scalar-site module, then NUTS against NumPyro's funnel
 #   bash benchmarks/gpu/run_session.sh I   # vectorized IS, 102 scalar sites against one vector site
 #   bash benchmarks/gpu/run_session.sh K   # the accept scan's CUDA kernel: tests, timing, block split, pipelining, cmh peers
+#   bash benchmarks/gpu/run_session.sh L1  # fewer launches a block: tests, block split, cmh peers, the kernel's timing
+#   bash benchmarks/gpu/run_session.sh L2  # then the MH rows against their floors and the IS rows (the suite's JSON)
 # A lent machine's copy of the tree carries the .git of the session's start: a JSON written there
 # names that commit with a dirty tree. Record the local commit the tree matched when merging.
 # The image has JAX 0.11.2 with its CUDA 13 plugin and NumPyro 0.21; GenJAX 1.0.14, NumPyro 0.22 (the
@@ -66,6 +68,23 @@ case "${1:-A}" in
     peers 200 --only cmh
     tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
     timeout 100 python3 -m benchmarks.gpu.pipeline_ab "$OUT/pipeline-ab.json" 2>&1 | tail -6
+    ;;
+  L1)  # a compiled_mh block with ~15 launches fewer (MLX's normal on a GPU, the accept kernel's four outputs,
+       # views for keys and the last state): its tests, its time split, then beside GenJAX's scan
+    timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
+      tests/inference/test_compiled.py tests/inference/test_stats.py \
+      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or summaries" 2>&1 | tail -3
+    timeout 120 python3 -m benchmarks.gpu.profile_blocks 2000 2>&1 | tee "$OUT/profile-blocks.txt" | grep -v "^ "
+    python3 -c "import jax, genjax, numpyro; print('jax', jax.__version__, jax.devices(), 'numpyro', numpyro.__version__)"
+    peers 180 --only cmh
+    timeout 60 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
+    tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
+    ;;
+  L2)
+    bench gpu-mh 240 benchmarks/test_bench_mh.py -k "fused or compiled_step"
+    bench gpu-scalar-sites-is 110 benchmarks/test_bench_scalar_sites.py -k importance
+    bench gpu-is-regression 130 benchmarks/test_bench_is.py -k "regression100 and test_is_vectorized"
+    tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
     ;;
   I)  # vectorized IS on the 102-site regression against its vector form, then the IS module's regression rows
     bench gpu-scalar-sites-is 120 benchmarks/test_bench_scalar_sites.py -k importance
