@@ -1,0 +1,58 @@
+"""Kernel launches of a `compiled_mh` K = 50 block on a CUDA GPU, estimated on any machine from MLX's graph.
+
+`python -m benchmarks.gpu.launch_count`: the block's outputs are built (not evaluated) with the GPU's
+normal sampler forced (`distributions._common._normal_by_erfinv`), and MLX's graph export
+(`mx.export_to_dot`) lists their primitives after `mx.compile`'s fusion. Each primitive that is not a
+view (reshape, slice, squeeze, broadcast, split, transpose) is one launch on MLX's CUDA backend. On a
+CPU the accept recursion takes its array form, so its primitives are taken off and the CUDA kernel's
+one launch put in their place. At d4ecb92 (before MLX's normal on a GPU and the views) it gives 32 for the
+regression's block, where that stop's H100 profile read about 30, and 28 for Beta-Bernoulli.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import re
+
+import mlx.core as mx
+
+from benchmarks import models as M
+from genmlx.distributions import _common as D
+from genmlx.inference import accept_scan as A
+from genmlx.inference import compiled as C
+from genmlx.inference._common import init_trace, resolve_selection, split_key
+
+VIEWS = {"Squeeze", "ExpandDims", "Broadcast", "Reshape", "Slice", "Split", "Transpose"}
+K = 50
+
+
+def launches(*outs) -> collections.Counter:
+    """The non-view primitives of the graph of `outs`, by name (fused kernels as "Compiled")."""
+    f = io.StringIO()
+    mx.export_to_dot(f, *outs)
+    names = re.findall(r'label ="?([A-Za-z_]+)', f.getvalue())
+    return collections.Counter("Compiled" if n.startswith("Compiled") else n for n in names if n not in VIEWS)
+
+
+def main() -> None:
+    D._normal_by_erfinv = lambda: True
+    lls, logu = mx.random.normal((K,)), mx.log(mx.random.uniform(shape=(K,)))
+    mx.eval(lls, logu)  # (their own primitives are not the recursion's)
+    recursion = sum(launches(A._doubling_states(lls, logu, mx.array(0.0))).values())
+    for name, (model, args, obs) in {"beta_bernoulli": (M.beta_bernoulli, M.BB_ARGS, M.BB_OBS),
+                                     "regression5": (M.linreg, (M.LR5_XS,), M.obs_of(M.LR5_YS))}.items():
+        k_init, _ = split_key(mx.random.key(1))
+        tr, obs_ = init_trace("launch_count", model, args, obs, k_init)
+        kern = C.CompiledMH(tr, resolve_selection("launch_count", tr, obs_, None), K, 1, "block")
+        st = kern.initial_state(tr)
+        mx.eval(st.values, st.ll)
+        state, kept, stats = kern.block(mx.random.key(3), st, kern.reference(tr))
+        c = launches(*state.values, state.ll, stats["accepted"], stats["accept_prob"], *kept.values.values())
+        total = sum(c.values())
+        print(f"{name}: about {total - recursion + 1} launches a K = {K} block on a CUDA GPU "
+              f"({total} primitives here, {recursion} of them the recursion's array form); {dict(c)}")
+
+
+if __name__ == "__main__":
+    main()
