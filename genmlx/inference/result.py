@@ -70,9 +70,10 @@ class Stats(dict):
     The summaries (`ess_bulk`, `ess_tail`, `r_hat`: rank normalization and an FFT per site) cost
     milliseconds at the end of a run, as much as a GPU takes for hundreds of fused MH
     iterations, and many runs never read them. `Stats(entries, summaries)` holds
-    `summaries() -> dict` and calls it once, on the first read of a summary key or of the whole
-    mapping (iteration, `len`, `items`, `==`, `repr`, copies, pickling, any change); a read of
-    another key costs nothing more. After that it is an ordinary dict.
+    `summaries() -> dict` and calls it once, on the first read that can see them: a summary
+    key (`[]`, `get`, `in`, `pop`, `del`, `setdefault`) or the whole mapping (iteration, `len`,
+    `items`, `==`, `repr`, copies, pickling). Reading or writing another key makes nothing; an
+    entry written before the summaries are made wins over theirs. After that it is a dict.
     """
 
     __slots__ = ("_pending",)
@@ -87,22 +88,39 @@ class Stats(dict):
         if make is not None:
             self._pending = None
             for k, v in make().items():
-                dict.setdefault(self, k, v)  # an entry set before the first read wins
+                dict.setdefault(self, k, v)
 
-    def __getitem__(self, key):
+    def _fill_for(self, key) -> None:
         if self._pending is not None and key in self.SUMMARY_KEYS:
             self._fill()
+
+    def __getitem__(self, key):
+        self._fill_for(key)
         return dict.__getitem__(self, key)
 
     def get(self, key, default=None):
-        if self._pending is not None and key in self.SUMMARY_KEYS:
-            self._fill()
+        self._fill_for(key)
         return dict.get(self, key, default)
 
     def __contains__(self, key):
-        if self._pending is not None and key in self.SUMMARY_KEYS:
-            self._fill()
+        self._fill_for(key)
         return dict.__contains__(self, key)
+
+    def pop(self, key, *default):
+        self._fill_for(key)
+        return dict.pop(self, key, *default)
+
+    def __delitem__(self, key):
+        self._fill_for(key)
+        dict.__delitem__(self, key)
+
+    def setdefault(self, key, default=None):
+        self._fill_for(key)
+        return dict.setdefault(self, key, default)
+
+    def clear(self) -> None:
+        self._pending = None
+        dict.clear(self)
 
     def __reduce__(self):  # pickled and copied as a plain dict, summaries included
         self._fill()
@@ -113,7 +131,7 @@ class Stats(dict):
 
 
 def _whole(name: str):
-    """A dict method that first makes the pending summaries."""
+    """A dict method that reads the whole mapping: it first makes the pending summaries."""
     base = getattr(dict, name)
 
     def method(self, *args, **kwargs):
@@ -125,9 +143,8 @@ def _whole(name: str):
     return method
 
 
-for _name in ("__iter__", "__len__", "__repr__", "__eq__", "__ne__", "__or__", "__ror__", "__ior__", "keys",
-              "items", "values", "copy", "pop", "popitem", "setdefault", "update", "__setitem__",
-              "__delitem__", "__reversed__", "clear"):
+for _name in ("__iter__", "__len__", "__repr__", "__eq__", "__ne__", "__or__", "__ror__", "keys", "items",
+              "values", "copy", "popitem", "__reversed__"):
     setattr(Stats, _name, _whole(_name))
 Stats.__hash__ = None
 
