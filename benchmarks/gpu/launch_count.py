@@ -35,25 +35,39 @@ def launches(*outs) -> collections.Counter:
     return collections.Counter("Compiled" if n.startswith("Compiled") else n for n in names if n not in VIEWS)
 
 
-def main() -> None:
-    D._normal_by_erfinv = lambda: True
+def recursion_launches() -> int:
+    """The accept recursion's launches in a block's count on this device: on a CPU its array form's
+    primitives (taken off, the CUDA kernel's one launch put in), on a CUDA GPU none (counted as is)."""
     lls, logu = mx.random.normal((K,)), mx.log(mx.random.uniform(shape=(K,)))
     mx.eval(lls, logu)  # (their own primitives are not the recursion's)
-    # on a CUDA GPU the block's graph holds the kernel itself: nothing to swap
-    recursion = 0 if A._kernel_runs(lls, logu) else sum(launches(A._doubling_states(lls, logu, mx.array(0.0))).values())
-    swap = 0 if recursion == 0 else 1
-    for name, (model, args, obs) in {"beta_bernoulli": (M.beta_bernoulli, M.BB_ARGS, M.BB_OBS),
-                                     "regression5": (M.linreg, (M.LR5_XS,), M.obs_of(M.LR5_YS))}.items():
-        k_init, _ = split_key(mx.random.key(1))
-        tr, obs_ = init_trace("launch_count", model, args, obs, k_init)
-        kern = C.CompiledMH(tr, resolve_selection("launch_count", tr, obs_, None), K, 1, "block")
-        st = kern.initial_state(tr)
-        mx.eval(st.values, st.ll)
-        state, kept, stats = kern.block(mx.random.key(3), st, kern.reference(tr))
-        c = launches(*state.values, state.ll, stats["accepted"], stats["accept_prob"], *kept.values.values())
-        total = sum(c.values())
-        print(f"{name}: about {total - recursion + swap} launches a K = {K} block on a CUDA GPU "
-              f"({total} primitives here, {recursion} of them the recursion's array form); {dict(c)}")
+    if A._kernel_runs(lls, logu):
+        return 0
+    return sum(launches(A._doubling_states(lls, logu, mx.array(0.0))).values()) - 1
+
+
+def block_launches(model, args, obs) -> tuple[int, collections.Counter]:
+    """About how many kernel launches a K = 50 `compiled_mh` block of `model` is on a CUDA GPU, and
+    the block's primitives here. Call with the GPU's normal sampler forced (`main` does)."""
+    k_init, _ = split_key(mx.random.key(1))
+    tr, obs_ = init_trace("launch_count", model, args, obs, k_init)
+    kern = C.CompiledMH(tr, resolve_selection("launch_count", tr, obs_, None), K, 1, "block")
+    st = kern.initial_state(tr)
+    mx.eval(st.values, st.ll)
+    state, kept, stats = kern.block(mx.random.key(3), st, kern.reference(tr))
+    c = launches(*state.values, state.ll, stats["accepted"], stats["accept_prob"], *kept.values.values())
+    return sum(c.values()) - recursion_launches(), c
+
+
+CASES = {"beta_bernoulli": (M.beta_bernoulli, M.BB_ARGS, M.BB_OBS),
+         "regression5": (M.linreg, (M.LR5_XS,), M.obs_of(M.LR5_YS))}
+
+
+def main() -> None:
+    D._normal_by_erfinv = lambda: True
+    for name, case in CASES.items():
+        n, c = block_launches(*case)
+        print(f"{name}: about {n} launches a K = {K} block on a CUDA GPU ({sum(c.values())} primitives here); "
+              f"{dict(c)}")
 
 
 if __name__ == "__main__":

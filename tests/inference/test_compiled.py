@@ -279,3 +279,17 @@ def test_a_cached_block_kernel_is_not_reused_for_other_observations():
 def test_bad_key_layout_is_a_clear_error():
     with pytest.raises(ValueError, match="keys must be one of"):
         infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=5, keys="lanes")
+
+
+def test_a_block_on_a_gpu_is_a_dozen_launches(monkeypatch):
+    """The launches of a K = 50 block on a CUDA GPU, counted from MLX's graph with the GPU's normal
+    sampler forced (benchmarks/gpu/launch_count.py): the regression's block was 32 before MLX's normal
+    on a GPU and views for keys and the last state, 12 since; Beta-Bernoulli's 28, 25 since. An int
+    index (a gather) or a sampler that splits into many kernels shows here as a higher count."""
+    from benchmarks.gpu import launch_count as L
+    from genmlx.distributions import _common
+
+    monkeypatch.setattr(_common, "_normal_by_erfinv", lambda: True)
+    for name, most in (("regression5", 12), ("beta_bernoulli", 25)):
+        n, prims = L.block_launches(*L.CASES[name])
+        assert n <= most, (name, n, dict(prims))
