@@ -1,5 +1,12 @@
 """genmlx: a Gen-family probabilistic programming system on MLX whose loops never leak."""
 
+import mlx.core as _mx
+
+from . import cpu_kernels as _cpu_kernels
+
+if _mx.default_device() == _mx.cpu:  # first, before any kernel: they build 3-4x faster (genmlx/cpu_kernels.py)
+    _cpu_kernels.prepare()
+
 from . import distributions as dist
 from . import events, inference, memory
 from .address import Address, AddressError
@@ -14,12 +21,6 @@ from .trace import Trace
 from . import vectorize
 from .combinators import map_, mask, mix, recurse, scan, switch, unfold, vmap
 from .vectorize import VectorizationError
-from . import cpu_kernels as _cpu_kernels
-
-import mlx.core as _mx
-
-if _mx.default_device() == _mx.cpu:  # MLX's CPU kernels build 3-4x faster (genmlx/cpu_kernels.py)
-    _cpu_kernels.prepare()
 
 __all__ = [
     "dist", "events", "inference", "memory", "defer_checks",
