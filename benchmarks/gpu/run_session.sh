@@ -73,7 +73,7 @@ case "${1:-A}" in
        # views for keys and the last state): its tests, its time split, then beside GenJAX's scan
     timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
       tests/inference/test_compiled.py tests/inference/test_stats.py \
-      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or summaries" 2>&1 | tail -3
+      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or summaries or dozen" 2>&1 | tail -3
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
     timeout 120 python3 -m benchmarks.gpu.profile_blocks 2000 2>&1 | tee "$OUT/profile-blocks.txt" | grep -v "^ "
     python3 -c "import jax, genjax, numpyro; print('jax', jax.__version__, jax.devices(), 'numpyro', numpyro.__version__)"
