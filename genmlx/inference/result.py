@@ -122,6 +122,16 @@ class Stats(dict):
         self._pending = None
         dict.clear(self)
 
+    def __eq__(self, other):
+        self._fill()
+        if isinstance(other, Stats):
+            other._fill()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
     def __reduce__(self):  # pickled and copied as a plain dict, summaries included
         self._fill()
         return (dict, (dict(self.items()),))
@@ -143,10 +153,9 @@ def _whole(name: str):
     return method
 
 
-for _name in ("__iter__", "__len__", "__repr__", "__eq__", "__ne__", "__or__", "__ror__", "keys", "items",
-              "values", "copy", "popitem", "__reversed__"):
+for _name in ("__iter__", "__len__", "__repr__", "__or__", "__ror__", "keys", "items", "values", "copy", "popitem",
+              "__reversed__"):
     setattr(Stats, _name, _whole(_name))
-Stats.__hash__ = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -66,6 +66,13 @@ def test_reads_and_writes_of_other_entries_make_nothing_and_an_earlier_entry_win
     assert len(s) == 0 and made == [1]
 
 
+def test_two_pending_stats_compare_with_their_summaries():
+    a = Stats({"acceptance_rate": 0.5}, _counting()[1])
+    b = Stats({"acceptance_rate": 0.5}, _counting()[1])
+    assert a == b and not (a != b) and b == {"acceptance_rate": 0.5, **SUMMARIES}
+    assert Stats({"x": 1}, _counting()[1]) != Stats({"x": 1})
+
+
 def test_results_carry_the_same_summaries_as_computed_at_once():
     """compiled_mh's summaries, made on first read, equal `chain_summaries` of its kept draws."""
     res = infer.compiled_mh(M.linreg, (M.LR5_XS,), M.obs_of(M.LR5_YS), n_samples=400, iterations_per_step=50,
