@@ -416,9 +416,13 @@ def mh_accept(key: mx.array, log_alpha: mx.array) -> tuple[mx.array, dict]:
 # -- results -----------------------------------------------------------------------------------
 
 def site_values(traces: list, path) -> np.ndarray:
-    """Values at `path` across traces as a float64 array `[draws, *shape]` (one batched copy)."""
+    """Values at `path` across traces as a float64 array `[draws, *shape]` (one batched copy; views
+    over stacked storage, `compiled_mh`'s, give theirs at once)."""
     if not traces:
         return np.zeros((0,))
+    stacked = getattr(traces, "array", None)
+    if stacked is not None:
+        return np.asarray(stacked(path), dtype=np.float64)
     vals = [t._choice_value(path) for t in traces]
     return np.asarray(mx.stack(vals).astype(mx.float32) if vals[0].dtype == mx.bool_ else mx.stack(vals), dtype=np.float64)
 

@@ -69,7 +69,7 @@ from ._common import (
 from .accept_scan import resolve
 from .kernel_keys import KernelCache, args_key, structure_key
 from .mh import summarize_mcmc
-from .result import InferenceResult, Stats
+from .result import InferenceResult
 
 __all__ = ["compiled_mh", "CompiledMH", "ChainState", "ChainTrace", "StackedTraces", "kernel_for", "KEY_LAYOUTS"]
 
@@ -144,14 +144,14 @@ class CompiledMH:
         c, accepted, prob, ll_last = resolve(lln, logu, ll)
         rejected = mx.logical_not(accepted)
         ok = [mx.all(mx.logical_or(o, rejected)) for o in oks]  # only accepted proposals' checks matter
-        kept_rows, last = c[1::self.thin], c[-1]
+        kept_rows = c[1::self.thin]
         new_values, kept = [], []
         for v, p in zip(ins[:nc], props):
             every = mx.concatenate([v[None], p])
             rows = every[kept_rows]
             kept.append(rows)
             # thin = 1: the last kept row is the last state, a view (a gather is a kernel launch on a GPU)
-            new_values.append(mx.squeeze(rows[-1:], 0) if self.thin == 1 else every[last])
+            new_values.append(mx.squeeze(rows[-1:], 0) if self.thin == 1 else every[c[-1]])
         return [*new_values, ll_last, accepted, prob, *ok, *kept]
 
     def _flat_proposals(self, key, values):
@@ -462,7 +462,8 @@ _BUILT = ("retval", "score", "sites", "aux")
 
 
 # A block's evaluation has a fixed cost that grows far slower than K (on the H100 about 30 kernel
-# launches: the plain-MLX floor's block takes ~0.3 ms at K = 50; on the 2-core CPU a K = 500
+# launches at the last measurement, 12 since by MLX's graph: benchmarks/gpu/launch_count.py; the
+# plain-MLX floor's block took ~0.3 ms at K = 50; on the 2-core CPU a K = 500
 # iteration costs 0.3-0.35x a K = 50 one), so long blocks are the fast default; observers and
 # callbacks then see every 500th iteration, and a short run's block is cut to its length
 # (benchmarks/analysis.md, issue 14).
@@ -538,14 +539,8 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
                      burn=burn_steps, iterations_per_step=k, callback=callback, progress=progress,
                      summarize=summarize_mcmc, pipeline=True)  # a block reads nothing on the host
     traces = StackedTraces(kernel, tr, res.samples, per_block, min(n_samples, len(res.samples) * per_block))
-    stats = finish_stats(res)
+    stats = finish_stats(res, traces, scalar_paths(tr, sel, obs))  # (its summaries are made on first read)
     stats["iterations_per_step"] = k
     stats["keys"] = kernel.keys
-    paths = scalar_paths(tr, sel, obs)
-    if len(traces) >= 4 and paths:  # made on first read
-        from .diagnostics import chain_summaries
-
-        stats = Stats(stats, lambda: chain_summaries({p[0] if len(p) == 1 else p:
-                                                      traces.array(p).astype(np.float64)[None] for p in paths}))
     final = res.state.values
     return InferenceResult(traces, stats, state=Deferred(lambda: kernel.trace_of(tr, final)))
