@@ -27,11 +27,10 @@ def test_normal_ppf_matches_statistics_inv_cdf():
     assert np.max(np.abs(d.normal_ppf(p) - ref)) < 1e-7
 
 
-def test_rank_ties_are_averaged_like_scipy():
+def test_ranks_are_pooled_over_chains_with_ties_averaged():
     from scipy.stats import rankdata
 
     x = np.random.default_rng(0).integers(0, 5, size=(3, 40)).astype(float)
-    np.testing.assert_array_equal(d._rankdata_rows(x), rankdata(x, axis=1))  # each row on its own
     pooled = d.rank_normalize(x)  # pooled over chains
     np.testing.assert_allclose(pooled, d.normal_ppf((rankdata(x).reshape(x.shape) - 0.375) / (x.size + 0.25)))
 
@@ -80,19 +79,6 @@ def test_chain_summaries_of_many_sites_at_once_equal_each_sites_own():
             want = f(c)
             assert (np.isnan(want) and np.isnan(got[name][k])) or got[name][k] == pytest.approx(want, rel=1e-12)
     assert list(got["r_hat"]) == list(cols)  # the draws' order
-
-
-def test_the_fft_length_is_the_smallest_2_3_5_smooth_one():
-    def smooth(m):
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        return m == 1
-
-    for n in [*range(1, 600), 19_999, 39_999]:
-        f = d._fast_len(n)
-        assert f >= n and smooth(f) and not any(smooth(m) for m in range(n, f)), (n, f)
-    assert d._fast_len(19_999) == 20_000  # not the power of two 32,768
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 97, 1000, 1250])
