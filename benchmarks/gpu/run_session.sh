@@ -14,7 +14,8 @@
 #   bash benchmarks/gpu/run_session.sh I   # vectorized IS, 102 scalar sites against one vector site
 #   bash benchmarks/gpu/run_session.sh K   # the accept scan's CUDA kernel: tests, timing, block split, pipelining, cmh peers
 #   bash benchmarks/gpu/run_session.sh L1  # fewer launches a block: tests, block split, cmh peers, the kernel's timing
-#   bash benchmarks/gpu/run_session.sh L2  # then the MH rows against their floors and the IS rows (the suite's JSON)
+#   bash benchmarks/gpu/run_session.sh L2  # then IS's fixed cost split (is_split.py), the MH rows against their
+#                                          # floors and the IS rows (the suite's JSON)
 # A lent machine's copy of the tree carries the .git of the session's start: a JSON written there
 # names that commit with a dirty tree. Record the local commit the tree matched when merging.
 # The image has JAX 0.11.2 with its CUDA 13 plugin and NumPyro 0.21; GenJAX 1.0.14, NumPyro 0.22 (the
@@ -82,7 +83,8 @@ case "${1:-A}" in
     tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
     ;;
   L2)
-    bench gpu-mh 240 benchmarks/test_bench_mh.py -k "fused or compiled_step"
+    timeout 60 python3 -m benchmarks.gpu.is_split 1 100000 2>&1 | tee "$OUT/is-split.txt"
+    bench gpu-mh 220 benchmarks/test_bench_mh.py -k "fused or compiled_step"
     bench gpu-scalar-sites-is 110 benchmarks/test_bench_scalar_sites.py -k importance
     bench gpu-is-regression 130 benchmarks/test_bench_is.py -k "regression100 and test_is_vectorized"
     tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
