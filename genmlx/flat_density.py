@@ -604,6 +604,22 @@ class FlatDensity:
         _signature(("dist", site.cls, site.attrs), leaves)
         return any(n[0] == "var" for n in leaves)
 
+    def readers(self, path: Path) -> list:
+        """The paths of the sites whose distribution parameters read the variable at `path`, in visit
+        order (with the variable's own site: the sites a Gibbs update of it must score)."""
+        p = to_path(path)
+        if p not in self.variables:
+            raise ValueError(f"flat_density: {p!r} is not a variable of this density")
+        reads = self.__dict__.get("_reads")
+        if reads is None:  # each site's variables, found once (a sweep asks for every variable's readers)
+            reads = self._reads = []
+            for site in self.sites:
+                leaves: list = []
+                _signature(("dist", site.cls, site.attrs), leaves)
+                reads.append((site.path, {n[1] for n in leaves if n[0] == "var"}))
+        k = self.variables.index(p)
+        return [q for q, ks in reads if k in ks]
+
     def _by_path(self) -> dict:
         d = self.__dict__.get("_paths")
         if d is None:

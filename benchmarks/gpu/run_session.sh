@@ -76,15 +76,15 @@ case "${1:-A}" in
       tests/inference/test_compiled.py tests/inference/test_stats.py \
       -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or summaries or dozen" 2>&1 | tail -3
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
-    timeout 120 python3 -m benchmarks.gpu.profile_blocks 2000 2>&1 | tee "$OUT/profile-blocks.txt" | grep -v "^ "
+    [ -n "${PROFILE:-}" ] && timeout 120 python3 -m benchmarks.gpu.profile_blocks 2000 2>&1 | tee "$OUT/profile-blocks.txt" | grep -v "^ "
     python3 -c "import jax, genjax, numpyro; print('jax', jax.__version__, jax.devices(), 'numpyro', numpyro.__version__)"
-    peers 180 --only cmh
     timeout 60 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
+    peers 180 --only cmh
     tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
     ;;
   L2)
     timeout 60 python3 -m benchmarks.gpu.is_split 1 100000 2>&1 | tee "$OUT/is-split.txt"
-    bench gpu-mh 220 benchmarks/test_bench_mh.py -k "fused or compiled_step"
+    bench gpu-mh 200 benchmarks/test_bench_mh.py -k "fused or compiled_step"
     bench gpu-scalar-sites-is 110 benchmarks/test_bench_scalar_sites.py -k importance
     bench gpu-is-regression 130 benchmarks/test_bench_is.py -k "regression100 and test_is_vectorized"
     tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
