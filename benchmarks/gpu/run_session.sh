@@ -14,6 +14,7 @@
 #   bash benchmarks/gpu/run_session.sh I   # vectorized IS, 102 scalar sites against one vector site
 #   bash benchmarks/gpu/run_session.sh K   # the accept scan's CUDA kernel: tests, timing, block split, pipelining, cmh peers
 #   bash benchmarks/gpu/run_session.sh L1  # fewer launches a block: tests, block split, cmh peers, the kernel's timing
+#   bash benchmarks/gpu/run_session.sh G   # L1 and L2's key rows in one call, then H: the suite's IS and MH rows
 #   bash benchmarks/gpu/run_session.sh L2  # then IS's fixed cost split (is_split.py), the MH rows against their
 #                                          # floors and the IS rows (the suite's JSON)
 # A lent machine's copy of the tree carries the .git of the session's start: a JSON written there
@@ -81,6 +82,21 @@ case "${1:-A}" in
     timeout 60 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
     peers 180 --only cmh
     tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
+    ;;
+  G)  # L1 and L2's key rows in one call (a lease with little budget left): the GPU paths' tests, the launch
+      # count, the accept kernels, IS's fixed cost split, compiled_mh beside GenJAX's scan; then H
+    timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
+      tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
+      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or dozen or gpu" 2>&1 | tail -3
+    python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
+    timeout 60 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
+    timeout 60 python3 -m benchmarks.gpu.is_split 1 100000 2>&1 | tee "$OUT/is-split.txt"
+    peers 170 --only cmh
+    ;;
+  H)
+    bench gpu-is-regression 130 benchmarks/test_bench_is.py -k "regression100 and test_is_vectorized"
+    bench gpu-scalar-sites-is 110 benchmarks/test_bench_scalar_sites.py -k importance
+    bench gpu-mh 200 benchmarks/test_bench_mh.py -k "fused or compiled_step"
     ;;
   L2)
     timeout 60 python3 -m benchmarks.gpu.is_split 1 100000 2>&1 | tee "$OUT/is-split.txt"

@@ -10,6 +10,7 @@ from .adev import adev_grad
 from .amortized import amortized_proposal
 from .chains import mh_chains
 from .compiled import compiled_mh
+from .compiled_gibbs import compiled_gibbs
 from .csmc import csmc, csmc_kernel
 from .diagnostics import acceptance_rate, ess_bulk, ess_tail, mcse, particle_ess, r_hat, summary
 from .elbo import elbo, iwelbo, programmable_vi
@@ -43,6 +44,7 @@ __all__ = [
     "custom_mh_step",
     "gibbs",
     "gibbs_step",
+    "compiled_gibbs",
     "involutive_mh",
     "involutive_mh_step",
     "elliptical_slice",
