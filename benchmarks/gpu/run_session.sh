@@ -87,7 +87,7 @@ case "${1:-A}" in
       # count, the accept kernels, IS's fixed cost split, compiled_mh beside GenJAX's scan; then H
     timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
       tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
-      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or dozen or gpu" 2>&1 | tail -3
+      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or dozen or gpu or lanes or ks_test" 2>&1 | tail -3
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
     timeout 60 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
     timeout 60 python3 -m benchmarks.gpu.is_split 1 100000 2>&1 | tee "$OUT/is-split.txt"
