@@ -112,11 +112,14 @@ def _binary(fn, reflected=False):
 for _name, _fn in [("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
                    ("truediv", operator.truediv), ("pow", operator.pow), ("matmul", operator.matmul),
                    ("lt", operator.lt), ("le", operator.le), ("gt", operator.gt), ("ge", operator.ge),
-                   ("and", operator.and_), ("or", operator.or_), ("floordiv", operator.floordiv),
+                   ("eq", operator.eq), ("ne", operator.ne), ("and", operator.and_), ("or", operator.or_), ("floordiv", operator.floordiv),
                    ("mod", operator.mod)]:
     setattr(Sym, f"__{_name}__", _binary(_fn))
-    if _name not in ("lt", "le", "gt", "ge"):
+    if _name not in ("lt", "le", "gt", "ge", "eq", "ne"):  # (Python reflects comparisons itself)
         setattr(Sym, f"__r{_name}__", _binary(_fn, reflected=True))
+# `a == 1` on a random value is an array, as on an MLX array: Python's default `==` (identity) would
+# make it a plain False and silently drop the dependence. Syms stay hashable by identity.
+Sym.__hash__ = object.__hash__
 Sym.__neg__ = lambda self: _apply(operator.neg, (self,), {})
 Sym.__abs__ = lambda self: _apply(operator.abs, (self,), {})
 Sym.__invert__ = lambda self: _apply(operator.invert, (self,), {})

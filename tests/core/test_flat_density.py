@@ -214,3 +214,23 @@ def test_a_batch_with_a_failed_check_is_nan_only_where_it_fails():
     flat = flat_density.build(probit, (), tr.get_choices(), [("z",)])
     got = np.asarray(flat.log_density([mx.array([0.4, 1.4, 0.6])], batch=1))
     assert np.isfinite(got[0]) and np.isnan(got[1]) and np.isfinite(got[2])
+
+
+@gm.gen
+def _compares():
+    a = gm.trace("a", dist.bernoulli(0.3))
+    b = gm.trace("b", dist.bernoulli(mx.where(a == 1, 0.8, 0.2)))
+    gm.trace("c", dist.bernoulli(mx.where(a != b, 0.4, 0.9)))
+
+
+def test_equality_of_a_random_value_is_part_of_the_density():
+    """`a == 1` and `a != b` on random values are arrays while flattening, as on MLX arrays (Python's
+    default `==` would be a plain False, dropping the dependence without an error)."""
+    tr, _ = _compares.generate((), {"c": 1}, key=mx.random.key(0))
+    flat = flat_density.build(_compares, (), tr.get_choices(), ["a", "b"])
+    assert flat is not None and flat.depends(("b",)) and flat.depends(("c",))
+    for a in (0, 1):
+        for b in (0, 1):
+            vals = [mx.array(a, dtype=tr["a"].dtype), mx.array(b, dtype=tr["b"].dtype)]
+            want, _ = _compares.assess((), ChoiceMap({"a": vals[0], "b": vals[1], "c": tr["c"]}))
+            np.testing.assert_allclose(float(flat.log_density(vals)), float(want), rtol=1e-6)
