@@ -67,7 +67,7 @@ def t(s) -> str:
 def x(r) -> str:
     if r is None or (isinstance(r, float) and not math.isfinite(r)):
         return "-"
-    return f"{r:.2f}x"
+    return f"{r:.2f}x" if abs(r) >= 0.01 or r == 0 else f"{r:.2g}x"  # (0.0029x, not 0.00x)
 
 
 def num(v, digits=2) -> str:
@@ -175,15 +175,16 @@ def is_section(benches: list[dict]) -> str:
 
 def mh_section(benches: list[dict]) -> str:
     rows = []
-    for b in group(benches, "mh"):
+    for b in group(benches, "mh") + group(benches, "gibbs"):
         ex = b["extra_info"]
         bl = ex.get("baselines", {})
+        path = ex.get("variant") if ex.get("group") == "mh" else f"{ex.get('algorithm')} ({ex.get('variant')})"
         for name, side in bl.items():
-            rows.append([ex.get("model"), ex.get("variant"), t(unit_time(ex.get("genmlx"))), t(steady(ex)), name,
+            rows.append([ex.get("model"), path, t(unit_time(ex.get("genmlx"))), t(steady(ex)), name,
                          t(unit_time(side)), x(ratio(ex, name, "steady_paired_median")), x(ratio(ex, name)),
                          num(ex.get("syncs_per_iteration")), t(ex.get("first_call_s", {}).get("genmlx"))])
     return "\n".join([
-        "## Metropolis-Hastings (per iteration)", "",
+        "## Metropolis-Hastings and Gibbs (per iteration; a Gibbs iteration is a sweep over its sites)", "",
         "`first call` is genmlx's first run including tracing and compilation (for the fused path: on every",
         "call, see the analysis).", "",
         table(["model", "genmlx path", "genmlx (whole run)", "genmlx (steady)", "floor", "floor", "steady ratio",
@@ -303,7 +304,7 @@ def memory_section(benches: list[dict]) -> str:
 
 
 def others_section(benches: list[dict]) -> str:
-    known = {"importance", "mh", "smc", "hmc", "nuts", "instrumentation", "nodes", "growth"}
+    known = {"importance", "mh", "gibbs", "smc", "hmc", "nuts", "instrumentation", "nodes", "growth"}
     rows = []
     for b in benches:
         ex = b.get("extra_info", {})
