@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import mlx.core as mx
 
 from ..address import from_path, to_path
+from ..checks import DeferredCheck
 from ..choicemap import ChoiceMap
 from ..rng import KeyStream
 from ..trace import Trace
@@ -70,6 +71,7 @@ def gibbs_step(key, trace: Trace, addresses: Sequence) -> tuple[Trace, dict]:
     paths = [to_path(a) for a in addresses]
     ks = KeyStream(key)
     model = trace.gen_fn
+    nan_checks: list = []
     for path in paths:
         st = _site(trace, path)
         support = enumerate_support(st.gen_fn, from_path(path))
@@ -80,7 +82,11 @@ def gibbs_step(key, trace: Trace, addresses: Sequence) -> tuple[Trace, dict]:
             new, w, _ = model._update(trace, ChoiceMap._from_leaves({path: val}), trace.args, ks.child())
             cands.append(new)
             ws.append(w)
-        idx = mx.random.categorical(mx.stack(ws), key=ks())
+        lw = mx.stack(ws)
+        idx = mx.random.categorical(lw, key=ks())
+        # a NaN weight (invalid parameters at that value; its checks are guarded by the weight) leaves the
+        # conditional undefined, and MLX's draw would pick it: raised by the driver, naming the address
+        nan_checks.append(DeferredCheck(mx.logical_not(mx.any(mx.isnan(lw))), _nan_conditional(path)))
         if all(same_structure(c, cands[0]) for c in cands[1:]):
             merged = cands[-1]
             for j in range(len(cands) - 2, -1, -1):
@@ -88,7 +94,16 @@ def gibbs_step(key, trace: Trace, addresses: Sequence) -> tuple[Trace, dict]:
             trace = merged
         else:
             trace = cands[driver.host(idx)]
-    return trace, {}
+    return Trace(trace.gen_fn, trace.args, trace.retval, trace.score, trace.sites, (*trace.checks, *nan_checks),
+                 trace.batch, trace.aux), {}
+
+
+def _nan_conditional(path):
+    def error() -> Exception:
+        return ValueError(f"gibbs: the full conditional of address {from_path(path)!r} is NaN at one of its "
+                          "values: a distribution that reads it has invalid parameters there")
+
+    return error
 
 
 def gibbs_kernel(addresses: Sequence) -> Callable:

@@ -124,3 +124,17 @@ def test_gibbs_categorical_matches_exact_posterior():
     for k in range(3):
         # each sweep is an exact draw from p(z | y): iid, 4 binomial standard errors
         assert abs((z == k).mean() - post[k]) < 4 * math.sqrt(post[k] * (1 - post[k]) / len(z)), k
+
+
+@gm.gen
+def _invalid_at_one_state():
+    a = gm.trace("a", dist.bernoulli(0.5))
+    b = gm.trace("b", dist.bernoulli(0.5))
+    gm.trace("y", dist.exponential(1.0 - 2.0 * a * b))  # rate -1 (invalid) at a = b = 1
+
+
+def test_a_nan_full_conditional_is_an_error_naming_the_address():
+    """The weight at a = b = 1 is NaN (the rate's check is guarded by it); MLX's draw would pick it and
+    the chain would keep NaN-score states: the driver raises instead, naming the address."""
+    with pytest.raises(ValueError, match="full conditional of address 'b' is NaN"):
+        infer.gibbs(_invalid_at_one_state, (), {"y": 0.5}, addresses=["a", "b"], n_samples=50, key=mx.random.key(0))
