@@ -112,7 +112,9 @@ class Categorical(Distribution):
     def __init__(self, logits):
         super().__init__()
         self._log_probs = None
-        if not isinstance(logits, mx.array):
+        # host data is checked and normalized on the host; arrays (and flat_density's symbolic values,
+        # computed from other choices) as arrays
+        if not isinstance(logits, mx.array) and not getattr(logits, "_genmlx_symbolic", False):
             try:
                 arr = np.asarray(logits, dtype=np.float64)
             except (TypeError, ValueError):
