@@ -84,14 +84,14 @@ case "${1:-A}" in
     tar czf "$OUT/ptx.tgz" -C /tmp ptx 2>/dev/null; du -sh "$OUT/ptx.tgz"
     ;;
   G)  # L1 and L2's key rows in one call (a lease with little budget left): the GPU paths' tests, the launch
-      # count, the accept kernels, IS's fixed cost split, compiled_mh beside GenJAX's scan; then H
-    timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
+      # count, compiled_mh beside GenJAX's scan, the accept kernels, IS's fixed cost split; then H
+    timeout 100 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
       tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
       -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or dozen or gpu or lanes or ks_test" 2>&1 | tail -3
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
+    peers 170 --only cmh
     timeout 60 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
     timeout 60 python3 -m benchmarks.gpu.is_split 1 100000 2>&1 | tee "$OUT/is-split.txt"
-    peers 170 --only cmh
     ;;
   H)
     bench gpu-is-regression 130 benchmarks/test_bench_is.py -k "regression100 and test_is_vectorized"
