@@ -175,7 +175,7 @@ def is_section(benches: list[dict]) -> str:
 
 def mh_section(benches: list[dict]) -> str:
     rows = []
-    for b in group(benches, "mh") + group(benches, "gibbs"):
+    for b in group(benches, "mh") + group(benches, "gibbs") + group(benches, "elliptical"):
         ex = b["extra_info"]
         bl = ex.get("baselines", {})
         path = ex.get("variant") if ex.get("group") == "mh" else f"{ex.get('algorithm')} ({ex.get('variant')})"
@@ -304,7 +304,7 @@ def memory_section(benches: list[dict]) -> str:
 
 
 def others_section(benches: list[dict]) -> str:
-    known = {"importance", "mh", "gibbs", "smc", "hmc", "nuts", "instrumentation", "nodes", "growth"}
+    known = {"importance", "mh", "gibbs", "elliptical", "smc", "hmc", "nuts", "instrumentation", "nodes", "growth"}
     rows = []
     for b in benches:
         ex = b.get("extra_info", {})

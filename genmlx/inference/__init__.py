@@ -10,6 +10,7 @@ from .adev import adev_grad
 from .amortized import amortized_proposal
 from .chains import mh_chains
 from .compiled import compiled_mh
+from .compiled_elliptical import compiled_elliptical_slice
 from .compiled_gibbs import compiled_gibbs
 from .csmc import csmc, csmc_kernel
 from .diagnostics import acceptance_rate, ess_bulk, ess_tail, mcse, particle_ess, r_hat, summary
@@ -49,6 +50,7 @@ __all__ = [
     "involutive_mh_step",
     "elliptical_slice",
     "elliptical_slice_step",
+    "compiled_elliptical_slice",
     "chain",
     "repeat",
     "cycle",
