@@ -213,8 +213,12 @@ _FUNCTIONS = _ELEMENTWISE + _STRUCTURAL
 _ELEMENTWISE_FNS = frozenset(
     [getattr(mx, n) for n in _ELEMENTWISE if hasattr(mx, n)]
     + [operator.add, operator.sub, operator.mul, operator.truediv, operator.pow, operator.neg, operator.abs,
-       operator.lt, operator.le, operator.gt, operator.ge, operator.and_, operator.or_, operator.invert,
-       operator.floordiv, operator.mod])
+       operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne, operator.and_, operator.or_,
+       operator.invert, operator.floordiv, operator.mod])
+# mx.array's own operators, which raise on a symbolic operand instead of deferring to its reflected
+# operator (`X @ w`, `xs * slope`, `means[z]` with an MLX array on the left): within a trace they defer
+_ARRAY_OPS = ("add", "sub", "mul", "truediv", "pow", "matmul", "lt", "le", "gt", "ge", "eq", "ne", "and", "or",
+              "floordiv", "mod")
 
 
 def _has_sym(a) -> bool:
@@ -226,6 +230,7 @@ class _patched_mx:
 
     _depth = 0
     _saved: dict = {}
+    _saved_ops: dict = {}  # mx.array's operators
 
     def __enter__(self):
         cls = _patched_mx
@@ -235,6 +240,13 @@ class _patched_mx:
                 if orig is not None:
                     cls._saved[name] = orig
                     setattr(mx, name, _wrap(orig, name in _ELEMENTWISE))
+            for name in _ARRAY_OPS:
+                dunder = f"__{name}__"
+                orig = getattr(mx.array, dunder)
+                cls._saved_ops[dunder] = orig
+                setattr(mx.array, dunder, _deferring(orig))
+            cls._saved_ops["__getitem__"] = orig = mx.array.__getitem__
+            mx.array.__getitem__ = _symbolic_index(orig)
         cls._depth += 1
 
     def __exit__(self, *exc):
@@ -243,7 +255,29 @@ class _patched_mx:
         if cls._depth == 0:
             for name, orig in cls._saved.items():
                 setattr(mx, name, orig)
-            cls._saved = {}
+            for dunder, orig in cls._saved_ops.items():
+                setattr(mx.array, dunder, orig)
+            cls._saved, cls._saved_ops = {}, {}
+
+
+def _deferring(orig):
+    """`mx.array`'s binary operator `orig`, deferring to a symbolic operand's reflected operator."""
+    def op(self, other):
+        if isinstance(other, Sym):
+            return NotImplemented
+        return orig(self, other)
+
+    return op
+
+
+def _symbolic_index(orig):
+    """`mx.array.__getitem__`, building an expression when the index holds a symbolic value."""
+    def getitem(self, idx):
+        if _has_sym(idx):
+            return _apply(operator.getitem, (self, idx), {}, numeric=False)
+        return orig(self, idx)
+
+    return getitem
 
 
 def _wrap(orig, numeric: bool):

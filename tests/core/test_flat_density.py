@@ -234,3 +234,30 @@ def test_equality_of_a_random_value_is_part_of_the_density():
             vals = [mx.array(a, dtype=tr["a"].dtype), mx.array(b, dtype=tr["b"].dtype)]
             want, _ = _compares.assess((), ChoiceMap({"a": vals[0], "b": vals[1], "c": tr["c"]}))
             np.testing.assert_allclose(float(flat.log_density(vals)), float(want), rtol=1e-6)
+
+
+_X = mx.array(np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32))
+_XS = mx.array(np.linspace(-1, 1, 20).astype(np.float32))
+
+
+@gm.gen
+def _arrays_on_the_left():
+    w = gm.trace("w", dist.normal(mx.zeros(3), 1.0))
+    s = gm.trace("s", dist.normal(0.0, 1.0))
+    z = gm.trace("z", dist.categorical(mx.zeros(3)))
+    gm.trace("y", dist.normal(_X @ w + _XS * s + mx.array([-1.0, 0.0, 1.0])[z], 1.0))
+    gm.trace("q", dist.bernoulli(mx.where(mx.array(1) == z, 0.9, 0.1)))
+
+
+def test_an_mlx_array_on_the_left_of_a_random_value_flattens():
+    """`X @ w`, `xs * s`, `means[z]`, `mx.array(1) == z`: MLX's own operators raise on a symbolic
+    operand (before, such a model silently took the slow path); within a trace they defer to it."""
+    obs = {"y": mx.zeros(20), "q": 1}
+    tr, _ = _arrays_on_the_left.generate((), obs, key=mx.random.key(0))
+    flat = flat_density.build(_arrays_on_the_left, (), tr.get_choices(), ["w", "s", "z"])
+    assert flat is not None
+    for seed in range(4):
+        t2, _ = _arrays_on_the_left.generate((), obs, key=mx.random.key(seed + 5))
+        want, _ = _arrays_on_the_left.assess((), t2.get_choices())
+        np.testing.assert_allclose(float(flat.log_density([t2["w"], t2["s"], t2["z"]])), float(want), rtol=1e-5)
+    assert (mx.array(2.0) * 3).item() == 6.0 and mx.array.__mul__ is type(mx.array(1.0)).__mul__  # restored
