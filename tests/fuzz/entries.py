@@ -26,7 +26,7 @@ DISTS = {  # name: number of parameters
 }
 COMBINATORS = ["map_", "unfold", "switch", "vmap", "scan", "mix", "mask", "recurse"]
 INFERENCE = ["importance_sampling", "mh", "smc", "gibbs", "elliptical_slice", "hmc", "mala", "nuts", "vi",
-             "enumerative", "compiled_mh", "mh_chains"]
+             "enumerative", "compiled_mh", "mh_chains", "compiled_gibbs", "compiled_elliptical_slice"]
 GFI = ["simulate", "generate", "update", "regenerate", "assess", "project"]
 # a user's bare call with generated (often mx.array) parameters, its result read raw (no materialize):
 # the boundary checks of genmlx.boundary are all that stands between an invalid parameter and a NaN

@@ -232,6 +232,10 @@ def inference(alg, spec):
         r = infer.gibbs(_lin, args, obs, addresses=addrs, n_samples=n, key=key)
     elif alg == "elliptical_slice":
         r = infer.elliptical_slice(_lin, args, obs, addresses=addrs, n_samples=n, key=key)
+    elif alg == "compiled_gibbs":
+        r = infer.compiled_gibbs(_lin, args, obs, addresses=addrs, n_samples=n, key=key)
+    elif alg == "compiled_elliptical_slice":
+        r = infer.compiled_elliptical_slice(_lin, args, obs, addresses=addrs, n_samples=n, key=key)
     elif alg == "hmc":
         r = infer.hmc(_lin, args, obs, addresses=addrs, n_samples=n, step_size=step, n_leapfrog=m, key=key)
     elif alg == "mala":
