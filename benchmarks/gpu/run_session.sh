@@ -101,6 +101,13 @@ case "${1:-A}" in
     peers 150 --only cmh50
     timeout 45 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
     ;;
+  G3)  # the least: the GPU paths' tests, the launch count, compiled_mh K = 50 on the regression beside GenJAX's scan
+    timeout 90 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
+      tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
+      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or dozen or gpu or lanes or ks_test" 2>&1 | tail -3
+    python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
+    peers 100 --only cmh50-reg5
+    ;;
   H)
     bench gpu-is-regression 130 benchmarks/test_bench_is.py -k "regression100 and test_is_vectorized"
     bench gpu-scalar-sites-is 110 benchmarks/test_bench_scalar_sites.py -k importance
