@@ -84,7 +84,7 @@ def backup_path(path: str) -> str:
 
 
 def _remove(path: str) -> None:
-    for p in (path, path + "-wal", path + "-shm"):
+    for p in (path, path + "-wal", path + "-shm", path + "-journal"):
         try:
             os.remove(p)
         except FileNotFoundError:
@@ -233,6 +233,11 @@ class Store:
                 dst.close()
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
+            # a rollback journal the old backup's mirror left (a run killed inside a mirror write) is
+            # that file's: SQLite would roll it back into the new one and corrupt it
+            for stale in (bak + "-journal", bak + "-wal", bak + "-shm"):
+                if os.path.exists(stale):
+                    os.remove(stale)
             os.replace(tmp, bak)
             mirror = sqlite3.connect(bak, timeout=10.0, isolation_level=None, check_same_thread=False)
             mirror.execute("PRAGMA synchronous=FULL")

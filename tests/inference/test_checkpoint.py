@@ -331,3 +331,47 @@ def test_a_failed_mirror_write_is_one_error_and_the_run_resumes_bit_for_bit(db, 
     with resume(db):
         res = call("mh")
     assert digest(res) == reference("mh")
+
+
+def test_a_hot_journal_left_by_a_killed_mirror_write_is_not_applied_to_the_new_backup(tmp_path):
+    """A run killed inside a mirror write leaves `<path>.bak-journal` (a hot rollback journal of the old
+    backup). The resumed run copies the database to a new backup and renames it into place; SQLite
+    would roll the old journal back into the new file ("database disk image is malformed": seen as a
+    flaky SIGKILL test). The stale journal goes with the old backup."""
+    import shutil
+
+    from genmlx.checkpoint.store import Store
+
+    path = str(tmp_path / "run.db")
+    seq = [0]
+
+    def save(store, n):
+        for _ in range(n):
+            seq[0] += 1
+            body = "x" * 3000  # pages that move as rows come and go
+            store.save(0, seq[0], seq[0], False, {"i": seq[0]}, (body, b"c" * 2000), seq[0] - 1, (body, b"s" * 2000), 3)
+
+    store = Store(path, create=True)
+    store.start_run(0, {"run": 1})
+    save(store, 3)  # the backup is copied, then mirrors
+    bak = backup_path(path)
+    con = sqlite3.connect(bak, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    con.execute("DELETE FROM chunks")  # a mirror write in flight: its journal holds the old pages
+    shutil.copy(bak + "-journal", path + ".hot")
+    con.execute("ROLLBACK")
+    con.close()
+    save(store, 20)
+    store.close()
+    os.replace(path + ".hot", bak + "-journal")  # as the killed process left it
+    store = Store(path, create=False)  # the resumed run: its first checkpoint copies the backup anew
+    save(store, 1)
+    assert not os.path.exists(bak + "-journal")  # the old backup's journal went with it
+    save(store, 4)
+    store.close()
+    con = sqlite3.connect(bak)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("SELECT max(seq) FROM checkpoints").fetchone()[0] == seq[0]
+    finally:
+        con.close()
