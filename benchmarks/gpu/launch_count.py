@@ -6,7 +6,10 @@ normal sampler forced (`distributions._common._normal_by_erfinv`), and MLX's gra
 view (reshape, slice, squeeze, broadcast, split, transpose) is one launch on MLX's CUDA backend. On a
 CPU the accept recursion takes its array form, so its primitives are taken off and the CUDA kernel's
 one launch put in their place (on a CUDA GPU the graph holds the kernel: the count is direct). At d4ecb92 (before MLX's normal on a GPU and the views) it gives 32 for the
-regression's block, where that stop's H100 profile read about 30, and 28 for Beta-Bernoulli.
+regression's block, where that stop's H100 profile read about 30, and 28 for Beta-Bernoulli. Since:
+12 and 25 on a CPU, but 21 and 34 counted directly on the H100 (results/gpu/launch-count-h100.txt):
+the CPU estimate reads 9 low (the array form's primitives it takes off include some the CUDA path
+keeps around the kernel), so it guards against growth, and a GPU gives the number.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ case "${1:-A}" in
        # views for keys and the last state): its tests, its time split, then beside GenJAX's scan
     timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
       tests/inference/test_compiled.py tests/inference/test_stats.py \
-      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or summaries or dozen" 2>&1 | tail -3
+      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or summaries or launches_do_not_grow" 2>&1 | tail -3
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
     [ -n "${PROFILE:-}" ] && timeout 120 python3 -m benchmarks.gpu.profile_blocks 2000 2>&1 | tee "$OUT/profile-blocks.txt" | grep -v "^ "
     python3 -c "import jax, genjax, numpyro; print('jax', jax.__version__, jax.devices(), 'numpyro', numpyro.__version__)"
@@ -87,7 +87,7 @@ case "${1:-A}" in
       # count, compiled_mh beside GenJAX's scan, the accept kernels, IS's fixed cost split; then H
     timeout 100 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
       tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
-      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or dozen or gpu or lanes or ks_test" 2>&1 | tail -3
+      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or launches_do_not_grow or gpu or lanes or ks_test" 2>&1 | tail -3
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
     peers 170 --only cmh
     timeout 60 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
@@ -96,7 +96,7 @@ case "${1:-A}" in
   G2)  # G within little budget: the GPU paths' tests, the launch count, compiled_mh beside GenJAX's scan, the kernels
     timeout 90 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
       tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
-      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or dozen or gpu or lanes or ks_test" 2>&1 | tail -3
+      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or launches_do_not_grow or gpu or lanes or ks_test" 2>&1 | tail -3
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
     peers 150 --only cmh50
     timeout 45 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
@@ -104,7 +104,7 @@ case "${1:-A}" in
   G3)  # the least: the GPU paths' tests, the launch count, compiled_mh K = 50 on the regression beside GenJAX's scan
     timeout 90 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
       tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
-      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or dozen or gpu or lanes or ks_test" 2>&1 | tail -3
+      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or launches_do_not_grow or gpu or lanes or ks_test" 2>&1 | tail -3
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
     peers 100 --only cmh50-reg5
     ;;

@@ -462,7 +462,7 @@ _BUILT = ("retval", "score", "sites", "aux")
 
 
 # A block's evaluation has a fixed cost that grows far slower than K (on the H100 about 30 kernel
-# launches at the last measurement, 12 since by MLX's graph: benchmarks/gpu/launch_count.py; the
+# launches two stops ago, 21 now, counted there by benchmarks/gpu/launch_count.py; the
 # plain-MLX floor's block took ~0.3 ms at K = 50; on the 2-core CPU a K = 500
 # iteration costs 0.3-0.35x a K = 50 one), so long blocks are the fast default; observers and
 # callbacks then see every 500th iteration, and a short run's block is cut to its length

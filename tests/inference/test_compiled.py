@@ -281,15 +281,21 @@ def test_bad_key_layout_is_a_clear_error():
         infer.compiled_mh(normal_normal, (), NN_OBS, n_samples=5, keys="lanes")
 
 
-def test_a_block_on_a_gpu_is_a_dozen_launches(monkeypatch):
-    """The launches of a K = 50 block on a CUDA GPU, counted from MLX's graph with the GPU's normal
-    sampler forced (benchmarks/gpu/launch_count.py): the regression's block was 32 before MLX's normal
-    on a GPU and views for keys and the last state, 12 since; Beta-Bernoulli's 28, 25 since. An int
-    index (a gather) or a sampler that splits into many kernels shows here as a higher count."""
+def test_a_blocks_launches_do_not_grow(monkeypatch):
+    """The launches of a K = 50 block, counted from MLX's graph with the GPU's normal sampler forced
+    (benchmarks/gpu/launch_count.py). On a CUDA GPU the count is direct: 21 for the regression, 34
+    for Beta-Bernoulli on the H100 (this code; about 30 for the regression before MLX's normal on a
+    GPU and views for keys and the last state). Elsewhere it is the CPU's graph with the accept
+    recursion's array form taken off (12 / 25): an estimate that reads 9 low against the H100's
+    direct count, kept as a guard. An int index (a gather) or a sampler that splits into many
+    kernels shows here as a higher count."""
     from benchmarks.gpu import launch_count as L
     from genmlx.distributions import _common
+    from genmlx.inference import accept_scan as A
 
     monkeypatch.setattr(_common, "_normal_by_erfinv", lambda: True)
-    for name, most in (("regression5", 12), ("beta_bernoulli", 25)):
+    probe = mx.zeros((L.K,))
+    on_cuda = A._kernel_runs(probe, probe)
+    for name, most in (("regression5", 21 if on_cuda else 12), ("beta_bernoulli", 34 if on_cuda else 25)):
         n, prims = L.block_launches(*L.CASES[name])
         assert n <= most, (name, n, dict(prims))
