@@ -281,10 +281,7 @@ class CompiledMH:
 
     def trace_of(self, ref: Trace, values) -> Trace:
         """The trace whose changed choices are `values` and whose other choices are `ref`'s, scored anew."""
-        choices = {p: _value(ref, p) for p in self.paths}
-        choices.update(zip(self.changed, values))
-        tr, _ = self.gen_fn.generate(self.args, ChoiceMap._from_leaves(choices), key=_VIEW_KEY)
-        return tr
+        return trace_with(self, ref, values)
 
     def __call__(self, keys, trace: Trace):
         """One block from `trace`: `(new trace, kept values, stats)`; the new trace carries the block's checks."""
@@ -300,6 +297,15 @@ _VIEW_KEY = mx.random.key(0)  # generate with every choice constrained draws not
 
 def _value(tr: Trace, p):
     return tr._find(p).retval
+
+
+def trace_with(kernel, ref: Trace, values) -> Trace:
+    """The trace of a compiled kernel's model (`.gen_fn`, `.args`, `.paths`) whose `.changed` choices
+    are `values` and whose other choices are `ref`'s, scored anew (compiled MH, Gibbs, elliptical)."""
+    choices = {p: _value(ref, p) for p in kernel.paths}
+    choices.update(zip(kernel.changed, values))
+    tr, _ = kernel.gen_fn.generate(kernel.args, ChoiceMap._from_leaves(choices), key=_VIEW_KEY)
+    return tr
 
 
 def _log_density(tr: Trace, paths: list):

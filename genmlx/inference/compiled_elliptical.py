@@ -91,7 +91,7 @@ from ..selection import Selection
 from ..trace import Trace
 from . import driver
 from ._common import check_count, finish_stats, run_name, scalar_paths, start_site_chain
-from .compiled import StackedTraces, _Block, _constants
+from .compiled import _VIEW_KEY, StackedTraces, _Block, _constants, _value, trace_with
 from .elliptical import _gaussian_site, elliptical_slice_kernel
 from .kernel_keys import KernelCache, args_key, structure_key
 from .mh import run_chain, summarize_mcmc
@@ -119,7 +119,6 @@ DEFAULT_MAX_ROUNDS = 32
 DEFAULT_BLOCK = 50
 CHECK_STATES = 16  # prior draws of the addresses at which the flattened density is checked against the model
 
-_VIEW_KEY = mx.random.key(0)  # generate with every choice constrained draws nothing
 _TWO_PI = 2.0 * math.pi
 
 
@@ -306,14 +305,7 @@ class CompiledElliptical:
 
     def trace_of(self, ref: Trace, values) -> Trace:
         """The trace whose addresses hold `values` and whose other choices are `ref`'s, scored anew."""
-        choices = {p: _value(ref, p) for p in self.paths}
-        choices.update(zip(self.changed, values))
-        tr, _ = self.gen_fn.generate(self.args, ChoiceMap._from_leaves(choices), key=_VIEW_KEY)
-        return tr
-
-
-def _value(tr: Trace, p):
-    return tr._find(p).retval
+        return trace_with(self, ref, values)
 
 
 def _angles(us: mx.array) -> mx.array:

@@ -72,7 +72,7 @@ from ..selection import Selection
 from ..trace import Trace
 from . import driver
 from ._common import check_count, finish_stats, run_name, scalar_paths, start_site_chain
-from .compiled import StackedTraces, _Block, _constants
+from .compiled import _VIEW_KEY, StackedTraces, _Block, _constants, _value, trace_with
 from .gibbs import _site, enumerate_support, gibbs_kernel
 from .kernel_keys import KernelCache, args_key, structure_key
 from .mh import run_chain, summarize_mcmc
@@ -86,7 +86,6 @@ __all__ = ["compiled_gibbs", "CompiledGibbs", "GibbsState", "kernel_for", "DEFAU
 DEFAULT_SITE_UPDATES = 500
 CHECK_STATES = 16  # random joint states at which the flattened density is checked against the model
 
-_VIEW_KEY = mx.random.key(0)  # generate with every choice constrained draws nothing
 
 
 class GibbsState:
@@ -282,14 +281,7 @@ class CompiledGibbs:
 
     def trace_of(self, ref: Trace, values) -> Trace:
         """The trace whose addresses hold `values` and whose other choices are `ref`'s, scored anew."""
-        choices = {p: _value(ref, p) for p in self.paths}
-        choices.update(zip(self.changed, values))
-        tr, _ = self.gen_fn.generate(self.args, ChoiceMap._from_leaves(choices), key=_VIEW_KEY)
-        return tr
-
-
-def _value(tr: Trace, p):
-    return tr._find(p).retval
+        return trace_with(self, ref, values)
 
 
 def _views(values: list, var: int, candidates: mx.array) -> list:
