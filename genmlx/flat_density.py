@@ -112,8 +112,8 @@ def _binary(fn, reflected=False):
 for _name, _fn in [("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
                    ("truediv", operator.truediv), ("pow", operator.pow), ("matmul", operator.matmul),
                    ("lt", operator.lt), ("le", operator.le), ("gt", operator.gt), ("ge", operator.ge),
-                   ("eq", operator.eq), ("ne", operator.ne), ("and", operator.and_), ("or", operator.or_), ("floordiv", operator.floordiv),
-                   ("mod", operator.mod)]:
+                   ("eq", operator.eq), ("ne", operator.ne), ("and", operator.and_), ("or", operator.or_),
+                   ("floordiv", operator.floordiv), ("mod", operator.mod)]:
     setattr(Sym, f"__{_name}__", _binary(_fn))
     if _name not in ("lt", "le", "gt", "ge", "eq", "ne"):  # (Python reflects comparisons itself)
         setattr(Sym, f"__r{_name}__", _binary(_fn, reflected=True))
