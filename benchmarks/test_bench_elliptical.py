@@ -14,8 +14,9 @@ slice over w. Per iteration:
 * `floor`: the fastest plain-MLX program of the same iterations we know,
   `mx.compile` of K iterations with the log likelihood written by hand
   (`sum(y * l - log(1 + e^l))`, `l = X w`), the keys split once up front, each
-  iteration's R rounds' angles computed up front (until an iteration lands they
-  depend on its uniforms alone) and its R proposals scored as one batch, the
+  iteration's R rounds' angles computed up front by the same plain-MLX rule
+  compiled_elliptical_slice uses (until an iteration lands they depend on its
+  uniforms alone) and its R proposals scored as one batch, the
   first on the slice taken: the target's baseline, compiled_elliptical_slice's
   own algorithm;
 * `floor_sequential`: the same K iterations with the R rounds unrolled one after
@@ -38,6 +39,8 @@ import genmlx as gm
 from benchmarks.common import primary_clock, size
 from genmlx import dist
 from genmlx import inference as infer
+from genmlx.inference.compiled_elliptical import _angles  # the paper's shrinking rule, plain MLX
+from genmlx.rng import row
 
 pytestmark = [pytest.mark.no_leak_gate, pytest.mark.benchmark(timer=primary_clock())]
 
@@ -45,7 +48,6 @@ N_WEIGHTS = 10
 N_OBS = 100
 K = 50  # compiled_elliptical_slice's default block
 R = 32  # its default max_rounds
-TWO_PI = 2.0 * math.pi
 
 
 def logistic_data(n: int = N_OBS, d: int = N_WEIGHTS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -71,27 +73,10 @@ def logistic(xs):
 
 # -- the plain-MLX floors --------------------------------------------------------------------------
 
-def _view(a, i: int):
-    return mx.squeeze(a[i:i + 1], 0)  # a[i] as a view (an int index is a gather)
-
-
 def _log_lik(w):
     """log L of weights `w` [..., D] by hand: sum_i y_i l_i - log(1 + e^l_i), l = X w."""
     logits = w @ X.T
     return mx.sum(mx.array(Y_NP, mx.float32) * logits - mx.logaddexp(0.0, logits), axis=-1)
-
-
-def _angles(us):
-    """[K, R] angles from the [R + 1, K] uniforms: the paper's bracket, shrunk while off the slice."""
-    theta = TWO_PI * _view(us, 1)
-    lo, hi = theta - TWO_PI, theta
-    out = [theta]
-    for j in range(2, us.shape[0]):
-        below = theta < 0
-        lo, hi = mx.where(below, theta, lo), mx.where(below, hi, theta)
-        theta = lo + (hi - lo) * _view(us, j)
-        out.append(theta)
-    return mx.stack(out, axis=1)
 
 
 def floor_kernel(k: int, r: int, sequential: bool):
@@ -100,14 +85,14 @@ def floor_kernel(k: int, r: int, sequential: bool):
 
     def block(key, ll, w):
         ks = mx.random.split(key, 2)
-        nus = mx.random.normal((k, N_WEIGHTS), key=_view(ks, 0))  # sigma = 1, mu = 0
-        us = mx.random.uniform(shape=(r + 1, k), key=_view(ks, 1))
-        log_u = mx.log(_view(us, 0))
+        nus = mx.random.normal((k, N_WEIGHTS), key=row(ks, 0))  # sigma = 1, mu = 0
+        us = mx.random.uniform(shape=(r + 1, k), key=row(ks, 1))
+        log_u = mx.log(row(us, 0))
         angles = _angles(us)
         cos, sin = mx.cos(angles)[..., None], mx.sin(angles)[..., None]  # [K, R, 1]
         kept, steps = [], []
         for it in range(k):
-            c, s, nu, level = _view(cos, it), _view(sin, it), _view(nus, it), ll + _view(log_u, it)
+            c, s, nu, level = row(cos, it), row(sin, it), row(nus, it), ll + row(log_u, it)
             step = _sequential if sequential else _batched
             w, ll, n = step(w, ll, nu, c, s, level, r)
             kept.append(w)
@@ -129,7 +114,7 @@ def _batched(w, ll, nu, c, s, level, r):
 def _sequential(w, ll, nu, c, s, level, r):
     new, new_ll, n, done = w, ll, mx.array(r), mx.array(False)
     for j in range(r):
-        prop = w * _view(c, j) + nu * _view(s, j)
+        prop = w * row(c, j) + nu * row(s, j)
         lp = _log_lik(prop)
         lands = mx.logical_and(lp > level, mx.logical_not(done))
         new, new_ll, n = mx.where(lands, prop, new), mx.where(lands, lp, new_ll), mx.where(lands, j + 1, n)

@@ -35,7 +35,7 @@ import mlx.core as mx
 from .thread_state import Value
 
 __all__ = ["seed", "next_key", "resolve", "KeyStream", "lanewise", "uniform", "categorical", "shared_lanes",
-           "lane_layout"]
+           "lane_layout", "row"]
 
 _stream = _random.Random(0)
 
@@ -121,6 +121,11 @@ def lanewise(fn: Callable, key, shape: tuple, *extra):
         return fn(key, shape, *extra)
     n, lane = lanes_
     return _pick_row(fn(key, (n,) + shape, *extra), lane)
+
+
+def row(a: mx.array, i: int) -> mx.array:
+    """`a[i]` (a Python int) as a view: in MLX an int index is a gather, a kernel launch on a GPU."""
+    return mx.squeeze(a[i:i + 1], 0)
 
 
 @mx.custom_function

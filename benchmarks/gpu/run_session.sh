@@ -43,6 +43,11 @@ bench() {  # pytest-benchmark rows into $OUT/$1.json
   timeout "$limit" python3 -m pytest "$@" -q -p no:cacheprovider -o addopts="" \
     --benchmark-json="$OUT/$name.json" 2>&1 | tail -3
 }
+gpu_tests() {  # the GPU paths' tests (accept kernel, compiled blocks, launches, the GPU normal), under a time limit
+  timeout "$1" python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
+    tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
+    -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or launches_do_not_grow or gpu or lanes or ks_test" 2>&1 | tail -3
+}
 peers() {  # peers rows (its --only arguments) into $OUT/peers.json, under a time limit (each row is kept as it ends)
   local limit=$1; shift
   timeout "$limit" python3 -m benchmarks.peers --merge --out "$OUT/peers.json" "$@" 2>&1 | grep -v "^ *$"
@@ -85,26 +90,20 @@ case "${1:-A}" in
     ;;
   G)  # L1 and L2's key rows in one call (a lease with little budget left): the GPU paths' tests, the launch
       # count, compiled_mh beside GenJAX's scan, the accept kernels, IS's fixed cost split; then H
-    timeout 100 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
-      tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
-      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or launches_do_not_grow or gpu or lanes or ks_test" 2>&1 | tail -3
+    gpu_tests 100
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
     peers 170 --only cmh
     timeout 60 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
     timeout 60 python3 -m benchmarks.gpu.is_split 1 100000 2>&1 | tee "$OUT/is-split.txt"
     ;;
   G2)  # G within little budget: the GPU paths' tests, the launch count, compiled_mh beside GenJAX's scan, the kernels
-    timeout 90 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
-      tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
-      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or launches_do_not_grow or gpu or lanes or ks_test" 2>&1 | tail -3
+    gpu_tests 90
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
     peers 150 --only cmh50
     timeout 45 python3 -m benchmarks.gpu.accept_scan "$OUT/accept-scan.json" 2>&1 | tail -4
     ;;
   G3)  # the least: the GPU paths' tests, the launch count, compiled_mh K = 50 on the regression beside GenJAX's scan
-    timeout 90 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/inference/test_accept_scan.py \
-      tests/inference/test_compiled.py tests/distributions/test_normal_gpu_form.py \
-      -k "accept_scan or resolve or chain_states or posterior_no_syncs or posterior_of_beta or launches_do_not_grow or gpu or lanes or ks_test" 2>&1 | tail -3
+    gpu_tests 90
     python3 -m benchmarks.gpu.launch_count 2>&1 | cut -c1-120 | tee "$OUT/launch-count.txt"
     peers 100 --only cmh50-reg5
     ;;

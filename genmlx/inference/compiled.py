@@ -57,7 +57,7 @@ from ..distributions.base import Distribution
 from ..dynamic import DynamicGenFn
 from ..evaluation import evaluate
 from ..memory import materialize
-from ..rng import KeyStream, lane_layout
+from ..rng import KeyStream, lane_layout, row
 from ..sums import signed_sum
 from ..trace import Trace, TraceViews
 from ..tree import flatten, mark_ready
@@ -299,6 +299,20 @@ def _value(tr: Trace, p):
     return tr._find(p).retval
 
 
+def model_scores(kernel, ref: Trace, states: list) -> list:
+    """The model's own log density (`assess`, unevaluated) at each of `states` (values of the kernel's
+    `.changed` choices), every other choice at `ref`'s value: what a compiled kernel's flattened
+    density is checked against before use (compiled Gibbs, elliptical slice)."""
+    changed = set(kernel.changed)
+    others = {p: _value(ref, p) for p in kernel.paths if p not in changed}
+    out = []
+    for values in states:
+        choices = dict(others)
+        choices.update(zip(kernel.changed, values))
+        out.append(kernel.gen_fn.assess(kernel.args, ChoiceMap._from_leaves(choices))[0])
+    return out
+
+
 def trace_with(kernel, ref: Trace, values) -> Trace:
     """The trace of a compiled kernel's model (`.gen_fn`, `.args`, `.paths`) whose `.changed` choices
     are `values` and whose other choices are `ref`'s, scored anew (compiled MH, Gibbs, elliptical)."""
@@ -536,7 +550,7 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
         counter = [0]
 
         def step(key_, state):
-            keys_ = all_keys[counter[0]]
+            keys_ = row(all_keys, counter[0])  # a view, not a gather
             counter[0] += 1
             return driver.Step(*kernel.block(keys_, state, ref))
 

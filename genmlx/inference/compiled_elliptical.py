@@ -84,14 +84,14 @@ import numpy as np
 
 from .. import flat_density
 from ..address import from_path
-from ..choicemap import ChoiceMap
 from ..deferred import Deferred
 from ..evaluation import evaluate
 from ..selection import Selection
+from ..rng import row
 from ..trace import Trace
 from . import driver
 from ._common import check_count, finish_stats, run_name, scalar_paths, start_site_chain
-from .compiled import _VIEW_KEY, StackedTraces, _Block, _constants, _value, trace_with
+from .compiled import _VIEW_KEY, StackedTraces, _Block, _constants, _value, model_scores, trace_with
 from .elliptical import _gaussian_site, elliptical_slice_kernel
 from .kernel_keys import KernelCache, args_key, structure_key
 from .mh import run_chain, summarize_mcmc
@@ -208,15 +208,10 @@ class CompiledElliptical:
         for _ in range(CHECK_STATES):
             states.append([m + s * mx.array(rng.standard_normal(v.shape), dtype=v.dtype)
                            for v, m, s in zip(base, self.mus, self.sigmas)])
-        others = {p: _value(template, p) for p in self.constant_paths}
-        flat, model, lik = [], [], []
         try:
-            for values in states:
-                flat.append(self.flat.log_density(values))
-                lik.append(self.log_likelihood(values))
-                state = dict(others)
-                state.update(zip(self.changed, values))
-                model.append(self.gen_fn.assess(self.args, ChoiceMap._from_leaves(state))[0])
+            flat = [self.flat.log_density(values) for values in states]
+            lik = [self.log_likelihood(values) for values in states]
+            model = model_scores(self, template, states)
             batched = self._batch_log_likelihood([mx.stack(col) for col in zip(*states)])
             evaluate(flat, model, lik, batched)
         except Exception as e:  # the GFI will meet (and report) the same problem, if it is one
@@ -254,10 +249,10 @@ class CompiledElliptical:
         ks = mx.random.split(key, n + 1)
         # the block's randomness, drawn up front: each address's K nu's, and per iteration the
         # level's uniform, the first angle's and the R - 1 later angles' (rows taken as views)
-        nus = [s * mx.random.normal((k, *v.shape), dtype=v.dtype, key=_row(ks, j))
+        nus = [s * mx.random.normal((k, *v.shape), dtype=v.dtype, key=row(ks, j))
                for j, (v, s) in enumerate(zip(values, self.sigmas))]
-        us = mx.random.uniform(shape=(r + 1, k), key=_row(ks, n))
-        log_u = mx.log(_row(us, 0))
+        us = mx.random.uniform(shape=(r + 1, k), key=row(ks, n))
+        log_u = mx.log(row(us, 0))
         angles = _angles(us)  # [K, R]
         cos, sin = mx.cos(angles), mx.sin(angles)
         # per address: [K, R, 1, ...] so that a row [R, 1, ...] broadcasts against the value's shape
@@ -267,9 +262,9 @@ class CompiledElliptical:
         kept = [[] for _ in values]
         steps, capped = [], mx.array(0, mx.int32)
         for it in range(k):
-            rows = [(_row(c, it), _row(s, it)) for c, s in shaped]
-            values, ll, n_steps, done = self._iteration(values, ll, [_row(nu, it) for nu in nus], rows,
-                                                        ll + _row(log_u, it))
+            rows = [(row(c, it), row(s, it)) for c, s in shaped]
+            values, ll, n_steps, done = self._iteration(values, ll, [row(nu, it) for nu in nus], rows,
+                                                        ll + row(log_u, it))
             steps.append(n_steps)
             capped = capped + mx.logical_not(done).astype(mx.int32)
             if it % self.thin == 0:
@@ -316,20 +311,15 @@ def _angles(us: mx.array) -> mx.array:
     are known up front (those after the landing are never used). The paper's shrinking: the first
     angle uniform on [0, 2 pi], the bracket [theta - 2 pi, theta]; an angle below 0 becomes the
     bracket's lower end, else its upper end, and the next angle is uniform in the bracket."""
-    theta = _TWO_PI * _row(us, 1)
+    theta = _TWO_PI * row(us, 1)
     lo, hi = theta - _TWO_PI, theta
     out = [theta]
     for j in range(2, us.shape[0]):
         below = theta < 0
         lo, hi = mx.where(below, theta, lo), mx.where(below, hi, theta)
-        theta = lo + (hi - lo) * _row(us, j)
+        theta = lo + (hi - lo) * row(us, j)
         out.append(theta)
     return mx.stack(out, axis=1)
-
-
-def _row(a: mx.array, i: int) -> mx.array:
-    """`a[i]` as a view (an int index is a gather: a kernel launch on a GPU)."""
-    return mx.squeeze(a[i:i + 1], 0)
 
 
 _cache = KernelCache()

@@ -65,14 +65,14 @@ import numpy as np
 from .. import flat_density
 from ..address import from_path
 from ..checks import DeferredCheck
-from ..choicemap import ChoiceMap
 from ..deferred import Deferred
 from ..evaluation import evaluate
 from ..selection import Selection
+from ..rng import row
 from ..trace import Trace
 from . import driver
 from ._common import check_count, finish_stats, run_name, scalar_paths, start_site_chain
-from .compiled import _VIEW_KEY, StackedTraces, _Block, _constants, _value, trace_with
+from .compiled import _VIEW_KEY, StackedTraces, _Block, _constants, _value, model_scores, trace_with
 from .gibbs import _site, enumerate_support, gibbs_kernel
 from .kernel_keys import KernelCache, args_key, structure_key
 from .mh import run_chain, summarize_mcmc
@@ -165,18 +165,13 @@ class CompiledGibbs:
         base = [_value(template, p) for p in self.changed]
         cols = [mx.concatenate([v[None], mx.array(rng.choice(np.asarray(sup), CHECK_STATES), dtype=v.dtype)])
                 for v, sup in zip(base, supports)]
-        others = {p: _value(template, p) for p in self.constant_paths}
-        model = []
         try:
-            flat = np.asarray(self.flat.log_density(cols, batch=1), dtype=np.float64)
-            for i in range(CHECK_STATES + 1):
-                state = dict(others)
-                state.update((p, c[i]) for p, c in zip(self.changed, cols))
-                model.append(self.gen_fn.assess(self.args, ChoiceMap._from_leaves(state))[0])
-            evaluate(model)
+            flat = self.flat.log_density(cols, batch=1)
+            model = model_scores(self, template, [[c[i] for c in cols] for i in range(CHECK_STATES + 1)])
+            evaluate(flat, model)
         except Exception as e:  # the GFI will meet (and report) the same problem, if it is one
             return f"the model could not be scored at other values of the addresses ({type(e).__name__}: {e})"
-        model = np.asarray(mx.stack(model), dtype=np.float64)
+        flat, model = np.asarray(flat, dtype=np.float64), np.asarray(mx.stack(model), dtype=np.float64)
         if not np.allclose(flat, model, rtol=1e-4, atol=1e-3, equal_nan=True):
             return "the flattened density disagrees with the model's at other values of the addresses"
         return None
@@ -242,8 +237,7 @@ class CompiledGibbs:
         i = 0
         for sweep in range(self.k):
             for j, u in enumerate(self.updates):
-                # a view of the i-th key (keys[i] would be a gather)
-                values[u.var], ok = self._draw(u, values, mx.squeeze(keys[i:i + 1], 0))
+                values[u.var], ok = self._draw(u, values, row(keys, i))
                 if ok is not None:
                     oks[j].append(ok)
                 i += 1

@@ -317,8 +317,7 @@ def run(
                 t0 = time.perf_counter()
                 s0 = _syncs
                 try:
-                    # keys[i] as a view (an int index is a gather: a kernel launch on a GPU)
-                    out = step(mx.squeeze(keys[i:i + 1], 0), state if flight is None else flight[1].state)
+                    out = step(rng.row(keys, i), state if flight is None else flight[1].state)
                 except BaseException:
                     if flight is not None:  # the step before is reported before the error
                         land(flight, None)
