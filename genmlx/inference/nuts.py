@@ -85,6 +85,8 @@ from . import driver
 from ._gradient import (check_int, check_positive, check_step_size, finish, initial_gradient, setup,
                         summarize)
 from .adaptation import HostAdaptation, host_adapt, host_init_adaptation, schedule
+from ..tiered_compile import MODES as FUSE_MODES
+from ..tiered_compile import tiered
 from .hmc import DIVERGENCE, leapfrog
 
 __all__ = ["nuts", "NUTSState", "Tree", "nuts_transition"]
@@ -308,7 +310,7 @@ def _sync(x) -> bool:
         return True
 
 
-def nuts_transition(value_and_grad, max_depth: int = 10):
+def nuts_transition(value_and_grad, max_depth: int = 10, fuse: str = "auto"):
     """`transition(key, rng, z, logp, grad, step, inv_mass, speculate) -> (z, logp, grad, stats)`.
 
     One NUTS iteration. `rng` (a NumPy generator) draws the directions and the
@@ -318,16 +320,19 @@ def nuts_transition(value_and_grad, max_depth: int = 10):
     sync (their leaves are wasted if the trajectory stops earlier); after
     that, one sync per doubling. `step` and `inv_mass` are MLX arrays, or a
     `HostAdaptation` passed as `step` (inv_mass None): its host copies then
-    spare the conversions.
+    spare the conversions. `fuse`: how the leapfrog is compiled
+    (`genmlx.tiered_compile` modes); between iterations, `transition.poll()`
+    switches a tiered leapfrog to its fused kernels once they are built and
+    returns whether the iterations since ran every leapfrog fused.
     """
-    lf = mx.compile(leapfrog(value_and_grad))
     step_fn = leapfrog(value_and_grad)
+    lf = tiered(step_fn, fuse)
 
     def first(key, z, g, eps, inv_mass):
         r0 = mx.random.normal(z.shape, key=key) * mx.rsqrt(inv_mass)
         return (*step_fn(z, r0, g, eps, inv_mass), r0)
 
-    first = mx.compile(first)
+    first = tiered(first, fuse)
 
     def transition(key, rng, z, lp, g, step, inv_mass=None, speculate: int = 1):
         if inv_mass is None:  # a HostAdaptation
@@ -405,12 +410,19 @@ def nuts_transition(value_and_grad, max_depth: int = 10):
             return z, lp, g, stats
         return (*tree.draw, stats)
 
+    def poll() -> bool:
+        ran_fused = "unfused" not in (lf.form, first.form)  # None: not called yet
+        lf.poll()
+        first.poll()
+        return ran_fused
+
+    transition.poll = poll
     return transition
 
 
 def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, burn: int = 0, thin: int = 1,
          step_size: float = 0.1, max_tree_depth: int = 10, adapt_step_size: bool = True, adapt_mass: bool = True,
-         target_accept: float = 0.8, key=None, init=None, callback=None, progress=None):
+         target_accept: float = 0.8, key=None, init=None, callback=None, progress=None, fuse: str = "auto"):
     """NUTS over `addresses` (continuous choices; constrained ones through `transforms`).
 
     Args:
@@ -426,6 +438,13 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
         key: an MLX key (same key, same chain, bit for bit).
         init: {address: value} starting point (default: a draw from the model).
         callback: `callback(step, state, stats)` after each iteration.
+        fuse: how the leapfrog is compiled (`genmlx.tiered_compile`): "auto"
+            (default) fuses it, except on a CUDA GPU that has not built its
+            kernels yet (NVRTC, ~3.5 s a kernel, once per machine): there it
+            runs unfused while a background process builds them, and fused
+            from the iteration after they are built. "fused" always fuses
+            (the same key gives the same chain bit for bit whatever the
+            machine's kernel cache holds), "unfused" never does.
 
     Returns:
         `InferenceResult`: `.traces`; `.stats` per iteration `accepted` (the
@@ -433,7 +452,9 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
         trajectory), `step_size`, `num_steps`, `n_grad_evals`, `tree_depth`,
         `diverging`; `acceptance_rate` (mean `accept_prob` after burn-in),
         `divergences`, `final_step_size`, `inv_mass`, `ess_bulk`, `ess_tail`,
-        `r_hat` by address; `syncs`, `syncs_per_iteration` (one per doubling).
+        `r_hat` by address; `syncs`, `syncs_per_iteration` (one per doubling);
+        `fused_from`: the first iteration run with the fused leapfrog (0:
+        all; None: none).
 
     Raises:
         ValueError: step_size <= 0, max_tree_depth < 1, an unknown, observed or
@@ -447,9 +468,12 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     if isinstance(max_tree_depth, bool) or not hasattr(max_tree_depth, "__index__") or max_tree_depth < 1:
         raise ValueError(f"nuts: max_tree_depth must be an int >= 1, got {max_tree_depth!r}")
     target = check_positive(alg, "target_accept", target_accept, 1.0)
+    if fuse not in FUSE_MODES:
+        raise ValueError(f"nuts: fuse must be one of {', '.join(map(repr, FUSE_MODES))}, got {fuse!r}")
     s = setup(alg, model, args, observations, addresses, key, init)
     vg = mx.value_and_grad(s.logp)
-    transition = nuts_transition(vg, int(max_tree_depth))
+    transition = nuts_transition(vg, int(max_tree_depth), fuse)
+    fused_from = []  # the first iteration of the fused leapfrog
     lp0, g0 = initial_gradient(vg, s.z0)
     evaluate(lp0, g0)
     plan = schedule(burn, adapt_step_size, adapt_mass, target)
@@ -459,6 +483,8 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     def step(k, st: NUTSState):
         a = st.adaptation
         z, lp, g, stats = transition(k, st.rng, st.z, st.logp, st.grad, a, None, st.speculate)
+        if not fused_from and transition.poll():
+            fused_from.append(st.i)
         a2 = host_adapt(a, plan, st.i, z, stats["accept_prob"]) if st.i < burn else a
         return driver.Step(NUTSState(z, lp, g, a2, st.i + 1, st.rng, max(1, stats["doublings"] - 2)), z,
                            {**stats, "step_size": a.step_size})
@@ -471,4 +497,5 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     a = res.state.adaptation
     return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin,
                   acceptance="accept_prob",
-                  extra={"final_step_size": a.step_size, "inv_mass": list(a.inv_mass)})
+                  extra={"final_step_size": a.step_size, "inv_mass": list(a.inv_mass),
+                         "fused_from": fused_from[0] if fused_from else None})
