@@ -96,13 +96,16 @@ def build(spec: dict, table: dict[str, Case] | None = None):
 
     burn = int(spec["burn"])
 
+    fuse = spec.get("fuse", "auto")
+
     def fn():
-        return infer.nuts(c.model, c.args, c.obs, addresses=c.addresses, n_samples=n, burn=burn, key=key)
+        return infer.nuts(c.model, c.args, c.obs, addresses=c.addresses, n_samples=n, burn=burn, key=key, fuse=fuse)
 
     def summarize(res):
         out = _chain_summary(res, c.addresses[:1])
         st = res.stats
-        out.update(leapfrog_steps=int(sum(st.get("num_steps", []))), divergences=st.get("divergences"))
+        out.update(leapfrog_steps=int(sum(st.get("num_steps", []))), divergences=st.get("divergences"),
+                   fused_from=st.get("fused_from"))
         return out
 
     return fn, summarize
