@@ -121,8 +121,8 @@ case "${1:-A}" in
     bench gpu-scalar-sites-is 110 benchmarks/test_bench_scalar_sites.py -k importance
     ;;
   T)
-    peers 420 --only nuts-reg100
-    timeout 100 python3 -m benchmarks.gpu.nuts_first_run "$OUT/nuts-first-run.json" 2>&1 | tail -3
+    timeout 40 python3 -m benchmarks.gpu.is_profile > "$OUT/is-profile.txt" 2>&1; head -40 "$OUT/is-profile.txt"
+    peers 360 --only nuts-reg100
     ;;
   H3)
     bench gpu-mh 200 benchmarks/test_bench_mh.py -k "fused or compiled_step"
