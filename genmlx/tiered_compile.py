@@ -32,7 +32,7 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
-__all__ = ["tiered", "Tiered", "MODES", "marker_dir"]
+__all__ = ["tiered", "Tiered", "MODES", "marker_dir", "poll_all"]
 
 MODES = ("auto", "fused", "unfused", "tiered")
 
@@ -186,6 +186,15 @@ def _builder_alive(claim: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def poll_all(fns) -> bool:
+    """Poll each of a sampler's tiered functions (between its iterations); whether every one of
+    them ran fused since the last poll (one not called yet counts as fused)."""
+    ran_fused = all(f.form != "unfused" for f in fns)
+    for f in fns:
+        f.poll()
+    return ran_fused
 
 
 def tiered(fn: Callable, mode: str = "auto") -> Tiered:

@@ -13,6 +13,7 @@ from ..evaluation import evaluate
 from ..memory import materialize
 from ..rng import resolve
 from ..special.fuse import one_shot
+from ..tiered_compile import MODES as FUSE_MODES
 from ..trace import TraceViews
 from . import driver
 from .result import InferenceResult, Stats
@@ -45,6 +46,13 @@ def check_positive(algorithm: str, name: str, value: Any, high: float | None = N
 
 def check_step_size(algorithm: str, step_size: Any) -> float:
     return check_positive(algorithm, "step_size", step_size)
+
+
+def check_fuse(algorithm: str, fuse: Any) -> str:
+    """`fuse` is one of `genmlx.tiered_compile.MODES`."""
+    if not isinstance(fuse, str) or fuse not in FUSE_MODES:
+        raise ValueError(f"{algorithm}: fuse must be one of {', '.join(map(repr, FUSE_MODES))}, got {fuse!r}")
+    return fuse
 
 
 class Setup(NamedTuple):

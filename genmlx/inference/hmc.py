@@ -24,7 +24,8 @@ from typing import NamedTuple
 import mlx.core as mx
 
 from . import driver
-from ._gradient import (check_int, check_positive, check_step_size, finish, initial_gradient, setup,
+from ..tiered_compile import poll_all, tiered
+from ._gradient import (check_fuse, check_int, check_positive, check_step_size, finish, initial_gradient, setup,
                         summarize)
 from .adaptation import Adaptation, adapt, init_adaptation, schedule
 
@@ -59,11 +60,13 @@ def _energy(lp, r, inv_mass):
     return mx.where(mx.isnan(h), mx.inf, h)
 
 
-def hmc_kernel(value_and_grad, n_leapfrog: int):
+def hmc_kernel(value_and_grad, n_leapfrog: int, fuse: str = "auto"):
     """Compiled `(key, z, logp, grad, step, inv_mass) -> (z, logp, grad, accepted, accept_prob, diverging)`.
 
     Works on one point ([dim]) or a batch of independent chains ([C, dim] with a
-    vmapped `value_and_grad`).
+    vmapped `value_and_grad`). `fuse`: how it is compiled (`genmlx.tiered_compile`
+    modes); between iterations `kernel.poll()` switches a tiered kernel to its
+    fused form once built and says whether the iterations since ran fused.
     """
     lf = leapfrog(value_and_grad)
     unrolled = n_leapfrog <= _UNROLL
@@ -89,22 +92,28 @@ def hmc_kernel(value_and_grad, n_leapfrog: int):
         return end(z, lp, g, z1, r1, lp1, g1, h0, logu, inv_mass)
 
     if unrolled:
-        return mx.compile(whole)
-    begin_c, lf_c, end_c = mx.compile(begin), mx.compile(lf), mx.compile(end)
+        whole_c = tiered(whole, fuse)
+        pieces = (whole_c,)
 
-    def looped(key, z, lp, g, step, inv_mass):
-        r, h0, logu = begin_c(key, z, lp, inv_mass)
-        z1, r1, g1, lp1 = z, r, g, lp
-        for _ in range(n_leapfrog):
-            z1, r1, g1, lp1 = lf_c(z1, r1, g1, step, inv_mass)
-        return end_c(z, lp, g, z1, r1, lp1, g1, h0, logu, inv_mass)
+        def kernel(*a):
+            return whole_c(*a)
+    else:
+        begin_c, lf_c, end_c = pieces = tiered(begin, fuse), tiered(lf, fuse), tiered(end, fuse)
 
-    return looped
+        def kernel(key, z, lp, g, step, inv_mass):
+            r, h0, logu = begin_c(key, z, lp, inv_mass)
+            z1, r1, g1, lp1 = z, r, g, lp
+            for _ in range(n_leapfrog):
+                z1, r1, g1, lp1 = lf_c(z1, r1, g1, step, inv_mass)
+            return end_c(z, lp, g, z1, r1, lp1, g1, h0, logu, inv_mass)
+
+    kernel.poll = lambda: poll_all(pieces)
+    return kernel
 
 
 def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, burn: int = 0, thin: int = 1,
         step_size: float = 0.1, n_leapfrog: int = 10, adapt_step_size: bool = True, adapt_mass: bool = True,
-        target_accept: float = 0.8, key=None, init=None, callback=None, progress=None):
+        target_accept: float = 0.8, key=None, init=None, callback=None, progress=None, fuse: str = "auto"):
     """HMC over `addresses` (continuous choices; constrained ones through `transforms`).
 
     Args:
@@ -121,13 +130,20 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
         key: an MLX key (same key, same chain, bit for bit).
         init: {address: value} starting point (default: a draw from the model).
         callback: `callback(step, state, stats)` after each iteration.
+        fuse: how the kernel is compiled (`genmlx.tiered_compile`): "auto"
+            (default) fuses it, except on a CUDA GPU that has not built its
+            kernels yet: there it runs unfused while a background process
+            builds them, fused from the iteration after. "fused" always
+            fuses (the same chain whatever the kernel cache holds),
+            "unfused" never does.
 
     Returns:
         `InferenceResult`: `.traces` (kept traces in each address's own space);
         `.stats` per iteration `accepted`, `accept_prob`, `step_size`,
         `num_steps`, `diverging`; `acceptance_rate`, `divergences` (after
         burn-in), `final_step_size`, `inv_mass`, `ess_bulk`, `ess_tail`,
-        `r_hat` by address; `syncs` (0 per iteration), `duration_s`.
+        `r_hat` by address; `syncs` (0 per iteration), `duration_s`;
+        `fused_from`: the first iteration run fused (0: all; None: none).
 
     Raises:
         ValueError: step_size <= 0, n_leapfrog < 1, an unknown, observed or
@@ -142,9 +158,11 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
         raise ValueError(f"hmc: n_leapfrog must be an int >= 1, got {n_leapfrog!r}")
     n_leapfrog = int(n_leapfrog)
     target = check_positive(alg, "target_accept", target_accept, 1.0)
+    check_fuse(alg, fuse)
     s = setup(alg, model, args, observations, addresses, key, init)
     vg = mx.value_and_grad(s.logp)
-    kernel = hmc_kernel(vg, n_leapfrog)
+    kernel = hmc_kernel(vg, n_leapfrog, fuse)
+    fused_from = []  # the first iteration of the fused kernel
     lp0, g0 = initial_gradient(vg, s.z0)
     plan = schedule(burn, adapt_step_size, adapt_mass, target)
     state = HMCState(s.z0, lp0, g0, init_adaptation(step_size, s.logp.dim), 0)
@@ -152,6 +170,8 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
     def step(k, st: HMCState):
         a = st.adaptation
         z, lp, g, acc, ap, div = kernel(k, st.z, st.logp, st.grad, a.step_size, a.inv_mass)
+        if not fused_from and kernel.poll():
+            fused_from.append(st.i)
         a2 = adapt(a, plan, st.i, z, ap) if st.i < burn else a
         return driver.Step(HMCState(z, lp, g, a2, st.i + 1), z,
                            {"accepted": acc, "accept_prob": ap, "step_size": a.step_size,
@@ -164,4 +184,5 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
                      pipeline=True)  # a step reads nothing on the host
     a = res.state.adaptation
     return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin,
-                  extra={"final_step_size": a.step_size.item(), "inv_mass": a.inv_mass.tolist()})
+                  extra={"final_step_size": a.step_size.item(), "inv_mass": a.inv_mass.tolist(),
+                         "fused_from": fused_from[0] if fused_from else None})

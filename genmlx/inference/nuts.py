@@ -82,11 +82,10 @@ import numpy as np
 from ..evaluation import evaluate
 from ..memory import ResourceLimitExceeded
 from . import driver
-from ._gradient import (check_int, check_positive, check_step_size, finish, initial_gradient, setup,
+from ._gradient import (check_fuse, check_int, check_positive, check_step_size, finish, initial_gradient, setup,
                         summarize)
 from .adaptation import HostAdaptation, host_adapt, host_init_adaptation, schedule
-from ..tiered_compile import MODES as FUSE_MODES
-from ..tiered_compile import tiered
+from ..tiered_compile import poll_all, tiered
 from .hmc import DIVERGENCE, leapfrog
 
 __all__ = ["nuts", "NUTSState", "Tree", "nuts_transition"]
@@ -410,13 +409,7 @@ def nuts_transition(value_and_grad, max_depth: int = 10, fuse: str = "auto"):
             return z, lp, g, stats
         return (*tree.draw, stats)
 
-    def poll() -> bool:
-        ran_fused = "unfused" not in (lf.form, first.form)  # None: not called yet
-        lf.poll()
-        first.poll()
-        return ran_fused
-
-    transition.poll = poll
+    transition.poll = lambda: poll_all((lf, first))
     return transition
 
 
@@ -468,8 +461,7 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     if isinstance(max_tree_depth, bool) or not hasattr(max_tree_depth, "__index__") or max_tree_depth < 1:
         raise ValueError(f"nuts: max_tree_depth must be an int >= 1, got {max_tree_depth!r}")
     target = check_positive(alg, "target_accept", target_accept, 1.0)
-    if fuse not in FUSE_MODES:
-        raise ValueError(f"nuts: fuse must be one of {', '.join(map(repr, FUSE_MODES))}, got {fuse!r}")
+    check_fuse(alg, fuse)
     s = setup(alg, model, args, observations, addresses, key, init)
     vg = mx.value_and_grad(s.logp)
     transition = nuts_transition(vg, int(max_tree_depth), fuse)

@@ -156,20 +156,21 @@ def test_modes():
         tc.tiered(_fn, "sometimes")
 
 
-def test_nuts_tiered_is_the_fused_chain_and_says_when_it_fused():
+@pytest.mark.parametrize("sampler, extra", [("nuts", {}), ("hmc", {}), ("hmc", {"n_leapfrog": 40})])
+def test_samplers_tiered_are_the_fused_chain_and_say_when_they_fused(sampler, extra):
     from genmlx import inference as infer
-
     from tests.inference.gradient_models import LR_OBS, XS, linreg
 
-    kw = dict(addresses=["slope", "intercept"], n_samples=150, burn=100, key=mx.random.key(3))
-    fused = infer.nuts(linreg, (XS,), LR_OBS, fuse="fused", **kw)
-    tiered = infer.nuts(linreg, (XS,), LR_OBS, fuse="tiered", **kw)
-    unfused = infer.nuts(linreg, (XS,), LR_OBS, fuse="unfused", **kw)
+    run = getattr(infer, sampler)  # n_leapfrog = 40: HMC's looped kernel (three tiered pieces)
+    kw = dict(addresses=["slope", "intercept"], n_samples=150, burn=100, key=mx.random.key(3), **extra)
+    fused = run(linreg, (XS,), LR_OBS, fuse="fused", **kw)
+    tiered = run(linreg, (XS,), LR_OBS, fuse="tiered", **kw)
+    unfused = run(linreg, (XS,), LR_OBS, fuse="unfused", **kw)
     assert fused.stats["fused_from"] == 0 and unfused.stats["fused_from"] is None
     f = tiered.stats["fused_from"]
     assert f is None or 0 < f <= 250
     for r in (tiered, unfused):  # on a CPU the fused kernels' arithmetic is the prebuilt kernels'
         for a in ("slope", "intercept"):
             np.testing.assert_array_equal([float(t[a]) for t in r.traces], [float(t[a]) for t in fused.traces])
-    with pytest.raises(ValueError, match="nuts: fuse must be one of"):
-        infer.nuts(linreg, (XS,), LR_OBS, fuse=True, **kw)
+    with pytest.raises(ValueError, match=f"{sampler}: fuse must be one of"):
+        run(linreg, (XS,), LR_OBS, fuse=True, **kw)
