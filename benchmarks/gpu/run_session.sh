@@ -17,6 +17,7 @@
 #   bash benchmarks/gpu/run_session.sh G   # L1 and L2's key rows in one call, then H: the suite's IS and MH rows
 #   bash benchmarks/gpu/run_session.sh N   # NUTS's new-machine first run fused and unfused, then the IS rows
 #   bash benchmarks/gpu/run_session.sh T   # NUTS beside NumPyro with the tiered leapfrog (fuse="auto"), both forms
+#   bash benchmarks/gpu/run_session.sh T2  # T's NUTS rows first, a shorter IS profile after
 #   bash benchmarks/gpu/run_session.sh H3  # the MH module's fused and compiled-step rows, the kernel cache back
 #   bash benchmarks/gpu/run_session.sh L2  # then IS's fixed cost split (is_split.py), the MH rows against their
 #                                          # floors and the IS rows (the suite's JSON)
@@ -119,6 +120,11 @@ case "${1:-A}" in
     timeout 300 python3 -m benchmarks.gpu.nuts_first_run "$OUT/nuts-first-run.json" 2>&1 | tail -6
     bench gpu-is-regression 130 benchmarks/test_bench_is.py -k "regression100 and test_is_vectorized"
     bench gpu-scalar-sites-is 110 benchmarks/test_bench_scalar_sites.py -k importance
+    ;;
+  T2)  # T within little budget: the NUTS rows first (each kept as it ends), then the IS profile
+    peers 230 --only nuts-reg100
+    timeout 25 python3 -m benchmarks.gpu.is_profile regression100_vec 100000 100 > "$OUT/is-profile.txt" 2>&1
+    head -40 "$OUT/is-profile.txt"
     ;;
   T)
     timeout 40 python3 -m benchmarks.gpu.is_profile > "$OUT/is-profile.txt" 2>&1; head -40 "$OUT/is-profile.txt"
