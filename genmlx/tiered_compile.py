@@ -74,6 +74,7 @@ class Tiered:
     """`fn` unfused until its fused kernels are on this machine, then compiled (see the module docstring).
 
     Attributes:
+        mode: "fused", "unfused" or "tiered" ("auto" resolved for this device).
         form: "unfused" or "fused", the form calls run now (None before the first call).
         builder: the background build process (None when none was started by this object).
     """
@@ -83,15 +84,15 @@ class Tiered:
             raise ValueError(f"tiered_compile: mode must be one of {MODES}, got {mode!r}")
         self.fn, self.builder, self.form = fn, None, None
         self._marker = self._compiled = None
-        self._mode = ("tiered" if _is_cuda() else "fused") if mode == "auto" else mode
+        self.mode = ("tiered" if _is_cuda() else "fused") if mode == "auto" else mode
         self._call = self._first_call
 
     def _first_call(self, *args):
         """The first call: its arguments are the example that the tiered form exports."""
         self._call, self.form = mx.compile(self.fn), "fused"
-        if self._mode == "unfused":
+        if self.mode == "unfused":
             self._call, self.form = self.fn, "unfused"
-        elif self._mode == "tiered":
+        elif self.mode == "tiered":
             try:
                 self._tier(list(args))
             except Exception:  # noqa: BLE001 - a graph MLX cannot export: compiled here, as "fused" is

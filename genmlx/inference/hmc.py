@@ -108,6 +108,7 @@ def hmc_kernel(value_and_grad, n_leapfrog: int, fuse: str = "auto"):
             return end_c(z, lp, g, z1, r1, lp1, g1, h0, logu, inv_mass)
 
     kernel.poll = lambda: poll_all(pieces)
+    kernel.tiered = pieces[0].mode == "tiered"
     return kernel
 
 
@@ -143,7 +144,8 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
         `num_steps`, `diverging`; `acceptance_rate`, `divergences` (after
         burn-in), `final_step_size`, `inv_mass`, `ess_bulk`, `ess_tail`,
         `r_hat` by address; `syncs` (0 per iteration), `duration_s`;
-        `fused_from`: the first iteration run fused (0: all; None: none).
+        `fused_from` (a tiered kernel only, see `fuse`): the first iteration
+        of this call run fused (None: none).
 
     Raises:
         ValueError: step_size <= 0, n_leapfrog < 1, an unknown, observed or
@@ -185,4 +187,4 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
     a = res.state.adaptation
     return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin,
                   extra={"final_step_size": a.step_size.item(), "inv_mass": a.inv_mass.tolist(),
-                         "fused_from": fused_from[0] if fused_from else None})
+                         **({"fused_from": fused_from[0] if fused_from else None} if kernel.tiered else {})})

@@ -410,6 +410,7 @@ def nuts_transition(value_and_grad, max_depth: int = 10, fuse: str = "auto"):
         return (*tree.draw, stats)
 
     transition.poll = lambda: poll_all((lf, first))
+    transition.tiered = lf.mode == "tiered"
     return transition
 
 
@@ -446,8 +447,8 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
         `diverging`; `acceptance_rate` (mean `accept_prob` after burn-in),
         `divergences`, `final_step_size`, `inv_mass`, `ess_bulk`, `ess_tail`,
         `r_hat` by address; `syncs`, `syncs_per_iteration` (one per doubling);
-        `fused_from`: the first iteration run with the fused leapfrog (0:
-        all; None: none).
+        `fused_from` (a tiered leapfrog only, see `fuse`): the first iteration
+        of this call run fused (None: none).
 
     Raises:
         ValueError: step_size <= 0, max_tree_depth < 1, an unknown, observed or
@@ -490,4 +491,4 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin,
                   acceptance="accept_prob",
                   extra={"final_step_size": a.step_size, "inv_mass": list(a.inv_mass),
-                         "fused_from": fused_from[0] if fused_from else None})
+                         **({"fused_from": fused_from[0] if fused_from else None} if transition.tiered else {})})

@@ -165,7 +165,7 @@ def test_samplers_tiered_are_the_fused_chain_and_say_when_they_fused(sampler, ex
     fused = run(linreg, (XS,), LR_OBS, fuse="fused", **kw)
     tiered = run(linreg, (XS,), LR_OBS, fuse="tiered", **kw)
     unfused = run(linreg, (XS,), LR_OBS, fuse="unfused", **kw)
-    assert fused.stats["fused_from"] == 0 and unfused.stats["fused_from"] is None
+    assert "fused_from" not in fused.stats and "fused_from" not in unfused.stats  # a tiered kernel's only
     f = tiered.stats["fused_from"]
     assert f is None or 0 < f <= 250
     for r in (tiered, unfused):  # on a CPU the fused kernels' arithmetic is the prebuilt kernels'
