@@ -35,6 +35,7 @@ import numpy as np
 __all__ = ["tiered", "Tiered", "MODES", "marker_dir", "poll_all"]
 
 MODES = ("auto", "fused", "unfused", "tiered")
+MAX_BUILDERS = 4  # background builds at once on a machine (each holds a CUDA context and a CPU core)
 
 # The builder: import the graph, compile it, run it once on the saved example inputs, then mark
 # it built. Plain MLX, so the background process starts in a fraction of genmlx's import time.
@@ -122,6 +123,8 @@ class Tiered:
             return
         self._call, self.form = self.fn, "unfused"
         claim = folder / f"{key}.building"
+        if not claim.exists() and sum(map(_builder_alive, folder.glob("*.building"))) >= MAX_BUILDERS:
+            return  # enough builds under way on this machine: this call runs unfused, a later one builds
         try:  # one builder per graph on the machine; a later process polls the marker only
             fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:

@@ -130,6 +130,25 @@ def test_a_dead_builders_claim_is_taken_over():
     assert t.form == "fused"
 
 
+def test_no_builder_beyond_the_machines_limit(monkeypatch):
+    monkeypatch.setattr(tc, "MAX_BUILDERS", 1)
+    busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        tc.marker_dir().mkdir(parents=True)
+        (tc.marker_dir() / "another-graph.building").write_text(str(busy.pid))
+        t = tc.tiered(_fn, "tiered")
+        _same(t(*ARGS), _fn(*ARGS))
+        assert t.form == "unfused" and t.builder is None
+    finally:
+        busy.kill()
+        busy.wait()
+    later = tc.tiered(_fn, "tiered")  # the other build has ended: this one builds
+    later(*ARGS)
+    assert later.builder is not None
+    _wait(later)
+    assert later.form == "fused"
+
+
 def test_a_failed_build_keeps_the_run_unfused_and_later_ones_compile_here(monkeypatch):
     failing = ("import sys, os; m = sys.argv[3]; open(m[:-len('.built')] + '.failed', 'w').close(); "
                "os.unlink(sys.argv[4]); sys.exit(3)")
