@@ -128,7 +128,8 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
             (with burn=0 it stays fixed).
         n_leapfrog: leapfrog steps per iteration (>= 1).
         adapt_mass: adapt a diagonal mass matrix during burn-in (Stan's windows).
-        key: an MLX key (same key, same chain, bit for bit).
+        key: an MLX key (same key, same chain, bit for bit; on a CUDA GPU
+            whose kernels are being built, with `fuse="fused"`).
         init: {address: value} starting point (default: a draw from the model).
         callback: `callback(step, state, stats)` after each iteration.
         fuse: how the kernel is compiled (`genmlx.tiered_compile`): "auto"

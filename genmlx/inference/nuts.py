@@ -429,7 +429,8 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
             `adapt_step_size` (with burn=0 it stays fixed).
         max_tree_depth: the most doublings per iteration (>= 1; Stan's 10).
         adapt_mass: adapt a diagonal mass matrix during burn-in (Stan's windows).
-        key: an MLX key (same key, same chain, bit for bit).
+        key: an MLX key (same key, same chain, bit for bit; on a CUDA GPU
+            whose kernels are being built, with `fuse="fused"`).
         init: {address: value} starting point (default: a draw from the model).
         callback: `callback(step, state, stats)` after each iteration.
         fuse: how the leapfrog is compiled (`genmlx.tiered_compile`): "auto"
