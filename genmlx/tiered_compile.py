@@ -5,10 +5,11 @@ on disk: ~0.4 s a kernel with the C++ compiler on a CPU, ~3.5 s with NVRTC on a 
 NUTS leapfrog's 11 kernels cost 40 s once per machine, four times NumPyro's whole first run. The
 same function unfused runs MLX's prebuilt kernels: more launches, no builds.
 
-`tiered(fn)` is a callable that, from its first call on (whose arguments are the example), while this machine lacks `fn`'s fused kernels, runs
-`fn` unfused and has a background process build them from `fn`'s exported graph
-(`mx.export_function`); `poll()` switches it to the compiled form once they are on disk, and a
-later process finds them there (a marker beside MLX's kernel cache) and starts compiled. The
+`tiered(fn)` is a callable whose first call's arguments are the example: while this machine
+lacks `fn`'s fused kernels for them, it runs `fn` unfused and has a background process build the
+kernels from `fn`'s exported graph (`mx.export_function`); `poll()` switches it to the compiled
+form once they are on disk, and a later process finds them there (a marker beside MLX's kernel
+cache) and starts compiled. The
 compiled form is the *imported* graph's, in this process and in the builder alike, so both name
 the same kernels (a graph compiled from Python inlines its constants; an imported one takes them
 as inputs). Results agree to rounding, not bit for bit: on a GPU a fused kernel's arithmetic
@@ -31,6 +32,8 @@ from typing import Callable
 
 import mlx.core as mx
 import numpy as np
+
+from .evaluation import evaluate
 
 __all__ = ["tiered", "Tiered", "MODES", "marker_dir", "poll_all"]
 
@@ -90,7 +93,6 @@ class Tiered:
 
     def _first_call(self, *args):
         """The first call: its arguments are the example that the tiered form exports."""
-        self._call, self.form = mx.compile(self.fn), "fused"
         if self.mode == "unfused":
             self._call, self.form = self.fn, "unfused"
         elif self.mode == "tiered":
@@ -98,12 +100,14 @@ class Tiered:
                 self._tier(list(args))
             except Exception:  # noqa: BLE001 - a graph MLX cannot export: compiled here, as "fused" is
                 self._call, self.form = mx.compile(self.fn), "fused"
+        else:
+            self._call, self.form = mx.compile(self.fn), "fused"
         return self._call(*args)
 
     def _tier(self, args: list) -> None:
         folder = marker_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        mx.eval(args)
+        evaluate(args)  # once, at the first call: the example inputs are saved for the builder
         key = _graph_key(self.fn, args)
         fn_path = folder / f"{key}.mlxfn"
         if not fn_path.exists():
