@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import mlx.core as mx
 
-from . import driver
 from ..tiered_compile import poll_all, tiered
+from . import driver
 from ._gradient import (check_fuse, check_int, check_positive, check_step_size, finish, initial_gradient, setup,
                         summarize)
 from .adaptation import Adaptation, adapt, init_adaptation, schedule

@@ -81,11 +81,11 @@ import numpy as np
 
 from ..evaluation import evaluate
 from ..memory import ResourceLimitExceeded
+from ..tiered_compile import poll_all, tiered
 from . import driver
 from ._gradient import (check_fuse, check_int, check_positive, check_step_size, finish, initial_gradient, setup,
                         summarize)
 from .adaptation import HostAdaptation, host_adapt, host_init_adaptation, schedule
-from ..tiered_compile import poll_all, tiered
 from .hmc import DIVERGENCE, leapfrog
 
 __all__ = ["nuts", "NUTSState", "Tree", "nuts_transition"]
