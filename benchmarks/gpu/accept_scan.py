@@ -1,10 +1,6 @@
 """The accept recursion of a K-iteration independence chain on the default device: `resolve` (on a
-CUDA GPU its one custom kernel) against its array form (comparison and pointer doubling, then the
-accept flags, probabilities and last density as array ops), each compiled on its own.
-
-On a CUDA GPU a third form is tried: `one_kernel`, a candidate kernel that writes all four of
-`resolve`'s results in its one launch (the shipped kernel writes the states, and four to five array
-ops derive the rest, a launch each). It ships once it has run here: same results, fewer microseconds.
+CUDA GPU one custom kernel that writes the states, flags, probabilities and last density) against
+its array form (comparison and pointer doubling, then the rest as array ops), each compiled on its own.
 
 `python -m benchmarks.gpu.accept_scan [OUT.json]`: for K = 50, 500 and 5,000, whether each form gives
 the array form's states, flags and last density (and probabilities within 1e-6) on random densities
@@ -36,63 +32,6 @@ def _case(k: int, seed: int):
     return mx.array(lls), mx.array(logu), mx.array(float(rng.normal()), dtype=mx.float32)
 
 
-# The candidate: thread 0 also notes each iteration's accept probability; the threads write the states,
-# flags and probabilities of a tile; thread 0 writes the last density at the end.
-ONE_KERNEL_SOURCE = """
-    constexpr int TILE = 1024;
-    __shared__ float sl[TILE];
-    __shared__ float su[TILE];
-    __shared__ float sp[TILE];
-    __shared__ int sc[TILE];
-    __shared__ int cur;
-    __shared__ float lcur;
-    const int t = threadIdx.x, nt = blockDim.x;
-    if (t == 0) { cur = 0; lcur = ll0[0]; states[0] = 0; }
-    for (int a = 0; a < K; a += TILE) {
-        const int n = min(TILE, K - a);
-        for (int i = t; i < n; i += nt) { sl[i] = lls[a + i]; su[i] = logu[a + i]; }
-        __syncthreads();
-        if (t == 0) {
-            int c = cur;
-            float l = lcur;
-            for (int i = 0; i < n; ++i) {
-                const float li = sl[i];
-                const float d = li - l;
-                sp[i] = isnan(d) ? d : expf(fminf(d, 0.0f));  // NaN stays NaN, as mx.minimum keeps it
-                if (su[i] < d) { c = a + i + 1; l = li; }  // NaN compares false: never accepted
-                sc[i] = c;
-            }
-            cur = c;
-            lcur = l;
-        }
-        __syncthreads();
-        for (int i = t; i < n; i += nt) {
-            states[a + i + 1] = sc[i];
-            accepted[a + i] = sc[i] == a + i + 1;
-            prob[a + i] = sp[i];
-        }
-        __syncthreads();
-    }
-    if (t == 0) { ll_last[0] = lcur; }
-"""
-_one_kernel = None
-
-
-def one_kernel_resolve(lls, logu, ll0):
-    global _one_kernel
-    if _one_kernel is None:
-        _one_kernel = mx.fast.cuda_kernel(name="genmlx_accept_resolve", input_names=["lls", "logu", "ll0"],
-                                          output_names=["states", "accepted", "prob", "ll_last"],
-                                          source=ONE_KERNEL_SOURCE)
-    k = lls.shape[0]
-    threads = min(256, 32 * math.ceil(k / 32))
-    states, accepted, prob, last = _one_kernel(
-        inputs=[lls, logu, ll0.astype(mx.float32).reshape(1)], template=[("K", k)], grid=(threads, 1, 1),
-        threadgroup=(threads, 1, 1), output_shapes=[(k + 1,), (k,), (k,), (1,)],
-        output_dtypes=[mx.int32, mx.bool_, mx.float32, mx.float32])
-    return states, accepted, prob, last.reshape(())
-
-
 def _same(a, b) -> bool:
     (sa, fa, pa, la), (sb, fb, pb, lb) = a, b
     return (sa.tolist() == sb.tolist() and fa.tolist() == fb.tolist() and la.item() == lb.item()
@@ -101,8 +40,6 @@ def _same(a, b) -> bool:
 
 def main(out: str | None) -> None:
     forms = {"resolve": mx.compile(A.resolve), "array_form": mx.compile(A._array_resolve)}
-    if A._kernel_runs(*_case(1, 0)[:2]):
-        forms["one_kernel"] = mx.compile(one_kernel_resolve)
     rows = []
     for k in (50, 500, 5000):
         same = {name: all(_same(fn(*_case(k, s)), forms["array_form"](*_case(k, s))) for s in range(5))

@@ -28,7 +28,11 @@ itself is K scalar steps. There the rule runs as one custom kernel
 (`mx.fast.cuda_kernel`): the block's threads stage the densities and
 uniforms in shared memory and one thread walks them, with the same float32
 subtraction and comparison, so the states are the same (29 us at K = 50,
-74 us at K = 500: benchmarks/results/gpu/accept-scan-h100.json).
+74 us at K = 500: benchmarks/results/gpu/accept-scan-h100.json). The same
+launch writes the accept flags, probabilities and last density, which the
+array form derives with four to five more launches (on an H100, `resolve`
+at K = 50: 58 us against 87 us for the states-only kernel and its derived
+outputs, the same values: results/gpu/accept-scan-h100-one-kernel.json).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def chain_states(lls: mx.array, logu: mx.array, ll0: mx.array, chunk: int = CHUN
         ll0: the starting state's log density (0-d).
     """
     if _kernel_runs(lls, logu):
-        return _cuda_states(lls, logu, ll0.astype(mx.float32))
+        return _cuda_resolve(lls, logu, ll0)[0]
     return _doubling_states(lls, logu, ll0, chunk)
 
 
@@ -64,7 +68,9 @@ def resolve(lls: mx.array, logu: mx.array, ll0: mx.array) -> tuple[mx.array, mx.
     `[K]`); `accept_prob[j]` is `exp(min(lls[j] - L, 0))` against the state L it started from
     (NaN for a NaN density); `ll_last` is the log density of the state after the last iteration.
     """
-    return _derive(chain_states(lls, logu, ll0), lls, ll0)
+    if _kernel_runs(lls, logu):
+        return _cuda_resolve(lls, logu, ll0)
+    return _derive(_doubling_states(lls, logu, ll0), lls, ll0)
 
 
 def _array_resolve(lls, logu, ll0):
@@ -123,11 +129,13 @@ def _kernel_runs(lls, logu) -> bool:
 
 
 # One thread block: its threads stage a tile of the densities and uniforms in shared memory, thread 0
-# walks the tile (the sequential rule), then the threads write the tile's states out.
-_SCAN_SOURCE = """
+# walks the tile (the sequential rule) noting each iteration's accept probability, then the threads
+# write the tile's states, flags and probabilities; thread 0 writes the last density at the end.
+_RESOLVE_SOURCE = """
     constexpr int TILE = 1024;
     __shared__ float sl[TILE];
     __shared__ float su[TILE];
+    __shared__ float sp[TILE];
     __shared__ int sc[TILE];
     __shared__ int cur;
     __shared__ float lcur;
@@ -142,28 +150,38 @@ _SCAN_SOURCE = """
             float l = lcur;
             for (int i = 0; i < n; ++i) {
                 const float li = sl[i];
-                if (su[i] < li - l) { c = a + i + 1; l = li; }  // NaN compares false: never accepted
+                const float d = li - l;
+                sp[i] = isnan(d) ? d : expf(fminf(d, 0.0f));  // NaN stays NaN, as mx.minimum keeps it
+                if (su[i] < d) { c = a + i + 1; l = li; }  // NaN compares false: never accepted
                 sc[i] = c;
             }
             cur = c;
             lcur = l;
         }
         __syncthreads();
-        for (int i = t; i < n; i += nt) states[a + i + 1] = sc[i];
+        for (int i = t; i < n; i += nt) {
+            states[a + i + 1] = sc[i];
+            accepted[a + i] = sc[i] == a + i + 1;
+            prob[a + i] = sp[i];
+        }
         __syncthreads();
     }
+    if (t == 0) { ll_last[0] = lcur; }
 """
-_scan_kernel = None
+_resolve_kernel = None
 
 
-def _cuda_states(lls, logu, ll0):
-    global _scan_kernel
-    if _scan_kernel is None:
-        _scan_kernel = mx.fast.cuda_kernel(name="genmlx_accept_scan", input_names=["lls", "logu", "ll0"],
-                                           output_names=["states"], source=_SCAN_SOURCE)
+def _cuda_resolve(lls, logu, ll0):
+    """`resolve` as one CUDA kernel launch."""
+    global _resolve_kernel
+    if _resolve_kernel is None:
+        _resolve_kernel = mx.fast.cuda_kernel(name="genmlx_accept_resolve", input_names=["lls", "logu", "ll0"],
+                                              output_names=["states", "accepted", "prob", "ll_last"],
+                                              source=_RESOLVE_SOURCE)
     k = lls.shape[0]
     threads = min(256, 32 * math.ceil(k / 32))
-    (states,) = _scan_kernel(inputs=[lls, logu, ll0.reshape(1)], template=[("K", k)],
-                             grid=(threads, 1, 1), threadgroup=(threads, 1, 1),
-                             output_shapes=[(k + 1,)], output_dtypes=[mx.int32])
-    return states
+    states, accepted, prob, last = _resolve_kernel(
+        inputs=[lls, logu, ll0.astype(mx.float32).reshape(1)], template=[("K", k)], grid=(threads, 1, 1),
+        threadgroup=(threads, 1, 1), output_shapes=[(k + 1,), (k,), (k,), (1,)],
+        output_dtypes=[mx.int32, mx.bool_, mx.float32, mx.float32])
+    return states, accepted, prob, last.reshape(())

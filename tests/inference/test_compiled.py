@@ -284,8 +284,9 @@ def test_bad_key_layout_is_a_clear_error():
 def test_a_blocks_launches_do_not_grow(monkeypatch):
     """The launches of a K = 50 block, counted from MLX's graph with the GPU's normal sampler forced
     (benchmarks/gpu/launch_count.py). On a CUDA GPU the count is direct: 21 for the regression, 34
-    for Beta-Bernoulli on the H100 (this code; about 30 for the regression before MLX's normal on a
-    GPU and views for keys and the last state). Elsewhere it is the CPU's graph with the accept
+    for Beta-Bernoulli on the H100 (2026-12-08, before the accept kernel wrote its flags,
+    probabilities and last density itself, four to five launches fewer; about 30 for the regression
+    before MLX's normal on a GPU and views for keys and the last state). Elsewhere it is the CPU's graph with the accept
     recursion's array form taken off (12 / 25): an estimate that reads 9 low against the H100's
     direct count, kept as a guard. An int index (a gather) or a sampler that splits into many
     kernels shows here as a higher count."""
