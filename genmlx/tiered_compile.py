@@ -35,7 +35,7 @@ import numpy as np
 
 from .evaluation import evaluate
 
-__all__ = ["tiered", "Tiered", "MODES", "marker_dir", "poll_all"]
+__all__ = ["tiered", "Tiered", "FusedFrom", "MODES", "marker_dir"]
 
 MODES = ("auto", "fused", "unfused", "tiered")
 MAX_BUILDERS = 4  # background builds at once on a machine (each holds a CUDA context and a CPU core)
@@ -196,13 +196,25 @@ def _builder_alive(claim: Path) -> bool:
     return True
 
 
-def poll_all(fns) -> bool:
-    """Poll each of a sampler's tiered functions (between its iterations); whether every one of
-    them ran fused since the last poll (one not called yet counts as fused)."""
-    ran_fused = all(f.form != "unfused" for f in fns)
-    for f in fns:
-        f.poll()
-    return ran_fused
+class FusedFrom:
+    """A sampler's record of when its tiered functions ran fused: `after(i)` between iterations
+    (after iteration i) polls them; `stats()` is `{"fused_from": the first iteration that ran every
+    one fused, or None}` for tiered functions, and nothing for fused or unfused ones."""
+
+    def __init__(self, fns):
+        self.fns, self.first = tuple(fns), None
+        self.tiered = any(f.mode == "tiered" for f in self.fns)
+
+    def after(self, i: int) -> None:
+        if self.first is None and self.tiered:
+            ran_fused = all(f.form != "unfused" for f in self.fns)  # None: not called yet
+            for f in self.fns:
+                f.poll()
+            if ran_fused:
+                self.first = i
+
+    def stats(self) -> dict:
+        return {"fused_from": self.first} if self.tiered else {}
 
 
 def tiered(fn: Callable, mode: str = "auto") -> Tiered:

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import mlx.core as mx
 
-from ..tiered_compile import poll_all, tiered
+from ..tiered_compile import FusedFrom, tiered
 from . import driver
 from ._gradient import (check_fuse, check_int, check_positive, check_step_size, finish, initial_gradient, setup,
                         summarize)
@@ -65,8 +65,7 @@ def hmc_kernel(value_and_grad, n_leapfrog: int, fuse: str = "auto"):
 
     Works on one point ([dim]) or a batch of independent chains ([C, dim] with a
     vmapped `value_and_grad`). `fuse`: how it is compiled (`genmlx.tiered_compile`
-    modes); between iterations `kernel.poll()` switches a tiered kernel to its
-    fused form once built and says whether the iterations since ran fused.
+    modes); `kernel.tiered` are its tiered functions (for a `FusedFrom`).
     """
     lf = leapfrog(value_and_grad)
     unrolled = n_leapfrog <= _UNROLL
@@ -107,8 +106,7 @@ def hmc_kernel(value_and_grad, n_leapfrog: int, fuse: str = "auto"):
                 z1, r1, g1, lp1 = lf_c(z1, r1, g1, step, inv_mass)
             return end_c(z, lp, g, z1, r1, lp1, g1, h0, logu, inv_mass)
 
-    kernel.poll = lambda: poll_all(pieces)
-    kernel.tiered = pieces[0].mode == "tiered"
+    kernel.tiered = pieces
     return kernel
 
 
@@ -165,7 +163,7 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
     s = setup(alg, model, args, observations, addresses, key, init)
     vg = mx.value_and_grad(s.logp)
     kernel = hmc_kernel(vg, n_leapfrog, fuse)
-    fused_from = []  # the first iteration of the fused kernel
+    fused = FusedFrom(kernel.tiered)
     lp0, g0 = initial_gradient(vg, s.z0)
     plan = schedule(burn, adapt_step_size, adapt_mass, target)
     state = HMCState(s.z0, lp0, g0, init_adaptation(step_size, s.logp.dim), 0)
@@ -173,8 +171,7 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
     def step(k, st: HMCState):
         a = st.adaptation
         z, lp, g, acc, ap, div = kernel(k, st.z, st.logp, st.grad, a.step_size, a.inv_mass)
-        if not fused_from and kernel.poll():
-            fused_from.append(st.i)
+        fused.after(st.i)
         a2 = adapt(a, plan, st.i, z, ap) if st.i < burn else a
         return driver.Step(HMCState(z, lp, g, a2, st.i + 1), z,
                            {"accepted": acc, "accept_prob": ap, "step_size": a.step_size,
@@ -188,4 +185,4 @@ def hmc(model, args: tuple, observations=None, *, addresses, n_samples: int, bur
     a = res.state.adaptation
     return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin,
                   extra={"final_step_size": a.step_size.item(), "inv_mass": a.inv_mass.tolist(),
-                         **({"fused_from": fused_from[0] if fused_from else None} if kernel.tiered else {})})
+                         **fused.stats()})

@@ -23,8 +23,9 @@ from typing import NamedTuple
 
 import mlx.core as mx
 
+from ..tiered_compile import FusedFrom, tiered
 from . import driver
-from ._gradient import (check_int, check_positive, check_step_size, finish, initial_gradient, setup,
+from ._gradient import (check_fuse, check_int, check_positive, check_step_size, finish, initial_gradient, setup,
                         summarize)
 from .adaptation import Adaptation, adapt, init_adaptation, schedule
 
@@ -39,10 +40,11 @@ class MalaState(NamedTuple):
     i: int  # iterations done (host-side, for the warm-up schedule)
 
 
-def mala_kernel(value_and_grad):
+def mala_kernel(value_and_grad, fuse: str = "auto"):
     """Compiled `(key, z, logp, grad, step) -> (z, logp, grad, accepted, accept_prob)`.
 
     Works on one point ([dim]) or a batch ([C, dim] with a vmapped `value_and_grad`).
+    `fuse`: how it is compiled (`genmlx.tiered_compile` modes).
     """
 
     def kernel(key, z, lp, g, step):
@@ -60,16 +62,17 @@ def mala_kernel(value_and_grad):
         return (mx.where(a2, z2, z), mx.where(accept, lp2, lp), mx.where(a2, g2, g), accept,
                 mx.exp(mx.minimum(log_a, 0.0)))
 
-    return mx.compile(kernel)
+    return tiered(kernel, fuse)
 
 
 def _run(algorithm, model, args, observations, addresses, n_samples, burn, thin, step_size, adapt_step_size,
-         target_accept, key, init, n_chains, callback, progress):
+         target_accept, key, init, n_chains, callback, progress, fuse):
     n_samples = check_int(algorithm, "n_samples", n_samples, 0)
     burn = check_int(algorithm, "burn", burn, 0)
     thin = check_int(algorithm, "thin", thin, 1)
     step_size = check_step_size(algorithm, step_size)
     target = check_positive(algorithm, "target_accept", target_accept, 1.0)
+    check_fuse(algorithm, fuse)
     s = setup(algorithm, model, args, observations, addresses, key, init)
     vg = mx.value_and_grad(s.logp)
     if n_chains is None:
@@ -77,7 +80,8 @@ def _run(algorithm, model, args, observations, addresses, n_samples, burn, thin,
     else:
         z0 = _chain_inits(s, model, args, observations, addresses, n_chains, init)
         vg = mx.vmap(vg)
-    kernel = mala_kernel(vg)
+    kernel = mala_kernel(vg, fuse)
+    fused = FusedFrom((kernel,))
     lp0, g0 = initial_gradient(vg, z0)
     plan = schedule(burn, adapt_step_size, False, target)
     state = MalaState(z0, lp0, g0, init_adaptation(step_size, s.logp.dim), 0)
@@ -86,6 +90,7 @@ def _run(algorithm, model, args, observations, addresses, n_samples, burn, thin,
     def step(k, st: MalaState):
         a = st.adaptation
         z, lp, g, acc, ap = kernel(k, st.z, st.logp, st.grad, a.step_size)
+        fused.after(st.i)
         a2 = adapt(a, plan, st.i, z, mx.mean(ap) if chains else ap) if st.i < burn else a
         return driver.Step(MalaState(z, lp, g, a2, st.i + 1), z,
                            {"accepted": acc, "accept_prob": ap, "step_size": a.step_size})
@@ -97,7 +102,7 @@ def _run(algorithm, model, args, observations, addresses, n_samples, burn, thin,
                      pipeline=True)  # a step reads nothing on the host
     final = res.state.adaptation.step_size.item() if res.steps else step_size
     return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin, chains=chains,
-                  extra={"final_step_size": final, **({"n_chains": n_chains} if chains else {})})
+                  extra={"final_step_size": final, **({"n_chains": n_chains} if chains else {}), **fused.stats()})
 
 
 def _chain_inits(s, model, args, observations, addresses, n_chains, init):
@@ -113,7 +118,7 @@ def _chain_inits(s, model, args, observations, addresses, n_chains, init):
 
 def mala(model, args: tuple, observations=None, *, addresses, n_samples: int, burn: int = 0, thin: int = 1,
          step_size: float = 0.1, adapt_step_size: bool = True, target_accept: float = 0.574, key=None, init=None,
-         callback=None, progress=None):
+         callback=None, progress=None, fuse: str = "auto"):
     """MALA over `addresses` (continuous choices; constrained ones through `transforms`).
 
     Args:
@@ -124,27 +129,32 @@ def mala(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
             iterations after `burn` warm-up iterations.
         step_size: the (initial) step size e > 0; adapted during burn-in by
             dual averaging toward `target_accept` when `adapt_step_size`.
-        key: an MLX key (same key, same chain, bit for bit).
+        key: an MLX key (same key, same chain, bit for bit; on a CUDA GPU
+            whose kernels are being built, with `fuse="fused"`).
         init: {address: value} starting point (default: a draw from the model).
         callback: `callback(step, state, stats)` after each iteration.
+        fuse: how the kernel is compiled, as for `hmc` (`genmlx.tiered_compile`):
+            "auto" (default), "fused" or "unfused".
 
     Returns:
         `InferenceResult`: `.traces` (kept traces, values in each address's own
         space); `.stats` per iteration `accepted`, `accept_prob`, `step_size`;
         `acceptance_rate` (after burn-in), `final_step_size`, `ess_bulk`,
-        `ess_tail`, `r_hat` by address; `syncs` (0 per iteration), `duration_s`.
+        `ess_tail`, `r_hat` by address; `syncs` (0 per iteration), `duration_s`;
+        `fused_from` (a tiered kernel only): the first iteration run fused.
 
     Raises:
         ValueError: step_size <= 0, an unknown, observed or discrete address,
             a latent choice neither listed nor observed, n_samples/burn < 0, thin < 1.
     """
     return _run("mala", model, args, observations, addresses, n_samples, burn, thin, step_size, adapt_step_size,
-                target_accept, key, init, None, callback, progress)
+                target_accept, key, init, None, callback, progress, fuse)
 
 
 def mala_chains(model, args: tuple, observations=None, *, addresses, n_chains: int, n_samples: int,
                 burn: int = 0, thin: int = 1, step_size: float = 0.1, adapt_step_size: bool = True,
-                target_accept: float = 0.574, key=None, init=None, callback=None, progress=None):
+                target_accept: float = 0.574, key=None, init=None, callback=None, progress=None,
+                fuse: str = "auto"):
     """`n_chains` MALA chains in one batched pass (gradients `mx.vmap`-ed over the chains).
 
     Each chain starts from its own draw from the model (or all from `init`).
@@ -152,8 +162,8 @@ def mala_chains(model, args: tuple, observations=None, *, addresses, n_chains: i
     = C`, one per kept iteration; `genmlx.vectorize.lane(t, c)` is chain c);
     per-iteration `accepted` and `accept_prob` are lists of C values;
     `ess_bulk`, `ess_tail`, `r_hat` are computed across the chains. Same
-    arguments and errors as `mala`, plus `n_chains >= 1`.
+    arguments (`fuse` included) and errors as `mala`, plus `n_chains >= 1`.
     """
     check_int("mala_chains", "n_chains", n_chains, 1)
     return _run("mala_chains", model, args, observations, addresses, n_samples, burn, thin, step_size,
-                adapt_step_size, target_accept, key, init, n_chains, callback, progress)
+                adapt_step_size, target_accept, key, init, n_chains, callback, progress, fuse)

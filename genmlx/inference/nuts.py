@@ -81,7 +81,7 @@ import numpy as np
 
 from ..evaluation import evaluate
 from ..memory import ResourceLimitExceeded
-from ..tiered_compile import poll_all, tiered
+from ..tiered_compile import FusedFrom, tiered
 from . import driver
 from ._gradient import (check_fuse, check_int, check_positive, check_step_size, finish, initial_gradient, setup,
                         summarize)
@@ -320,9 +320,8 @@ def nuts_transition(value_and_grad, max_depth: int = 10, fuse: str = "auto"):
     that, one sync per doubling. `step` and `inv_mass` are MLX arrays, or a
     `HostAdaptation` passed as `step` (inv_mass None): its host copies then
     spare the conversions. `fuse`: how the leapfrog is compiled
-    (`genmlx.tiered_compile` modes); between iterations, `transition.poll()`
-    switches a tiered leapfrog to its fused kernels once they are built and
-    returns whether the iterations since ran every leapfrog fused.
+    (`genmlx.tiered_compile` modes); `transition.tiered` are its tiered
+    functions (for a `FusedFrom`).
     """
     step_fn = leapfrog(value_and_grad)
     lf = tiered(step_fn, fuse)
@@ -409,8 +408,7 @@ def nuts_transition(value_and_grad, max_depth: int = 10, fuse: str = "auto"):
             return z, lp, g, stats
         return (*tree.draw, stats)
 
-    transition.poll = lambda: poll_all((lf, first))
-    transition.tiered = lf.mode == "tiered"
+    transition.tiered = (lf, first)
     return transition
 
 
@@ -467,7 +465,7 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     s = setup(alg, model, args, observations, addresses, key, init)
     vg = mx.value_and_grad(s.logp)
     transition = nuts_transition(vg, int(max_tree_depth), fuse)
-    fused_from = []  # the first iteration of the fused leapfrog
+    fused = FusedFrom(transition.tiered)
     lp0, g0 = initial_gradient(vg, s.z0)
     evaluate(lp0, g0)
     plan = schedule(burn, adapt_step_size, adapt_mass, target)
@@ -477,8 +475,7 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     def step(k, st: NUTSState):
         a = st.adaptation
         z, lp, g, stats = transition(k, st.rng, st.z, st.logp, st.grad, a, None, st.speculate)
-        if not fused_from and transition.poll():
-            fused_from.append(st.i)
+        fused.after(st.i)
         a2 = host_adapt(a, plan, st.i, z, stats["accept_prob"]) if st.i < burn else a
         return driver.Step(NUTSState(z, lp, g, a2, st.i + 1, st.rng, max(1, stats["doublings"] - 2)), z,
                            {**stats, "step_size": a.step_size})
@@ -492,4 +489,4 @@ def nuts(model, args: tuple, observations=None, *, addresses, n_samples: int, bu
     return finish(res, model, args, s.logp.layout, burn=burn, n_samples=n_samples, thin=thin,
                   acceptance="accept_prob",
                   extra={"final_step_size": a.step_size, "inv_mass": list(a.inv_mass),
-                         **({"fused_from": fused_from[0] if fused_from else None} if transition.tiered else {})})
+                         **fused.stats()})

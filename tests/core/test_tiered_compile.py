@@ -174,13 +174,16 @@ def test_modes():
         tc.tiered(_fn, "sometimes")
 
 
-@pytest.mark.parametrize("sampler, extra", [("nuts", {}), ("hmc", {}), ("hmc", {"n_leapfrog": 40})])
+@pytest.mark.parametrize("sampler, extra", [("nuts", {}), ("hmc", {}), ("hmc", {"n_leapfrog": 40}), ("mala", {}),
+                                            ("mala_chains", {"n_chains": 3})])
 def test_samplers_tiered_are_the_fused_chain_and_say_when_they_fused(sampler, extra):
     from genmlx import inference as infer
     from tests.inference.gradient_models import LR_OBS, XS, linreg
 
     run = getattr(infer, sampler)  # n_leapfrog = 40: HMC's looped kernel (three tiered pieces)
     kw = dict(addresses=["slope", "intercept"], n_samples=150, burn=100, key=mx.random.key(3), **extra)
+    values = (lambda r, a: [float(t[a]) for t in r.traces]) if sampler != "mala_chains" else \
+        (lambda r, a: [np.asarray(t[a]).tolist() for t in r.traces])
     fused = run(linreg, (XS,), LR_OBS, fuse="fused", **kw)
     tiered = run(linreg, (XS,), LR_OBS, fuse="tiered", **kw)
     unfused = run(linreg, (XS,), LR_OBS, fuse="unfused", **kw)
@@ -189,6 +192,6 @@ def test_samplers_tiered_are_the_fused_chain_and_say_when_they_fused(sampler, ex
     assert f is None or 0 < f <= 250
     for r in (tiered, unfused):  # on a CPU the fused kernels' arithmetic is the prebuilt kernels'
         for a in ("slope", "intercept"):
-            np.testing.assert_array_equal([float(t[a]) for t in r.traces], [float(t[a]) for t in fused.traces])
+            np.testing.assert_array_equal(values(r, a), values(fused, a))
     with pytest.raises(ValueError, match=f"{sampler}: fuse must be one of"):
         run(linreg, (XS,), LR_OBS, fuse=True, **kw)
