@@ -195,3 +195,14 @@ def test_samplers_tiered_are_the_fused_chain_and_say_when_they_fused(sampler, ex
             np.testing.assert_array_equal(values(r, a), values(fused, a))
     with pytest.raises(ValueError, match=f"{sampler}: fuse must be one of"):
         run(linreg, (XS,), LR_OBS, fuse=True, **kw)
+
+
+def test_auto_is_tiered_where_the_device_is_a_cuda_gpu(monkeypatch):
+    from genmlx import inference as infer
+    from tests.inference.gradient_models import LR_OBS, XS, linreg
+
+    monkeypatch.setattr(tc, "_is_cuda", lambda: True)  # what a CUDA GPU's "auto" resolves to, run here
+    assert tc.tiered(_fn).mode == "tiered"
+    r = infer.nuts(linreg, (XS,), LR_OBS, addresses=["slope", "intercept"], n_samples=40, burn=20,
+                   key=mx.random.key(4))
+    assert "fused_from" in r.stats and list(tc.marker_dir().glob("*.mlxfn"))
