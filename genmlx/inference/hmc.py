@@ -83,28 +83,25 @@ def hmc_kernel(value_and_grad, n_leapfrog: int, fuse: str = "auto"):
         return (mx.where(a2, z1, z), mx.where(accept, lp1, lp), mx.where(a2, g1, g), accept,
                 mx.exp(mx.minimum(log_a, 0.0)), dh > DIVERGENCE)
 
-    def whole(key, z, lp, g, step, inv_mass):
-        r, h0, logu = begin(key, z, lp, inv_mass)
-        z1, r1, g1, lp1 = z, r, g, lp
-        for _ in range(n_leapfrog):
-            z1, r1, g1, lp1 = lf(z1, r1, g1, step, inv_mass)
-        return end(z, lp, g, z1, r1, lp1, g1, h0, logu, inv_mass)
-
-    if unrolled:
-        whole_c = tiered(whole, fuse)
-        pieces = (whole_c,)
-
-        def kernel(*a):
-            return whole_c(*a)
-    else:
-        begin_c, lf_c, end_c = pieces = tiered(begin, fuse), tiered(lf, fuse), tiered(end, fuse)
-
-        def kernel(key, z, lp, g, step, inv_mass):
-            r, h0, logu = begin_c(key, z, lp, inv_mass)
+    def trajectory(begin, lf, end):
+        def run(key, z, lp, g, step, inv_mass):
+            r, h0, logu = begin(key, z, lp, inv_mass)
             z1, r1, g1, lp1 = z, r, g, lp
             for _ in range(n_leapfrog):
-                z1, r1, g1, lp1 = lf_c(z1, r1, g1, step, inv_mass)
-            return end_c(z, lp, g, z1, r1, lp1, g1, h0, logu, inv_mass)
+                z1, r1, g1, lp1 = lf(z1, r1, g1, step, inv_mass)
+            return end(z, lp, g, z1, r1, lp1, g1, h0, logu, inv_mass)
+
+        return run
+
+    if unrolled:  # one program: the leapfrog steps unrolled
+        whole = tiered(trajectory(begin, lf, end), fuse)
+        pieces = (whole,)
+
+        def kernel(*a):
+            return whole(*a)
+    else:  # three programs, the leapfrog step called n_leapfrog times from Python
+        pieces = (tiered(begin, fuse), tiered(lf, fuse), tiered(end, fuse))
+        kernel = trajectory(*pieces)
 
     kernel.tiered = pieces
     return kernel

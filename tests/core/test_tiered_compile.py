@@ -68,19 +68,22 @@ def test_unfused_until_built_then_fused_with_the_same_results():
     assert not list(tc.marker_dir().glob("*.building"))  # the builder released its claim
 
 
-def test_a_later_instance_starts_fused_and_starts_no_builder():
-    first = tc.tiered(_fn, "tiered")
+def _built(fn) -> None:
+    """`fn`'s fused kernels built on this machine (a first instance's builder ended)."""
+    first = tc.tiered(fn, "tiered")
     first(*ARGS)
     _wait(first)
+
+
+def test_a_later_instance_starts_fused_and_starts_no_builder():
+    _built(_fn)
     later = tc.tiered(_fn, "tiered")
     _same(later(*ARGS), _fn(*ARGS))
     assert later.form == "fused" and later.builder is None
 
 
 def test_a_graph_with_another_constant_is_another_graph():
-    first = tc.tiered(_fn, "tiered")
-    first(*ARGS)
-    _wait(first)
+    _built(_fn)
     other = tc.tiered(_other, "tiered")
     _same(other(*ARGS), _other(*ARGS))
     assert other.form == "unfused" and other.builder is not None
