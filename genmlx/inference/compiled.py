@@ -352,14 +352,10 @@ def kernel_for(template: Trace, selection, k: int, thin: int, keys: str = "block
     """A `CompiledMH` for traces shaped like `template`, reused across calls (its compiled function
     is traced once per model, selection, K, thin, key layout, args, trace structure and values of
     the choices the chain does not change: keys="block" bakes them into the program)."""
-    try:
-        key = (id(template.gen_fn), selection._paths, selection._all, selection._neg, k, thin, keys,
-               args_key(template.args), structure_key(template))
-        hash(key)
-    except TypeError:
-        return CompiledMH(template, selection, k, thin, keys)
-    hit = _cache.get(key, lambda h: h.gen_fn is template.gen_fn and h.constants == _constants(template, h.retained))
-    return hit if hit is not None else _cache.put(key, CompiledMH(template, selection, k, thin, keys))
+    return _cache.lookup(template, lambda: (id(template.gen_fn), selection._paths, selection._all, selection._neg,
+                                            k, thin, keys, args_key(template.args), structure_key(template)),
+                         lambda: CompiledMH(template, selection, k, thin, keys),
+                         lambda h: _constants(template, h.retained))
 
 
 def _constants(tr: Trace, paths: list) -> tuple:
@@ -490,10 +486,45 @@ _BUILT = ("retval", "score", "sites", "aux")
 DEFAULT_BLOCK = 500
 
 
-def _default_block(n_samples: int, burn: int, thin: int) -> int:
-    k = thin * max(1, round(DEFAULT_BLOCK / thin))
+def default_block(n_samples: int, burn: int, thin: int, target: int) -> int:
+    """The multiple of `thin` nearest `target` iterations, cut to the run's (its sampling iterations
+    rounded up to a multiple of thin, or the burn-in when it samples nothing)."""
+    k = thin * max(1, round(target / thin))
     needed = n_samples * thin or burn  # a block past the run's iterations is work thrown away
     return max(thin, min(k, thin * math.ceil(needed / thin)))
+
+
+def block_size(algorithm: str, iterations_per_step: int | None, default: int, thin: int) -> int:
+    """K: `iterations_per_step` (checked: >= 1, a multiple of `thin`) or `default`."""
+    k = check_count(algorithm, "iterations_per_step", default if iterations_per_step is None else iterations_per_step,
+                    1)
+    if k % thin:
+        raise ValueError(f"{algorithm}: iterations_per_step ({k}) must be a multiple of thin ({thin})")
+    return k
+
+
+def block_steps(n_samples: int, burn: int, thin: int, k: int) -> tuple[int, int]:
+    """(burn-in steps, all steps) of a run of K-iteration blocks: burn rounded up to whole blocks."""
+    burn_steps = math.ceil(burn / k)
+    return burn_steps, burn_steps + math.ceil(n_samples / (k // thin))
+
+
+def run_blocks(algorithm: str, kernel, template: Trace, state, step, *, n_samples: int, burn: int, thin: int,
+               k: int, key, model, params: dict, callback, progress, paths) -> tuple:
+    """Run a compiled sampler's blocks through the driver (pipelined: a block reads nothing on the
+    host); `(run result, InferenceResult)`: its traces are views of the kept blocks, its state the
+    last trace (made when read), its summaries over `paths`."""
+    burn_steps, n_steps = block_steps(n_samples, burn, thin, k)
+    res = driver.run(step, state, n_steps, algorithm=algorithm, model=run_name(model), key=key,
+                     params={"n_samples": n_samples, "burn": burn, "thin": thin, "iterations_per_step": k, **params},
+                     burn=burn_steps, iterations_per_step=k, callback=callback, progress=progress,
+                     summarize=summarize_mcmc, pipeline=True)
+    per_block = k // thin
+    traces = StackedTraces(kernel, template, res.samples, per_block, min(n_samples, len(res.samples) * per_block))
+    stats = finish_stats(res, traces, paths)  # (its summaries are made on first read)
+    stats["iterations_per_step"] = k
+    final = res.state.values
+    return res, InferenceResult(traces, stats, state=Deferred(lambda: kernel.trace_of(template, final)))
 
 
 def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samples: int, burn: int = 0,
@@ -524,20 +555,14 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     n_samples = check_count("compiled_mh", "n_samples", n_samples, 0)
     burn = check_count("compiled_mh", "burn", burn, 0)
     thin = check_count("compiled_mh", "thin", thin, 1)
-    k = iterations_per_step if iterations_per_step is not None else _default_block(n_samples, burn, thin)
-    k = check_count("compiled_mh", "iterations_per_step", k, 1)
     if keys not in KEY_LAYOUTS:
         raise ValueError(f"compiled_mh: keys must be one of {KEY_LAYOUTS}, got {keys!r}")
-    if k % thin:
-        raise ValueError(f"compiled_mh: iterations_per_step ({k}) must be a multiple of thin ({thin})")
+    k = block_size("compiled_mh", iterations_per_step, default_block(n_samples, burn, thin, DEFAULT_BLOCK), thin)
     k_init, k_run = split_key(key)
     tr, obs = init_trace("compiled_mh", model, args, observations, k_init)
     sel = resolve_selection("compiled_mh", tr, obs, selection)
     kernel = kernel_for(tr, sel, k, thin, keys)
     ref = kernel.reference(tr)
-    per_block = k // thin
-    burn_steps = math.ceil(burn / k)
-    n_steps = burn_steps + math.ceil(n_samples / per_block)
 
     if kernel.keys == "block":
         def step(key_, state):  # the driver's key of the step
@@ -545,6 +570,7 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
     else:
         # Iteration i uses the i-th of split(k_run, iterations): the keys `mh` gives its driver
         # steps, so mh and compiled_mh with the same key run the same chain.
+        n_steps = block_steps(n_samples, burn, thin, k)[1]
         all_keys = mx.random.split(k_run, n_steps * k).reshape(n_steps, k, 2)
         evaluate(all_keys)
         counter = [0]
@@ -554,13 +580,8 @@ def compiled_mh(model, args: tuple, observations=None, *, selection=None, n_samp
             counter[0] += 1
             return driver.Step(*kernel.block(keys_, state, ref))
 
-    res = driver.run(step, kernel.initial_state(tr), n_steps, algorithm="compiled_mh", model=run_name(model),
-                     key=k_run, params={"n_samples": n_samples, "burn": burn, "thin": thin, "iterations_per_step": k},
-                     burn=burn_steps, iterations_per_step=k, callback=callback, progress=progress,
-                     summarize=summarize_mcmc, pipeline=True)  # a block reads nothing on the host
-    traces = StackedTraces(kernel, tr, res.samples, per_block, min(n_samples, len(res.samples) * per_block))
-    stats = finish_stats(res, traces, scalar_paths(tr, sel, obs))  # (its summaries are made on first read)
-    stats["iterations_per_step"] = k
-    stats["keys"] = kernel.keys
-    final = res.state.values
-    return InferenceResult(traces, stats, state=Deferred(lambda: kernel.trace_of(tr, final)))
+    _, out = run_blocks("compiled_mh", kernel, tr, kernel.initial_state(tr), step, n_samples=n_samples, burn=burn,
+                        thin=thin, k=k, key=k_run, model=model, params={}, callback=callback, progress=progress,
+                        paths=scalar_paths(tr, sel, obs))
+    out.stats["keys"] = kernel.keys
+    return out

@@ -84,17 +84,17 @@ import numpy as np
 
 from .. import flat_density
 from ..address import from_path
-from ..deferred import Deferred
 from ..evaluation import evaluate
 from ..selection import Selection
 from ..rng import row
 from ..trace import Trace
 from . import driver
-from ._common import check_count, finish_stats, run_name, scalar_paths, start_site_chain
-from .compiled import _VIEW_KEY, StackedTraces, _Block, _constants, _value, model_scores, trace_with
+from ._common import check_count, scalar_paths, start_site_chain
+from .compiled import (_VIEW_KEY, _Block, _constants, _value, block_size, default_block, model_scores, run_blocks,
+                       trace_with)
 from .elliptical import _gaussian_site, elliptical_slice_kernel
 from .kernel_keys import KernelCache, args_key, structure_key
-from .mh import run_chain, summarize_mcmc
+from .mh import run_chain
 from .result import InferenceResult
 
 __all__ = ["compiled_elliptical_slice", "CompiledElliptical", "EllipticalState", "kernel_for",
@@ -329,21 +329,15 @@ def kernel_for(template: Trace, paths: list, k: int, thin: int, rounds: int) -> 
     """A `CompiledElliptical` for traces shaped like `template`, reused across calls: its program is
     traced once per model, addresses, K, thin, R, args, trace structure and values of the choices the
     chain does not change (the flattened density bakes them in)."""
-    try:
-        key = (id(template.gen_fn), tuple(paths), k, thin, rounds, args_key(template.args), structure_key(template))
-        hash(key)
-    except TypeError:
-        return CompiledElliptical(template, paths, k, thin, rounds)
-    hit = _cache.get(key, lambda h: h.gen_fn is template.gen_fn
-                     and h.constants == _constants(template, h.constant_paths))
-    return hit if hit is not None else _cache.put(key, CompiledElliptical(template, paths, k, thin, rounds))
+    return _cache.lookup(template, lambda: (id(template.gen_fn), tuple(paths), k, thin, rounds,
+                                            args_key(template.args), structure_key(template)),
+                         lambda: CompiledElliptical(template, paths, k, thin, rounds),
+                         lambda h: _constants(template, h.constant_paths))
 
 
 def _default_block(n_samples: int, burn: int, thin: int) -> int:
     """The multiple of thin nearest DEFAULT_BLOCK, cut to the run's length."""
-    k = thin * max(1, round(DEFAULT_BLOCK / thin))
-    needed = n_samples * thin or burn  # a block past the run's iterations is work thrown away
-    return max(thin, min(k, thin * math.ceil(needed / thin)))
+    return default_block(n_samples, burn, thin, DEFAULT_BLOCK)
 
 
 def compiled_elliptical_slice(model, args: tuple, observations=None, *, addresses: Sequence, n_samples: int,
@@ -389,10 +383,7 @@ def compiled_elliptical_slice(model, args: tuple, observations=None, *, addresse
     for p in paths:
         _gaussian_site(tr, p)
     rounds = check_count(alg, "max_rounds", max_rounds, 1)
-    k = iterations_per_step if iterations_per_step is not None else _default_block(n_samples, burn, thin)
-    k = check_count(alg, "iterations_per_step", k, 1)
-    if k % thin:
-        raise ValueError(f"{alg}: iterations_per_step ({k}) must be a multiple of thin ({thin})")
+    k = block_size(alg, iterations_per_step, _default_block(n_samples, burn, thin), thin)
     kernel = kernel_for(tr, paths, k, thin, rounds)
     if not kernel.compiled:
         res = run_chain("elliptical_slice", elliptical_slice_kernel(addresses), tr, n_samples, burn=burn, thin=thin,
@@ -405,20 +396,12 @@ def compiled_elliptical_slice(model, args: tuple, observations=None, *, addresse
     if math.isnan(state.ll.item()):
         raise ValueError(f"{alg}: the likelihood of the initial trace is NaN (invalid parameters?): no proposal "
                          "could ever be on the slice")
-    per_block = k // thin
-    burn_steps = math.ceil(burn / k)
-    n_steps = burn_steps + math.ceil(n_samples / per_block)
 
     def step(key_, state_):
         return driver.Step(*kernel.block(key_, state_))
 
-    res = driver.run(step, state, n_steps, algorithm=alg, model=run_name(model), key=k_run,
-                     params={"n_samples": n_samples, "burn": burn, "thin": thin, "iterations_per_step": k,
-                             "max_rounds": rounds, "addresses": [repr(a) for a in addresses]},
-                     burn=burn_steps, iterations_per_step=k, callback=callback, progress=progress,
-                     summarize=summarize_mcmc, pipeline=True)  # a block reads nothing on the host
-    traces = StackedTraces(kernel, tr, res.samples, per_block, min(n_samples, len(res.samples) * per_block))
-    stats = finish_stats(res, traces, scalar_paths(tr, Selection(kernel.changed), obs))
-    stats.update(iterations_per_step=k, max_rounds=rounds, compiled=True, capped=int(sum(res.stats.get("capped", []))))
-    final = res.state.values
-    return InferenceResult(traces, stats, state=Deferred(lambda: kernel.trace_of(tr, final)))
+    res, out = run_blocks(alg, kernel, tr, state, step, n_samples=n_samples, burn=burn, thin=thin, k=k, key=k_run,
+                          model=model, params={"max_rounds": rounds, "addresses": [repr(a) for a in addresses]},
+                          callback=callback, progress=progress, paths=scalar_paths(tr, Selection(kernel.changed), obs))
+    out.stats.update(max_rounds=rounds, compiled=True, capped=int(sum(res.stats.get("capped", []))))
+    return out

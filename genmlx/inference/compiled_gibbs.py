@@ -56,7 +56,6 @@ trace structure and the values of the choices the chain does not change
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Sequence
 
 import mlx.core as mx
@@ -65,17 +64,17 @@ import numpy as np
 from .. import flat_density
 from ..address import from_path
 from ..checks import DeferredCheck
-from ..deferred import Deferred
 from ..evaluation import evaluate
 from ..selection import Selection
 from ..rng import row
 from ..trace import Trace
 from . import driver
-from ._common import check_count, finish_stats, run_name, scalar_paths, start_site_chain
-from .compiled import _VIEW_KEY, StackedTraces, _Block, _constants, _value, model_scores, trace_with
+from ._common import check_count, scalar_paths, start_site_chain
+from .compiled import (_VIEW_KEY, _Block, _constants, _value, block_size, default_block, model_scores, run_blocks,
+                       trace_with)
 from .gibbs import _site, enumerate_support, gibbs_kernel
 from .kernel_keys import KernelCache, args_key, structure_key
-from .mh import run_chain, summarize_mcmc
+from .mh import run_chain
 from .result import InferenceResult
 
 __all__ = ["compiled_gibbs", "CompiledGibbs", "GibbsState", "kernel_for", "DEFAULT_SITE_UPDATES"]
@@ -304,22 +303,15 @@ def kernel_for(template: Trace, paths: list, k: int, thin: int) -> CompiledGibbs
     """A `CompiledGibbs` for traces shaped like `template`, reused across calls: its program is traced
     once per model, addresses, K, thin, args, trace structure and values of the choices the chain
     does not change (the flattened density bakes them in)."""
-    try:
-        key = (id(template.gen_fn), tuple(paths), k, thin, args_key(template.args), structure_key(template))
-        hash(key)
-    except TypeError:
-        return CompiledGibbs(template, paths, k, thin)
-    hit = _cache.get(key, lambda h: h.gen_fn is template.gen_fn
-                     and h.constants == _constants(template, h.constant_paths))
-    return hit if hit is not None else _cache.put(key, CompiledGibbs(template, paths, k, thin))
+    return _cache.lookup(template, lambda: (id(template.gen_fn), tuple(paths), k, thin, args_key(template.args),
+                                            structure_key(template)),
+                         lambda: CompiledGibbs(template, paths, k, thin),
+                         lambda h: _constants(template, h.constant_paths))
 
 
 def _default_block(n_samples: int, burn: int, thin: int, n_updates: int) -> int:
     """About DEFAULT_SITE_UPDATES site updates a block, a multiple of thin, cut to the run's length."""
-    sweeps = max(1, round(DEFAULT_SITE_UPDATES / n_updates))
-    k = thin * max(1, round(sweeps / thin))
-    needed = n_samples * thin or burn  # a block past the run's iterations is work thrown away
-    return max(thin, min(k, thin * math.ceil(needed / thin)))
+    return default_block(n_samples, burn, thin, max(1, round(DEFAULT_SITE_UPDATES / n_updates)))
 
 
 def compiled_gibbs(model, args: tuple, observations=None, *, addresses: Sequence, n_samples: int, burn: int = 0,
@@ -355,10 +347,7 @@ def compiled_gibbs(model, args: tuple, observations=None, *, addresses: Sequence
                                                         key, n_samples=n_samples, burn=burn, thin=thin)
     for p in paths:
         enumerate_support(_site(tr, p).gen_fn, from_path(p))
-    k = iterations_per_step if iterations_per_step is not None else _default_block(n_samples, burn, thin, len(paths))
-    k = check_count("compiled_gibbs", "iterations_per_step", k, 1)
-    if k % thin:
-        raise ValueError(f"compiled_gibbs: iterations_per_step ({k}) must be a multiple of thin ({thin})")
+    k = block_size("compiled_gibbs", iterations_per_step, _default_block(n_samples, burn, thin, len(paths)), thin)
     params = {"addresses": [repr(a) for a in addresses]}
     kernel = kernel_for(tr, paths, k, thin)
     if not kernel.compiled:
@@ -367,20 +356,11 @@ def compiled_gibbs(model, args: tuple, observations=None, *, addresses: Sequence
         res.stats.update(compiled=False, fallback=kernel.reason, iterations_per_step=1)
         return res
 
-    per_block = k // thin
-    burn_steps = math.ceil(burn / k)
-    n_steps = burn_steps + math.ceil(n_samples / per_block)
-
     def step(key_, state):
         return driver.Step(*kernel.block(key_, state))
 
-    res = driver.run(step, kernel.initial_state(tr), n_steps, algorithm="compiled_gibbs", model=run_name(model),
-                     key=k_run, params={"n_samples": n_samples, "burn": burn, "thin": thin,
-                                        "iterations_per_step": k, **params},
-                     burn=burn_steps, iterations_per_step=k, callback=callback, progress=progress,
-                     summarize=summarize_mcmc, pipeline=True)  # a block reads nothing on the host
-    traces = StackedTraces(kernel, tr, res.samples, per_block, min(n_samples, len(res.samples) * per_block))
-    stats = finish_stats(res, traces, scalar_paths(tr, Selection(kernel.changed), obs))
-    stats.update(iterations_per_step=k, compiled=True)
-    final = res.state.values
-    return InferenceResult(traces, stats, state=Deferred(lambda: kernel.trace_of(tr, final)))
+    _, out = run_blocks("compiled_gibbs", kernel, tr, kernel.initial_state(tr), step, n_samples=n_samples, burn=burn,
+                        thin=thin, k=k, key=k_run, model=model, params=params, callback=callback, progress=progress,
+                        paths=scalar_paths(tr, Selection(kernel.changed), obs))
+    out.stats["compiled"] = True
+    return out

@@ -77,6 +77,18 @@ class KernelCache:
             self._d.pop(next(iter(self._d)))
         return kernel
 
+    def lookup(self, template: Trace, key, make, constants):
+        """The kernel for traces shaped like `template`: cached under `key()` (the model's structure
+        and arguments; not hashable: a new kernel, uncached) while `constants(kernel)` equals the
+        kernel's own record of the values it baked in, else `make()`, cached."""
+        try:
+            k = key()
+            hash(k)
+        except TypeError:
+            return make()
+        hit = self.get(k, lambda h: h.gen_fn is template.gen_fn and h.constants == constants(h))
+        return hit if hit is not None else self.put(k, make())
+
     def values(self):
         return self._d.values()
 
